@@ -1,0 +1,57 @@
+//! `nydus-native`: the native half of nydus-ts, loaded by Node as an N-API
+//! addon (`nydus_native.node`).
+//!
+//! It exists for the work that is too slow or impossible in JavaScript:
+//! chunk compression (LZ4 block, zstd), digests (BLAKE3, SHA-256), CRC32C,
+//! and the `mount(2)`/`umount2(2)` system calls. The N-API bindings are
+//! written by hand (`napi`), since no binding crate is available offline.
+//!
+//! Layout: domain modules (`codec`, `lz4`, `digest`, `crc32c`, `chunk`,
+//! `mount`) are plain Rust with their own error values and unit tests;
+//! `exports` adapts them to JS; this file only registers the module.
+
+pub mod chunk;
+pub mod codec;
+pub mod crc32c;
+pub mod digest;
+mod lz4;
+pub mod mount;
+pub mod xattr;
+
+// The N-API glue references symbols that only the `node` binary provides,
+// so it is left out of `cargo test` builds (which link an executable).
+#[cfg(not(test))]
+mod exports;
+#[cfg(not(test))]
+pub mod napi;
+
+#[cfg(not(test))]
+fn init(env: napi::Env, exports: napi::Value) -> napi::Result<()> {
+    for function in exports::FUNCTIONS.iter() {
+        env.set_property(exports, function.name, env.function(function)?)?;
+    }
+    for (name, value) in exports::constants() {
+        env.set_property(exports, name, env.uint32(value)?)?;
+    }
+    Ok(())
+}
+
+/// Module entry point looked up by Node when the addon is loaded.
+///
+/// # Safety
+/// Called by Node with a valid environment and `exports` object.
+#[cfg(not(test))]
+#[no_mangle]
+pub unsafe extern "C" fn napi_register_module_v1(
+    env: napi::sys::napi_env,
+    exports: napi::sys::napi_value,
+) -> napi::sys::napi_value {
+    napi::callback::register_module(env, exports, init)
+}
+
+/// Tells Node which N-API version this addon targets.
+#[cfg(not(test))]
+#[no_mangle]
+pub extern "C" fn node_api_module_get_api_version_v1() -> i32 {
+    napi::sys::NAPI_VERSION
+}

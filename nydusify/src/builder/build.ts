@@ -1,0 +1,137 @@
+/**
+ * Builds a Nydus image layer by layer: each layer's entries become a layer tree and one data blob
+ * (chunks deduplicated against the dictionary, the parent and every earlier layer), the blob
+ * embeds that layer's own bootstrap when asked, and the layers merge into the final bootstrap.
+ */
+import type { ParsedBootstrap } from '../../../rafs-spec/src/bootstrap-reader.js';
+import { writeBootstrap, type WrittenBootstrap } from '../../../rafs-spec/src/bootstrap-writer.js';
+import type { CompressorName, DigesterName } from '../../../rafs-spec/src/constants.js';
+import { lookup, type FsNode } from '../../../rafs-spec/src/tree.js';
+import { BlobWriter, type FinishedBlob } from './blob-writer.js';
+import { ChunkPipeline } from './chunk-pipeline.js';
+import { ChunkStore, addStats, emptyStats, type DedupStats } from './chunk-store.js';
+import { LayerTree, type LayerEntry } from './layer-tree.js';
+import { mergeLayer, stripWhiteouts, type WhiteoutSpec } from './overlay.js';
+
+export interface BuildOptions {
+  chunkSize: number;
+  compressor: CompressorName;
+  digester: DigesterName;
+  blobDir: string;
+  whiteoutSpec: WhiteoutSpec;
+  /** Embed each layer's own bootstrap in its blob (what nydusify does; needed by `merge` from blobs). */
+  inlineBootstrap: boolean;
+  /** Keep every inode extended (directory sources). */
+  forceExtended?: boolean;
+  /** Paths whose files are prefetched first; default ['/'] = everything. */
+  prefetchPatterns?: string[];
+  /** Compute digests and layout only; no blob files are kept. */
+  discardBlobs?: boolean;
+}
+
+export type SourceEntry = LayerEntry;
+export interface SourceItem { entry: SourceEntry; body: AsyncIterable<Buffer> }
+
+export interface LayerOutput {
+  index: number;
+  label: string;
+  blob: FinishedBlob;
+  /** The blob's embedded per-layer bootstrap (placeholder id for its own blob). */
+  bootstrap?: Buffer;
+  stats: DedupStats;
+  entries: number;
+}
+
+export interface BuildResult extends WrittenBootstrap {
+  layers: LayerOutput[];
+  stats: DedupStats;
+  /** Blobs of the image that came from the chunk dictionary or parent rather than this build. */
+  reusedBlobIds: string[];
+}
+
+export class ImageBuilder {
+  readonly store = new ChunkStore();
+  readonly layers: LayerOutput[] = [];
+  private merged: FsNode | undefined;
+
+  constructor(readonly opts: BuildOptions, parent?: ParsedBootstrap, dict?: ParsedBootstrap) {
+    for (const src of [parent, dict]) {
+      if (src && src.chunkSize !== opts.chunkSize) {
+        throw new Error(`${src === parent ? 'parent bootstrap' : 'chunk dict'} uses chunk size 0x${src.chunkSize.toString(16)}, this build 0x${opts.chunkSize.toString(16)}`);
+      }
+      if (src && src.digester !== opts.digester) throw new Error(`${src === parent ? 'parent bootstrap' : 'chunk dict'} uses digester ${src.digester}, this build ${opts.digester}`);
+    }
+    if (dict) this.store.seed(dict.root, 'dict');
+    if (parent) {
+      this.store.seed(parent.root, 'parent');
+      this.merged = parent.root;
+    }
+  }
+
+  /** Adds one layer. On any error the layer's blob is removed and the error rethrown. */
+  async addLayer(items: AsyncIterable<SourceItem>, label: string): Promise<LayerOutput> {
+    const o = this.opts;
+    const blob = await BlobWriter.create({ dir: o.blobDir, chunkSize: o.chunkSize, compressor: o.compressor, digester: o.digester, discard: o.discardBlobs });
+    const stats = emptyStats();
+    const pipeline = new ChunkPipeline(o, this.store, blob, stats);
+    const tree = new LayerTree(this.merged, o.whiteoutSpec);
+    const files: Array<Promise<unknown>> = [];
+    let entries = 0;
+    try {
+      for await (const { entry, body } of items) {
+        entries++;
+        const node = tree.add(entry);
+        if (entry.type === 'file') {
+          const { chunks } = await pipeline.storeFile(body, entry.size, entry.path);
+          files.push(chunks.then((c) => (node.chunks = c)));
+        }
+      }
+      await pipeline.drain();
+      await Promise.all(files);
+      let bootstrap: Buffer | undefined;
+      const finished = await blob.finish(o.inlineBootstrap ? (info) => {
+        bootstrap = writeBootstrap(tree.root, { ...this.formatOptions(), blobOrder: [info.blobId] }).bootstrap;
+        return bootstrap;
+      } : undefined);
+      if (this.merged) mergeLayer(this.merged, tree.root, o.whiteoutSpec, tree.implicit);
+      else {
+        stripWhiteouts(tree.root, o.whiteoutSpec);
+        this.merged = tree.root;
+      }
+      const out: LayerOutput = { index: this.layers.length, label, blob: finished, bootstrap, stats, entries };
+      this.layers.push(out);
+      return out;
+    } catch (e) {
+      await pipeline.drain().catch(() => undefined);
+      await blob.abort();
+      throw e;
+    }
+  }
+
+  private formatOptions() {
+    const o = this.opts;
+    return { chunkSize: o.chunkSize, compressor: o.compressor, digester: o.digester, forceExtended: o.forceExtended };
+  }
+
+  /** The merged image. Prefetch patterns that match nothing are reported in `missingPrefetch`. */
+  finish(): BuildResult & { missingPrefetch: string[] } {
+    const root = this.merged ?? (() => {
+      throw new Error('no layers were added');
+    })();
+    const missingPrefetch: string[] = [];
+    const prefetch: FsNode[] = [];
+    for (const p of this.opts.prefetchPatterns ?? ['/']) {
+      const n = lookup(root, p);
+      if (n) prefetch.push(n);
+      else missingPrefetch.push(p);
+    }
+    const written = writeBootstrap(root, { ...this.formatOptions(), prefetch });
+    const stats = emptyStats();
+    for (const l of this.layers) addStats(stats, l.stats);
+    const built = new Set(this.layers.map((l) => l.blob.blob.blobId));
+    return {
+      ...written, layers: this.layers, stats, missingPrefetch,
+      reusedBlobIds: written.blobs.map((b) => b.blobId).filter((id) => !built.has(id)),
+    };
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Cuts file content into chunks and stores them. Digesting and compression run on the libuv pool
+ * (both cores), while dedup decisions and blob appends happen strictly in submission order so the
+ * output is deterministic. In-flight work is bounded, so memory stays flat however large the layer.
+ */
+import { processChunkAsync, type ProcessedChunk } from '../../../native/index.js';
+import type { CompressorName, DigesterName } from '../../../rafs-spec/src/constants.js';
+import type { ChunkRef } from '../../../rafs-spec/src/tree.js';
+import type { BlobWriter } from './blob-writer.js';
+import { ChunkStore, type DedupStats } from './chunk-store.js';
+
+export interface ChunkPipelineOptions {
+  chunkSize: number;
+  compressor: CompressorName;
+  digester: DigesterName;
+  /** Chunks being digested/compressed at once. */
+  window?: number;
+}
+
+export class ChunkPipeline {
+  private tail: Promise<unknown> = Promise.resolve();
+  private inflight = 0;
+  private waiters: Array<() => void> = [];
+  private readonly window: number;
+  private failure?: unknown;
+
+  constructor(
+    private readonly opts: ChunkPipelineOptions,
+    private readonly store: ChunkStore,
+    private readonly blob: BlobWriter,
+    readonly stats: DedupStats,
+  ) {
+    this.window = opts.window ?? 6;
+  }
+
+  /**
+   * Starts storing one chunk. Resolves (once there is room in the window) to a handle whose `ref`
+   * settles when the chunk is committed in order. Wrapped in an object so `await` does not wait for it.
+   */
+  async submit(data: Buffer): Promise<{ ref: Promise<ChunkRef> }> {
+    if (this.failure) throw this.failure;
+    while (this.inflight >= this.window) await new Promise<void>((r) => this.waiters.push(r));
+    this.inflight++;
+    const processing = processChunkAsync(data, this.opts.compressor, this.opts.digester);
+    const committed = this.tail.then(async () => this.commit(await processing, data.length));
+    this.tail = committed.catch((e) => {
+      this.failure ??= e;
+    });
+    void committed.finally(() => {
+      this.inflight--;
+      this.waiters.shift()?.();
+    }).catch(() => undefined);
+    return { ref: committed };
+  }
+
+  private async commit(p: ProcessedChunk, size: number): Promise<ChunkRef> {
+    if (this.failure) throw this.failure;
+    this.stats.chunks++;
+    this.stats.bytes += size;
+    const hit = this.store.lookup(p.digest);
+    if (hit) {
+      ChunkStore.countHit(this.stats, hit.origin, hit.ref, this.blob.blob);
+      return hit.ref;
+    }
+    const ref = await this.blob.addChunk(p, size);
+    this.store.add(ref);
+    this.stats.newChunks++;
+    this.stats.newBytes += size;
+    this.stats.storedBytes += p.data.length;
+    return ref;
+  }
+
+  /** Reads a file body and returns its chunk references (resolving as they commit). */
+  async storeFile(body: AsyncIterable<Buffer>, size: number, path: string): Promise<{ chunks: Promise<ChunkRef[]> }> {
+    const cs = this.opts.chunkSize;
+    const pending: Array<Promise<ChunkRef>> = [];
+    let parts: Buffer[] = [];
+    let have = 0;
+    let seen = 0;
+    for await (const piece of body) {
+      let b = piece;
+      seen += b.length;
+      while (b.length > 0) {
+        const take = Math.min(cs - have, b.length);
+        parts.push(b.subarray(0, take));
+        have += take;
+        b = b.subarray(take);
+        if (have === cs) {
+          // Copy: the reader may reuse its buffers once we move on.
+          pending.push((await this.submit(Buffer.concat(parts, have))).ref);
+          parts = [];
+          have = 0;
+        }
+      }
+    }
+    if (have > 0) pending.push((await this.submit(Buffer.concat(parts, have))).ref);
+    if (seen !== size) throw new Error(`file '${path}': read ${seen} bytes, the archive declared ${size}`);
+    return { chunks: Promise.all(pending) };
+  }
+
+  /** Waits until every submitted chunk is committed; rethrows the first failure. */
+  async drain(): Promise<void> {
+    await this.tail;
+    if (this.failure) throw this.failure;
+  }
+}

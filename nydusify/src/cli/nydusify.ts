@@ -1,0 +1,121 @@
+/**
+ * nydusify: convert OCI images into Nydus images and check the result, with Nydus's flag names.
+ */
+import { writeFile } from 'node:fs/promises';
+import { check } from '../check.js';
+import { convert } from '../convert.js';
+import { hostPlatform } from '../image/types.js';
+import { setLogLevel } from '../util/log.js';
+import { humanBytes } from '../util/progress.js';
+import { helpText, oneOf, parseCommand, parseSize, UsageError, type CommandSpec } from './args.js';
+
+const PROGRAM = 'nydusify';
+const common = {
+  'log-level': { type: 'string', default: 'info', value: 'level', help: 'trace, debug, info, warn or error' },
+  platform: { type: 'string', default: hostPlatform(), value: 'os/arch', help: 'platform to pick from an image index' },
+  'work-dir': { type: 'string', value: 'dir', help: 'scratch directory (default: a temporary one, removed afterwards)' },
+  'output-json': { type: 'string', value: 'file', help: 'write the result as JSON to this file' },
+} as const;
+
+const COMMANDS: Record<string, CommandSpec> = {
+  convert: {
+    name: 'convert', summary: 'convert an OCI/Docker image into a Nydus image',
+    usage: 'convert --source REF (--target REF | --output-dir DIR) [options]\n\n'
+      + 'REF is a registry reference (host[:port]/repo[:tag|@digest]), an OCI layout (oci:DIR[:TAG])\n'
+      + 'or a docker-archive tar (docker-archive:PATH or a path to an existing file).',
+    aliases: { 'fs-chunk-size': 'chunk-size' },
+    options: {
+      source: { type: 'string', value: 'ref', help: 'image to convert' },
+      target: { type: 'string', value: 'ref', help: 'registry reference to push the Nydus image to' },
+      'output-dir': { type: 'string', value: 'dir', help: 'write the Nydus image as an OCI layout here instead of pushing' },
+      'source-insecure': { type: 'boolean', default: false, help: 'talk plain http to the source registry' },
+      'target-insecure': { type: 'boolean', default: false, help: 'talk plain http to the target registry' },
+      'fs-version': { type: 'string', default: '6', value: 'version', help: 'RAFS version; only 6' },
+      compressor: { type: 'string', default: 'zstd', value: 'algo', help: 'none, lz4_block or zstd' },
+      'chunk-size': { type: 'string', default: '0x100000', value: 'size', help: 'chunk size, power of two 0x1000..0x1000000' },
+      'chunk-dict': { type: 'string', value: 'spec', help: 'bootstrap:registry:REF or bootstrap:local:PATH of an earlier image' },
+      'chunk-dict-insecure': { type: 'boolean', default: false, help: 'plain http for the chunk dict registry' },
+      'prefetch-patterns': { type: 'boolean', default: false, help: 'read prefetch paths from stdin (default: /)' },
+      oci: { type: 'boolean', default: false, help: 'write OCI media types even for Docker sources' },
+      'max-layer-size': { type: 'string', value: 'size', help: 'refuse layers that expand past this (default 64GiB)' },
+      quiet: { type: 'boolean', short: 'q', default: false, help: 'no progress output' },
+      ...common,
+    },
+  },
+  check: {
+    name: 'check', summary: 'check a Nydus image, and that its filesystem equals the source image',
+    usage: 'check --target REF [--source REF] [options]',
+    options: {
+      source: { type: 'string', value: 'ref', help: 'the original image' },
+      target: { type: 'string', value: 'ref', help: 'the Nydus image' },
+      'source-insecure': { type: 'boolean', default: false, help: 'plain http to the source registry' },
+      'target-insecure': { type: 'boolean', default: false, help: 'plain http to the target registry' },
+      ...common,
+    },
+  },
+};
+
+function topHelp(): string {
+  return [
+    `${PROGRAM}: convert OCI images to Nydus images`, '', `Usage: ${PROGRAM} <command> [options]`, '', 'Commands:',
+    ...Object.values(COMMANDS).map((c) => `  ${c.name.padEnd(10)} ${c.summary}`),
+    '', `Run '${PROGRAM} <command> --help' for the options of a command.`,
+  ].join('\n');
+}
+
+async function readStdinLines(): Promise<string[]> {
+  let text = '';
+  for await (const c of process.stdin) text += c;
+  return text.split('\n').map((l) => l.trim()).filter(Boolean);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${topHelp()}\n`);
+    return name ? 0 : 2;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) throw new UsageError(`unknown command '${name}'\n\n${topHelp()}`);
+  const { values: v, help } = parseCommand(cmd, rest);
+  if (help) {
+    process.stdout.write(`${helpText(PROGRAM, cmd)}\n`);
+    return 0;
+  }
+  setLogLevel(v['log-level'] as string);
+  const json = async (x: unknown) => {
+    if (typeof v['output-json'] === 'string') await writeFile(v['output-json'], `${JSON.stringify(x, null, 2)}\n`);
+  };
+  if (name === 'convert') {
+    if (!v.source) throw new UsageError('--source is required');
+    if (!v.target && !v['output-dir']) throw new UsageError('--target or --output-dir is required');
+    if (v['fs-version'] !== '6') throw new UsageError('only --fs-version 6 is supported');
+    const r = await convert({
+      source: v.source as string, target: v.target as string | undefined, outputDir: v['output-dir'] as string | undefined,
+      sourceInsecure: !!v['source-insecure'], targetInsecure: !!v['target-insecure'], platform: v.platform as string,
+      workDir: v['work-dir'] as string | undefined, compressor: oneOf(v.compressor, ['none', 'lz4_block', 'zstd'] as const, '--compressor'),
+      chunkSize: parseSize(v['chunk-size'] as string, '--chunk-size'), chunkDict: v['chunk-dict'] as string | undefined,
+      chunkDictInsecure: !!v['chunk-dict-insecure'], oci: !!v.oci, quiet: !!v.quiet,
+      prefetchPatterns: v['prefetch-patterns'] ? await readStdinLines() : undefined,
+      limits: v['max-layer-size'] ? { maxBytes: parseSize(v['max-layer-size'] as string, '--max-layer-size') } : undefined,
+    });
+    const s = r.stats;
+    process.stdout.write(`root digest: ${r.rootDigest}\n`);
+    process.stdout.write(`converted ${r.layers.length} layers in ${r.seconds.toFixed(1)}s: source ${humanBytes(r.sourceBytes)} -> blobs ${humanBytes(r.blobBytes)} `
+      + `+ bootstrap ${humanBytes(r.bootstrap.size)}; chunks ${s.chunks} referenced, ${s.newChunks} stored, ${s.chunks - s.newChunks} deduplicated `
+      + `(in-layer ${s.hitsSameLayer}, cross-layer ${s.hitsEarlierLayer}, chunk-dict ${s.hitsDict}); uploaded ${humanBytes(r.uploadedBytes)} to ${r.target}\n`);
+    await json(r);
+    return 0;
+  }
+  if (!v.target) throw new UsageError('--target is required');
+  const r = await check({
+    source: v.source as string | undefined, target: v.target as string, sourceInsecure: !!v['source-insecure'],
+    targetInsecure: !!v['target-insecure'], platform: v.platform as string, workDir: v['work-dir'] as string | undefined,
+  });
+  for (const p of r.problems) process.stdout.write(`problem: ${p}\n`);
+  process.stdout.write(r.problems.length
+    ? `check failed: ${r.problems.length} problems\n`
+    : `check passed: ${r.filesCompared} files compared, ${r.chunksVerified} chunks verified, root digest ${r.rootDigest}\n`);
+  await json(r);
+  return r.problems.length ? 1 : 0;
+}

@@ -1,0 +1,172 @@
+/**
+ * nydusify convert: source image -> one Nydus data blob per layer + a merged bootstrap layer,
+ * pushed to a registry (blobs the target already has are not uploaded again) or written to an OCI
+ * layout. Every source layer is checked against its digest; any failure leaves no target behind.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ParsedBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
+import { readBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
+import type { CompressorName } from '../../rafs-spec/src/constants.js';
+import { loadBootstrap } from './builder/bootstrap-file.js';
+import { ImageBuilder } from './builder/build.js';
+import type { DedupStats } from './builder/chunk-store.js';
+import { buildNydusManifest, packBootstrapLayer, unpackBootstrapLayer } from './image/nydus-manifest.js';
+import { OciLayoutWriter } from './image/oci-layout.js';
+import { openImage } from './image/resolve.js';
+import type { ImageSource } from './image/types.js';
+import { RegistryClient } from './registry/client.js';
+import { OCI_MANIFEST } from './registry/media-types.js';
+import { parseReference } from './registry/reference.js';
+import type { LayerLimits } from './source/layer-stream.js';
+import { tarLayerSource } from './source/tar-source.js';
+import { logger } from './util/log.js';
+import { Progress, humanBytes } from './util/progress.js';
+
+export interface ConvertOptions {
+  source: string;
+  target?: string;
+  outputDir?: string;
+  sourceInsecure?: boolean;
+  targetInsecure?: boolean;
+  platform: string;
+  workDir?: string;
+  compressor?: CompressorName;
+  chunkSize?: number;
+  prefetchPatterns?: string[];
+  /** `bootstrap:registry:REF`, `bootstrap:local:PATH` or a bootstrap path. */
+  chunkDict?: string;
+  chunkDictInsecure?: boolean;
+  oci?: boolean;
+  limits?: LayerLimits;
+  quiet?: boolean;
+}
+
+export interface ConvertResult {
+  target: string;
+  manifestDigest: string;
+  rootDigest: string;
+  layers: Array<{ source: string; blob: string; size: number; newChunks: number; sourceSize: number; uploaded?: boolean }>;
+  bootstrap: { digest: string; size: number };
+  stats: DedupStats;
+  sourceBytes: number;
+  blobBytes: number;
+  uploadedBytes: number;
+  reusedBlobs: string[];
+  seconds: number;
+}
+
+/** Loads a chunk dictionary: the bootstrap of an earlier Nydus image. */
+export async function loadChunkDict(spec: string, insecure?: boolean): Promise<{ dict: ParsedBootstrap; repo?: { host: string; repository: string } }> {
+  const m = /^bootstrap:(registry|local):(.+)$/.exec(spec);
+  if (!m || m[1] === 'local') return { dict: await loadBootstrap(m ? m[2]! : spec) };
+  const ref = parseReference(m[2]!);
+  const client = new RegistryClient(ref.registryHost, { insecure });
+  const got = await client.getManifest(ref.repository, ref.digest ?? ref.tag ?? 'latest');
+  const manifest = JSON.parse(got.body.toString()) as { layers: Array<{ digest: string }> };
+  const last = manifest.layers[manifest.layers.length - 1];
+  if (!last) throw new Error(`chunk dict ${m[2]}: image has no layers`);
+  const boot = await unpackBootstrapLayer(await client.getBlobBuffer(ref.repository, last.digest));
+  return { dict: readBootstrap(boot), repo: { host: ref.registryHost, repository: ref.repository } };
+}
+
+export async function convert(o: ConvertOptions): Promise<ConvertResult> {
+  if (!o.target && !o.outputDir) throw new Error('convert needs --target or --output-dir');
+  const started = Date.now();
+  const ownWork = !o.workDir;
+  const work = o.workDir ?? (await mkdtemp(join(tmpdir(), 'nydusify-')));
+  await mkdir(work, { recursive: true });
+  const blobDir = join(work, 'blobs');
+  try {
+    const source: ImageSource = await openImage(o.source, { platform: o.platform, insecure: o.sourceInsecure, workDir: work });
+    const dict = o.chunkDict ? await loadChunkDict(o.chunkDict, o.chunkDictInsecure) : undefined;
+    const builder = new ImageBuilder({
+      chunkSize: o.chunkSize ?? 0x100000, compressor: o.compressor ?? 'zstd', digester: 'blake3', blobDir,
+      whiteoutSpec: 'oci', inlineBootstrap: true, prefetchPatterns: o.prefetchPatterns,
+    }, undefined, dict?.dict);
+
+    let sourceBytes = 0;
+    const layerFacts: ConvertResult['layers'] = [];
+    for (const [i, layer] of source.manifest.layers.entries()) {
+      const label = `layer ${i + 1}/${source.manifest.layers.length} ${layer.digest.slice(7, 19)}`;
+      const progress = o.quiet ? undefined : new Progress(`convert ${label}`, layer.size);
+      const src = await tarLayerSource({
+        stream: await source.openBlob(layer), label: `${source.label} ${label}`, digest: layer.digest, size: layer.size,
+        mediaType: layer.mediaType, limits: o.limits, onCompressedBytes: (n) => progress?.set(n),
+      });
+      const out = await builder.addLayer(src.items, label);
+      const facts = await src.result();
+      sourceBytes += facts.compressedBytes;
+      progress?.finish(`${out.stats.newChunks} new chunks, ${humanBytes(out.blob.size)} blob`);
+      layerFacts.push({ source: layer.digest, blob: `sha256:${out.blob.blob.blobId}`, size: out.blob.size, newChunks: out.stats.newChunks, sourceSize: facts.compressedBytes });
+      logger.debug('layer converted', { layer: layer.digest, blob: out.blob.blob.blobId, newChunks: out.stats.newChunks });
+    }
+    const result = builder.finish();
+    for (const p of result.missingPrefetch) logger.warn('prefetch pattern matched nothing', { pattern: p });
+    const boot = packBootstrapLayer(result.bootstrap);
+    const reused = result.blobs.filter((b) => result.reusedBlobIds.includes(b.blobId));
+    const blobs = [
+      ...builder.layers.map((l) => ({ digest: `sha256:${l.blob.blob.blobId}`, size: l.blob.size, path: l.blob.path as string | undefined })),
+      ...reused.map((b) => ({ digest: `sha256:${b.blobId}`, size: b.compressedSize, path: undefined })),
+    ];
+    const oci = o.oci || source.manifestMediaType === OCI_MANIFEST;
+    const { manifest, config, manifestMediaType } = buildNydusManifest({
+      sourceConfig: source.config, blobs, bootstrap: { digest: boot.digest, size: boot.gz.length, diffId: boot.diffId }, oci,
+    });
+    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2));
+    const manifestDigest = `sha256:${createHash('sha256').update(manifestBytes).digest('hex')}`;
+
+    let uploadedBytes = 0;
+    let targetLabel: string;
+    if (o.outputDir) {
+      const w = new OciLayoutWriter(o.outputDir);
+      await w.init();
+      for (const b of blobs) if (b.path) await w.putFile(b.path, b.digest);
+      await w.putBytes(boot.gz);
+      await w.putBytes(config);
+      await w.putBytes(manifestBytes);
+      await w.tag({ mediaType: manifestMediaType, digest: manifestDigest, size: manifestBytes.length }, o.target ? o.target.split(':').pop()! : 'latest');
+      targetLabel = `oci:${o.outputDir}`;
+    } else {
+      const ref = parseReference(o.target!);
+      const client = new RegistryClient(ref.registryHost, { insecure: o.targetInsecure });
+      const total = blobs.reduce((a, b) => a + b.size, 0) + boot.gz.length + config.length;
+      const progress = o.quiet ? undefined : new Progress(`push ${ref.repository}`, total);
+      let done = 0;
+      for (const [i, b] of blobs.entries()) {
+        const mountFrom = !b.path && dict?.repo && dict.repo.host === ref.registryHost ? dict.repo.repository : undefined;
+        if (!b.path && !mountFrom && (await client.headBlob(ref.repository, b.digest)) === null) {
+          throw new Error(`chunk-dict blob ${b.digest} is not in ${ref.repository}; push the dictionary image to the same registry`);
+        }
+        const r = await client.pushBlob(ref.repository, b.digest, b.size, () => createReadStream(b.path ?? '/dev/null'), {
+          mountFrom, onProgress: (n: number) => progress?.set(done + n),
+        });
+        if (r.uploaded) uploadedBytes += b.size;
+        if (i < layerFacts.length) layerFacts[i]!.uploaded = r.uploaded;
+        done += b.size;
+        progress?.set(done);
+      }
+      for (const data of [boot.gz, config]) {
+        const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+        const r = await client.pushBlob(ref.repository, digest, data.length, () => [data]);
+        if (r.uploaded) uploadedBytes += data.length;
+        done += data.length;
+        progress?.set(done);
+      }
+      await client.putManifest(ref.repository, ref.digest ?? ref.tag ?? 'latest', manifestMediaType, manifestBytes);
+      progress?.finish(`${humanBytes(uploadedBytes)} uploaded`);
+      targetLabel = o.target!;
+    }
+    const blobBytes = blobs.reduce((a, b) => a + b.size, 0);
+    return {
+      target: targetLabel, manifestDigest, rootDigest: result.rootDigest.toString('hex'), layers: layerFacts,
+      bootstrap: { digest: boot.digest, size: boot.gz.length }, stats: result.stats, sourceBytes, blobBytes, uploadedBytes,
+      reusedBlobs: reused.map((b) => b.blobId), seconds: (Date.now() - started) / 1000,
+    };
+  } finally {
+    if (ownWork) await rm(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * The Nydus image as a registry sees it: data blob layers with the Nydus media type and
+ * annotations, the bootstrap packed as the last (tar.gz) layer, and a config whose diff_ids follow.
+ */
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { buildTar, readTar } from '../tar/index.js';
+import { DOCKER_CONFIG, DOCKER_LAYER_TAR_GZIP, DOCKER_MANIFEST, NYDUS_BLOB_LAYER, OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '../registry/media-types.js';
+import type { Descriptor, ImageConfig, ImageManifest } from './types.js';
+
+export const ANNOTATION_NYDUS_BLOB = 'containerd.io/snapshot/nydus-blob';
+export const ANNOTATION_NYDUS_BOOTSTRAP = 'containerd.io/snapshot/nydus-bootstrap';
+export const ANNOTATION_NYDUS_FS_VERSION = 'containerd.io/snapshot/nydus-fs-version';
+export const BOOTSTRAP_PATH = 'image/image.boot';
+
+const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** The bootstrap layer: tar.gz with `image/` (0755) and `image/image.boot` (0444). */
+export function packBootstrapLayer(bootstrap: Buffer): { gz: Buffer; digest: string; diffId: string } {
+  const tar = buildTar([
+    { path: 'image', type: 'directory', mode: 0o755 },
+    { path: BOOTSTRAP_PATH, type: 'file', mode: 0o444, data: bootstrap },
+  ]);
+  const gz = gzipSync(tar);
+  return { gz, digest: sha256(gz), diffId: sha256(tar) };
+}
+
+/** Pulls image.boot out of a bootstrap layer (also accepting the legacy top-level name). */
+export async function unpackBootstrapLayer(gz: Buffer): Promise<Buffer> {
+  const tar = gz[0] === 0x1f && gz[1] === 0x8b ? gunzipSync(gz) : gz;
+  for await (const { entry, body } of readTar(Readable.from([tar]))) {
+    if (entry.type === 'file' && (entry.path === BOOTSTRAP_PATH || entry.path === 'image.boot')) {
+      const parts: Buffer[] = [];
+      for await (const c of body) parts.push(c);
+      return Buffer.concat(parts);
+    }
+  }
+  throw new Error('bootstrap layer holds no image/image.boot');
+}
+
+export interface NydusImageParts {
+  sourceConfig: ImageConfig;
+  blobs: Array<{ digest: string; size: number }>;
+  bootstrap: { digest: string; size: number; diffId: string };
+  oci: boolean;
+}
+
+export function buildNydusManifest(p: NydusImageParts): { manifest: ImageManifest; config: Buffer; manifestMediaType: string } {
+  const config: ImageConfig = structuredClone(p.sourceConfig);
+  config.rootfs = { type: 'layers', diff_ids: [...p.blobs.map((b) => b.digest), p.bootstrap.diffId] };
+  config.history = [...(config.history ?? []), { created: new Date().toISOString(), created_by: 'Nydus Converter', comment: 'Nydus Bootstrap Layer' }];
+  const configBytes = Buffer.from(JSON.stringify(config));
+  const manifestMediaType = p.oci ? OCI_MANIFEST : DOCKER_MANIFEST;
+  const layers: Descriptor[] = [
+    ...p.blobs.map((b) => ({ mediaType: NYDUS_BLOB_LAYER, digest: b.digest, size: b.size, annotations: { [ANNOTATION_NYDUS_BLOB]: 'true' } })),
+    {
+      mediaType: p.oci ? OCI_LAYER_TAR_GZIP : DOCKER_LAYER_TAR_GZIP, digest: p.bootstrap.digest, size: p.bootstrap.size,
+      annotations: { [ANNOTATION_NYDUS_BOOTSTRAP]: 'true', [ANNOTATION_NYDUS_FS_VERSION]: '6' },
+    },
+  ];
+  const manifest: ImageManifest = {
+    schemaVersion: 2, mediaType: manifestMediaType,
+    config: { mediaType: p.oci ? OCI_CONFIG : DOCKER_CONFIG, digest: sha256(configBytes), size: configBytes.length },
+    layers,
+  };
+  return { manifest, config: configBytes, manifestMediaType };
+}

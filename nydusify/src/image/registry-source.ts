@@ -1,0 +1,22 @@
+/** An image in a registry as a conversion source: manifest (through an index by platform), config, layers. */
+import type { Readable } from 'node:stream';
+import { RegistryClient } from '../registry/client.js';
+import { DEFAULT_MANIFEST_ACCEPT, isIndexMediaType } from '../registry/media-types.js';
+import type { ImageReference } from '../registry/reference.js';
+import { selectPlatform, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type ImageSource } from './types.js';
+
+export async function openRegistryImage(client: RegistryClient, ref: ImageReference, platform: string, label: string): Promise<ImageSource> {
+  const repo = ref.repository;
+  let got = await client.getManifest(repo, ref.digest ?? ref.tag ?? 'latest', [...DEFAULT_MANIFEST_ACCEPT]);
+  if (isIndexMediaType(got.mediaType)) {
+    const desc = selectPlatform(JSON.parse(got.body.toString()) as ImageIndex, platform, label);
+    got = await client.getManifest(repo, desc.digest, [...DEFAULT_MANIFEST_ACCEPT]);
+  }
+  const manifest = JSON.parse(got.body.toString()) as ImageManifest;
+  if (!manifest.config || !Array.isArray(manifest.layers)) throw new Error(`${label}: manifest has no config or layers (media type ${got.mediaType})`);
+  const configBytes = await client.getBlobBuffer(repo, manifest.config.digest);
+  return {
+    label, manifest, manifestMediaType: got.mediaType, configBytes, config: JSON.parse(configBytes.toString()) as ImageConfig,
+    openBlob: (d: Descriptor): Promise<Readable> => client.getBlob(repo, d.digest),
+  };
+}

@@ -1,0 +1,207 @@
+/**
+ * HTTP transport for the registry client: one undici Agent (keep-alive
+ * connection pools per origin), single-attempt requests with timeouts,
+ * classification of transient failures and backoff helpers.
+ */
+import type { Readable } from 'node:stream';
+import { Agent, type Dispatcher } from 'undici';
+import { RegistryError, UploadSourceError, parseErrorBody } from './errors.js';
+
+export type HttpHeaders = Record<string, string | string[] | undefined>;
+
+export interface HttpRequest {
+  method: string;
+  url: URL;
+  headers?: Record<string, string>;
+  /** Buffer bodies can be re-sent; stream bodies are one-shot. */
+  body?: Buffer | Readable | null;
+}
+
+export interface HttpResponse {
+  status: number;
+  statusText: string;
+  headers: HttpHeaders;
+  body: Dispatcher.ResponseData['body'];
+  url: URL;
+  method: string;
+}
+
+export interface TransportOptions {
+  /** Per-request timeout for connecting and for receiving the response headers, and idle timeout of body reads. */
+  timeoutMs: number;
+  userAgent: string;
+}
+
+/** Error codes (node + undici) for failures where repeating the request may help. */
+const TRANSIENT_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_RESPONSE_STATUS_CODE',
+]);
+
+/** 5xx except 501 (Not Implemented), 429 Too Many Requests, 408 Request Timeout. */
+export function isTransientStatus(status: number): boolean {
+  return (status >= 500 && status !== 501 && status < 600) || status === 429 || status === 408;
+}
+
+/** Whether an error (possibly wrapped) is a transient network failure or a transient RegistryError. */
+export function isTransientError(err: unknown): boolean {
+  let e: unknown = err;
+  for (let depth = 0; depth < 5 && e; depth++) {
+    if (e instanceof RegistryError) return e.transient;
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && TRANSIENT_CODES.has(code)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/** Exponential backoff with jitter: base * 2^attempt scaled by a random factor in [0.5, 1.5), capped. */
+export function backoffDelay(attempt: number, baseMs: number, maxMs = 10_000): number {
+  const d = Math.min(maxMs, baseMs * 2 ** attempt);
+  return Math.round(d * (0.5 + Math.random()));
+}
+
+/** Parse `Retry-After` (seconds or HTTP date) into milliseconds. */
+export function retryAfterMs(headers: HttpHeaders, maxMs = 30_000): number | undefined {
+  const v = header(headers, 'retry-after');
+  if (!v) return undefined;
+  const secs = Number(v);
+  let ms: number;
+  if (Number.isFinite(secs)) ms = secs * 1000;
+  else {
+    const t = Date.parse(v);
+    if (Number.isNaN(t)) return undefined;
+    ms = t - Date.now();
+  }
+  return Math.max(0, Math.min(maxMs, ms));
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** First value of a response header (lowercase name). */
+export function header(headers: HttpHeaders, name: string): string | undefined {
+  const v = headers[name];
+  if (Array.isArray(v)) return v[0];
+  return v;
+}
+
+/** All values of a response header. */
+export function headerAll(headers: HttpHeaders, name: string): string[] {
+  const v = headers[name];
+  if (v === undefined) return [];
+  return Array.isArray(v) ? v : [v];
+}
+
+/** Read at most `limit` bytes of a response body, then discard the rest. */
+export async function readBodyLimited(res: HttpResponse, limit = 64 * 1024): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of res.body) {
+      const b = chunk as Buffer;
+      if (total < limit) chunks.push(b.subarray(0, limit - total));
+      total += b.length;
+      if (total >= limit) break;
+    }
+  } catch {
+    // best effort for error bodies
+  } finally {
+    if (!res.body.destroyed) res.body.destroy();
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Discard a response body so the connection can be reused. */
+export async function discardBody(res: HttpResponse): Promise<void> {
+  try {
+    await res.body.dump({ limit: 256 * 1024 });
+  } catch {
+    // ignore
+  }
+}
+
+/** Build a RegistryError from a response, reading (a bounded part of) its body. */
+export async function errorFromResponse(
+  res: HttpResponse,
+  extra: { hint?: string; method?: string; url?: URL } = {},
+): Promise<RegistryError> {
+  const body = res.method === 'HEAD' ? undefined : await readBodyLimited(res);
+  if (res.method === 'HEAD') await discardBody(res);
+  return new RegistryError({
+    method: extra.method ?? res.method,
+    url: extra.url ?? res.url,
+    status: res.status,
+    statusText: res.statusText,
+    errors: parseErrorBody(body, header(res.headers, 'content-type')),
+    hint: extra.hint,
+    transient: isTransientStatus(res.status),
+    retryAfterMs: retryAfterMs(res.headers),
+  });
+}
+
+export class Transport {
+  readonly agent: Agent;
+  private readonly opts: TransportOptions;
+
+  constructor(opts: TransportOptions) {
+    this.opts = opts;
+    this.agent = new Agent({
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 300_000,
+      connect: { timeout: opts.timeoutMs },
+      headersTimeout: opts.timeoutMs,
+      bodyTimeout: opts.timeoutMs,
+    });
+  }
+
+  /** One HTTP exchange. Network failures become RegistryError with status 0 (transient when retryable). */
+  async send(req: HttpRequest): Promise<HttpResponse> {
+    const headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...req.headers };
+    try {
+      const res = await this.agent.request({
+        origin: req.url.origin,
+        path: `${req.url.pathname}${req.url.search}`,
+        method: req.method as Dispatcher.HttpMethod,
+        headers,
+        body: req.body ?? null,
+        headersTimeout: this.opts.timeoutMs,
+        bodyTimeout: this.opts.timeoutMs,
+      });
+      return {
+        status: res.statusCode,
+        statusText: res.statusText ?? '',
+        headers: res.headers,
+        body: res.body,
+        url: req.url,
+        method: req.method,
+      };
+    } catch (e) {
+      // Errors of the request body's source (uploads) are reported as they are.
+      if (e instanceof UploadSourceError) throw e;
+      throw new RegistryError({
+        method: req.method,
+        url: req.url,
+        status: 0,
+        cause: e,
+        transient: isTransientError(e),
+      });
+    }
+  }
+
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+}

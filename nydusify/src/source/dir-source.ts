@@ -1,0 +1,57 @@
+/**
+ * A directory as a layer source (`--type dir-rafs`): entries in the same shape the tar reader
+ * yields, so one builder path serves both. Hard links are found by (dev, ino); sockets are kept.
+ */
+import { createReadStream } from 'node:fs';
+import { lstat, readdir, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { listXattrs } from '../../../native/index.js';
+import type { SourceEntry, SourceItem } from '../builder/build.js';
+
+const empty: AsyncIterable<Buffer> = { async *[Symbol.asyncIterator]() {} };
+
+export async function* readDirSource(root: string): AsyncGenerator<SourceItem> {
+  const links = new Map<string, string>();
+  const queue: string[] = [''];
+  while (queue.length) {
+    const rel = queue.shift()!;
+    const abs = rel ? join(root, rel) : root;
+    const st = await lstat(abs, { bigint: true });
+    const base = {
+      path: rel, mode: Number(st.mode) & 0o7777, uid: Number(st.uid), gid: Number(st.gid), size: 0,
+      mtimeSec: Number(st.mtimeNs / 1_000_000_000n), mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
+      linkname: '', devMajor: 0, devMinor: 0, xattrs: new Map<string, Buffer>(Object.entries(listXattrs(abs))), offset: 0,
+    };
+    let entry: SourceEntry;
+    let body = empty;
+    if (st.isDirectory()) {
+      entry = { ...base, type: 'directory' };
+      const names = (await readdir(abs)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      for (const n of names) queue.push(rel ? `${rel}/${n}` : n);
+    } else if (st.isFile()) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1n ? links.get(key) : undefined;
+      if (first !== undefined) entry = { ...base, type: 'hardlink', linkname: first };
+      else {
+        if (st.nlink > 1n) links.set(key, rel);
+        entry = { ...base, type: 'file', size: Number(st.size) };
+        body = createReadStream(abs, { highWaterMark: 1 << 20 });
+      }
+    } else if (st.isSymbolicLink()) {
+      entry = { ...base, type: 'symlink', linkname: await readlink(abs) };
+    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+      const rdev = Number(st.rdev);
+      entry = {
+        ...base, type: st.isCharacterDevice() ? 'chardev' : 'blockdev',
+        devMajor: ((rdev >>> 8) & 0xfff) | ((rdev / 2 ** 32) & ~0xfff), devMinor: (rdev & 0xff) | ((rdev >>> 12) & ~0xff),
+      };
+    } else if (st.isFIFO()) {
+      entry = { ...base, type: 'fifo' };
+    } else if (st.isSocket()) {
+      entry = { ...base, type: 'socket' };
+    } else {
+      continue;
+    }
+    yield { entry, body };
+  }
+}

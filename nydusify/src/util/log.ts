@@ -1,0 +1,35 @@
+/**
+ * Structured logs on stderr: logfmt-style lines (`level=info msg="..." key=value`), or JSON lines
+ * with NYDUS_LOG_FORMAT=json. Level from --log-level or NYDUS_LOG_LEVEL.
+ */
+export type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+const ORDER: Level[] = ['trace', 'debug', 'info', 'warn', 'error'];
+
+let threshold: Level = (process.env.NYDUS_LOG_LEVEL as Level) ?? 'info';
+export function setLogLevel(level: string): void {
+  if (!ORDER.includes(level as Level)) throw new Error(`unknown log level '${level}' (trace, debug, info, warn, error)`);
+  threshold = level as Level;
+}
+
+function fmt(v: unknown): string {
+  const s = typeof v === 'string' ? v : JSON.stringify(v);
+  return /[\s"=]/.test(s) || s === '' ? JSON.stringify(s) : s;
+}
+
+export function log(level: Level, msg: string, fields: Record<string, unknown> = {}): void {
+  if (ORDER.indexOf(level) < ORDER.indexOf(threshold)) return;
+  const time = new Date().toISOString();
+  if (process.env.NYDUS_LOG_FORMAT === 'json') {
+    process.stderr.write(`${JSON.stringify({ time, level, msg, ...fields })}\n`);
+    return;
+  }
+  const rest = Object.entries(fields).map(([k, v]) => ` ${k}=${fmt(v)}`).join('');
+  process.stderr.write(`time=${time} level=${level} msg=${fmt(msg)}${rest}\n`);
+}
+
+export const logger = {
+  debug: (msg: string, f?: Record<string, unknown>) => log('debug', msg, f),
+  info: (msg: string, f?: Record<string, unknown>) => log('info', msg, f),
+  warn: (msg: string, f?: Record<string, unknown>) => log('warn', msg, f),
+  error: (msg: string, f?: Record<string, unknown>) => log('error', msg, f),
+};

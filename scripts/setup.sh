@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every system package the project uses and builds it. Idempotent: safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # native crate: Rust dependencies come from Debian's librust-*-dev (crates.io is unreachable)
+  pkg-config libzstd-dev liblz4-dev
+  librust-zstd-dev librust-blake3-dev librust-sha2-dev librust-libc-dev
+  # real components the tests and benchmarks drive
+  docker-registry skopeo umoci erofs-utils squashfs-tools stargz-snapshotter
+  containerd runc busybox-static debootstrap
+  # small tools used by tests: htpasswd, setfattr/getfattr, zstd CLI, openssl
+  apache2-utils attr zstd openssl tar gzip
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found on PATH (install Rust first)" >&2; exit 1; }
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run build
+echo "setup: done"
