@@ -474,6 +474,26 @@ describe('formats and end of archive', () => {
       ['h', 'a/b/c/f'],
       ['s', './a//b/../c/'],
     ]);
+    // Dots inside names are ordinary characters.
+    const names = ['..foo', 'foo..', '.hidden/...', 'a/.b/c.', 'x/..y/z'];
+    const plain = await readAll(buildTar(names.map((path) => ({ path, type: 'file' as const }))));
+    expect(plain.map((g) => g.entry.path)).toEqual(names);
+  });
+
+  it('verifies checksums the same way at any buffer alignment', async () => {
+    const tar = buildTar([{ path: 'aligned?', type: 'file', data: Buffer.from('z') }]);
+    for (const shift of [0, 1, 2, 3, 5]) {
+      const backing = Buffer.alloc(tar.length + 8);
+      tar.copy(backing, shift);
+      const view = backing.subarray(shift, shift + tar.length);
+      const once = async function* (): AsyncGenerator<Buffer> {
+        yield view;
+      };
+      expect((await readAll(once()))[0]!.entry.path).toBe('aligned?');
+      view[3] ^= 0x40;
+      await expectTarError(Buffer.from(view), /bad header checksum/);
+      await expectTarError(once(), /bad header checksum/);
+    }
   });
 
   it('treats old-style typeflag NUL with a trailing slash as a directory, and v7 headers', async () => {

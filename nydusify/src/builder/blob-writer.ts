@@ -175,8 +175,11 @@ export class BlobWriter {
 
   /** Drops a blob that will not be finished (bad input): nothing half-written is left behind. */
   async abort(): Promise<void> {
+    // The file may not exist yet (open is async): wait for the stream to settle, then remove it.
+    const closed = this.out.closed ? Promise.resolve() : once(this.out, 'close').catch(() => undefined);
     this.out.destroy();
-    await rm(this.tmpPath, { force: true });
+    await closed;
+    if (!this.opts.discard) await rm(this.tmpPath, { force: true });
   }
 }
 

@@ -10,7 +10,7 @@ import { lookup, type FsNode } from '../../../rafs-spec/src/tree.js';
 import { BlobWriter, type FinishedBlob } from './blob-writer.js';
 import { ChunkPipeline } from './chunk-pipeline.js';
 import { ChunkStore, addStats, emptyStats, type DedupStats } from './chunk-store.js';
-import { LayerTree, type LayerEntry } from './layer-tree.js';
+import { LayerTree, inheritImplicitAttrs, type LayerEntry } from './layer-tree.js';
 import { mergeLayer, stripWhiteouts, type WhiteoutSpec } from './overlay.js';
 
 export interface BuildOptions {
@@ -88,6 +88,7 @@ export class ImageBuilder {
       }
       await pipeline.drain();
       await Promise.all(files);
+      inheritImplicitAttrs(tree, this.merged);
       let bootstrap: Buffer | undefined;
       const finished = await blob.finish(o.inlineBootstrap ? (info) => {
         bootstrap = writeBootstrap(tree.root, { ...this.formatOptions(), blobOrder: [info.blobId] }).bootstrap;

@@ -100,3 +100,23 @@ export class LayerTree {
     return node;
   }
 }
+
+/**
+ * Gives directories a layer only implies the attributes of the same directory below, so the
+ * layer's own bootstrap merges (with `nydus-image merge`) exactly as the in-memory merge does.
+ */
+export function inheritImplicitAttrs(tree: LayerTree, lower: FsNode | undefined): void {
+  const stack: Array<[FsNode, FsNode | undefined]> = [[tree.root, lower]];
+  while (stack.length) {
+    const [dir, below] = stack.pop()!;
+    if (below?.kind === 'dir' && tree.implicit.has(dir)) {
+      Object.assign(dir, { perm: below.perm, uid: below.uid, gid: below.gid, mtimeSec: below.mtimeSec, mtimeNsec: below.mtimeNsec, xattrs: new Map(below.xattrs) });
+    }
+    const opaque = dir.children.has(`${WH_PREFIX}.wh..opq`);
+    for (const [name, child] of dir.children) {
+      if (child.kind !== 'dir') continue;
+      const hidden = opaque || dir.children.has(WH_PREFIX + name) || below?.kind !== 'dir';
+      stack.push([child, hidden ? undefined : below.children.get(name)]);
+    }
+  }
+}

@@ -69,7 +69,26 @@ export interface PushBlobOptions {
   chunkSize?: number;
 }
 
-export type BlobSource = AsyncIterable<Uint8Array> | Readable;
+/**
+ * Upload content: a Readable, an async or sync iterable of byte chunks
+ * (e.g. `[buffer]`), or a single Buffer/Uint8Array.
+ */
+export type BlobSource = Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array> | Uint8Array;
+
+function sourceIterator(source: BlobSource): AsyncIterator<unknown> {
+  if (source instanceof Uint8Array) source = [source];
+  const asyncIt = (source as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator];
+  if (typeof asyncIt === 'function') return asyncIt.call(source) as AsyncIterator<unknown>;
+  const syncIt = (source as Partial<Iterable<unknown>>)[Symbol.iterator];
+  if (typeof syncIt === 'function') {
+    const it = syncIt.call(source) as Iterator<unknown>;
+    return {
+      next: async () => it.next(),
+      return: async () => it.return?.() ?? { done: true, value: undefined },
+    };
+  }
+  throw new UploadSourceError('upload source is neither iterable nor a stream');
+}
 
 export const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -373,20 +392,16 @@ export class RegistryClient {
       if (!replayable) {
         // A streamed body cannot be re-sent: learn the challenge, drop the token, let the caller restart.
         await this.auth.onUnauthorized(op.scope, challenges, authz, label).catch(() => undefined);
-        throw await errorFromResponse(res, {
-          hint: 'authorization expired while streaming a request body; the operation can be restarted',
-        }).then(
-          (e) =>
-            new RegistryError({
-              method: e.method,
-              url: e.url,
-              status: e.status,
-              statusText: e.statusText,
-              errors: e.errors,
-              hint: 'authorization expired while streaming a request body',
-              transient: true,
-            }),
-        );
+        const e = await errorFromResponse(res);
+        throw new RegistryError({
+          method: e.method,
+          url: e.url,
+          status: e.status,
+          statusText: e.statusText,
+          errors: e.errors,
+          hint: 'unauthorized while streaming a request body; the operation can be restarted',
+          transient: true,
+        });
       }
       const decision = await this.auth.onUnauthorized(op.scope, challenges, authz, label);
       if (decision.authorization === null && authz !== undefined && !retriedWithout) {
@@ -639,7 +654,7 @@ export class RegistryClient {
    * Failures while the caller consumes the stream are not retried.
    */
   async getBlob(repo: string, digest: string, range?: ByteRange): Promise<Readable> {
-    return this.openBlob(repo, digest, range, (res, _expected) => Promise.resolve(res));
+    return this.openBlob(repo, digest, range, (stream) => Promise.resolve(stream));
   }
 
   /** Read a blob (or a range) into memory; short reads are retried as transient failures. */
@@ -659,7 +674,7 @@ export class RegistryClient {
           status: 0,
           cause: e,
           hint: `reading the blob failed after ${total} bytes`,
-          transient: isTransientError(e) || true,
+          transient: true, // the connection broke mid-body: worth another try
         });
       }
       if (expected !== undefined && total !== expected) {
@@ -774,7 +789,7 @@ export class RegistryClient {
           if (started.mounted) return { uploaded: false, mounted: true };
           location = started.location;
         } else {
-          location = (await this.startUpload(repo)).location;
+          location = await this.startPlainUpload(repo);
         }
         await this.uploadContent(repo, location, digest, size, open, chunkSize, opts.onProgress);
         return { uploaded: true, mounted: false };
@@ -788,6 +803,12 @@ export class RegistryClient {
         throw e;
       }
     }
+  }
+
+  private async startPlainUpload(repo: string): Promise<URL> {
+    const started = await this.startUpload(repo);
+    if (started.mounted) throw new Error('unexpected mount');
+    return started.location;
   }
 
   /** POST an upload session (optionally as a mount). */
@@ -840,7 +861,7 @@ export class RegistryClient {
     } catch (e) {
       throw new UploadSourceError(`opening the upload source failed: ${(e as Error).message}`, { cause: e });
     }
-    const iterator = (source as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+    const iterator = sourceIterator(source);
     const reader = new ChunkReader(iterator, size);
     let location = start;
     let sent = 0;

@@ -92,34 +92,19 @@ export async function openLayer(
   source.on('error', (e) => input.destroy(e));
   source.pipe(input);
 
-  // Peek at the first bytes to pick a decompressor.
-  const first: Buffer = await new Promise((resolve, reject) => {
-    const onReadable = () => {
-      const c = input.read() as Buffer | null;
-      if (c !== null) {
-        cleanup();
-        resolve(c);
-      }
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(Buffer.alloc(0));
-    };
-    const onError = (e: Error) => {
-      cleanup();
-      reject(e);
-    };
-    const cleanup = () => {
-      input.off('readable', onReadable);
-      input.off('end', onEnd);
-      input.off('error', onError);
-    };
-    input.on('readable', onReadable);
-    input.on('end', onEnd);
-    input.on('error', onError);
-  });
-  const kind = compressionOf(expect.mediaType, first);
-  input.unshift(first);
+  // Peek at the first chunk to pick a decompressor, then replay it in front of the rest.
+  const it = (input as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  const first = await it.next();
+  const head: Buffer = first.done ? Buffer.alloc(0) : first.value;
+  const kind = compressionOf(expect.mediaType, head);
+  const replay = Readable.from((async function* () {
+    if (!first.done) yield head;
+    for (;;) {
+      const n = await it.next();
+      if (n.done) return;
+      yield n.value;
+    }
+  })(), { objectMode: false });
 
   const output = new Meter((total) => {
     if (total > maxBytes) out.destroy(new LayerStreamError(`layer ${expect.label} expands past the limit of ${maxBytes} bytes`));
@@ -128,9 +113,9 @@ export async function openLayer(
     }
   });
   const decoder = kind === 'gzip' ? createGunzip() : kind === 'zstd' ? zstdDecoder() : new Transform({ transform: (c, _e, cb) => cb(null, c) });
-  const out = input.pipe(decoder).pipe(output);
+  const out = replay.pipe(decoder).pipe(output);
   decoder.on('error', (e) => out.destroy(e instanceof LayerStreamError ? e : new LayerStreamError(`layer ${expect.label}: ${kind} data is corrupt: ${e.message}`)));
-  input.on('error', (e) => out.destroy(e));
+  replay.on('error', (e) => out.destroy(e));
 
   return {
     tar: out as AsyncIterable<Buffer>,

@@ -121,7 +121,7 @@ class TarReader {
     const meta: PendingMeta = { offset: -1, pax: null, sparse00: [], longName: null, longLink: null, bytes: 0 };
     for (;;) {
       const hdrOffset = src.offset;
-      const block = await src.read(BLOCK_SIZE);
+      const block = src.readBuffered(BLOCK_SIZE) ?? (await src.read(BLOCK_SIZE));
       if (block === null) {
         if (meta.offset >= 0) {
           throw new TarError(`truncated tar: input ends after the extended header at offset ${meta.offset}, at offset ${hdrOffset}`, hdrOffset);
@@ -276,13 +276,13 @@ class TarReader {
     this.body = null;
     body.detach();
     if (this.dataRemaining > 0) {
-      const want = this.dataRemaining;
-      const got = await this.src.skip(want);
-      this.dataRemaining -= got;
-      if (got < want) throw this.truncatedBody(body.entry);
+      this.dataRemaining -= this.src.skipBuffered(this.dataRemaining);
+      if (this.dataRemaining > 0) this.dataRemaining -= await this.src.skip(this.dataRemaining);
+      if (this.dataRemaining > 0) throw this.truncatedBody(body.entry);
     }
     // Lenient on purpose: a final entry whose padding is cut off is still complete.
-    await this.src.skip(this.padding);
+    const pad = this.padding - this.src.skipBuffered(this.padding);
+    if (pad > 0) await this.src.skip(pad);
     this.padding = 0;
   }
 
@@ -291,6 +291,14 @@ class TarReader {
       `truncated tar: input ends in the body of entry '${entry.path}' (header at offset ${entry.offset}), ${this.dataRemaining} bytes missing, at offset ${this.src.offset}`,
       this.src.offset,
     );
+  }
+
+  /** Like readData, but only from the current input chunk; null when that is used up. */
+  takeData(max: number): Buffer | null {
+    if (this.busy || this.dataRemaining <= 0) return null;
+    const chunk = this.src.takeBuffered(Math.min(max, this.dataRemaining));
+    if (chunk !== null) this.dataRemaining -= chunk.length;
+    return chunk;
   }
 
   /** Next piece of the current entry's stored data, at most `max` bytes. */
@@ -461,6 +469,8 @@ class TarReader {
   /** Normalizes a member name; rejects anything that could leave the root. */
   private normalize(raw: string, what: 'path' | 'hardlink target', where: string, offset: number): string {
     checkName(raw, what, where, offset, this.maxPath);
+    // Most names are already clean; skip the split/join for them.
+    if (raw !== '' && !NEEDS_NORMALIZING.test(raw)) return raw;
     if (raw.charCodeAt(0) === 0x2f) throw new TarError(`absolute ${what} '${raw}' in ${where}`, offset);
     const parts = raw.split('/');
     const out: string[] = [];
@@ -472,6 +482,9 @@ class TarReader {
     return out.join('/');
   }
 }
+
+// A leading or trailing slash, an empty component, or a '.' or '..' component.
+const NEEDS_NORMALIZING = /^\/|\/$|\/\/|(?:^|\/)\.\.?(?:\/|$)/;
 
 function checkName(raw: string, what: string, where: string, offset: number, maxPath: number): void {
   if (raw.includes('\0')) throw new TarError(`${what} ${JSON.stringify(raw)} in ${where} contains a NUL byte`, offset);
@@ -543,7 +556,8 @@ class EntryBody implements AsyncIterableIterator<Buffer> {
     }
     const map = this.map;
     if (map === null) {
-      const chunk = await this.reader.readData(this.entry, size - this.pos);
+      const want = size - this.pos;
+      const chunk = this.reader.takeData(want) ?? (await this.reader.readData(this.entry, want));
       this.pos += chunk.length;
       return { done: false, value: chunk };
     }
@@ -558,7 +572,8 @@ class EntryBody implements AsyncIterableIterator<Buffer> {
       if (f === undefined) return DONE;
       const end = f.offset + f.numbytes;
       if (this.pos < end) {
-        const chunk = await this.reader.readData(this.entry, end - this.pos);
+        const want = end - this.pos;
+        const chunk = this.reader.takeData(want) ?? (await this.reader.readData(this.entry, want));
         this.pos += chunk.length;
         return { done: false, value: chunk };
       }
