@@ -287,6 +287,11 @@ describe('streaming', () => {
         ['GNU.sparse.map', map.map((f) => `${f.offset},${f.numbytes}`).join(',')],
       ]),
       rawEntry({ name: 'sparse01' }, stored),
+      paxHeader([['uname', 'global']], 'g'),
+      encodeHeader({ name: 'oldsparse', typeflag: 'S', format: 'gnu', size: stored.length, sparse: map.slice(0, 1), isExtended: true, realSize: 6000 }),
+      encodeSparseExtension(map.slice(1, 2), true),
+      encodeSparseExtension(map.slice(2), false),
+      padToBlock(stored),
       encodeTarEntry({ path: 'after', type: 'file', data: randomBytes(3000) }),
       END,
     ]);
@@ -302,8 +307,10 @@ describe('streaming', () => {
       'L'.repeat(150) + '/file',
       'sparse10',
       'sparse01',
+      'oldsparse',
       'after',
     ]);
+    expect(whole[6]!.entry.uname).toBe('global');
     expect(bytewise.map((g) => [g.entry, g.data.toString('hex')])).toEqual(whole.map((g) => [g.entry, g.data.toString('hex')]));
     const sparse = expand(
       [
@@ -316,6 +323,17 @@ describe('streaming', () => {
     );
     expect(whole[3]!.data.equals(sparse)).toBe(true);
     expect(whole[4]!.data.equals(sparse)).toBe(true);
+    expect(whole[5]!.data.equals(sparse)).toBe(true);
+  });
+
+  it('does not let entries pin input chunks through xattr values', async () => {
+    const big = Buffer.concat([buildTar([{ path: 'f', type: 'file', xattrs: { 'user.k': 'v' } }]), Buffer.alloc(1 << 20)]);
+    const got = await readAll(
+      (async function* () {
+        yield big;
+      })(),
+    );
+    expect(got[0]!.entry.xattrs.get('user.k')!.buffer.byteLength).toBeLessThan(64 * 1024);
   });
 
   it('streams a 64 MiB file in 64 KiB pieces with bounded memory', async () => {

@@ -222,13 +222,10 @@ export function spawnProcess(command: string, args: string[], opts: SpawnOptions
     env: opts.env ?? process.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  if (child.pid === undefined) {
-    // spawn failures (ENOENT) are reported asynchronously via 'error'; make them synchronous-ish
-    if (logFd !== undefined) closeSync(logFd);
-  }
+  let logOpen = logFd !== undefined;
 
   const onData = (chunk: Buffer) => {
-    if (logFd !== undefined) {
+    if (logOpen && logFd !== undefined) {
       try {
         writeSync(logFd, chunk);
       } catch {
@@ -267,9 +264,7 @@ export function spawnProcess(command: string, args: string[], opts: SpawnOptions
   }
 
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    let spawnError: Error | undefined;
     child.once('error', (err) => {
-      spawnError = err;
       onData(Buffer.from(`spawn error: ${err.message}\n`));
       if (child.pid === undefined) {
         exitStatus = { code: null, signal: null };
@@ -286,14 +281,14 @@ export function spawnProcess(command: string, args: string[], opts: SpawnOptions
       finished = true;
       unregister();
       killWatchdog();
-      if (logFd !== undefined) {
+      if (logOpen && logFd !== undefined) {
+        logOpen = false;
         try {
           closeSync(logFd);
         } catch {
           // ignore
         }
       }
-      void spawnError;
       resolve(exitStatus!);
     }
   });

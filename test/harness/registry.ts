@@ -36,6 +36,8 @@ export interface RunningRegistry {
   dataDir: string;
   /** Path of the generated config.yml. */
   configPath: string;
+  /** Registry process id. */
+  pid: number;
   /** Token issuer when auth is 'token'. */
   tokenIssuer?: TokenIssuer;
   stop(): Promise<void>;
@@ -145,6 +147,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
       password,
       dataDir,
       configPath,
+      pid: proc.pid,
       tokenIssuer,
       logs: () => proc.logs(),
       async stop() {

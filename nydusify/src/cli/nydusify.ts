@@ -15,6 +15,7 @@ const common = {
   platform: { type: 'string', default: hostPlatform(), value: 'os/arch', help: 'platform to pick from an image index' },
   'work-dir': { type: 'string', value: 'dir', help: 'scratch directory (default: a temporary one, removed afterwards)' },
   'output-json': { type: 'string', value: 'file', help: 'write the result as JSON to this file' },
+  quiet: { type: 'boolean', short: 'q', default: false, help: 'no progress output' },
 } as const;
 
 const COMMANDS: Record<string, CommandSpec> = {
@@ -38,7 +39,6 @@ const COMMANDS: Record<string, CommandSpec> = {
       'prefetch-patterns': { type: 'boolean', default: false, help: 'read prefetch paths from stdin (default: /)' },
       oci: { type: 'boolean', default: false, help: 'write OCI media types even for Docker sources' },
       'max-layer-size': { type: 'string', value: 'size', help: 'refuse layers that expand past this (default 64GiB)' },
-      quiet: { type: 'boolean', short: 'q', default: false, help: 'no progress output' },
       ...common,
     },
   },

@@ -211,6 +211,21 @@ export class Authenticator {
     for (const [k, v] of this.tokens) if (v.token === token) this.tokens.delete(k);
   }
 
+  /** Forget a token a registry rejected (the Authorization header value that was sent). */
+  invalidate(sent: string | undefined): void {
+    if (sent?.startsWith('Bearer ')) this.dropToken(sent.slice(7));
+  }
+
+  /** Explanation for a 401 that persists after authenticating with `sent`. */
+  rejectedHint(sent: string | undefined): string {
+    const user = this.username();
+    if (sent?.startsWith('Basic ') && user !== undefined) {
+      return `credentials for user "${user}" were rejected by ${this.opts.origin.host}`;
+    }
+    const who = user !== undefined ? `as user "${user}"` : 'anonymously';
+    return `still unauthorized after authenticating ${who}; check the credentials and their permissions`;
+  }
+
   /** Drop every cached token (e.g. after credentials changed). */
   clearTokens(): void {
     this.tokens.clear();

@@ -23,7 +23,9 @@ import {
 import { isValidTag, registryApiHost, validateRepository } from './reference.js';
 import {
   Transport,
+  abandon,
   backoffDelay,
+  connectionReleased,
   discardBody,
   errorFromResponse,
   header,
@@ -158,7 +160,7 @@ function limitStream(src: Readable, limit: number): Readable {
         yield b;
       }
     } finally {
-      if (!src.destroyed) src.destroy();
+      abandon(src);
     }
   }
   return Readable.from(gen(), { objectMode: false });
@@ -171,11 +173,12 @@ async function readAll(stream: Readable, max: number, what: string): Promise<Buf
     const b = chunk as Buffer;
     total += b.length;
     if (total > max) {
-      stream.destroy();
+      abandon(stream);
       throw new Error(`${what} is larger than ${max} bytes`);
     }
     chunks.push(b);
   }
+  await connectionReleased();
   return Buffer.concat(chunks, total);
 }
 
@@ -284,7 +287,8 @@ export class RegistryClient {
     let insecure = options.insecure ?? false;
     const scheme = /^(https?):\/\//i.exec(host);
     if (scheme) {
-      if (scheme[1]!.toLowerCase() === 'http') insecure = true;
+      // an explicit scheme wins over the insecure option
+      insecure = scheme[1]!.toLowerCase() === 'http';
       host = host.slice(scheme[0].length);
     }
     host = host.replace(/\/+$/, '');
@@ -359,7 +363,7 @@ export class RegistryClient {
         try {
           return await handle(res);
         } catch (e) {
-          if (!res.body.destroyed) res.body.destroy();
+          abandon(res.body);
           throw e;
         }
       } catch (e) {
@@ -403,6 +407,11 @@ export class RegistryClient {
           transient: true,
         });
       }
+      if (reauthenticated) {
+        // Re-authenticated once already: give up (without fetching yet another token).
+        this.auth.invalidate(authz);
+        throw await errorFromResponse(res, { hint: this.auth.rejectedHint(authz) });
+      }
       const decision = await this.auth.onUnauthorized(op.scope, challenges, authz, label);
       if (decision.authorization === null && authz !== undefined && !retriedWithout) {
         retriedWithout = true;
@@ -416,10 +425,7 @@ export class RegistryClient {
         await discardBody(res);
         continue;
       }
-      const hint =
-        decision.hint ??
-        (reauthenticated ? 'still unauthorized after authenticating; check the credentials and their permissions' : undefined);
-      throw await errorFromResponse(res, { hint });
+      throw await errorFromResponse(res, { hint: decision.hint });
     }
 
     if (op.followRedirects) {
@@ -677,6 +683,7 @@ export class RegistryClient {
           transient: true, // the connection broke mid-body: worth another try
         });
       }
+      await connectionReleased();
       if (expected !== undefined && total !== expected) {
         throw new RegistryError({
           method: 'GET',
@@ -711,7 +718,7 @@ export class RegistryClient {
       if (res.status === 206) {
         const cr = parseContentRange(header(res.headers, 'content-range'));
         if (cr && cr.start !== range.offset) {
-          res.body.destroy();
+          abandon(res.body);
           throw new RegistryError({
             method: 'GET',
             url,
@@ -727,7 +734,7 @@ export class RegistryClient {
       }
       if (res.status === 200) {
         if (range.offset !== 0) {
-          res.body.destroy();
+          abandon(res.body);
           throw new RegistryError({
             method: 'GET',
             url,
@@ -915,7 +922,7 @@ export class RegistryClient {
         if (got !== digest) throw new UploadSourceError(`upload content has digest ${got}, expected ${digest}`);
       }
     } finally {
-      if (source instanceof Readable) source.destroy();
+      if (source instanceof Readable) abandon(source);
       else void iterator.return?.().catch(() => undefined);
     }
 

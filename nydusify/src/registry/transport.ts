@@ -4,7 +4,7 @@
  * classification of transient failures and backoff helpers.
  */
 import type { Readable } from 'node:stream';
-import { Agent, type Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { RegistryError, UploadSourceError, parseErrorBody } from './errors.js';
 
 export type HttpHeaders = Record<string, string | string[] | undefined>;
@@ -91,6 +91,14 @@ export function retryAfterMs(headers: HttpHeaders, maxMs = 30_000): number | und
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * Wait one macrotask after a response body was consumed. undici returns the
+ * connection to its pool (the 'drain' event) in a setImmediate after the
+ * message completed; a request dispatched before that would open a new
+ * connection instead of reusing the idle one.
+ */
+export const connectionReleased = () => new Promise<void>((r) => setImmediate(r));
+
 /** First value of a response header (lowercase name). */
 export function header(headers: HttpHeaders, name: string): string | undefined {
   const v = headers[name];
@@ -103,6 +111,16 @@ export function headerAll(headers: HttpHeaders, name: string): string[] {
   const v = headers[name];
   if (v === undefined) return [];
   return Array.isArray(v) ? v : [v];
+}
+
+/**
+ * Destroy a stream we no longer want without an unhandled 'error' event
+ * (undici bodies emit an AbortError when destroyed before their end).
+ */
+export function abandon(stream: Readable): void {
+  if (stream.destroyed) return;
+  stream.on('error', () => undefined);
+  stream.destroy();
 }
 
 /** Read at most `limit` bytes of a response body, then discard the rest. */
@@ -119,8 +137,9 @@ export async function readBodyLimited(res: HttpResponse, limit = 64 * 1024): Pro
   } catch {
     // best effort for error bodies
   } finally {
-    if (!res.body.destroyed) res.body.destroy();
+    abandon(res.body);
   }
+  await connectionReleased();
   return Buffer.concat(chunks);
 }
 
@@ -131,6 +150,7 @@ export async function discardBody(res: HttpResponse): Promise<void> {
   } catch {
     // ignore
   }
+  await connectionReleased();
 }
 
 /** Build a RegistryError from a response, reading (a bounded part of) its body. */
@@ -152,27 +172,44 @@ export async function errorFromResponse(
   });
 }
 
+/**
+ * Keep-alive connection pools, one undici Pool per origin (registry, token
+ * realm, blob storage). undici's Agent is not used on purpose: in undici 7 it
+ * closes an origin's whole pool whenever its connection count drops to zero
+ * (which happens after every HEAD request, as undici closes connections after
+ * HEAD), and a stale close then also tears down the replacement pool, so
+ * connections were never reused.
+ */
 export class Transport {
-  readonly agent: Agent;
+  private readonly pools = new Map<string, Pool>();
   private readonly opts: TransportOptions;
+  private closed = false;
 
   constructor(opts: TransportOptions) {
     this.opts = opts;
-    this.agent = new Agent({
-      keepAliveTimeout: 30_000,
-      keepAliveMaxTimeout: 300_000,
-      connect: { timeout: opts.timeoutMs },
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
-    });
+  }
+
+  private pool(origin: string): Pool {
+    if (this.closed) throw new Error('registry client is closed');
+    let p = this.pools.get(origin);
+    if (!p) {
+      p = new Pool(origin, {
+        keepAliveTimeout: 30_000,
+        keepAliveMaxTimeout: 300_000,
+        connect: { timeout: this.opts.timeoutMs },
+        headersTimeout: this.opts.timeoutMs,
+        bodyTimeout: this.opts.timeoutMs,
+      });
+      this.pools.set(origin, p);
+    }
+    return p;
   }
 
   /** One HTTP exchange. Network failures become RegistryError with status 0 (transient when retryable). */
   async send(req: HttpRequest): Promise<HttpResponse> {
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...req.headers };
     try {
-      const res = await this.agent.request({
-        origin: req.url.origin,
+      const res = await this.pool(req.url.origin).request({
         path: `${req.url.pathname}${req.url.search}`,
         method: req.method as Dispatcher.HttpMethod,
         headers,
@@ -201,7 +238,10 @@ export class Transport {
     }
   }
 
-  close(): Promise<void> {
-    return this.agent.close();
+  async close(): Promise<void> {
+    this.closed = true;
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map((p) => p.close()));
   }
 }

@@ -9,3 +9,8 @@ export class TarError extends Error {
     this.name = 'TarError';
   }
 }
+
+/** Names in messages are attacker-controlled and can be a megabyte long; keep messages readable. */
+export function clip(name: string, max = 200): string {
+  return name.length <= max ? name : `${name.slice(0, max)}…(${name.length} chars)`;
+}

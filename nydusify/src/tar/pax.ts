@@ -122,7 +122,8 @@ const LIBARCHIVE_XATTR = 'LIBARCHIVE.xattr.';
 export function paxXattr(key: string, value: Buffer): [string, Buffer] | null {
   if (key.startsWith(SCHILY_XATTR)) {
     const name = key.slice(SCHILY_XATTR.length);
-    return name === '' ? null : [name, value];
+    // Copied: entries outlive the input chunk, and a small value must not pin it.
+    return name === '' ? null : [name, Buffer.from(value)];
   }
   if (key.startsWith(LIBARCHIVE_XATTR)) {
     const name = percentDecode(key.slice(LIBARCHIVE_XATTR.length));

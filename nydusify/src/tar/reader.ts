@@ -1,5 +1,5 @@
 import type { TarEntry, TarEntryType } from './entry.js';
-import { TarError } from './errors.js';
+import { TarError, clip } from './errors.js';
 import {
   BLOCK_SIZE,
   ZERO_BLOCK,
@@ -288,7 +288,7 @@ class TarReader {
 
   private truncatedBody(entry: TarEntry): TarError {
     return new TarError(
-      `truncated tar: input ends in the body of entry '${entry.path}' (header at offset ${entry.offset}), ${this.dataRemaining} bytes missing, at offset ${this.src.offset}`,
+      `truncated tar: input ends in the body of entry '${clip(entry.path)}' (header at offset ${entry.offset}), ${this.dataRemaining} bytes missing, at offset ${this.src.offset}`,
       this.src.offset,
     );
   }
@@ -326,7 +326,7 @@ class TarReader {
       return v !== undefined && v.length > 0 ? decodeName(v) : undefined;
     };
     const rawPath = meta.longName ?? text('path') ?? h.name;
-    const where = `entry '${rawPath}' at offset ${offset}`;
+    const where = `entry '${clip(rawPath)}' at offset ${offset}`;
     // Per-entry PAX wins over global PAX, which wins over the header.
     const value = (key: string): Buffer | undefined => {
       const v = pax?.get(key);
@@ -383,9 +383,9 @@ class TarReader {
 
     const path = this.normalize(sparseName ?? rawPath, 'path', `the entry at offset ${offset}`, offset);
     if (path === '' && type !== 'directory') {
-      throw new TarError(`${type} entry at offset ${offset} has an empty path (${JSON.stringify(rawPath)})`, offset);
+      throw new TarError(`${type} entry at offset ${offset} has an empty path (${JSON.stringify(clip(rawPath))})`, offset);
     }
-    const named = `entry '${path}' at offset ${offset}`;
+    const named = `entry '${clip(path)}' at offset ${offset}`;
 
     let linkname = '';
     if (type === 'hardlink' || type === 'symlink') {
@@ -471,12 +471,12 @@ class TarReader {
     checkName(raw, what, where, offset, this.maxPath);
     // Most names are already clean; skip the split/join for them.
     if (raw !== '' && !NEEDS_NORMALIZING.test(raw)) return raw;
-    if (raw.charCodeAt(0) === 0x2f) throw new TarError(`absolute ${what} '${raw}' in ${where}`, offset);
+    if (raw.charCodeAt(0) === 0x2f) throw new TarError(`absolute ${what} '${clip(raw)}' in ${where}`, offset);
     const parts = raw.split('/');
     const out: string[] = [];
     for (const p of parts) {
       if (p === '' || p === '.') continue;
-      if (p === '..') throw new TarError(`${what} escapes the root: '${raw}' in ${where}`, offset);
+      if (p === '..') throw new TarError(`${what} escapes the root: '${clip(raw)}' in ${where}`, offset);
       out.push(p);
     }
     return out.join('/');
@@ -487,7 +487,7 @@ class TarReader {
 const NEEDS_NORMALIZING = /^\/|\/$|\/\/|(?:^|\/)\.\.?(?:\/|$)/;
 
 function checkName(raw: string, what: string, where: string, offset: number, maxPath: number): void {
-  if (raw.includes('\0')) throw new TarError(`${what} ${JSON.stringify(raw)} in ${where} contains a NUL byte`, offset);
+  if (raw.includes('\0')) throw new TarError(`${what} ${JSON.stringify(clip(raw))} in ${where} contains a NUL byte`, offset);
   const bytes = Buffer.byteLength(raw, 'utf8');
   if (bytes > maxPath) throw new TarError(`${what} of ${bytes} bytes in ${where} exceeds the limit of ${maxPath}`, offset);
 }
@@ -550,7 +550,7 @@ class EntryBody implements AsyncIterableIterator<Buffer> {
     if (this.pos >= size) return DONE;
     if (this.detached) {
       throw new TarError(
-        `body of entry '${this.entry.path}' at offset ${this.entry.offset} read after the reader moved on to the next entry`,
+        `body of entry '${clip(this.entry.path)}' at offset ${this.entry.offset} read after the reader moved on to the next entry`,
         this.entry.offset,
       );
     }

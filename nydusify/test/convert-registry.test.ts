@@ -1,0 +1,151 @@
+/**
+ * nydusify against the real Debian docker-registry on loopback (htpasswd and bearer-token auth),
+ * with source images pushed by skopeo: convert registry-to-registry, inspect the result with
+ * skopeo, check it, and show that check fails when a layer's bytes change or a blob goes missing.
+ */
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { RegistryClient } from '../src/registry/client.js';
+import { writeSampleImage } from '../src/sample/sample-image.js';
+
+let work: string;
+let basic: RunningRegistry;
+let token: RunningRegistry;
+let env: NodeJS.ProcessEnv;
+
+// Child processes must run asynchronously: the registries' logs are drained by this event loop,
+// and a blocked loop would stall them.
+const exec = promisify(execFile);
+
+async function run(cmd: string, args: string[], runEnv: NodeJS.ProcessEnv = env) {
+  try {
+    const r = await exec(cmd, args, { env: runEnv, encoding: 'utf8', maxBuffer: 1 << 26 });
+    return { code: 0, out: r.stdout + r.stderr, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof x.code === 'number' ? x.code : -1, out: `${x.stdout ?? ''}${x.stderr ?? ''}`, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
+  }
+}
+
+const nydusify = (args: string[]) => run('node', ['bin/nydusify.js', ...args, '--quiet']);
+
+async function skopeo(args: string[]) {
+  const r = await run('skopeo', args);
+  if (r.code !== 0) throw new Error(`skopeo ${args.join(' ')}: ${r.out}`);
+  return r.stdout;
+}
+
+const skopeoPush = (layout: string, reg: RunningRegistry, ref: string) =>
+  skopeo(['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', `${reg.username}:${reg.password}`, layout, `docker://${reg.host}/${ref}`]);
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'nydus-convert-'));
+  [basic, token] = await Promise.all([startRegistry({ auth: 'htpasswd' }), startRegistry({ auth: 'token' })]);
+  const auths = Object.fromEntries([basic, token].map((r) => [r.host, { auth: Buffer.from(`${r.username}:${r.password}`).toString('base64') }]));
+  writeFileSync(join(work, 'config.json'), JSON.stringify({ auths }));
+  env = { ...process.env, DOCKER_CONFIG: work };
+  const good = await writeSampleImage(join(work, 'layout'), 'latest');
+  const tampered = await writeSampleImage(join(work, 'layout'), 'tampered', { tamper: true });
+  for (const reg of [basic, token]) {
+    await skopeoPush(good, reg, 'sample:latest');
+    await skopeoPush(tampered, reg, 'sample:tampered');
+  }
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all([basic?.stop(), token?.stop()]);
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('registry to registry (htpasswd basic auth)', () => {
+  it('converts, pushes a Nydus manifest, and check passes', async () => {
+    const src = `${basic.host}/sample:latest`;
+    const dst = `${basic.host}/sample:nydus`;
+    const conv = await nydusify(['convert', '--source', src, '--target', dst, '--source-insecure', '--target-insecure', '--output-json', join(work, 'convert.json')]);
+    expect(conv.out).toMatch(/root digest: [0-9a-f]{64}/);
+    expect(conv.code).toBe(0);
+
+    const raw = JSON.parse(await skopeo(['inspect', '--raw', '--tls-verify=false', '--creds', `${basic.username}:${basic.password}`, `docker://${dst}`]));
+    expect(raw.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    expect(raw.layers).toHaveLength(4);
+    for (const l of raw.layers.slice(0, 3)) {
+      expect(l.mediaType).toBe('application/vnd.oci.image.layer.nydus.blob.v1');
+      expect(l.annotations['containerd.io/snapshot/nydus-blob']).toBe('true');
+    }
+    expect(raw.layers[3].mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip');
+    expect(raw.layers[3].annotations).toMatchObject({ 'containerd.io/snapshot/nydus-bootstrap': 'true', 'containerd.io/snapshot/nydus-fs-version': '6' });
+
+    const chk = await nydusify(['check', '--source', src, '--target', dst, '--source-insecure', '--target-insecure']);
+    expect(chk.out).toMatch(/check passed: \d+ files compared, \d+ chunks verified/);
+    expect(chk.code).toBe(0);
+  });
+
+  it('a second conversion uploads no blob again', async () => {
+    const conv = await nydusify(['convert', '--source', `${basic.host}/sample:latest`, '--target', `${basic.host}/sample:nydus`, '--source-insecure', '--target-insecure', '--output-json', join(work, 'again.json')]);
+    expect(conv.code).toBe(0);
+    const r = JSON.parse(readFileSync(join(work, 'again.json'), 'utf8'));
+    expect(r.layers.map((l: { uploaded: boolean }) => l.uploaded)).toEqual([false, false, false]);
+  });
+
+  it('check fails against a source whose layer differs by one byte, naming the file', async () => {
+    const chk = await nydusify(['check', '--source', `${basic.host}/sample:tampered`, '--target', `${basic.host}/sample:nydus`, '--source-insecure', '--target-insecure']);
+    expect(chk.code).toBe(1);
+    expect(chk.out).toMatch(/\/opt\/app\/data\.bin: content differs/);
+  });
+
+  it('check fails when a data blob of the target is deleted', async () => {
+    const client = new RegistryClient(basic.host, { insecure: true, credentials: { username: basic.username!, password: basic.password! } });
+    const m = JSON.parse((await client.getManifest('sample', 'nydus')).body.toString());
+    // Copy the image to another repo first so the deletion does not disturb other tests.
+    await skopeo(['copy', '--quiet', '--src-tls-verify=false', '--dest-tls-verify=false', '--src-creds', `${basic.username}:${basic.password}`, '--dest-creds', `${basic.username}:${basic.password}`,
+      `docker://${basic.host}/sample:nydus`, `docker://${basic.host}/broken:nydus`]);
+    await client.deleteBlob('broken', m.layers[1].digest);
+    const chk = await nydusify(['check', '--source', `${basic.host}/sample:latest`, '--target', `${basic.host}/broken:nydus`, '--source-insecure', '--target-insecure']);
+    expect(chk.code).toBe(1);
+    expect(chk.out).toContain(m.layers[1].digest.slice(7));
+  });
+
+  it('without credentials the registry refuses with a clear error', async () => {
+    const r = await run('node', ['bin/nydusify.js', 'convert', '--quiet', '--source', `${basic.host}/sample:latest`, '--target', `${basic.host}/x:y`, '--source-insecure', '--target-insecure'],
+      { ...process.env, DOCKER_CONFIG: join(work, 'nowhere') });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/401|unauthorized|authentication/i);
+  });
+});
+
+describe('registry to registry (bearer token auth)', () => {
+  it('converts and checks through the token issuer', async () => {
+    const src = `${token.host}/sample:latest`;
+    const dst = `${token.host}/converted/sample:nydus`;
+    const conv = await nydusify(['convert', '--source', src, '--target', dst, '--source-insecure', '--target-insecure']);
+    expect(conv.code, conv.out).toBe(0);
+    const chk = await nydusify(['check', '--source', src, '--target', dst, '--source-insecure', '--target-insecure']);
+    expect(chk.code, chk.out).toBe(0);
+    expect(token.tokenIssuer!.requests.length).toBeGreaterThan(0);
+  });
+});
+
+describe('local sources and outputs', () => {
+  it('docker-archive and zstd-compressed OCI layouts convert to an OCI layout that checks clean', async () => {
+    const archive = join(work, 'sample-docker.tar');
+    await skopeo(['copy', '--quiet', `oci:${join(work, 'layout')}:latest`, `docker-archive:${archive}:sample:latest`]);
+    const out = join(work, 'out-layout');
+    const conv = await nydusify(['convert', '--source', archive, '--output-dir', out, '--target', 'nydus']);
+    expect(conv.code, conv.out).toBe(0);
+    const chk = await nydusify(['check', '--source', `docker-archive:${archive}`, '--target', `oci:${out}:nydus`]);
+    expect(chk.code, chk.out).toBe(0);
+
+    const zstdLayout = join(work, 'zstd-layout');
+    await skopeo(['copy', '--quiet', '--dest-compress-format', 'zstd', `oci:${join(work, 'layout')}:latest`, `oci:${zstdLayout}:latest`]);
+    const conv2 = await nydusify(['convert', '--source', `oci:${zstdLayout}:latest`, '--output-dir', join(work, 'out-zstd'), '--target', 'nydus']);
+    expect(conv2.code, conv2.out).toBe(0);
+    const chk2 = await nydusify(['check', '--source', `oci:${zstdLayout}:latest`, '--target', `oci:${join(work, 'out-zstd')}:nydus`]);
+    expect(chk2.code, chk2.out).toBe(0);
+  });
+});
