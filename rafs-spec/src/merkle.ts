@@ -6,7 +6,7 @@
  */
 import { digest } from '../../native/index.js';
 import type { DigesterName } from './constants.js';
-import { encodeRdev, fileTypeOf, modeOf, sortedChildren, type FsNode } from './tree.js';
+import { compareNames, encodeRdev, fileTypeOf, modeOf, sortedChildren, type FsNode } from './tree.js';
 
 function u16(n: number): Buffer {
   const b = Buffer.alloc(2);
@@ -32,7 +32,7 @@ export function entryRecord(name: string, node: FsNode, contentDigest: Buffer): 
     u16(target.length), target,
     u32(node.xattrs.size),
   ];
-  for (const key of [...node.xattrs.keys()].sort()) {
+  for (const key of [...node.xattrs.keys()].sort(compareNames)) {
     const k = Buffer.from(key);
     const value = node.xattrs.get(key)!;
     parts.push(u16(k.length), k, u32(value.length), value);

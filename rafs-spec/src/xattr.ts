@@ -1,5 +1,6 @@
 /** Inline xattrs: a 12-byte ibody header then 4-byte aligned entries with a prefix index. */
 import { ByteView } from './bytes.js';
+import { compareNames } from './tree.js';
 import { XATTR_ENTRY_HEADER_SIZE, XATTR_IBODY_HEADER_SIZE, XATTR_PREFIXES, align } from './constants.js';
 import { FormatError } from './errors.js';
 
@@ -19,7 +20,7 @@ function splitName(name: string): [number, Buffer] {
 export function encodeXattrs(xattrs: Map<string, Buffer>): Buffer {
   if (xattrs.size === 0) return Buffer.alloc(0);
   const parts: Buffer[] = [Buffer.alloc(XATTR_IBODY_HEADER_SIZE)];
-  for (const name of [...xattrs.keys()].sort()) {
+  for (const name of [...xattrs.keys()].sort(compareNames)) {
     const value = xattrs.get(name)!;
     const [index, suffix] = splitName(name);
     if (suffix.length > 255) throw new XattrError(`xattr name '${name}' is too long`);
