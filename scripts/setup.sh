@@ -27,8 +27,10 @@ fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found on PATH (install Rust first)" >&2; exit 1; }
 
+# `npm install`, not `npm ci`: the lockfile this registry setup writes omits other platforms'
+# optional packages, which `npm ci` refuses; `npm install` honours the same pinned versions.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  npm install --no-audit --no-fund
 fi
 npm run build
 echo "setup: done"
