@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
 import { RegistryClient } from '../src/registry/client.js';
+import { OciLayoutWriter } from '../src/image/oci-layout.js';
 import { writeSampleImage } from '../src/sample/sample-image.js';
 
 let work: string;
@@ -147,5 +148,28 @@ describe('local sources and outputs', () => {
     expect(conv2.code, conv2.out).toBe(0);
     const chk2 = await nydusify(['check', '--source', `oci:${zstdLayout}:latest`, '--target', `oci:${join(work, 'out-zstd')}:nydus`]);
     expect(chk2.code, chk2.out).toBe(0);
+  });
+
+  it('an image index converts the manifest of the requested --platform, and names the ones it has otherwise', async () => {
+    const layout = join(work, 'layout');
+    const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+    const byTag = (t: string) => index.manifests.find((m: { annotations?: Record<string, string> }) => m.annotations?.['org.opencontainers.image.ref.name'] === t);
+    const plain = (d: { mediaType: string; digest: string; size: number }, platform: object) => ({ mediaType: d.mediaType, digest: d.digest, size: d.size, platform });
+    const multi = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [plain(byTag('latest'), { os: 'linux', architecture: 'amd64' }), plain(byTag('tampered'), { os: 'linux', architecture: 'arm64' })],
+    }));
+    const w = new OciLayoutWriter(layout);
+    await w.tag({ mediaType: 'application/vnd.oci.image.index.v1+json', digest: await w.putBytes(multi), size: multi.length }, 'multi');
+
+    const out = join(work, 'out-arm64');
+    const conv = await nydusify(['convert', '--source', `oci:${layout}:multi`, '--platform', 'linux/arm64', '--output-dir', out, '--target', 'arm64']);
+    expect(conv.code, conv.out).toBe(0);
+    expect((await nydusify(['check', '--source', `oci:${layout}:tampered`, '--target', `oci:${out}:arm64`])).code).toBe(0);
+    expect((await nydusify(['check', '--source', `oci:${layout}:latest`, '--target', `oci:${out}:arm64`])).code).toBe(1);
+
+    const none = await nydusify(['convert', '--source', `oci:${layout}:multi`, '--platform', 'linux/s390x', '--output-dir', join(work, 'out-s390x')]);
+    expect(none.code).toBe(1);
+    expect(none.out).toMatch(/no manifest for platform linux\/s390x \(index has: linux\/amd64, linux\/arm64\)/);
   });
 });

@@ -82,3 +82,20 @@ export async function runMain(main: () => Promise<number | void>): Promise<void>
     process.exitCode = e instanceof UsageError ? 2 : 1;
   }
 }
+
+/** The top-level help of a multi-command program. */
+export function programHelp(program: string, summary: string, commands: Record<string, CommandSpec>): string {
+  return [
+    `${program}: ${summary}`, '', `Usage: ${program} <command> [options]`, '', 'Commands:',
+    ...Object.values(commands).map((c) => `  ${c.name.padEnd(10)} ${c.summary}`),
+    '', `Run '${program} <command> --help' for the options of a command.`,
+  ].join('\n');
+}
+
+/** Non-empty lines from stdin (prefetch patterns); nothing when stdin is a terminal. */
+export async function readStdinLines(): Promise<string[]> {
+  if (process.stdin.isTTY) return [];
+  let text = '';
+  for await (const c of process.stdin) text += c;
+  return text.split('\n').map((l) => l.trim()).filter(Boolean);
+}

@@ -14,7 +14,7 @@ import { readDirSource } from '../source/dir-source.js';
 import { tarFileSource } from '../source/tar-source.js';
 import { humanBytes } from '../util/progress.js';
 import { setLogLevel } from '../util/log.js';
-import { helpText, oneOf, parseCommand, parseSize, UsageError, type CommandSpec } from './args.js';
+import { helpText, oneOf, parseCommand, parseSize, programHelp, readStdinLines, UsageError, type CommandSpec } from './args.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../../../rafs-spec/src/constants.js';
 
 const PROGRAM = 'nydus-image';
@@ -98,25 +98,12 @@ const COMMANDS: Record<string, CommandSpec> = {
   },
 };
 
-function topHelp(): string {
-  return [
-    `${PROGRAM}: build and inspect RAFS v6 (Nydus) images`, '', `Usage: ${PROGRAM} <command> [options]`, '', 'Commands:',
-    ...Object.values(COMMANDS).map((c) => `  ${c.name.padEnd(10)} ${c.summary}`),
-    '', `Run '${PROGRAM} <command> --help' for the options of a command.`,
-  ].join('\n');
-}
+const topHelp = (): string => programHelp(PROGRAM, 'build and inspect RAFS v6 (Nydus) images', COMMANDS);
 
 const need = (v: unknown, flag: string): string => {
   if (typeof v !== 'string' || v === '') throw new UsageError(`--${flag} is required`);
   return v;
 };
-
-async function readStdinLines(): Promise<string[]> {
-  if (process.stdin.isTTY) return [];
-  let text = '';
-  for await (const c of process.stdin) text += c;
-  return text.split('\n').map((l) => l.trim()).filter(Boolean);
-}
 
 async function emit(result: unknown, jsonPath: unknown): Promise<void> {
   if (typeof jsonPath === 'string') await writeFile(jsonPath, `${JSON.stringify(result, null, 2)}\n`);

@@ -7,7 +7,7 @@ import { convert } from '../convert.js';
 import { hostPlatform } from '../image/types.js';
 import { setLogLevel } from '../util/log.js';
 import { humanBytes } from '../util/progress.js';
-import { helpText, oneOf, parseCommand, parseSize, UsageError, type CommandSpec } from './args.js';
+import { helpText, oneOf, parseCommand, parseSize, programHelp, readStdinLines, UsageError, type CommandSpec } from './args.js';
 
 const PROGRAM = 'nydusify';
 const common = {
@@ -55,19 +55,7 @@ const COMMANDS: Record<string, CommandSpec> = {
   },
 };
 
-function topHelp(): string {
-  return [
-    `${PROGRAM}: convert OCI images to Nydus images`, '', `Usage: ${PROGRAM} <command> [options]`, '', 'Commands:',
-    ...Object.values(COMMANDS).map((c) => `  ${c.name.padEnd(10)} ${c.summary}`),
-    '', `Run '${PROGRAM} <command> --help' for the options of a command.`,
-  ].join('\n');
-}
-
-async function readStdinLines(): Promise<string[]> {
-  let text = '';
-  for await (const c of process.stdin) text += c;
-  return text.split('\n').map((l) => l.trim()).filter(Boolean);
-}
+const topHelp = (): string => programHelp(PROGRAM, 'convert OCI images to Nydus images', COMMANDS);
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;

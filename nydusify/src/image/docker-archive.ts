@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { DOCKER_CONFIG, DOCKER_MANIFEST } from '../registry/media-types.js';
 import { readTar } from '../tar/index.js';
+import { readFileRange } from './oci-layout.js';
 import type { Descriptor, ImageConfig, ImageSource } from './types.js';
 
 interface ArchiveManifestEntry {
@@ -59,5 +60,6 @@ export async function openDockerArchive(path: string, workDir: string, tag?: str
     label, manifestMediaType: DOCKER_MANIFEST, configBytes, config: JSON.parse(configBytes.toString()) as ImageConfig,
     manifest: { schemaVersion: 2, mediaType: DOCKER_MANIFEST, config: { mediaType: DOCKER_CONFIG, digest: cfg.digest, size: cfg.size }, layers },
     openBlob: async (d) => createReadStream(files.get(d.digest)!),
+    readRange: (d, offset, length) => readFileRange(files.get(d.digest)!, offset, length),
   };
 }

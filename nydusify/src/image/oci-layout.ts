@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { OCI_INDEX } from '../registry/media-types.js';
@@ -12,6 +12,19 @@ import { selectPlatform, type Descriptor, type ImageConfig, type ImageIndex, typ
 
 const INDEX_TYPES = ['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json'];
 const REF_NAME = 'org.opencontainers.image.ref.name';
+
+/** Reads exactly `length` bytes at `offset` of a file. */
+export async function readFileRange(path: string, offset: number, length: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(length);
+    const { bytesRead } = await fh.read(b, 0, length, offset);
+    if (bytesRead !== length) throw new Error(`${path}: short read (${bytesRead} of ${length} bytes at ${offset})`);
+    return b;
+  } finally {
+    await fh.close();
+  }
+}
 
 export function blobPath(dir: string, digest: string): string {
   const m = /^(sha256|sha512):([0-9a-f]+)$/.exec(digest);
@@ -39,6 +52,7 @@ export async function openOciLayout(dir: string, tag: string | undefined, platfo
   return {
     label, manifest, manifestMediaType: desc.mediaType, configBytes, config: JSON.parse(configBytes.toString()) as ImageConfig,
     openBlob: async (d: Descriptor): Promise<Readable> => createReadStream(blobPath(dir, d.digest)),
+    readRange: (d: Descriptor, offset: number, length: number) => readFileRange(blobPath(dir, d.digest), offset, length),
   };
 }
 

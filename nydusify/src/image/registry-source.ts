@@ -18,5 +18,6 @@ export async function openRegistryImage(client: RegistryClient, ref: ImageRefere
   return {
     label, manifest, manifestMediaType: got.mediaType, configBytes, config: JSON.parse(configBytes.toString()) as ImageConfig,
     openBlob: (d: Descriptor): Promise<Readable> => client.getBlob(repo, d.digest),
+    readRange: (d: Descriptor, offset: number, length: number) => client.getBlobBuffer(repo, d.digest, { offset, length }),
   };
 }

@@ -50,6 +50,8 @@ export interface ImageSource {
   config: ImageConfig;
   configBytes: Buffer;
   openBlob(desc: Descriptor): Promise<Readable>;
+  /** A byte range of a blob (registry Range request, or a file read). */
+  readRange(desc: Descriptor, offset: number, length: number): Promise<Buffer>;
   close?(): Promise<void>;
 }
 

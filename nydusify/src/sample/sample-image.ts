@@ -20,7 +20,8 @@ export interface SampleImageOptions {
   busybox?: string;
 }
 
-function pseudoRandom(n: number, seed: number): Buffer {
+/** Deterministic incompressible bytes (xorshift), so images and tests are reproducible. */
+export function pseudoRandom(n: number, seed: number): Buffer {
   const b = Buffer.alloc(n);
   let x = seed >>> 0 || 1;
   for (let i = 0; i < n; i++) {

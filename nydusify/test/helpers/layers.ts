@@ -5,17 +5,7 @@ import { ImageBuilder, type BuildOptions } from '../../src/builder/build.js';
 import { tarLayerSource } from '../../src/source/tar-source.js';
 import { buildTar, type TarWriteEntry } from '../../src/tar/index.js';
 
-export const pseudoRandom = (n: number, seed: number): Buffer => {
-  const b = Buffer.alloc(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-};
+export { pseudoRandom } from '../../src/sample/sample-image.js';
 
 export function builder(blobDir: string, opts: Partial<BuildOptions> = {}, parent?: ConstructorParameters<typeof ImageBuilder>[1], dict?: ConstructorParameters<typeof ImageBuilder>[2]) {
   return new ImageBuilder({
