@@ -390,6 +390,9 @@ export function runCommand(
           ),
         );
     });
+    // A command that exits without reading its stdin (htpasswd) makes this write fail with EPIPE;
+    // that is not an error of the command, whose exit status decides.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.input ?? '');
   });
 }
