@@ -13,8 +13,8 @@ const empty: AsyncIterable<Buffer> = { async *[Symbol.asyncIterator]() {} };
 export async function* readDirSource(root: string): AsyncGenerator<SourceItem> {
   const links = new Map<string, string>();
   const queue: string[] = [''];
-  while (queue.length) {
-    const rel = queue.shift()!;
+  for (let qi = 0; qi < queue.length; qi++) {
+    const rel = queue[qi]!;
     const abs = rel ? join(root, rel) : root;
     const st = await lstat(abs, { bigint: true });
     const base = {

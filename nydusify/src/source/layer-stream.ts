@@ -49,7 +49,8 @@ class Meter extends Transform {
 
 function zstdDecoder(): Transform {
   // Node 20 has no zstd; the zstd CLI (installed by setup) streams it.
-  const child = spawn('zstd', ['-d', '-c', '-q', '--long=31'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // zstd's default window limit (128 MiB) stays: an untrusted frame must not make it allocate more.
+  const child = spawn('zstd', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const t = new Transform({
