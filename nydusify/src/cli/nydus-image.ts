@@ -12,7 +12,7 @@ import { mergeBootstraps } from '../builder/merge.js';
 import { verifyImage } from '../builder/verify.js';
 import { readDirSource } from '../source/dir-source.js';
 import { tarFileSource } from '../source/tar-source.js';
-import { humanBytes } from '../util/progress.js';
+import { Progress, humanBytes } from '../util/progress.js';
 import { setLogLevel } from '../util/log.js';
 import { helpText, oneOf, parseCommand, parseSize, programHelp, readStdinLines, UsageError, type CommandSpec } from './args.js';
 import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../../../rafs-spec/src/constants.js';
@@ -137,9 +137,11 @@ async function create(values: Record<string, unknown>, positionals: string[]): P
     if (!(await stat(source)).isDirectory()) throw new UsageError(`${source} is not a directory (use --type tar-rafs for tar files)`);
     await builder.addLayer(readDirSource(source), source);
   } else {
-    const src = await tarFileSource(source);
+    const progress = new Progress(`build ${source}`, source === '-' ? undefined : (await stat(source)).size);
+    const src = await tarFileSource(source, undefined, (n) => progress.set(n));
     await builder.addLayer(src.items, source);
     await src.result();
+    progress.finish();
   }
   const result = builder.finish();
   await writeFile(bootstrapPath, result.bootstrap);

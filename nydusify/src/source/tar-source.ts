@@ -36,5 +36,5 @@ export async function tarLayerSource(input: TarLayerInput): Promise<TarLayerSour
   };
 }
 
-export const tarFileSource = (path: string, limits?: LayerLimits): Promise<TarLayerSource> =>
-  tarLayerSource({ stream: path === '-' ? process.stdin : createReadStream(path), label: path, limits });
+export const tarFileSource = (path: string, limits?: LayerLimits, onBytes?: (n: number) => void): Promise<TarLayerSource> =>
+  tarLayerSource({ stream: path === '-' ? process.stdin : createReadStream(path), label: path, limits, onCompressedBytes: onBytes });
