@@ -129,7 +129,6 @@ function commonMtime(order: Placed[]): [number, number] {
 export function writeBootstrap(root: FsNode, opts: WriteBootstrapOptions): WrittenBootstrap {
   if (root.kind !== 'dir') throw new BuildError('the root of an image must be a directory');
   const order = orderNodes(root);
-  const byNode = new Map(order.map((p) => [p.node, p]));
   const [buildTime, buildTimeNsec] = opts.forceExtended ? [0, 0] : commonMtime(order);
 
   // Blob table: first use in breadth-first order unless the caller fixed it.
