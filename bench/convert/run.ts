@@ -197,7 +197,7 @@ async function main() {
       '|---|---|---|---|---|---|---|---|---|', ...rows, '',
       'What each does: **nydusify** reads the gzip layers, verifies their digests, cuts 1 MiB chunks, BLAKE3-digests and zstd-compresses them (2 threads), deduplicates, and writes one blob per layer plus the merged bootstrap (output = blobs + bootstrap layer). '
         + '**mksquashfs** starts from the already unpacked rootfs (no layer decompression, no dedup across files beyond its own duplicate detection) and writes one zstd squashfs. '
-        + '**ctr-remote** converts the layers in containerd\'s content store to eStargz (gzip, per-file TOC), layer by layer.', '',
+        + '**ctr-remote** converts the layers in containerd\'s content store to eStargz (gzip, per-file TOC), layer by layer; its CPU and RSS columns cover only the ctr-remote client process, not containerd.', '',
       ...notes.map((n) => `- ${n}`), '', rssCheck, '',
     ].join('\n');
     await writeFile(join(o.out!, `${date}-convert.json`), `${JSON.stringify({ date, image: img, runs, notes }, null, 2)}\n`);
