@@ -14,6 +14,7 @@ import { lookupDockerCredentials, normalizeAuthKey } from '../src/registry/docke
 import { RegistryError, parseErrorBody, redactUrl } from '../src/registry/errors.js';
 import { OCI_MANIFEST } from '../src/registry/media-types.js';
 import { parseWwwAuthenticate } from '../src/registry/www-authenticate.js';
+import { expectRegistryError } from './helpers/registry-error.js';
 
 const sha256 = (b: Uint8Array) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
 const NO_DOCKER_CONFIG = path.join(os.tmpdir(), 'no-such-dir-registry-test', 'config.json');
@@ -66,16 +67,6 @@ function json(res: http.ServerResponse, status: number, body: unknown, headers: 
 
 function client(host: string, opts: RegistryClientOptions = {}) {
   return new RegistryClient(host, { insecure: true, dockerConfigPath: NO_DOCKER_CONFIG, retryBaseDelayMs: 5, ...opts });
-}
-
-async function catchError(p: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(RegistryError);
-    return e as RegistryError;
-  }
-  throw new Error('expected a RegistryError');
 }
 
 // ---------------------------------------------------------------------------
@@ -239,7 +230,7 @@ describe('redirects to blob storage', () => {
     try {
       const d = sha256(blob);
       expect((await c.getBlobBuffer('repo', d, { offset: 0, length: 10 })).equals(blob.subarray(0, 10))).toBe(true);
-      const e = await catchError(c.getBlobBuffer('repo', d, { offset: 5, length: 10 }));
+      const e = await expectRegistryError(c.getBlobBuffer('repo', d, { offset: 5, length: 10 }));
       expect(e.message).toContain('ignored the Range header');
     } finally {
       await c.close();
@@ -270,11 +261,11 @@ describe('retries', () => {
       expect((await c.getManifest('repo', 'limited')).digest).toBe(sha256(manifest));
       expect(calls).toBe(2);
       calls = 0;
-      const e = await catchError(c.getManifest('repo', 'notimpl'));
+      const e = await expectRegistryError(c.getManifest('repo', 'notimpl'));
       expect(calls).toBe(1);
       expect(e.status).toBe(501);
       calls = 0;
-      const down = await catchError(c.getManifest('repo', 'down'));
+      const down = await expectRegistryError(c.getManifest('repo', 'down'));
       expect(calls).toBe(4);
       expect(down.status).toBe(502);
       expect(down.transient).toBe(true);
@@ -302,7 +293,7 @@ describe('retries', () => {
       expect((await c.getManifest('repo', 'v1')).body.equals(manifest)).toBe(true);
       expect(calls).toBe(3);
       script.push('silence');
-      const e = await catchError(none.getManifest('repo', 'v1'));
+      const e = await expectRegistryError(none.getManifest('repo', 'v1'));
       expect(e.status).toBe(0);
       expect(e.transient).toBe(true);
       expect(e.message).toMatch(/^GET 127\.0\.0\.1:\d+\/v2\/repo\/manifests\/v1: no response \(.*timeout.*\)/i);
@@ -429,7 +420,7 @@ describe('bearer token handling', () => {
       const regBefore = registry.requests.length;
       valid.clear();
       issueValidTokens = false;
-      const e = await catchError(c.getManifest('ns/app', 'v1'));
+      const e = await expectRegistryError(c.getManifest('ns/app', 'v1'));
       issueValidTokens = true;
       expect(e.status).toBe(401);
       expect(e.message).toContain('still unauthorized after authenticating');
@@ -489,7 +480,7 @@ describe('manifests', () => {
       expect(got.mediaType).toBe('application/vnd.oci.image.index.v1+json');
       expect(got.digest).toBe(sha256(body));
       expect(server.requests[0]!.headers.accept).toContain('application/vnd.oci.image.index.v1+json');
-      const e = await catchError(c.getManifest('repo', sha256(body)));
+      const e = await expectRegistryError(c.getManifest('repo', sha256(body)));
       expect(e.message).toContain('manifest digest mismatch');
       await expect(c.getManifest('repo', 'bad tag')).rejects.toThrow(TypeError);
       await expect(c.getManifest('Repo', 'x')).rejects.toThrow(/lowercase/);

@@ -15,6 +15,7 @@ import { InvalidReferenceError, formatReference, parseReference } from '../src/r
 import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
 import { existsSync } from 'node:fs';
 import { getFreePort, spawnProcess, waitForUrl } from '../../test/harness/process.js';
+import { expectRegistryError } from './helpers/registry-error.js';
 
 const sha256 = (b: Uint8Array) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -90,16 +91,6 @@ async function pushImage(c: RegistryClient, repo: string, tag: string) {
   await c.pushBlob(repo, sha256(img.config), img.config.length, () => [img.config]);
   const digest = await c.putManifest(repo, tag, OCI_MANIFEST, img.manifest);
   return { ...img, digest };
-}
-
-async function expectRegistryError(p: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(RegistryError);
-    return e as RegistryError;
-  }
-  throw new Error('expected a RegistryError');
 }
 
 // ---------------------------------------------------------------------------
