@@ -10,12 +10,15 @@
 //! `mount`) are plain Rust with their own error values and unit tests;
 //! `exports` adapts them to JS; this file only registers the module.
 
+pub mod cache;
 pub mod chunk;
 pub mod codec;
 pub mod crc32c;
 pub mod digest;
+pub mod fuse;
 mod lz4;
 pub mod mount;
+pub mod rafs;
 pub mod xattr;
 
 // The N-API glue references symbols that only the `node` binary provides,

@@ -20,6 +20,7 @@
 pub mod callback;
 pub mod error;
 pub mod sys;
+pub mod tsfn;
 pub mod work;
 
 use std::ffi::{c_void, CStr, CString};
