@@ -1,0 +1,1 @@
+//! RAFS v6 bootstrap reader.
