@@ -124,3 +124,8 @@ export function listXattrs(path: string): Record<string, Buffer> {
 
 export const MS_RDONLY: number = native.MS_RDONLY;
 export const MNT_DETACH: number = native.MNT_DETACH;
+
+/** The raw addon, for the typed wrappers of other parts of it (native/daemon.ts). */
+export function rawBinding(): unknown {
+  return native;
+}

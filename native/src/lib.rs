@@ -14,6 +14,7 @@ pub mod cache;
 pub mod chunk;
 pub mod codec;
 pub mod crc32c;
+pub mod daemon;
 pub mod digest;
 pub mod fuse;
 mod lz4;
@@ -26,11 +27,13 @@ pub mod xattr;
 #[cfg(not(test))]
 mod exports;
 #[cfg(not(test))]
+mod exports_daemon;
+#[cfg(not(test))]
 pub mod napi;
 
 #[cfg(not(test))]
 fn init(env: napi::Env, exports: napi::Value) -> napi::Result<()> {
-    for function in exports::FUNCTIONS.iter() {
+    for function in exports::FUNCTIONS.iter().chain(exports_daemon::FUNCTIONS.iter()) {
         env.set_property(exports, function.name, env.function(function)?)?;
     }
     for (name, value) in exports::constants() {

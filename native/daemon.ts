@@ -1,0 +1,136 @@
+// Typed wrapper of the nydusd data path in the addon (native/src/daemon,
+// native/src/exports_daemon.rs).
+//
+// Native code owns FUSE, the bootstrap, the cache, decompression and digest
+// checks. It calls back into JS only for chunks missing from the cache
+// (`fetch` events) and to report finished prefetch runs; JS answers each
+// fetch with `fetchDone`.
+
+import { rawBinding } from './index.js';
+
+export type FetchPriority = 'on-demand' | 'prefetch';
+
+export interface FetchEvent {
+  type: 'fetch';
+  id: number;
+  mountpoint: string;
+  blobId: string;
+  offset: number;
+  length: number;
+  priority: FetchPriority;
+}
+
+export interface PrefetchDoneEvent {
+  type: 'prefetch-done';
+  mountpoint: string;
+  planned: number;
+  loaded: number;
+  /** Newline-separated messages; empty when all went well. */
+  errors: string;
+}
+
+export type DaemonEvent = FetchEvent | PrefetchDoneEvent;
+
+export interface RafsOptions {
+  workDir: string;
+  amplifyIo: number;
+  /** Re-check cached chunks on first read (fetched chunks are always checked). */
+  validate: boolean;
+  enableXattr: boolean;
+}
+
+/** 'table-or-all': the image's prefetch table, or every blob when the table is empty. */
+export type PrefetchMode = 'all' | 'table' | 'table-or-all' | 'paths';
+
+export interface BlobCacheState {
+  id: string;
+  readyChunks: number;
+  chunkCount: number;
+  uncompressedSize: number;
+  cachePath: string;
+}
+
+/** Counters of one mounted instance (names as Nydus's metrics where they exist). */
+export interface InstanceStats {
+  nr_opens: number;
+  data_read: number;
+  cache_hits: number;
+  cache_misses: number;
+  fetch_requests: number;
+  fetch_bytes: number;
+  fetch_errors: number;
+  digest_errors: number;
+  decompress_errors: number;
+  cache_write_errors: number;
+  prefetch_chunks: number;
+  prefetch_bytes: number;
+  prefetch_requests: number;
+  fop_hits: Record<string, number>;
+  fop_errors: Record<string, number>;
+  block_count_read: Record<string, number>;
+  blobs: Record<string, BlobCacheState>;
+  /** Newline-separated error messages since the previous call. */
+  errors: string;
+}
+
+export interface DaemonStats {
+  fuseMounted: boolean;
+  mounts: Record<string, InstanceStats>;
+}
+
+interface DaemonBinding {
+  daemonCreate(onEvent: (e: DaemonEvent) => void): object;
+  daemonAddRafs(h: object, mountpoint: string, bootstrap: string, workDir: string, amplifyIo: number, validate: boolean, enableXattr: boolean): void;
+  daemonRemoveRafs(h: object, mountpoint: string): void;
+  daemonMountFuse(h: object, mountpoint: string, threads: number): void;
+  daemonUnmountFuse(h: object): void;
+  daemonFetchDone(h: object, id: number, data: Buffer | null, error?: string): boolean;
+  daemonPrefetch(h: object, mountpoint: string, mode: PrefetchMode, paths: string, threads: number, mergingSize: number): number;
+  daemonStats(h: object): DaemonStats;
+  daemonClose(h: object): void;
+}
+
+export class NativeDaemon {
+  readonly #b = rawBinding() as DaemonBinding;
+  readonly #h: object;
+
+  constructor(onEvent: (e: DaemonEvent) => void) {
+    this.#h = this.#b.daemonCreate(onEvent);
+  }
+
+  /** Serves `bootstrap` at `mountpoint` ("/" or "/name") of the FUSE tree. Throws on a bad bootstrap. */
+  addRafs(mountpoint: string, bootstrap: string, o: RafsOptions): void {
+    this.#b.daemonAddRafs(this.#h, mountpoint, bootstrap, o.workDir, o.amplifyIo, o.validate, o.enableXattr);
+  }
+
+  removeRafs(mountpoint: string): void {
+    this.#b.daemonRemoveRafs(this.#h, mountpoint);
+  }
+
+  mountFuse(mountpoint: string, threads: number): void {
+    this.#b.daemonMountFuse(this.#h, mountpoint, threads);
+  }
+
+  unmountFuse(): void {
+    this.#b.daemonUnmountFuse(this.#h);
+  }
+
+  /** Answers fetch `id` with exactly the requested bytes, or fails it with `error`. */
+  fetchDone(id: number, data: Buffer | null, error?: string): boolean {
+    return this.#b.daemonFetchDone(this.#h, id, data, error);
+  }
+
+  /** Starts a prefetch run; returns the number of chunks planned. A `prefetch-done` event follows. */
+  prefetch(mountpoint: string, mode: PrefetchMode, paths: string[], threads: number, mergingSize: number): number {
+    return this.#b.daemonPrefetch(this.#h, mountpoint, mode, paths.join('\n'), threads, mergingSize);
+  }
+
+  stats(): DaemonStats {
+    return this.#b.daemonStats(this.#h);
+  }
+
+  /** Unmounts FUSE and fails fetches still waiting for an answer. */
+  close(): void {
+    this.#b.daemonClose(this.#h);
+  }
+}

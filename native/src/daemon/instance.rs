@@ -1,0 +1,214 @@
+//! One mounted RAFS image: the bootstrap answers metadata, the chunk loader
+//! answers data. Everything here is addressed by nid; the VFS above maps
+//! nids to FUSE node ids.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::fetch::Fetcher;
+use super::loader::{BlobSpec, ChunkLoader, ChunkLoc, LoaderOptions};
+use super::stats::Stats;
+use crate::fuse::filesystem::{Attr, Errno, FsResult, Statfs};
+use crate::rafs::{Bootstrap, ChunkRef, Inode};
+
+pub struct InstanceOptions {
+    pub work_dir: std::path::PathBuf,
+    pub amplify_io: u64,
+    pub validate: bool,
+    pub enable_xattr: bool,
+}
+
+pub struct Instance {
+    pub bootstrap: Bootstrap,
+    pub loader: ChunkLoader,
+    pub stats: Arc<Stats>,
+    enable_xattr: bool,
+}
+
+fn eio<E: std::fmt::Display>(_: E) -> Errno {
+    Errno(libc::EIO)
+}
+
+fn loc(c: &ChunkRef) -> ChunkLoc {
+    ChunkLoc {
+        blob: c.blob_index,
+        ci: c.chunk_index,
+        compressed_offset: c.compressed_offset,
+        compressed_size: c.compressed_size,
+        uncompressed_offset: c.uncompressed_offset,
+        uncompressed_size: c.uncompressed_size,
+        compressed: c.compressed,
+        digest: c.digest,
+    }
+}
+
+impl Instance {
+    pub fn open(bootstrap: &Path, fetcher: Arc<dyn Fetcher>, opts: InstanceOptions) -> Result<Instance, String> {
+        let bootstrap = Bootstrap::open(bootstrap).map_err(|e| format!("bootstrap {}: {e}", bootstrap.display()))?;
+        let mut specs: Vec<BlobSpec> = bootstrap
+            .blobs()
+            .iter()
+            .map(|b| BlobSpec {
+                id: b.id.clone(),
+                compressor: b.compressor,
+                digester: b.digester,
+                chunk_count: b.chunk_count,
+                uncompressed_size: b.uncompressed_size,
+                chunks: Vec::new(),
+            })
+            .collect();
+        for row in bootstrap.chunk_rows().map_err(|e| e.to_string())? {
+            if let Some(spec) = specs.get_mut(row.blob_index as usize) {
+                spec.chunks.push(loc(&row));
+            }
+        }
+        for spec in specs.iter_mut() {
+            spec.chunks.sort_by_key(|c| c.ci);
+        }
+        let stats = Arc::new(Stats::default());
+        let loader = ChunkLoader::new(
+            &opts.work_dir,
+            specs,
+            fetcher,
+            stats.clone(),
+            LoaderOptions { amplify_io: opts.amplify_io, validate: opts.validate },
+        )
+        .map_err(|e| format!("cache work dir {}: {e}", opts.work_dir.display()))?;
+        Ok(Instance { bootstrap, loader, stats, enable_xattr: opts.enable_xattr })
+    }
+
+    pub fn root_nid(&self) -> u64 {
+        self.bootstrap.root_nid()
+    }
+
+    pub fn inode(&self, nid: u64) -> FsResult<Inode> {
+        self.bootstrap.inode(nid).map_err(eio)
+    }
+
+    pub fn attr(&self, inode: &Inode, ino: u64) -> Attr {
+        Attr {
+            ino,
+            size: inode.size,
+            blocks: inode.size.div_ceil(512),
+            atime: inode.mtime,
+            mtime: inode.mtime,
+            ctime: inode.mtime,
+            atime_nsec: inode.mtime_nsec,
+            mtime_nsec: inode.mtime_nsec,
+            ctime_nsec: inode.mtime_nsec,
+            mode: inode.mode,
+            nlink: inode.nlink,
+            uid: inode.uid,
+            gid: inode.gid,
+            rdev: inode.rdev,
+            blksize: 4096,
+        }
+    }
+
+    pub fn lookup(&self, dir: u64, name: &[u8]) -> FsResult<(u64, Inode)> {
+        let dir = self.inode(dir)?;
+        if !dir.is_dir() {
+            return Err(Errno(libc::ENOTDIR));
+        }
+        let nid = self.bootstrap.lookup(&dir, name).map_err(eio)?.ok_or(Errno(libc::ENOENT))?;
+        Ok((nid, self.inode(nid)?))
+    }
+
+    pub fn readlink(&self, nid: u64) -> FsResult<Vec<u8>> {
+        let inode = self.inode(nid)?;
+        if !inode.is_symlink() {
+            return Err(Errno(libc::EINVAL));
+        }
+        self.bootstrap.read_link(&inode).map(|t| t.to_vec()).map_err(eio)
+    }
+
+    pub fn xattrs(&self, nid: u64) -> FsResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        if !self.enable_xattr {
+            return Ok(Vec::new());
+        }
+        let inode = self.inode(nid)?;
+        self.bootstrap.xattrs(&inode).map_err(eio)
+    }
+
+    pub fn statfs(&self) -> Statfs {
+        let s = self.bootstrap.statfs();
+        Statfs { blocks: s.blocks, files: s.files, ffree: s.ffree, bsize: s.bsize, frsize: s.bsize, namelen: s.namelen, ..Default::default() }
+    }
+
+    /// Chunk locations of a regular file covering `[offset, end)`.
+    pub fn chunks(&self, inode: &Inode, offset: u64, end: u64) -> FsResult<Vec<ChunkLoc>> {
+        let cs = self.bootstrap.chunk_size() as u64;
+        if end <= offset {
+            return Ok(Vec::new());
+        }
+        let (first, last) = ((offset / cs) as u32, ((end - 1) / cs) as u32);
+        (first..=last).map(|i| self.bootstrap.chunk(inode, i).map(|c| loc(&c)).map_err(eio)).collect()
+    }
+
+    /// Appends up to `size` bytes of file `nid` at `offset` to `out`.
+    pub fn read(&self, nid: u64, offset: u64, size: u32, out: &mut Vec<u8>) -> FsResult<()> {
+        let inode = self.inode(nid)?;
+        if !inode.is_reg() {
+            return Err(Errno(libc::EISDIR));
+        }
+        if offset >= inode.size || size == 0 {
+            return Ok(());
+        }
+        let end = inode.size.min(offset + size as u64);
+        let chunks = self.chunks(&inode, offset, end)?;
+        self.loader.ensure(&chunks).map_err(eio)?;
+        let cs = self.bootstrap.chunk_size() as u64;
+        let first = offset / cs;
+        for (i, c) in chunks.iter().enumerate() {
+            let chunk_start = (first + i as u64) * cs;
+            let from = offset.max(chunk_start);
+            let to = end.min(chunk_start + c.uncompressed_size as u64);
+            if to <= from {
+                return Err(Errno(libc::EIO));
+            }
+            self.loader.read(c, (from - chunk_start) as u32, (to - from) as u32, out).map_err(eio)?;
+        }
+        self.stats.read_bytes(end - offset);
+        Ok(())
+    }
+
+    /// Every chunk of the files (directories recursively) at `paths`;
+    /// `None` means the whole image.
+    pub fn prefetch_chunks(&self, nids: &[u64]) -> FsResult<Vec<ChunkLoc>> {
+        let mut out = Vec::new();
+        let mut stack: Vec<u64> = nids.to_vec();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(nid) = stack.pop() {
+            if !seen.insert(nid) {
+                continue;
+            }
+            let inode = self.inode(nid)?;
+            if inode.is_dir() {
+                let mut children = Vec::new();
+                self.bootstrap
+                    .read_dir(&inode, 0, &mut |e| {
+                        if e.name != b"." && e.name != b".." {
+                            children.push(e.nid);
+                        }
+                        true
+                    })
+                    .map_err(eio)?;
+                stack.extend(children);
+            } else if inode.is_reg() {
+                let n = self.bootstrap.chunk_count(&inode);
+                for i in 0..n {
+                    out.push(loc(&self.bootstrap.chunk(&inode, i).map_err(eio)?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every chunk the image references, blob by blob in blob order.
+    pub fn all_chunks(&self) -> Vec<ChunkLoc> {
+        (0..self.loader.blob_count() as u32)
+            .filter_map(|b| self.loader.blob_spec(b))
+            .flat_map(|s| s.chunks.iter().copied())
+            .collect()
+    }
+}

@@ -1,0 +1,425 @@
+//! Turns chunk references into cached, verified bytes.
+//!
+//! The one path every byte takes: a chunk missing from the cache is claimed
+//! (so concurrent readers wait instead of fetching twice), fetched together
+//! with neighbouring missing chunks in one ranged request (up to the amplify
+//! size), decompressed, checked against its digest, written to the blob's
+//! cache file, made durable, and only then marked ready. A chunk whose digest
+//! does not match is never written, so it can never be served.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::fetch::{Fetcher, Priority};
+use super::inflight::{Claim, Inflight};
+use super::stats::Stats;
+use crate::cache::BlobCache;
+use crate::codec::{self, Compressor};
+use crate::digest::{self, Digester};
+
+/// Where one chunk lives, in both address spaces of its blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLoc {
+    pub blob: u32,
+    /// Index in the blob's chunk-info array (and bit in its chunk map).
+    pub ci: u32,
+    pub compressed_offset: u64,
+    pub compressed_size: u32,
+    pub uncompressed_offset: u64,
+    pub uncompressed_size: u32,
+    pub compressed: bool,
+    pub digest: [u8; 32],
+}
+
+impl ChunkLoc {
+    fn key(&self) -> (u32, u32) {
+        (self.blob, self.ci)
+    }
+    fn compressed_end(&self) -> u64 {
+        self.compressed_offset + self.compressed_size as u64
+    }
+}
+
+/// What the loader needs to know about a blob.
+#[derive(Debug, Clone)]
+pub struct BlobSpec {
+    pub id: String,
+    pub compressor: Compressor,
+    pub digester: Digester,
+    pub chunk_count: u32,
+    pub uncompressed_size: u64,
+    /// Every chunk of this blob the image references, sorted by `ci`; used
+    /// to widen a fetch to the chunks that follow the requested ones.
+    pub chunks: Vec<ChunkLoc>,
+}
+
+#[derive(Debug)]
+pub enum LoadError {
+    Fetch { blob: String, message: String },
+    Integrity { blob: String, ci: u32, message: String },
+    Io { blob: String, message: String },
+    /// A chunk another reader was fetching could not be loaded.
+    Waited,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Fetch { blob, message } => write!(f, "fetching from blob {blob}: {message}"),
+            LoadError::Integrity { blob, ci, message } => write!(f, "chunk {ci} of blob {blob}: {message}"),
+            LoadError::Io { blob, message } => write!(f, "cache of blob {blob}: {message}"),
+            LoadError::Waited => write!(f, "a concurrent fetch of the same chunk failed"),
+        }
+    }
+}
+
+struct BlobState {
+    spec: BlobSpec,
+    cache: BlobCache,
+    /// One bit per chunk: checked against its digest since this process
+    /// started (only kept when `validate` is on).
+    validated: Vec<AtomicU64>,
+}
+
+pub struct LoaderOptions {
+    pub amplify_io: u64,
+    /// Re-verify cached chunks on their first read by this process
+    /// (fetched chunks are always verified).
+    pub validate: bool,
+}
+
+pub struct ChunkLoader {
+    blobs: Vec<BlobState>,
+    inflight: Inflight,
+    fetcher: Arc<dyn Fetcher>,
+    stats: Arc<Stats>,
+    opts: LoaderOptions,
+    errors: Mutex<VecDeque<String>>,
+}
+
+/// How many recent error messages are kept for the control plane to log.
+const ERROR_LOG_LEN: usize = 64;
+
+impl ChunkLoader {
+    pub fn new(
+        work_dir: &Path,
+        specs: Vec<BlobSpec>,
+        fetcher: Arc<dyn Fetcher>,
+        stats: Arc<Stats>,
+        opts: LoaderOptions,
+    ) -> std::io::Result<ChunkLoader> {
+        let mut blobs = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let cache = BlobCache::open(work_dir, &spec.id, spec.uncompressed_size, spec.chunk_count)?;
+            let words = if opts.validate { (spec.chunk_count as usize).div_ceil(64) } else { 0 };
+            let validated = (0..words).map(|_| AtomicU64::new(0)).collect();
+            blobs.push(BlobState { spec, cache, validated });
+        }
+        Ok(ChunkLoader { blobs, inflight: Inflight::default(), fetcher, stats, opts, errors: Mutex::default() })
+    }
+
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    pub fn blob_spec(&self, blob: u32) -> Option<&BlobSpec> {
+        self.blobs.get(blob as usize).map(|b| &b.spec)
+    }
+
+    pub fn cache_path(&self, blob: u32) -> Option<&Path> {
+        self.blobs.get(blob as usize).map(|b| b.cache.data_path())
+    }
+
+    /// (ready chunks, total chunks) of one blob's cache.
+    pub fn cache_state(&self, blob: u32) -> (u32, u32) {
+        self.blobs.get(blob as usize).map_or((0, 0), |b| (b.cache.map().ready_count(), b.spec.chunk_count))
+    }
+
+    pub fn is_ready(&self, c: &ChunkLoc) -> bool {
+        self.blobs.get(c.blob as usize).is_some_and(|b| b.cache.map().is_ready(c.ci))
+    }
+
+    /// Drains the messages of errors seen since the last call.
+    pub fn take_errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect()
+    }
+
+    fn note(&self, err: &LoadError) {
+        let mut log = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() == ERROR_LOG_LEN {
+            log.pop_front();
+        }
+        log.push_back(err.to_string());
+    }
+
+    fn blob(&self, blob: u32) -> Result<&BlobState, LoadError> {
+        self.blobs
+            .get(blob as usize)
+            .ok_or_else(|| LoadError::Io { blob: format!("#{blob}"), message: "no such blob in the image".into() })
+    }
+
+    /// Makes every chunk in `chunks` ready in the cache (fetching what is
+    /// missing), for an on-demand read.
+    pub fn ensure(&self, chunks: &[ChunkLoc]) -> Result<(), LoadError> {
+        let mut owned: Vec<ChunkLoc> = Vec::new();
+        let mut waits = Vec::new();
+        for (i, c) in chunks.iter().enumerate() {
+            // A file may use one chunk twice; claiming it twice would wait on ourselves.
+            if chunks[..i].iter().any(|p| p.key() == c.key()) {
+                continue;
+            }
+            if self.is_ready(c) {
+                Stats::add(&self.stats.cache_hits, 1);
+                continue;
+            }
+            Stats::add(&self.stats.cache_misses, 1);
+            match self.inflight.claim(c.key()) {
+                Claim::Owner if self.is_ready(c) => self.inflight.finish(c.key(), true),
+                Claim::Owner => owned.push(*c),
+                Claim::Wait(p) => waits.push(p),
+            }
+        }
+        // Errors of chunks fetched only to widen a request must not fail
+        // this read: what counts is whether the requested chunks are ready.
+        let mut first_err = None;
+        if !owned.is_empty() {
+            owned.sort_by_key(|c| (c.blob, c.compressed_offset));
+            for run in self.plan_runs(owned, self.opts.amplify_io, true) {
+                if let Err(e) = self.load_run(&run, Priority::OnDemand) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        for p in waits {
+            p.wait();
+        }
+        if chunks.iter().all(|c| self.is_ready(c)) {
+            return Ok(());
+        }
+        Err(first_err.unwrap_or(LoadError::Waited))
+    }
+
+    /// Fetches the missing chunks among `chunks` in requests of at most
+    /// `merging_size`, at prefetch priority. Chunks someone else is already
+    /// fetching are skipped. Returns the number of chunks loaded.
+    pub fn prefetch(&self, chunks: &mut Vec<ChunkLoc>, merging_size: u64) -> Result<u64, LoadError> {
+        chunks.sort_by_key(|c| (c.blob, c.compressed_offset));
+        chunks.dedup_by_key(|c| c.key());
+        let mut claimed = Vec::new();
+        for c in chunks.iter() {
+            if !self.is_ready(c) && self.inflight.try_claim(c.key()) {
+                if self.is_ready(c) {
+                    self.inflight.finish(c.key(), true);
+                } else {
+                    claimed.push(*c);
+                }
+            }
+        }
+        let mut loaded = 0;
+        let mut result = Ok(0);
+        for run in self.plan_runs(claimed, merging_size, false) {
+            match self.load_run(&run, Priority::Prefetch) {
+                Ok(()) => {
+                    loaded += run.len() as u64;
+                    Stats::add(&self.stats.prefetch_chunks, run.len() as u64);
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        result.map(|_| loaded)
+    }
+
+    /// Groups claimed chunks (sorted by blob and offset) into ranged requests.
+    /// With `widen`, a request is extended over the following chunks of the
+    /// blob that are missing and unclaimed, up to `limit` bytes.
+    fn plan_runs(&self, claimed: Vec<ChunkLoc>, limit: u64, widen: bool) -> Vec<Vec<ChunkLoc>> {
+        // Gaps (chunks of other images, or already cached) are read and
+        // dropped when small: one request beats two round trips.
+        let gap = (limit / 8).max(4096);
+        let mut runs: Vec<Vec<ChunkLoc>> = Vec::new();
+        for c in claimed {
+            if let Some(run) = runs.last_mut() {
+                let (first, last) = (run[0], run[run.len() - 1]);
+                if first.blob == c.blob
+                    && c.compressed_offset >= last.compressed_end()
+                    && c.compressed_offset - last.compressed_end() <= gap
+                    && c.compressed_end() - first.compressed_offset <= limit
+                {
+                    run.push(c);
+                    continue;
+                }
+            }
+            runs.push(vec![c]);
+        }
+        if widen {
+            for run in runs.iter_mut() {
+                self.widen(run, limit, gap);
+            }
+        }
+        runs
+    }
+
+    fn widen(&self, run: &mut Vec<ChunkLoc>, limit: u64, gap: u64) {
+        let Ok(state) = self.blob(run[0].blob) else { return };
+        let chunks = &state.spec.chunks;
+        let last = run[run.len() - 1];
+        let start = chunks.partition_point(|c| c.ci <= last.ci);
+        let first_offset = run[0].compressed_offset;
+        let mut end = last.compressed_end();
+        for c in &chunks[start..] {
+            if c.compressed_offset < end || c.compressed_offset - end > gap || c.compressed_end() - first_offset > limit {
+                break;
+            }
+            if state.cache.map().is_ready(c.ci) {
+                continue;
+            }
+            if !self.inflight.try_claim(c.key()) {
+                break;
+            }
+            run.push(*c);
+            end = c.compressed_end();
+        }
+    }
+
+    /// Fetches one contiguous run and settles every chunk in it.
+    fn load_run(&self, run: &[ChunkLoc], priority: Priority) -> Result<(), LoadError> {
+        let outcome = self.fetch_and_store(run, priority);
+        let ok_count = outcome.iter().filter(|r| r.is_ok()).count();
+        let state = self.blob(run[0].blob);
+        if ok_count > 0 {
+            if let Ok(state) = state {
+                // Durable first, then the bits: a crash can lose a fetch, never
+                // mark a chunk whose bytes are not on disk.
+                if let Err(e) = state.cache.sync_data() {
+                    Stats::add(&self.stats.cache_write_errors, 1);
+                    let err = LoadError::Io { blob: state.spec.id.clone(), message: format!("fdatasync: {e}") };
+                    self.note(&err);
+                    run.iter().for_each(|c| self.inflight.finish(c.key(), false));
+                    return Err(err);
+                }
+            }
+        }
+        let mut first_err = None;
+        for (c, r) in run.iter().zip(outcome) {
+            match r {
+                Ok(()) => {
+                    if let Ok(state) = state {
+                        state.cache.map().set_ready(c.ci);
+                    }
+                    self.inflight.finish(c.key(), true);
+                }
+                Err(e) => {
+                    self.note(&e);
+                    self.inflight.finish(c.key(), false);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// One outcome per chunk of `run`, in order.
+    fn fetch_and_store(&self, run: &[ChunkLoc], priority: Priority) -> Vec<Result<(), LoadError>> {
+        let state = match self.blob(run[0].blob) {
+            Ok(s) => s,
+            Err(e) => return run.iter().map(|_| Err(LoadError::Io { blob: e.to_string(), message: String::new() })).collect(),
+        };
+        let blob_id = &state.spec.id;
+        let start = run[0].compressed_offset;
+        let len = run[run.len() - 1].compressed_end() - start;
+        Stats::add(&self.stats.fetch_requests, 1);
+        if priority == Priority::Prefetch {
+            Stats::add(&self.stats.prefetch_requests, 1);
+        }
+        let data = match self.fetcher.fetch(blob_id, start, len, priority) {
+            Ok(d) if d.len() as u64 == len => d,
+            Ok(d) => {
+                Stats::add(&self.stats.fetch_errors, 1);
+                let message = format!("backend returned {} bytes for a {len}-byte range at {start}", d.len());
+                return run.iter().map(|_| Err(LoadError::Fetch { blob: blob_id.clone(), message: message.clone() })).collect();
+            }
+            Err(message) => {
+                Stats::add(&self.stats.fetch_errors, 1);
+                return run.iter().map(|_| Err(LoadError::Fetch { blob: blob_id.clone(), message: message.clone() })).collect();
+            }
+        };
+        Stats::add(&self.stats.fetch_bytes, len);
+        if priority == Priority::Prefetch {
+            Stats::add(&self.stats.prefetch_bytes, len);
+        }
+        run.iter()
+            .map(|c| {
+                let at = (c.compressed_offset - start) as usize;
+                let stored = &data[at..at + c.compressed_size as usize];
+                let plain = self.decode(state, c, stored)?;
+                state.cache.write_at(&plain, c.uncompressed_offset).map_err(|e| {
+                    Stats::add(&self.stats.cache_write_errors, 1);
+                    LoadError::Io { blob: blob_id.clone(), message: format!("write: {e}") }
+                })
+            })
+            .collect()
+    }
+
+    /// Decompresses (when stored compressed) and verifies one chunk.
+    fn decode(&self, state: &BlobState, c: &ChunkLoc, stored: &[u8]) -> Result<Vec<u8>, LoadError> {
+        let integrity = |message: String| LoadError::Integrity { blob: state.spec.id.clone(), ci: c.ci, message };
+        let plain = if c.compressed {
+            codec::decompress(state.spec.compressor, stored, c.uncompressed_size as usize).map_err(|e| {
+                Stats::add(&self.stats.decompress_errors, 1);
+                integrity(format!("cannot decompress: {e}"))
+            })?
+        } else if stored.len() >= c.uncompressed_size as usize {
+            stored[..c.uncompressed_size as usize].to_vec()
+        } else {
+            return Err(integrity(format!("stored size {} below uncompressed size {}", stored.len(), c.uncompressed_size)));
+        };
+        if digest::digest(state.spec.digester, &plain) != c.digest {
+            Stats::add(&self.stats.digest_errors, 1);
+            return Err(integrity("digest mismatch: the data was altered; refusing to serve it".into()));
+        }
+        Ok(plain)
+    }
+
+    /// Appends `len` bytes of ready chunk `c`, starting `offset` bytes into it.
+    pub fn read(&self, c: &ChunkLoc, offset: u32, len: u32, out: &mut Vec<u8>) -> Result<(), LoadError> {
+        let state = self.blob(c.blob)?;
+        if self.opts.validate {
+            self.validate_cached(state, c)?;
+        }
+        let at = out.len();
+        out.resize(at + len as usize, 0);
+        state.cache.read_at(&mut out[at..], c.uncompressed_offset + offset as u64).map_err(|e| {
+            out.truncate(at);
+            LoadError::Io { blob: state.spec.id.clone(), message: format!("read: {e}") }
+        })
+    }
+
+    /// The first read of a cached chunk in this process checks it against its
+    /// digest, so a cache file altered on disk is caught too.
+    fn validate_cached(&self, state: &BlobState, c: &ChunkLoc) -> Result<(), LoadError> {
+        let Some(word) = state.validated.get(c.ci as usize / 64) else { return Ok(()) };
+        let bit = 1u64 << (c.ci % 64);
+        if word.load(Ordering::Acquire) & bit != 0 {
+            return Ok(());
+        }
+        let mut plain = vec![0u8; c.uncompressed_size as usize];
+        state
+            .cache
+            .read_at(&mut plain, c.uncompressed_offset)
+            .map_err(|e| LoadError::Io { blob: state.spec.id.clone(), message: format!("read: {e}") })?;
+        if digest::digest(state.spec.digester, &plain) != c.digest {
+            Stats::add(&self.stats.digest_errors, 1);
+            let err = LoadError::Integrity {
+                blob: state.spec.id.clone(),
+                ci: c.ci,
+                message: "cached chunk does not match its digest (cache file altered?)".into(),
+            };
+            self.note(&err);
+            return Err(err);
+        }
+        word.fetch_or(bit, Ordering::AcqRel);
+        Ok(())
+    }
+}

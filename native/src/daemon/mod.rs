@@ -1,0 +1,68 @@
+//! The data path of `nydusd`: a FUSE session serving RAFS instances whose
+//! chunks come from a local cache, filled through a [`fetch::Fetcher`].
+//!
+//! Flow of a read: FUSE request → [`vfs::Vfs`] (node id → instance, nid) →
+//! [`instance::Instance`] (inode → chunks) → [`loader::ChunkLoader`] (cache
+//! hit, or fetch → decompress → verify → cache) → reply. Metadata and cached
+//! reads never leave native code; only misses call the fetcher.
+
+pub mod fetch;
+mod inflight;
+pub mod instance;
+pub mod loader;
+pub mod prefetch;
+pub mod stats;
+pub mod vfs;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::fuse::session::{Session, SessionOptions};
+use fetch::Fetcher;
+use instance::{Instance, InstanceOptions};
+use vfs::Vfs;
+
+#[derive(Default)]
+pub struct Daemon {
+    pub vfs: Arc<Vfs>,
+    session: Mutex<Option<Session>>,
+}
+
+impl Daemon {
+    /// Opens `bootstrap` and serves it at `path` ("/" or "/name"), fetching
+    /// missing chunks through `fetcher`.
+    pub fn add_instance(&self, path: &str, bootstrap: &Path, fetcher: Arc<dyn Fetcher>, opts: InstanceOptions) -> Result<(), String> {
+        let instance = Instance::open(bootstrap, fetcher, opts)?;
+        self.vfs.mount(path, instance)
+    }
+
+    pub fn remove_instance(&self, path: &str) -> Result<(), String> {
+        self.vfs.umount(path)
+    }
+
+    /// Mounts the FUSE filesystem at `mountpoint` with `threads` workers.
+    pub fn mount_fuse(&self, mountpoint: &Path, threads: usize) -> Result<(), String> {
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        if session.is_some() {
+            return Err("the FUSE session is already mounted".into());
+        }
+        let opts = SessionOptions { threads: threads.max(1), ..Default::default() };
+        let s = Session::mount(self.vfs.clone(), mountpoint, opts)
+            .map_err(|e| format!("mounting FUSE at {}: {e}", mountpoint.display()))?;
+        *session = Some(s);
+        Ok(())
+    }
+
+    /// Unmounts and waits for the workers to stop.
+    pub fn unmount_fuse(&self) -> Result<(), String> {
+        let session = self.session.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match session {
+            Some(s) => s.unmount().map_err(|e| format!("unmounting FUSE: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    pub fn fuse_mounted(&self) -> bool {
+        self.session.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| !s.is_finished())
+    }
+}

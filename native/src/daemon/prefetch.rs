@@ -1,0 +1,150 @@
+//! Background prefetch: warms the cache with the chunks of chosen files (or
+//! the whole image) on dedicated threads, so on-demand reads find them.
+//!
+//! Work is cut into batches of about `merging_size` compressed bytes, taken
+//! by `threads` workers from one queue. Prefetch never blocks on-demand
+//! reads: it skips chunks someone is already fetching, and the backend
+//! serves on-demand requests first.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use super::instance::Instance;
+use super::loader::ChunkLoc;
+
+/// What to prefetch.
+pub enum Target {
+    /// Every chunk of every blob.
+    All,
+    /// The files (directories recursively) at these paths.
+    Paths(Vec<String>),
+    /// The image's own prefetch table; a table holding only the root means
+    /// everything, as in Nydus. With `or_all`, an empty table means
+    /// everything too (`prefetch_all`).
+    Table { or_all: bool },
+}
+
+/// Resolves `target` to the chunks it covers, in blob order.
+pub fn plan(instance: &Instance, target: &Target) -> Result<Vec<ChunkLoc>, String> {
+    let nids = match target {
+        Target::All => return Ok(instance.all_chunks()),
+        Target::Table { or_all } => {
+            let nids = instance.bootstrap.prefetch_nids().map_err(|e| e.to_string())?;
+            if (nids.len() == 1 && nids[0] == instance.root_nid()) || (nids.is_empty() && *or_all) {
+                return Ok(instance.all_chunks());
+            }
+            nids
+        }
+        Target::Paths(paths) => {
+            if paths.len() == 1 && paths[0] == "/" {
+                return Ok(instance.all_chunks());
+            }
+            let mut nids = Vec::new();
+            for p in paths {
+                // A missing path is skipped, as Nydus does: prefetch lists are hints.
+                if let Ok(Some(nid)) = instance.bootstrap.path_to_nid(p.as_bytes()) {
+                    nids.push(nid);
+                }
+            }
+            nids
+        }
+    };
+    let mut chunks = instance.prefetch_chunks(&nids).map_err(|e| format!("prefetch walk: errno {}", e.0))?;
+    chunks.sort_by_key(|c| (c.blob, c.compressed_offset));
+    chunks.dedup_by_key(|c| (c.blob, c.ci));
+    Ok(chunks)
+}
+
+/// Outcome of one prefetch run.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub planned: u64,
+    pub loaded: u64,
+    pub errors: Vec<String>,
+}
+
+/// Runs prefetch of `chunks` on `threads` threads; `done` is called once, on
+/// the last thread to finish.
+pub fn spawn(
+    instance: Arc<Instance>,
+    chunks: Vec<ChunkLoc>,
+    threads: usize,
+    merging_size: u64,
+    done: impl FnOnce(Report) + Send + 'static,
+) {
+    let planned = chunks.len() as u64;
+    let queue: VecDeque<Vec<ChunkLoc>> = batches(chunks, merging_size).into();
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(queue),
+        report: Mutex::new(Report { planned, ..Default::default() }),
+        done: Mutex::new(Some(Box::new(done))),
+        running: Mutex::new(threads.max(1)),
+    });
+    for i in 0..threads.max(1) {
+        let (mine, instance) = (shared.clone(), instance.clone());
+        let spawned = std::thread::Builder::new().name(format!("nydus-prefetch-{i}")).spawn(move || {
+            worker(&mine, &instance, merging_size);
+        });
+        if spawned.is_err() {
+            // Could not start this worker: count it as finished.
+            finish_one(&shared);
+        }
+    }
+}
+
+type Done = Box<dyn FnOnce(Report) + Send>;
+
+struct Shared {
+    queue: Mutex<VecDeque<Vec<ChunkLoc>>>,
+    report: Mutex<Report>,
+    done: Mutex<Option<Done>>,
+    running: Mutex<usize>,
+}
+
+fn worker(shared: &Shared, instance: &Instance, merging_size: u64) {
+    loop {
+        let batch = shared.queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+        let Some(mut batch) = batch else { break };
+        let outcome = instance.loader.prefetch(&mut batch, merging_size);
+        let mut report = shared.report.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Ok(n) => report.loaded += n,
+            Err(e) if report.errors.len() < 16 => report.errors.push(e.to_string()),
+            Err(_) => {}
+        }
+    }
+    finish_one(shared);
+}
+
+fn finish_one(shared: &Shared) {
+    let mut running = shared.running.lock().unwrap_or_else(|e| e.into_inner());
+    *running -= 1;
+    if *running == 0 {
+        let done = shared.done.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let report = shared.report.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(done) = done {
+            done(report);
+        }
+    }
+}
+
+/// Cuts blob-ordered chunks into batches of about `size` compressed bytes.
+fn batches(chunks: Vec<ChunkLoc>, size: u64) -> Vec<Vec<ChunkLoc>> {
+    let mut out: Vec<Vec<ChunkLoc>> = Vec::new();
+    let mut bytes = 0u64;
+    for c in chunks {
+        let start_new = match out.last() {
+            None => true,
+            Some(b) => b[0].blob != c.blob || bytes + c.compressed_size as u64 > size.max(1),
+        };
+        if start_new {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += c.compressed_size as u64;
+        if let Some(b) = out.last_mut() {
+            b.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,81 @@
+// What nydusd's data path needs from a place that stores blobs: exact byte
+// ranges, with counters. Implementations: registry (OCI distribution API)
+// and localfs (a directory of blob files).
+
+export interface ReadOptions {
+  priority: 'on-demand' | 'prefetch';
+  signal?: AbortSignal;
+}
+
+export interface BlobBackend {
+  readonly type: string;
+  /** Exactly `length` bytes of blob `blobId` (64 hex, no prefix) at `offset`, or a thrown BackendError. */
+  read(blobId: string, offset: number, length: number, opts: ReadOptions): Promise<Buffer>;
+  blobSize(blobId: string): Promise<number>;
+  metrics(): BackendMetrics;
+  close(): Promise<void>;
+}
+
+/** Names follow Nydus's backend metrics where the concept is the same. */
+export interface BackendMetrics {
+  backend_type: string;
+  read_count: number;
+  read_errors: number;
+  read_amount_total: number;
+  read_cumulative_latency_millis_total: number;
+  /** Reads by latency: ≤1 ms, ≤20, ≤50, ≤100, ≤500 ms, ≤1 s, ≤2 s, more. */
+  read_latency_dist: number[];
+  prefetch_read_count: number;
+  prefetch_read_amount: number;
+}
+
+export type BackendErrorKind = 'not-found' | 'auth' | 'transient' | 'permanent' | 'integrity';
+
+export class BackendError extends Error {
+  override name = 'BackendError';
+  constructor(
+    readonly kind: BackendErrorKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+const LATENCY_BOUNDS = [1, 20, 50, 100, 500, 1000, 2000];
+
+/** The counters every backend keeps, and the wrapper that maintains them. */
+export class BackendCounters {
+  readonly m: BackendMetrics;
+  constructor(type: string) {
+    this.m = {
+      backend_type: type, read_count: 0, read_errors: 0, read_amount_total: 0, read_cumulative_latency_millis_total: 0,
+      read_latency_dist: new Array(LATENCY_BOUNDS.length + 1).fill(0), prefetch_read_count: 0, prefetch_read_amount: 0,
+    };
+  }
+
+  async count(opts: ReadOptions, read: () => Promise<Buffer>): Promise<Buffer> {
+    const start = performance.now();
+    try {
+      const data = await read();
+      const ms = performance.now() - start;
+      this.m.read_count++;
+      this.m.read_amount_total += data.length;
+      this.m.read_cumulative_latency_millis_total += Math.round(ms);
+      const i = LATENCY_BOUNDS.findIndex((b) => ms <= b);
+      this.m.read_latency_dist[i === -1 ? LATENCY_BOUNDS.length : i]!++;
+      if (opts.priority === 'prefetch') {
+        this.m.prefetch_read_count++;
+        this.m.prefetch_read_amount += data.length;
+      }
+      return data;
+    } catch (e) {
+      this.m.read_errors++;
+      throw e;
+    }
+  }
+}
+
+export function checkBlobId(blobId: string): void {
+  if (!/^[0-9a-f]{64}$/.test(blobId)) throw new BackendError('permanent', `invalid blob id ${JSON.stringify(blobId)}`);
+}

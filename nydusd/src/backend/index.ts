@@ -1,0 +1,19 @@
+// The backend factory: the `device.backend` object of a nydusd config in,
+// a BlobBackend out.
+
+import { BackendError, type BlobBackend } from './backend.js';
+import { LocalfsBackend, type LocalfsConfig } from './localfs.js';
+import { RegistryBackend, type RegistryConfig } from './registry.js';
+
+export { BackendError, type BackendMetrics, type BlobBackend, type ReadOptions } from './backend.js';
+
+export function createBackend(backend: { type: string; config: Record<string, unknown> }): BlobBackend {
+  switch (backend.type) {
+    case 'registry':
+      return new RegistryBackend(backend.config as RegistryConfig);
+    case 'localfs':
+      return new LocalfsBackend(backend.config as LocalfsConfig);
+    default:
+      throw new BackendError('permanent', `backend type "${backend.type}" is not supported (registry, localfs)`);
+  }
+}

@@ -1,0 +1,90 @@
+// `nydusd [fuse] --config FILE --mountpoint DIR [--bootstrap FILE] --apisock SOCK ...`:
+// flags as upstream nydusd has them, so nydus-snapshotter-style callers work.
+
+import { readFile } from 'node:fs/promises';
+
+import { helpText, parseCommand, UsageError, type CommandSpec } from '../../nydusify/src/cli/args.js';
+import { logger, setLogLevel } from '../../nydusify/src/util/log.js';
+import { ApiServer } from './api/server.js';
+import { loadConfigFile, localfsConfig } from './config.js';
+import { DaemonController } from './controller.js';
+import { Nydusd } from './daemon.js';
+
+export const FUSE_COMMAND: CommandSpec = {
+  name: 'fuse',
+  summary: 'serve a RAFS (Nydus) image lazily over FUSE',
+  usage: '[fuse] --config FILE --mountpoint DIR [--bootstrap FILE] [--apisock SOCK] [options]',
+  options: {
+    config: { type: 'string', short: 'C', value: 'file', help: 'nydusd JSON config (Nydus v1 format)' },
+    mountpoint: { type: 'string', short: 'M', value: 'dir', help: 'where to mount the filesystem' },
+    bootstrap: { type: 'string', short: 'B', value: 'file', help: 'RAFS bootstrap served at the root; without it, images are mounted through the API (shared mode)' },
+    apisock: { type: 'string', short: 'A', value: 'path', help: 'HTTP API on this unix socket' },
+    'localfs-dir': { type: 'string', short: 'D', value: 'dir', help: 'read blobs from this directory (localfs backend), overriding the config backend' },
+    'prefetch-files': { type: 'string', value: 'file', help: 'newline-separated paths to prefetch, overriding the image prefetch table' },
+    'thread-num': { type: 'string', value: 'n', default: '4', help: 'FUSE worker threads' },
+    'log-level': { type: 'string', short: 'l', value: 'level', default: 'info', help: 'trace, debug, info, warn, error' },
+    'log-file': { type: 'string', short: 'L', value: 'file', help: 'accepted for compatibility; logs go to stderr' },
+    id: { type: 'string', value: 'id', help: 'daemon id (reported by the API)' },
+    supervisor: { type: 'string', value: 'sock', help: 'supervisor socket (reported; failover is not implemented)' },
+    upgrade: { type: 'boolean', help: 'start in upgrade mode (not supported: exits with an error)' },
+    'failover-policy': { type: 'string', value: 'policy', help: 'accepted for compatibility (none, resend, flush)' },
+    'virtual-mountpoint': { type: 'string', short: 'm', value: 'path', default: '/', help: 'where the bootstrap appears inside the mount' },
+    'rlimit-nofile': { type: 'string', value: 'n', help: 'accepted for compatibility' },
+  },
+  aliases: { 'fuse-threads': 'thread-num' },
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const args = argv[0] === 'fuse' ? argv.slice(1) : argv;
+  if (argv[0] !== undefined && !argv[0].startsWith('-') && argv[0] !== 'fuse') {
+    throw new UsageError(`unknown subcommand '${argv[0]}' (only 'fuse' is supported; virtiofs, singleton, nbd and uffd are not)`);
+  }
+  const { values: v, help } = parseCommand(FUSE_COMMAND, args);
+  if (help) {
+    process.stdout.write(`${helpText('nydusd', FUSE_COMMAND)}\n`);
+    return 0;
+  }
+  setLogLevel(String(v['log-level']));
+  if (v.upgrade) throw new UsageError('--upgrade (hot upgrade/takeover) is not supported by this nydusd');
+  if (typeof v.mountpoint !== 'string') throw new UsageError('--mountpoint is required');
+  const threads = Number(v['thread-num']);
+  if (!Number.isInteger(threads) || threads < 1 || threads > 1024) throw new UsageError(`--thread-num must be 1..1024 (got ${v['thread-num']})`);
+  if (v['virtual-mountpoint'] !== '/') throw new UsageError('--virtual-mountpoint other than / is not supported');
+
+  let loaded;
+  if (typeof v.config === 'string') loaded = await loadConfigFile(v.config);
+  else if (typeof v['localfs-dir'] === 'string') loaded = { config: localfsConfig(v['localfs-dir']), warnings: [] };
+  else throw new UsageError('--config is required (or --localfs-dir)');
+  for (const w of loaded.warnings) logger.warn('config', { warning: w });
+  let config = loaded.config;
+  if (typeof v['localfs-dir'] === 'string' && typeof v.config === 'string') config = { ...config, backend: localfsConfig(v['localfs-dir']).backend };
+
+  const prefetchFiles = typeof v['prefetch-files'] === 'string'
+    ? (await readFile(v['prefetch-files'], 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean)
+    : undefined;
+
+  const daemon = new Nydusd({
+    config,
+    mountpoint: v.mountpoint,
+    ...(typeof v.bootstrap === 'string' ? { bootstrap: v.bootstrap } : {}),
+    threads,
+    ...(prefetchFiles ? { prefetchFiles } : {}),
+    ...(typeof v.id === 'string' ? { id: v.id } : {}),
+    ...(typeof v.supervisor === 'string' ? { supervisor: v.supervisor } : {}),
+  });
+  let api: ApiServer | undefined;
+  const shutdown = async (why: string) => {
+    logger.info('shutting down', { reason: why });
+    await api?.close();
+    await daemon.stop();
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  await daemon.start();
+  if (typeof v.apisock === 'string') {
+    api = new ApiServer(new DaemonController(daemon, () => shutdown('API exit')));
+    await api.listen(v.apisock);
+  }
+  await daemon.exited;
+  return 0;
+}

@@ -1,0 +1,204 @@
+// The nydusd process: one FUSE mount served by the native data path, one or
+// more RAFS instances in it, and the control plane around them (backends,
+// fetch ordering, prefetch, state).
+//
+// Native code calls back only on cache misses (`fetch` events): each one is
+// ordered by the instance's FetchQueue, read from its backend and answered
+// with `fetchDone`. Everything else (metadata, cached reads) never reaches JS.
+
+import { stat } from 'node:fs/promises';
+import { isAbsolute, resolve } from 'node:path';
+
+import { NativeDaemon, type DaemonEvent, type DaemonStats, type FetchEvent, type PrefetchDoneEvent } from '../../native/daemon.js';
+import { MNT_DETACH, umount } from '../../native/index.js';
+import { logger } from '../../nydusify/src/util/log.js';
+import { createBackend } from './backend/index.js';
+import type { DaemonConfig } from './config.js';
+import { MountState } from './mount-state.js';
+
+export type DaemonState = 'INIT' | 'READY' | 'RUNNING' | 'STOPPED';
+
+export interface NydusdOptions {
+  config: DaemonConfig;
+  /** Where the FUSE filesystem is mounted. */
+  mountpoint: string;
+  /** The RAFS to serve at "/" (dedicated mode); without it the root lists API mounts (shared mode). */
+  bootstrap?: string;
+  threads: number;
+  /** Overrides the image's prefetch table (Nydus `--prefetch-files`). */
+  prefetchFiles?: string[];
+  id?: string;
+  supervisor?: string;
+}
+
+export interface MountRequest {
+  source: string;
+  config: DaemonConfig;
+  prefetchFiles?: string[];
+}
+
+/** Unmounts a FUSE mount whose daemon died (stat fails with ENOTCONN), so it can be mounted again. */
+export async function clearStaleMount(mountpoint: string): Promise<boolean> {
+  try {
+    await stat(mountpoint);
+    return false;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTCONN' && code !== 'ECONNABORTED') return false;
+  }
+  umount(mountpoint, MNT_DETACH);
+  logger.warn('cleared a stale FUSE mount left by a previous daemon', { mountpoint });
+  return true;
+}
+
+export class Nydusd {
+  state: DaemonState = 'INIT';
+  readonly mounts = new Map<string, MountState>();
+  readonly startedAt = Date.now();
+  readonly #events: { time: string; event: string; detail?: unknown }[] = [];
+  #native: NativeDaemon | undefined;
+  #exited: Promise<void>;
+  #resolveExited!: () => void;
+
+  constructor(readonly opts: NydusdOptions) {
+    this.#exited = new Promise((r) => (this.#resolveExited = r));
+  }
+
+  get native(): NativeDaemon {
+    if (this.#native === undefined) throw new Error('the daemon is not started');
+    return this.#native;
+  }
+
+  /** Resolves when the daemon has stopped. */
+  get exited(): Promise<void> {
+    return this.#exited;
+  }
+
+  event(event: string, detail?: unknown): void {
+    this.#events.push({ time: new Date().toISOString(), event, detail });
+    if (this.#events.length > 256) this.#events.shift();
+  }
+
+  events(): readonly unknown[] {
+    return this.#events;
+  }
+
+  /** Mounts FUSE (and the bootstrap at "/", if any), then moves to RUNNING. */
+  async start(): Promise<void> {
+    const mountpoint = resolve(this.opts.mountpoint);
+    await clearStaleMount(mountpoint);
+    this.#native = new NativeDaemon((e) => this.#onEvent(e));
+    if (this.opts.bootstrap !== undefined) {
+      await this.mount('/', { source: this.opts.bootstrap, config: this.opts.config, prefetchFiles: this.opts.prefetchFiles });
+    }
+    this.native.mountFuse(mountpoint, this.opts.threads);
+    this.state = 'READY';
+    this.event('mounted', { mountpoint });
+    this.state = 'RUNNING';
+    logger.info('nydusd running', { mountpoint, bootstrap: this.opts.bootstrap ?? null, threads: this.opts.threads });
+  }
+
+  /** Adds a RAFS instance at `mountpoint` ("/" or "/name") and starts its prefetch. */
+  async mount(mountpoint: string, req: MountRequest): Promise<void> {
+    if (this.mounts.has(mountpoint)) throw new MountError(409, `mountpoint ${mountpoint} is already mounted`);
+    const source = isAbsolute(req.source) ? req.source : resolve(req.source);
+    const config = req.config;
+    const backend = createBackend(config.backend);
+    try {
+      this.native.addRafs(mountpoint, source, {
+        workDir: config.cache.workDir,
+        amplifyIo: config.amplifyIo,
+        validate: config.digestValidate || config.cache.validate,
+        enableXattr: config.enableXattr,
+      });
+    } catch (e) {
+      await backend.close();
+      throw new MountError(400, (e as Error).message);
+    }
+    const state = new MountState(mountpoint, source, config, backend);
+    this.mounts.set(mountpoint, state);
+    this.event('mount', { mountpoint, source });
+    this.#startPrefetch(state, req.prefetchFiles);
+  }
+
+  async umount(mountpoint: string): Promise<void> {
+    const state = this.mounts.get(mountpoint);
+    if (state === undefined) throw new MountError(404, `nothing is mounted at ${mountpoint}`);
+    this.native.removeRafs(mountpoint);
+    this.mounts.delete(mountpoint);
+    await state.close();
+    this.event('umount', { mountpoint });
+  }
+
+  #startPrefetch(state: MountState, files: string[] | undefined): void {
+    const p = state.config.fsPrefetch;
+    const explicit = files !== undefined && files.length > 0;
+    if (!p.enable && !explicit) return;
+    // Nydus: user paths override the image's table; with neither, prefetch_all warms every blob.
+    const mode = explicit ? 'paths' : p.prefetchAll ? 'table-or-all' : 'table';
+    const planned = this.native.prefetch(state.mountpoint, mode, files ?? [], Math.max(1, p.threadsCount), p.mergingSize);
+    state.prefetch = { state: 'running', planned, loaded: 0, startedAt: Date.now(), errors: [] };
+    logger.info('prefetch started', { mountpoint: state.mountpoint, mode, chunks: planned });
+  }
+
+  #onEvent(e: DaemonEvent): void {
+    if (e.type === 'fetch') this.#fetch(e);
+    else this.#prefetchDone(e);
+  }
+
+  #fetch(e: FetchEvent): void {
+    const state = this.mounts.get(e.mountpoint);
+    if (state === undefined) {
+      this.native.fetchDone(e.id, null, `no mount at ${e.mountpoint}`);
+      return;
+    }
+    state.queue
+      .submit(e.priority, e.length, () => state.backend.read(e.blobId, e.offset, e.length, { priority: e.priority }))
+      .then(
+        (data) => this.#native?.fetchDone(e.id, data),
+        (err: Error) => {
+          logger.warn('backend read failed', { mountpoint: e.mountpoint, blob: e.blobId, offset: e.offset, length: e.length, priority: e.priority, error: err.message });
+          this.#native?.fetchDone(e.id, null, err.message);
+        },
+      );
+  }
+
+  #prefetchDone(e: PrefetchDoneEvent): void {
+    const state = this.mounts.get(e.mountpoint);
+    if (state === undefined) return;
+    const errors = e.errors === '' ? [] : e.errors.split('\n');
+    state.prefetch = { ...state.prefetch, state: errors.length > 0 ? 'failed' : 'done', loaded: e.loaded, finishedAt: Date.now(), errors };
+    logger.info('prefetch finished', { mountpoint: e.mountpoint, planned: e.planned, loaded: e.loaded, errors: errors.length });
+  }
+
+  stats(): DaemonStats {
+    return this.native.stats();
+  }
+
+  /** Unmounts FUSE, closes backends; idempotent. */
+  async stop(): Promise<void> {
+    if (this.state === 'STOPPED') return;
+    this.state = 'STOPPED';
+    try {
+      this.#native?.close();
+    } catch (e) {
+      logger.warn('unmount failed', { error: (e as Error).message });
+    }
+    await Promise.all([...this.mounts.values()].map((m) => m.close()));
+    this.mounts.clear();
+    this.event('stopped');
+    logger.info('nydusd stopped', { mountpoint: this.opts.mountpoint });
+    this.#resolveExited();
+  }
+}
+
+/** A mount/umount failure with the HTTP status the API should answer. */
+export class MountError extends Error {
+  override name = 'MountError';
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}

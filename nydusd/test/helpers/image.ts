@@ -1,0 +1,82 @@
+/**
+ * Test images for nydusd: the busybox sample converted by our nydusify into the real registry,
+ * or built locally with the builder, plus the expected rootfs to compare against.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { readBootstrap, type ParsedBootstrap } from '../../../rafs-spec/src/bootstrap-reader.js';
+import { lookup } from '../../../rafs-spec/src/tree.js';
+import { unpackBootstrapLayer } from '../../../nydusify/src/image/nydus-manifest.js';
+import { RegistryClient } from '../../../nydusify/src/registry/client.js';
+import { writeSampleImage } from '../../../nydusify/src/sample/sample-image.js';
+import type { RunningRegistry } from '../../../test/harness/registry.js';
+
+export const exec = promisify(execFile);
+
+export interface ConvertedImage {
+  /** Local copy of the bootstrap layer's image.boot (what the snapshotter hands nydusd). */
+  bootstrap: string;
+  parsed: ParsedBootstrap;
+  /** The source image unpacked with umoci: the expected rootfs. */
+  rootfs: string;
+  host: string;
+  repo: string;
+}
+
+/** Pushes the sample image with skopeo, converts it with our nydusify, and fetches its bootstrap. */
+export async function convertSampleImage(work: string, reg: RunningRegistry, repo = 'sample'): Promise<ConvertedImage> {
+  const layout = await writeSampleImage(join(work, 'layout'), 'latest');
+  const creds = reg.username ? ['--dest-creds', `${reg.username}:${reg.password}`] : [];
+  await exec('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', ...creds, layout, `docker://${reg.host}/${repo}:latest`]);
+  const env = { ...process.env, ...(reg.username ? { DOCKER_CONFIG: dockerConfig(work, reg) } : {}) };
+  await exec('node', ['bin/nydusify.js', 'convert', '--source', `${reg.host}/${repo}:latest`, '--target', `${reg.host}/${repo}:nydus`, '--source-insecure', '--target-insecure', '--quiet'], { env });
+  const client = new RegistryClient(reg.host, { insecure: true, ...(reg.username ? { credentials: { username: reg.username, password: reg.password! } } : {}) });
+  const manifest = JSON.parse((await client.getManifest(repo, 'nydus')).body.toString('utf8')) as { layers: { digest: string }[] };
+  const gz = await client.getBlobBuffer(repo, manifest.layers[manifest.layers.length - 1]!.digest);
+  const boot = await unpackBootstrapLayer(gz);
+  const bootstrap = join(work, 'image.boot');
+  writeFileSync(bootstrap, boot);
+  const rootfs = join(work, 'rootfs');
+  await exec('umoci', ['raw', 'unpack', '--image', layout.replace(/^oci:/, ''), rootfs]);
+  return { bootstrap, parsed: readBootstrap(boot), rootfs, host: reg.host, repo };
+}
+
+function dockerConfig(work: string, reg: RunningRegistry): string {
+  const dir = join(work, 'docker');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${reg.username}:${reg.password}`).toString('base64') } } }));
+  return dir;
+}
+
+/** Compressed bytes of the distinct chunks of `path` (what a lazy read of it must fetch). */
+export function chunkBytesOf(parsed: ParsedBootstrap, path: string): number {
+  const node = lookup(parsed.root, path);
+  if (node === undefined) throw new Error(`${path} is not in the image`);
+  const seen = new Set<string>();
+  let n = 0;
+  for (const c of node.chunks) {
+    const key = `${c.blob.blobId}:${c.index}`;
+    if (!seen.has(key)) n += c.compressedSize;
+    seen.add(key);
+  }
+  return n;
+}
+
+/** A nydusd config for the registry backend, as nydus-snapshotter would write it. */
+export function registryConfig(o: { host: string; repo: string; workDir: string; auth?: string; extra?: Record<string, unknown>; top?: Record<string, unknown> }) {
+  return {
+    device: {
+      backend: { type: 'registry', config: { scheme: 'http', host: o.host, repo: o.repo, timeout: 5, connect_timeout: 5, retry_limit: 2, ...(o.auth ? { auth: o.auth } : {}), ...o.extra } },
+      cache: { type: 'blobcache', config: { work_dir: o.workDir } },
+    },
+    mode: 'direct',
+    digest_validate: false,
+    iostats_files: false,
+    enable_xattr: true,
+    fs_prefetch: { enable: false },
+    ...o.top,
+  };
+}

@@ -1,0 +1,70 @@
+/**
+ * Runs our nydusd (bin/nydusd.js, the built CLI) as a real child process, so tests exercise the
+ * same FUSE mount, API socket and signals a user gets, and `kill -9` is a real crash.
+ */
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { ApiClient } from '../../nydusd/src/api/client.js';
+import { spawnProcess, type ManagedProcess } from './process.js';
+
+const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
+/** Works from source (test/harness) and from dist/test/harness. */
+const BIN = join(ROOT.endsWith('dist') ? resolve(ROOT, '..') : ROOT, 'bin', 'nydusd.js');
+
+export interface StartNydusdOptions {
+  /** nydusd JSON config (written to a file next to the API socket). */
+  config: unknown;
+  mountpoint: string;
+  bootstrap?: string;
+  /** Directory for the config file, API socket and log. */
+  workDir: string;
+  threads?: number;
+  prefetchFiles?: string;
+  extraArgs?: string[];
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface RunningNydusd {
+  proc: ManagedProcess;
+  api: ApiClient;
+  apisock: string;
+  /** SIGTERM and wait. */
+  stop(): Promise<void>;
+  /** SIGKILL and wait: a crash, leaving the FUSE mount behind. */
+  kill9(): Promise<void>;
+}
+
+export async function startNydusd(o: StartNydusdOptions): Promise<RunningNydusd> {
+  const configPath = join(o.workDir, `nydusd-${Date.now()}.json`);
+  writeFileSync(configPath, JSON.stringify(o.config, null, 2));
+  const apisock = join(o.workDir, `api-${process.pid}-${Date.now()}.sock`);
+  const args = [BIN, 'fuse', '--config', configPath, '--mountpoint', o.mountpoint, '--apisock', apisock, '--thread-num', String(o.threads ?? 4)];
+  if (o.bootstrap) args.push('--bootstrap', o.bootstrap);
+  if (o.prefetchFiles) args.push('--prefetch-files', o.prefetchFiles);
+  args.push(...(o.extraArgs ?? []));
+  const proc = spawnProcess(process.execPath, args, { name: 'nydusd', env: o.env ?? process.env });
+  const api = new ApiClient(apisock);
+  try {
+    await Promise.race([
+      api.waitUntilState('RUNNING', 20_000),
+      proc.exited.then((s) => {
+        throw new Error(`nydusd exited early (${JSON.stringify(s)}):\n${proc.logs()}`);
+      }),
+    ]);
+  } catch (e) {
+    await proc.stop(1000);
+    throw new Error(`${(e as Error).message}\n--- nydusd log ---\n${proc.logs()}`);
+  }
+  return {
+    proc,
+    api,
+    apisock,
+    stop: () => proc.stop(10_000),
+    kill9: async () => {
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+    },
+  };
+}
