@@ -27,6 +27,9 @@ export interface BackendMetrics {
   read_latency_dist: number[];
   prefetch_read_count: number;
   prefetch_read_amount: number;
+  /** Reads that a mirror could not serve and the origin did. */
+  fallbacks?: number;
+  mirrors?: { origin: string; healthy: boolean; requests: number; bytes: number; errors: number }[];
 }
 
 export type BackendErrorKind = 'not-found' | 'auth' | 'transient' | 'permanent' | 'integrity';

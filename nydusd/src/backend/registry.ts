@@ -4,6 +4,7 @@
 
 import { RegistryClient, type RegistryClientOptions } from '../../../nydusify/src/registry/client.js';
 import { RegistryError } from '../../../nydusify/src/registry/errors.js';
+import { mirrorsFromConfig, type Mirror } from './mirror.js';
 import { BackendCounters, BackendError, checkBlobId, type BackendMetrics, type BlobBackend, type ReadOptions } from './backend.js';
 
 export interface RegistryConfig {
@@ -38,7 +39,11 @@ export class RegistryBackend implements BlobBackend {
   readonly #counters = new BackendCounters('registry');
   readonly #client: RegistryClient;
   readonly #prefetchClient: RegistryClient;
+  /** One attempt, no retries: a failing mirror hands over to the origin at once. */
+  readonly #mirrorClient: RegistryClient;
+  readonly #mirrors: Mirror[];
   readonly repo: string;
+  fallbacks = 0;
 
   constructor(readonly config: RegistryConfig) {
     if (!config.host || !config.repo) throw new BackendError('permanent', 'registry backend needs "host" and "repo"');
@@ -54,12 +59,37 @@ export class RegistryBackend implements BlobBackend {
     // Nydus: on-demand reads retry 3 times, prefetch once.
     this.#client = new RegistryClient(`${scheme}${config.host}`, { ...base, retries: 3 });
     this.#prefetchClient = new RegistryClient(`${scheme}${config.host}`, { ...base, retries: 1 });
+    this.#mirrorClient = new RegistryClient(`${scheme}${config.host}`, { ...base, retries: 0 });
+    this.#mirrors = mirrorsFromConfig(config as Record<string, unknown>, this.#client.origin.origin);
+  }
+
+  /** Tries healthy mirrors in order; `undefined` means: read from the origin. */
+  async #viaMirrors(blobId: string, offset: number, length: number, priority: ReadOptions['priority']): Promise<Buffer | undefined> {
+    for (const m of this.#mirrors) {
+      if (!m.healthy) continue;
+      try {
+        const headers = { ...m.opts.headers, 'X-Dragonfly-Priority': priority === 'prefetch' ? '3' : '6' };
+        const data = await this.#mirrorClient.getBlobBuffer(this.repo, `sha256:${blobId}`, { offset, length }, { origin: m.opts.origin, headers });
+        m.succeeded(data.length);
+        return data;
+      } catch (e) {
+        m.failed();
+        const status = e instanceof RegistryError ? e.status : 0;
+        // The origin's own 401/403/404 passed through is not the mirror's fault.
+        if (status === 404) throw toBackendError(e, blobId, m.opts.origin);
+        if (!m.opts.fallback) throw new BackendError('transient', `blob ${blobId}: mirror ${m.opts.origin} failed and fallback is disabled: ${(e as Error).message}`);
+        this.fallbacks++;
+      }
+    }
+    return undefined;
   }
 
   read(blobId: string, offset: number, length: number, opts: ReadOptions): Promise<Buffer> {
     return this.#counters.count(opts, async () => {
       checkBlobId(blobId);
       const client = opts.priority === 'prefetch' ? this.#prefetchClient : this.#client;
+      const mirrored = await this.#viaMirrors(blobId, offset, length, opts.priority);
+      if (mirrored !== undefined) return mirrored;
       try {
         const data = await client.getBlobBuffer(this.repo, `sha256:${blobId}`, { offset, length });
         if (data.length !== length) throw new BackendError('transient', `blob ${blobId}: got ${data.length} of ${length} bytes`);
@@ -80,11 +110,16 @@ export class RegistryBackend implements BlobBackend {
   }
 
   metrics(): BackendMetrics {
-    return { ...this.#counters.m };
+    return {
+      ...this.#counters.m,
+      fallbacks: this.fallbacks,
+      mirrors: this.#mirrors.map((m) => ({ origin: m.opts.origin, healthy: m.healthy, requests: m.requests, bytes: m.bytes, errors: m.errors })),
+    };
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.#client.close(), this.#prefetchClient.close()]);
+    this.#mirrors.forEach((m) => m.close());
+    await Promise.all([this.#client.close(), this.#prefetchClient.close(), this.#mirrorClient.close()]);
   }
 }
 

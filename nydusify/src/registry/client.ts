@@ -62,6 +62,16 @@ export interface ByteRange {
   length: number;
 }
 
+/**
+ * Route a blob read through a registry mirror (e.g. a Dragonfly peer): the request keeps its
+ * path, goes to `origin` with extra `headers`, and still carries this registry's authorization,
+ * which is always obtained from the registry itself, never through the mirror.
+ */
+export interface BlobRoute {
+  origin: string;
+  headers?: Record<string, string>;
+}
+
 export interface PushBlobOptions {
   /** Try a cross-repository mount from this repository (same registry) first. */
   mountFrom?: string;
@@ -104,6 +114,8 @@ interface Op {
   body?: Buffer | Readable;
   scope: AuthScope;
   followRedirects?: boolean;
+  /** Send to this origin instead (a registry mirror such as Dragonfly); auth decisions stay with `url`. */
+  via?: URL;
 }
 
 const pullScope = (repo: string): AuthScope => ({ key: `pull:${repo}`, scopes: [`repository:${repo}:pull`] });
@@ -387,7 +399,7 @@ export class RegistryClient {
     for (;;) {
       res = await this.transport.send({
         method: op.method,
-        url: op.url,
+        url: op.via ? new URL(`${op.url.pathname}${op.url.search}`, op.via) : op.url,
         headers: { ...op.headers, ...(authz ? { authorization: authz } : {}) },
         body: op.body ?? null,
       });
@@ -660,12 +672,12 @@ export class RegistryClient {
    * Failures while the caller consumes the stream are not retried.
    */
   async getBlob(repo: string, digest: string, range?: ByteRange): Promise<Readable> {
-    return this.openBlob(repo, digest, range, (stream) => Promise.resolve(stream));
+    return this.openBlob(repo, digest, range, undefined, (stream) => Promise.resolve(stream));
   }
 
   /** Read a blob (or a range) into memory; short reads are retried as transient failures. */
-  async getBlobBuffer(repo: string, digest: string, range?: ByteRange): Promise<Buffer> {
-    return this.openBlob(repo, digest, range, async (stream, expected, url) => {
+  async getBlobBuffer(repo: string, digest: string, range?: ByteRange, via?: BlobRoute): Promise<Buffer> {
+    return this.openBlob(repo, digest, range, via, async (stream, expected, url) => {
       const chunks: Buffer[] = [];
       let total = 0;
       try {
@@ -701,15 +713,17 @@ export class RegistryClient {
     repo: string,
     digest: string,
     range: ByteRange | undefined,
+    via: BlobRoute | undefined,
     consume: (stream: Readable, expectedLength: number | undefined, url: URL) => Promise<T>,
   ): Promise<T> {
     validateRepository(repo);
     parseDigest(digest);
     if (range) validateRange(range);
     const url = this.url(`/v2/${repo}/blobs/${digest}`);
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...via?.headers };
     if (range) headers.range = `bytes=${range.offset}-${range.offset + range.length - 1}`;
-    return this.request({ method: 'GET', url, headers, scope: pullScope(repo), followRedirects: true }, async (res) => {
+    const op: Op = { method: 'GET', url, headers, scope: pullScope(repo), followRedirects: true, ...(via ? { via: new URL(via.origin) } : {}) };
+    return this.request(op, async (res) => {
       const cl = contentLength(res);
       if (!range) {
         if (res.status !== 200) throw await errorFromResponse(res, { method: 'GET', url });

@@ -1,0 +1,106 @@
+/**
+ * nydusd under network trouble: a fault-injecting proxy sits in front of the real registry
+ * (resets mid-body, 503s, stalls past the timeout, truncated bodies, forced 401s, permanent
+ * failures), and a Dragonfly-like peer (a stand-in: dfdaemon cannot run here) serves blob reads
+ * until it goes down, when reads fall back to the origin and later return to the peer.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { startDragonflyPeer, startFaultProxy, type FaultProxy } from '../../test/harness/http-proxy.js';
+import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
+import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { convertSampleImage, exec, registryConfig, type ConvertedImage } from './helpers/image.js';
+
+let work: string;
+let reg: RunningRegistry;
+let image: ConvertedImage;
+let faults: FaultProxy;
+const running: RunningNydusd[] = [];
+let auth: string;
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'nydusd-faults-'));
+  reg = await startRegistry({ auth: 'htpasswd' });
+  image = await convertSampleImage(work, reg);
+  auth = Buffer.from(`${reg.username}:${reg.password}`).toString('base64');
+  faults = await startFaultProxy(reg.url, 3000);
+}, 180_000);
+
+afterAll(async () => {
+  for (const d of running) await d.stop().catch(() => undefined);
+  await faults?.stop();
+  await reg?.stop();
+  for (const m of ['mnt-faults', 'mnt-df']) await exec('umount', ['-l', join(work, m)]).catch(() => undefined);
+  rmSync(work, { recursive: true, force: true });
+});
+
+async function start(name: string, host: string, extra: Record<string, unknown> = {}): Promise<{ d: RunningNydusd; mnt: string }> {
+  const mnt = join(work, `mnt-${name}`);
+  mkdirSync(mnt, { recursive: true });
+  const config = registryConfig({ host, repo: image.repo, workDir: join(work, `cache-${name}`), auth, extra: { timeout: 1, ...extra } });
+  const d = await startNydusd({ config, mountpoint: mnt, bootstrap: image.bootstrap, workDir: work });
+  running.push(d);
+  return { d, mnt };
+}
+
+const same = async (mnt: string, path: string) => (await readFile(join(mnt, path))).equals(await readFile(join(image.rootfs, path)));
+
+describe('faults between nydusd and the registry', () => {
+  it('resets, 503s, stalls, truncation and expired credentials are retried; a permanent failure is EIO for that read only', async () => {
+    const { d, mnt } = await start('faults', faults.host);
+    faults.inject('503', 'reset-mid-body', 'stall');
+    expect(await same(mnt, 'opt/app/data.bin')).toBe(true);
+    faults.inject('truncate', '401');
+    expect(await same(mnt, 'bin/busybox')).toBe(true);
+    expect(faults.stats.faults).toBe(5);
+
+    faults.failAlways(500);
+    // etc/motd lives in the top layer's blob, which nothing has touched yet.
+    await expect(readFile(join(mnt, 'etc/motd'))).rejects.toMatchObject({ code: 'EIO' });
+    // The daemon keeps serving: cached files read, metadata works.
+    expect(await same(mnt, 'opt/app/data.bin')).toBe(true);
+    expect((await exec('ls', [join(mnt, 'etc')])).stdout).toContain('passwd');
+    const m = await d.api.metrics('blobcache');
+    expect(m.fetch_errors).toBeGreaterThanOrEqual(1);
+
+    // A failed read is not remembered: once the registry is back, the file reads.
+    faults.failAlways(0);
+    expect(await same(mnt, 'etc/motd')).toBe(true);
+    await d.stop();
+  });
+
+  it('a Dragonfly peer serves blob reads; when it goes down reads fall back to the origin, and come back when it recovers', async () => {
+    const peer = await startDragonflyPeer();
+    try {
+      const { d, mnt } = await start('df', reg.host, { proxy: { url: peer.url, ping_url: peer.pingUrl, check_interval: 0.2, fallback: true } });
+      expect(await same(mnt, 'etc/passwd')).toBe(true);
+      // The first attempt learns the registry's auth challenge (answered through the peer).
+      const viaPeer = peer.stats.blobRequests;
+      expect(viaPeer).toBeGreaterThanOrEqual(1);
+      expect(peer.stats.otherRequests).toBe(0); // auth and manifests never go through the peer
+      expect(peer.stats.lastHeaders['x-dragonfly-registry']).toBe(reg.url);
+      expect(peer.stats.lastHeaders['x-dragonfly-use-p2p']).toBe('true');
+      expect(peer.stats.lastHeaders['x-dragonfly-priority']).toBe('6');
+
+      await peer.stop();
+      expect(await same(mnt, 'bin/busybox')).toBe(true);
+      const during = await d.api.metrics('backend');
+      expect(during.fallbacks).toBeGreaterThanOrEqual(1);
+      expect(peer.stats.blobRequests).toBe(viaPeer);
+
+      await peer.start();
+      await new Promise((r) => setTimeout(r, 800)); // a few health checks
+      expect(await same(mnt, 'opt/app/run.sh')).toBe(true);
+      expect(peer.stats.blobRequests).toBeGreaterThan(viaPeer);
+      const after = await d.api.metrics('backend');
+      expect(after.mirrors[0].healthy).toBe(true);
+      await d.stop();
+    } finally {
+      await peer.stop();
+    }
+  });
+});
