@@ -12,6 +12,8 @@ APT_PACKAGES=(
   containerd runc busybox-static debootstrap
   # small tools used by tests: htpasswd, setfattr/getfattr, zstd CLI, openssl
   apache2-utils attr zstd openssl tar gzip
+  # benchmarks: peers and load generators (bench/convert, bench/datapath)
+  squashfuse fio time
 )
 
 missing=()
