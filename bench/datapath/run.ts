@@ -198,6 +198,7 @@ async function main(): Promise<void> {
 
     const results: Record<string, { samples: Record<Workload, number>[]; cpu_s: number; rss_mib: number }> = {};
     for (const fs of filesystems) results[fs.name] = { samples: [], cpu_s: 0, rss_mib: 0 };
+    const fetchedBefore = (await api.metrics('blobcache')).fetch_bytes as number;
     const before = new Map(filesystems.filter((f) => f.pid).map((f) => [f.name, procUsage(f.pid!).cpu]));
     for (let rep = 0; rep < o.reps; rep++) {
       // Alternate the order so no filesystem always runs first.
@@ -212,12 +213,12 @@ async function main(): Promise<void> {
       results[fs.name]!.cpu_s = u.cpu - (before.get(fs.name) ?? 0);
       results[fs.name]!.rss_mib = u.rssMib;
     }
-    const fetchedAfter = (await api.metrics('blobcache')).fetch_bytes;
+    const fetchedTotal = (await api.metrics('blobcache')).fetch_bytes as number;
 
     const medians = Object.fromEntries(Object.entries(results).map(([n, r]) => [n, Object.fromEntries(WORKLOADS.map((w) => [w, median(r.samples.map((s) => s[w]))])) as Record<Workload, number>]));
     const date = new Date().toISOString().slice(0, 10);
     const machine = `${(await run('nproc', [])).trim()} cores, ${(await run('uname', ['-r'])).trim()}, ${Math.round(Number(/MemTotal:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))![1]) / 1024 / 1024)} GiB RAM`;
-    const json = { date, machine, files, bigMib: o.bigMib, reps: o.reps, threads: o.threads, skipped, nydusdBytesFetchedWhileMeasuring: fetchedAfter, results, medians };
+    const json = { date, machine, files, bigMib: o.bigMib, reps: o.reps, threads: o.threads, skipped, nydusdBytesFetchedTotal: fetchedTotal, nydusdBytesFetchedWhileMeasuring: fetchedTotal - fetchedBefore, results, medians };
     await mkdir(o.out, { recursive: true });
     writeFileSync(join(o.out, `${date}-datapath.json`), `${JSON.stringify(json, null, 2)}\n`);
     writeFileSync(join(o.out, `${date}-datapath.md`), report(json, medians));
