@@ -37,6 +37,15 @@ export interface RafsOptions {
   /** Re-check cached chunks on first read (fetched chunks are always checked). */
   validate: boolean;
   enableXattr: boolean;
+  /** Keep per-file access records (iostats_files / access_pattern / latest_read_files). */
+  recordAccess: boolean;
+}
+
+export interface FileAccess {
+  nid: number;
+  nrRead: number;
+  bytes: number;
+  firstAccessMs: number;
 }
 
 /** 'table-or-all': the image's prefetch table, or every blob when the table is empty. */
@@ -80,7 +89,8 @@ export interface DaemonStats {
 
 interface DaemonBinding {
   daemonCreate(onEvent: (e: DaemonEvent) => void): object;
-  daemonAddRafs(h: object, mountpoint: string, bootstrap: string, workDir: string, amplifyIo: number, validate: boolean, enableXattr: boolean): void;
+  daemonAddRafs(h: object, mountpoint: string, bootstrap: string, workDir: string, amplifyIo: number, validate: boolean, enableXattr: boolean, recordAccess: boolean): void;
+  daemonFileAccess(h: object, mountpoint: string): Record<string, FileAccess>;
   daemonRemoveRafs(h: object, mountpoint: string): void;
   daemonMountFuse(h: object, mountpoint: string, threads: number): void;
   daemonUnmountFuse(h: object): void;
@@ -100,7 +110,7 @@ export class NativeDaemon {
 
   /** Serves `bootstrap` at `mountpoint` ("/" or "/name") of the FUSE tree. Throws on a bad bootstrap. */
   addRafs(mountpoint: string, bootstrap: string, o: RafsOptions): void {
-    this.#b.daemonAddRafs(this.#h, mountpoint, bootstrap, o.workDir, o.amplifyIo, o.validate, o.enableXattr);
+    this.#b.daemonAddRafs(this.#h, mountpoint, bootstrap, o.workDir, o.amplifyIo, o.validate, o.enableXattr, o.recordAccess);
   }
 
   removeRafs(mountpoint: string): void {
@@ -123,6 +133,11 @@ export class NativeDaemon {
   /** Starts a prefetch run; returns the number of chunks planned. A `prefetch-done` event follows. */
   prefetch(mountpoint: string, mode: PrefetchMode, paths: string[], threads: number, mergingSize: number): number {
     return this.#b.daemonPrefetch(this.#h, mountpoint, mode, paths.join('\n'), threads, mergingSize);
+  }
+
+  /** Files read since mount, in first-access order (empty unless recordAccess). */
+  fileAccess(mountpoint: string): FileAccess[] {
+    return Object.values(this.#b.daemonFileAccess(this.#h, mountpoint));
   }
 
   stats(): DaemonStats {

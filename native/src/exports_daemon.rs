@@ -21,7 +21,7 @@ use crate::daemon::Daemon;
 use crate::napi::tsfn::{external, external_arc, ThreadsafeFn, ToJs};
 use crate::napi::{CallContext, Env, Function, JsError, Result, Value, ValueType};
 
-pub static FUNCTIONS: [Function; 9] = [
+pub static FUNCTIONS: [Function; 10] = [
     Function::new("daemonCreate", daemon_create),
     Function::new("daemonAddRafs", daemon_add_rafs),
     Function::new("daemonRemoveRafs", daemon_remove_rafs),
@@ -30,6 +30,7 @@ pub static FUNCTIONS: [Function; 9] = [
     Function::new("daemonFetchDone", daemon_fetch_done),
     Function::new("daemonPrefetch", daemon_prefetch),
     Function::new("daemonStats", daemon_stats),
+    Function::new("daemonFileAccess", daemon_file_access),
     Function::new("daemonClose", daemon_close),
 ];
 
@@ -156,7 +157,7 @@ fn daemon_create(ctx: &CallContext<'_>) -> Result<Value> {
     external(ctx.env(), Arc::new(Handle { daemon, fetcher }))
 }
 
-/// `daemonAddRafs(handle, mountpoint, bootstrap, workDir, amplifyIo, validate, enableXattr)`.
+/// `daemonAddRafs(handle, mountpoint, bootstrap, workDir, amplifyIo, validate, enableXattr, recordAccess)`.
 fn daemon_add_rafs(ctx: &CallContext<'_>) -> Result<Value> {
     let h = handle(ctx)?;
     let mountpoint = ctx.string(1, "mountpoint")?;
@@ -166,6 +167,7 @@ fn daemon_add_rafs(ctx: &CallContext<'_>) -> Result<Value> {
         amplify_io: ctx.integer(4, "amplifyIo", 0, 256 << 20)? as u64,
         validate: boolean(ctx, 5)?,
         enable_xattr: boolean(ctx, 6)?,
+        record_access: boolean(ctx, 7)?,
     };
     let fetcher = Arc::new(MountFetcher { js: h.fetcher.clone(), mountpoint: mountpoint.clone() });
     h.daemon.add_instance(&mountpoint, Path::new(&bootstrap), fetcher, opts).map_err(|e| JsError::error(e).with_code("ERR_NYDUS_MOUNT"))?;
@@ -276,6 +278,24 @@ fn daemon_stats(ctx: &CallContext<'_>) -> Result<Value> {
         env.set_property(mounts, &path, m)?;
     }
     env.set_property(out, "mounts", mounts)?;
+    Ok(out)
+}
+
+/// `daemonFileAccess(handle, mountpoint)`: `[{ nid, path, nrRead, bytes, firstAccessMs }]` in first-access order.
+fn daemon_file_access(ctx: &CallContext<'_>) -> Result<Value> {
+    let h = handle(ctx)?;
+    let mountpoint = ctx.string(1, "mountpoint")?;
+    let instance = h.daemon.vfs.instance(&mountpoint).ok_or_else(|| JsError::error(format!("nothing mounted at {mountpoint:?}")))?;
+    let env = ctx.env();
+    let out = env.object()?;
+    for (i, (nid, a)) in instance.access_records().into_iter().enumerate() {
+        let o = env.object()?;
+        env.set_property(o, "nid", env.double(nid as f64)?)?;
+        env.set_property(o, "nrRead", env.double(a.nr_read as f64)?)?;
+        env.set_property(o, "bytes", env.double(a.bytes as f64)?)?;
+        env.set_property(o, "firstAccessMs", env.double(a.first_access_ms as f64)?)?;
+        env.set_property(out, &i.to_string(), o)?;
+    }
     Ok(out)
 }
 

@@ -114,12 +114,23 @@ export class DaemonController implements ApiController {
     };
   }
 
-  fileMetrics(): unknown {
-    throw new ApiError(501, 'Unsupported', 'per-file metrics are not recorded by this nydusd');
+  #access(id: string | undefined) {
+    const m = this.#mount(id);
+    if (!(m.config.iostatsFiles || m.config.accessPattern || m.config.latestReadFiles)) {
+      throw new ApiError(400, 'Disabled', 'per-file records are off: set iostats_files, access_pattern or latest_read_files in the config');
+    }
+    return { m, records: this.daemon.native.fileAccess(m.mountpoint) };
   }
 
-  accessPattern(): unknown {
-    throw new ApiError(501, 'Unsupported', 'access patterns are not recorded by this nydusd');
+  fileMetrics(id?: string, latest?: boolean): unknown {
+    const { m, records } = this.#access(id);
+    if (latest) return records.map((r) => [r.nid, m.pathOf(r.nid) ?? '']);
+    return records.map((r) => ({ ino: r.nid, path: m.pathOf(r.nid) ?? '', nr_read: r.nrRead, data_read: r.bytes }));
+  }
+
+  accessPattern(id?: string): unknown {
+    const { m, records } = this.#access(id);
+    return records.map((r) => ({ ino: r.nid, path: m.pathOf(r.nid) ?? '', nr_read: r.nrRead, first_access_time_secs: Math.floor(r.firstAccessMs / 1000), first_access_time_nanos: (r.firstAccessMs % 1000) * 1e6 }));
   }
 
   backendMetrics(id?: string): unknown {

@@ -110,6 +110,7 @@ export class Nydusd {
         amplifyIo: config.amplifyIo,
         validate: config.digestValidate || config.cache.validate,
         enableXattr: config.enableXattr,
+        recordAccess: config.iostatsFiles || config.accessPattern || config.latestReadFiles,
       });
     } catch (e) {
       await backend.close();

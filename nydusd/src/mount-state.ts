@@ -1,6 +1,10 @@
 // One RAFS instance as the control plane sees it: where its bootstrap is,
 // which backend serves its blobs, and the queue that orders its fetches.
 
+import { readFileSync } from 'node:fs';
+
+import { readBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
+import { walk } from '../../rafs-spec/src/tree.js';
 import type { BlobBackend } from './backend/backend.js';
 import { FetchQueue } from './fetch-queue.js';
 import type { DaemonConfig } from './config.js';
@@ -30,6 +34,22 @@ export class MountState {
       reservedForOnDemand: 2,
       prefetchBandwidth: p.bandwidthRate,
     });
+  }
+
+  #paths: Map<number, string> | undefined;
+
+  /** The path of a nid (the first name of a hard-linked file), for access records. */
+  pathOf(nid: number): string | undefined {
+    if (this.#paths === undefined) {
+      // Parsed once, on the first request for access records: the control plane's own view.
+      const parsed = readBootstrap(readFileSync(this.bootstrap));
+      this.#paths = new Map();
+      for (const [path, node] of walk(parsed.root)) {
+        const n = parsed.nids.get(node);
+        if (n !== undefined && !this.#paths.has(n)) this.#paths.set(n, path);
+      }
+    }
+    return this.#paths.get(nid);
   }
 
   async close(): Promise<void> {

@@ -117,6 +117,22 @@ describe('the API and shared mode', () => {
     await d.stop();
   });
 
+  it('records per-file access when asked to (iostats_files / access_pattern)', async () => {
+    const { d, mnt } = await start('access', localfs(big.blobDir, join(work, 'cache-access'), { iostats_files: true, access_pattern: true }), big.bootstrap);
+    await readFile(join(mnt, 'c/three.txt'));
+    await readFile(join(mnt, 'a/one.bin'));
+    const pattern = await d.api.metrics('pattern');
+    expect(pattern.map((p: { path: string }) => p.path)).toEqual(['/c/three.txt', '/a/one.bin']);
+    const files = await d.api.metrics('files');
+    expect(files.find((f: { path: string }) => f.path === '/a/one.bin').data_read).toBe(2_500_000);
+    await d.stop();
+    const off = await start('access-off', localfs(big.blobDir, join(work, 'cache-access-off')), big.bootstrap);
+    const r = await off.d.api.request('GET', '/api/v1/metrics/pattern');
+    expect(r.status).toBe(400);
+    expect(r.body.code).toBe('Disabled');
+    await off.d.stop();
+  });
+
   it('SIGTERM unmounts cleanly and exits 0', async () => {
     const { d, mnt } = await start('term', localfs(big.blobDir, join(work, 'cache-term')), big.bootstrap);
     expect(readFileSync('/proc/mounts', 'utf8')).toContain(mnt);

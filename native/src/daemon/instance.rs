@@ -16,6 +16,17 @@ pub struct InstanceOptions {
     pub amplify_io: u64,
     pub validate: bool,
     pub enable_xattr: bool,
+    /// Keep per-file access records (Nydus `iostats_files` / `access_pattern`).
+    pub record_access: bool,
+}
+
+/// How one file was read since mount.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileAccess {
+    pub nr_read: u64,
+    pub bytes: u64,
+    /// Milliseconds since the Unix epoch of the first read.
+    pub first_access_ms: u64,
 }
 
 pub struct Instance {
@@ -23,6 +34,8 @@ pub struct Instance {
     pub loader: ChunkLoader,
     pub stats: Arc<Stats>,
     enable_xattr: bool,
+    /// nid → access record, when recording is on.
+    access: Option<std::sync::Mutex<std::collections::HashMap<u64, FileAccess>>>,
 }
 
 fn eio<E: std::fmt::Display>(_: E) -> Errno {
@@ -74,7 +87,8 @@ impl Instance {
             LoaderOptions { amplify_io: opts.amplify_io, validate: opts.validate },
         )
         .map_err(|e| format!("cache work dir {}: {e}", opts.work_dir.display()))?;
-        Ok(Instance { bootstrap, loader, stats, enable_xattr: opts.enable_xattr })
+        let access = opts.record_access.then(Default::default);
+        Ok(Instance { bootstrap, loader, stats, enable_xattr: opts.enable_xattr, access })
     }
 
     pub fn root_nid(&self) -> u64 {
@@ -169,7 +183,24 @@ impl Instance {
             self.loader.read(c, (from - chunk_start) as u32, (to - from) as u32, out).map_err(eio)?;
         }
         self.stats.read_bytes(end - offset);
+        if let Some(access) = &self.access {
+            let mut map = access.lock().unwrap_or_else(|e| e.into_inner());
+            let a = map.entry(nid).or_insert_with(|| FileAccess {
+                first_access_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+                ..Default::default()
+            });
+            a.nr_read += 1;
+            a.bytes += end - offset;
+        }
         Ok(())
+    }
+
+    /// Access records by nid, in first-access order; empty when recording is off.
+    pub fn access_records(&self) -> Vec<(u64, FileAccess)> {
+        let Some(access) = &self.access else { return Vec::new() };
+        let mut v: Vec<_> = access.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (*k, *v)).collect();
+        v.sort_by_key(|(nid, a)| (a.first_access_ms, *nid));
+        v
     }
 
     /// Every chunk of the files (directories recursively) at `paths`;
