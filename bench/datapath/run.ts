@@ -35,13 +35,15 @@ Options:
                   (default: /usr/include,/usr/lib/python3.11,/usr/share/perl,/usr/lib/node_modules)
   --big-mib N     size of the file used for sequential and random reads (default: 256)
   --threads N     nydusd FUSE threads (default: 4)
+  --erofsfuse P   erofsfuse binary (default: on PATH, or /var/cache/nydus-bench/erofsfuse as built by
+                  bench/datapath/build-erofsfuse.sh)
   --out DIR       where <date>-datapath.{json,md} go (default: bench/results)
   -h, --help      this help`;
 
-interface Opts { reps: number; source: string[]; bigMib: number; threads: number; out: string }
+interface Opts { reps: number; source: string[]; bigMib: number; threads: number; out: string; erofsfuse: string | undefined }
 
 function parse(): Opts | undefined {
-  const { values } = parseArgs({ options: { reps: { type: 'string' }, source: { type: 'string' }, 'big-mib': { type: 'string' }, threads: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({ options: { reps: { type: 'string' }, source: { type: 'string' }, 'big-mib': { type: 'string' }, threads: { type: 'string' }, out: { type: 'string' }, erofsfuse: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help) {
     console.log(HELP);
     return undefined;
@@ -52,6 +54,7 @@ function parse(): Opts | undefined {
     bigMib: Number(values['big-mib'] ?? 256),
     threads: Number(values.threads ?? 4),
     out: values.out ?? join(ROOT, 'bench', 'results'),
+    erofsfuse: values.erofsfuse ?? ['/usr/bin/erofsfuse', '/usr/local/bin/erofsfuse', '/var/cache/nydus-bench/erofsfuse'].find((p) => existsSync(p)),
   };
 }
 
@@ -167,14 +170,14 @@ async function main(): Promise<void> {
     cleanups.push(() => run('umount', ['-l', sqmnt]).then(() => undefined));
     const sqpid = Number((await run('pgrep', ['-n', '-f', `squashfuse ${squash}`])).trim());
     filesystems.push({ name: 'squashfuse', root: sqmnt, pid: sqpid, unmount: async () => undefined });
-    if (existsSync('/usr/bin/erofsfuse')) {
+    if (o.erofsfuse) {
       const emnt = join(work, 'erofsfuse');
       await mkdir(emnt);
-      await run('erofsfuse', [...plain.blobs.map((b) => `--device=${b}`), plain.bootstrap, emnt]);
+      await run(o.erofsfuse, [...plain.blobs.map((b) => `--device=${b}`), plain.bootstrap, emnt]);
       cleanups.push(() => run('umount', ['-l', emnt]).then(() => undefined));
       const epid = Number((await run('pgrep', ['-n', 'erofsfuse'])).trim());
       filesystems.push({ name: 'erofsfuse', root: emnt, pid: epid, unmount: async () => undefined });
-    } else skipped.push('erofsfuse: not installed (Debian 12 has no erofsfuse package)');
+    } else skipped.push('erofsfuse: not found (Debian 12 has no erofsfuse package; build it with bench/datapath/build-erofsfuse.sh)');
 
     // nydusd, fully cached by prefetch before measuring.
     const nmnt = join(work, 'nydusd');

@@ -64,23 +64,45 @@ function check(value: unknown, schema: Schema, path: string, warnings: string[])
   }
 }
 
+/** Backends Nydus has and this daemon does not; named as such in the error. */
+const UNSUPPORTED_BACKENDS = ['oss', 's3', 'http-proxy', 'localdisk'];
+
+/** Cross-field rules of the registry backend that a per-key schema cannot express. */
+function checkRegistry(c: Record<string, unknown>): void {
+  const mirrors = (c.mirrors as Record<string, unknown>[] | undefined) ?? [];
+  mirrors.forEach((m, i) => {
+    if (typeof m.host !== 'string' || m.host === '') throw new ConfigError(`config.device.backend.config.mirrors[${i}].host is required`);
+  });
+  const proxyUrl = obj(c.proxy).url;
+  if (mirrors.length > 0 && typeof proxyUrl === 'string' && proxyUrl !== '') {
+    throw new ConfigError('config.device.backend.config: "mirrors" and "proxy" cannot be used together');
+  }
+}
+
 const obj = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {});
 
 export function parseConfig(json: unknown): LoadedConfig {
   const warnings: string[] = [];
   check(json, TOP, 'config', warnings);
   const top = obj(json);
+  if (top.device === undefined) throw new ConfigError('config.device is required');
   const device = obj(top.device);
   const backend = obj(device.backend);
   if (typeof backend.type !== 'string') throw new ConfigError('config.device.backend.type is required');
   const backendSchema = BACKENDS[backend.type];
-  if (backendSchema === undefined) throw new ConfigError(`config.device.backend.type: "${backend.type}" is not supported (registry, localfs)`);
+  if (backendSchema === undefined) {
+    const known = UNSUPPORTED_BACKENDS.includes(backend.type) ? ' by this nydusd' : '';
+    throw new ConfigError(`config.device.backend.type: "${backend.type}" is not supported${known} (registry, localfs)`);
+  }
   check(backend.config ?? {}, backendSchema, 'config.device.backend.config', warnings);
+  if (backend.type === 'registry') checkRegistry(obj(backend.config));
   const cache = obj(device.cache);
   const cacheType = typeof cache.type === 'string' ? cache.type : 'blobcache';
-  if (!['blobcache', 'filecache', 'dummycache', ''].includes(cacheType)) throw new ConfigError(`config.device.cache.type: "${cacheType}" is not supported (blobcache, filecache)`);
-  if (cache.compressed === true) throw new ConfigError('config.device.cache.compressed: caching compressed chunks is not supported');
-  const mode = top.mode ?? 'direct';
+  if (!['blobcache', 'filecache', 'dummycache', ''].includes(cacheType)) throw new ConfigError(`config.device.cache.type: "${cacheType}" is not supported (blobcache, filecache, dummycache)`);
+  if (cache.compressed === true) throw new ConfigError('config.device.cache.compressed: caching compressed chunks (.blob.raw) is not supported; set it to false');
+  // Required in v1 (only v2 defaults it); every config Nydus itself writes has it.
+  if (top.mode === undefined) throw new ConfigError('config.mode is required (use "direct")');
+  const mode = top.mode;
   if (mode === 'cached') throw new ConfigError('config.mode: "cached" is not supported by RAFS v6 (use "direct")');
   if (mode !== 'direct') throw new ConfigError(`config.mode: "${String(mode)}" is not a mode (direct)`);
   const amplifyIo = (top.amplify_io as number | undefined) ?? 1 << 20;

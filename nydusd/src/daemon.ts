@@ -57,6 +57,7 @@ export class Nydusd {
   readonly startedAt = Date.now();
   readonly #events: { time: string; event: string; detail?: unknown }[] = [];
   #native: NativeDaemon | undefined;
+  #errorTimer: NodeJS.Timeout | undefined;
   #exited: Promise<void>;
   #resolveExited!: () => void;
 
@@ -92,6 +93,10 @@ export class Nydusd {
       await this.mount('/', { source: this.opts.bootstrap, config: this.opts.config, prefetchFiles: this.opts.prefetchFiles });
     }
     this.native.mountFuse(mountpoint, this.opts.threads);
+    // Data-path errors (integrity, cache I/O) surface in the log within a second even when
+    // nobody asks the API.
+    this.#errorTimer = setInterval(() => this.state === 'RUNNING' && this.stats(), 1000);
+    this.#errorTimer.unref();
     this.state = 'READY';
     this.event('mounted', { mountpoint });
     this.state = 'RUNNING';
@@ -172,14 +177,20 @@ export class Nydusd {
     logger.info('prefetch finished', { mountpoint: e.mountpoint, planned: e.planned, loaded: e.loaded, errors: errors.length });
   }
 
+  /** Native counters; data-path errors drained from native code are logged here, once. */
   stats(): DaemonStats {
-    return this.native.stats();
+    const s = this.native.stats();
+    for (const [mountpoint, m] of Object.entries(s.mounts)) {
+      for (const error of m.errors === '' ? [] : m.errors.split('\n')) logger.error('data path error', { mountpoint, error });
+    }
+    return s;
   }
 
   /** Unmounts FUSE, closes backends; idempotent. */
   async stop(): Promise<void> {
     if (this.state === 'STOPPED') return;
     this.state = 'STOPPED';
+    clearInterval(this.#errorTimer);
     try {
       this.#native?.close();
     } catch (e) {

@@ -132,6 +132,9 @@ describe('integrity', () => {
     const m = await d.api.metrics('blobcache');
     expect(m.digest_errors).toBeGreaterThanOrEqual(1);
     expect(await d.api.prometheus()).toMatch(/nydusd_integrity_errors_total\{mountpoint="\/"\} [1-9]/);
+    // ...and the log says which chunk of which blob, and why.
+    for (let i = 0; i < 40 && !/digest mismatch/.test(d.proc.logs()); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(d.proc.logs()).toMatch(new RegExp(`data path error.*chunk ${chunk.index} of blob ${blobs[0]}: digest mismatch`));
     // Asking again still fails: the bad chunk was never cached.
     await expect(readFile(join(mnt, 'three-chunks.bin'))).rejects.toMatchObject({ code: 'EIO' });
     await d.stop();

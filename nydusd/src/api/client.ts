@@ -5,7 +5,8 @@ import { request } from 'node:http';
 export class ApiClient {
   constructor(readonly socketPath: string) {}
 
-  request(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  /** One API call; the body is parsed when the answer is JSON. `timeoutMs` aborts a call that gets no answer. */
+  request(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<{ status: number; body: any }> {
     return new Promise((resolve, reject) => {
       const payload = body === undefined ? undefined : JSON.stringify(body);
       const req = request({ socketPath: this.socketPath, method, path, headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {} }, (res) => {
@@ -15,21 +16,31 @@ export class ApiClient {
           const text = Buffer.concat(chunks).toString('utf8');
           const type = res.headers['content-type'] ?? '';
           let parsed: unknown = text;
-          if (type.startsWith('application/json') && text) parsed = JSON.parse(text);
+          if (type.startsWith('application/json') && text) {
+            try {
+              parsed = JSON.parse(text);
+            } catch {
+              reject(new Error(`nydusd API ${method} ${path}: answer is not valid JSON`));
+              return;
+            }
+          }
           resolve({ status: res.statusCode ?? 0, body: parsed });
         });
         res.on('error', reject);
       });
       req.on('error', reject);
+      if (timeoutMs !== undefined) req.setTimeout(timeoutMs, () => req.destroy(new Error(`nydusd API ${method} ${path}: no answer within ${timeoutMs} ms`)));
       req.end(payload);
     });
   }
 
-  async #ok(method: string, path: string, body?: unknown): Promise<any> {
-    const r = await this.request(method, path, body);
-    if (r.status >= 300) {
-      const err = new Error(`nydusd API ${method} ${path}: ${r.status} ${typeof r.body === 'object' ? r.body?.message : r.body}`) as Error & { status: number };
+  async #ok(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<any> {
+    const r = await this.request(method, path, body, timeoutMs);
+    if (r.status < 200 || r.status >= 300) {
+      const apiMessage = typeof r.body === 'object' && r.body !== null ? r.body.message : r.body;
+      const err = new Error(`nydusd API ${method} ${path}: ${r.status} ${apiMessage}`) as Error & { status: number; code?: string };
       err.status = r.status;
+      if (typeof r.body?.code === 'string') err.code = r.body.code;
       throw err;
     }
     return r.body;
@@ -44,7 +55,7 @@ export class ApiClient {
     let last = 'no answer';
     while (Date.now() < deadline) {
       try {
-        const info = await this.daemonInfo();
+        const info = await this.#ok('GET', '/api/v1/daemon', undefined, Math.max(1, deadline - Date.now()));
         if (info.state === state) return;
         last = `state ${info.state}`;
       } catch (e) {

@@ -50,9 +50,15 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
 }
 
 function mountBody(b: unknown): MountBody {
-  const o = (b ?? {}) as Record<string, unknown>;
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new ApiError(400, 'InvalidRequest', 'mount needs a JSON object body');
+  const o = b as Record<string, unknown>;
   if (typeof o.source !== 'string' || typeof o.config !== 'string') throw new ApiError(400, 'InvalidRequest', 'mount needs "source" and "config" strings');
-  const prefetch = Array.isArray(o.prefetch_files) ? o.prefetch_files.filter((p): p is string => typeof p === 'string') : undefined;
+  if (o.fs_type !== undefined && typeof o.fs_type !== 'string') throw new ApiError(400, 'InvalidRequest', '"fs_type" must be a string');
+  let prefetch: string[] | undefined;
+  if (o.prefetch_files !== undefined && o.prefetch_files !== null) {
+    if (!Array.isArray(o.prefetch_files) || o.prefetch_files.some((p) => typeof p !== 'string')) throw new ApiError(400, 'InvalidRequest', '"prefetch_files" must be an array of strings');
+    prefetch = o.prefetch_files as string[];
+  }
   return { source: o.source, config: o.config, fs_type: typeof o.fs_type === 'string' ? o.fs_type : 'rafs', ...(prefetch ? { prefetch_files: prefetch } : {}) };
 }
 
@@ -77,7 +83,9 @@ export class ApiServer {
   }
 
   async listen(path: string): Promise<void> {
-    if (await stat(path).then(() => true, () => false)) {
+    const existing = await stat(path).catch(() => undefined);
+    if (existing !== undefined) {
+      if (!existing.isSocket()) throw new Error(`API socket path ${path} exists and is not a socket; refusing to remove it`);
       if (await listening(path)) throw new Error(`API socket ${path} is in use by a running process`);
       await rm(path, { force: true }); // left by a crashed daemon
     }
@@ -88,15 +96,25 @@ export class ApiServer {
         resolve();
       });
     });
-    await chmod(path, 0o600);
     this.#path = path;
+    try {
+      await chmod(path, 0o600);
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
   }
 
   async close(): Promise<void> {
     if (this.#path === undefined) return;
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    this.#server.closeAllConnections();
     this.#path = undefined;
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    // Idle keep-alive connections go now; requests in progress get a moment
+    // to answer (PUT /api/v1/daemon/exit closes the server from inside a request).
+    this.#server.closeIdleConnections();
+    const grace = setTimeout(() => this.#server.closeAllConnections(), 1000);
+    await closed;
+    clearTimeout(grace);
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -138,7 +156,7 @@ export class ApiServer {
       '/api/v1/metrics/inflight': { GET: () => json(200, c.inflight()) },
       '/api/v1/config': { GET: () => json(200, c.getConfig(q('id'))), PUT: async () => {
         const b = await readBody(req);
-        if (typeof b !== 'object' || b === null || Object.values(b).some((v) => typeof v !== 'string')) throw new ApiError(400, 'InvalidRequest', 'expected a JSON object of strings');
+        if (typeof b !== 'object' || b === null || Array.isArray(b) || Object.values(b).some((v) => typeof v !== 'string')) throw new ApiError(400, 'InvalidRequest', 'expected a JSON object of strings');
         c.putConfig(q('id'), b as Record<string, string>);
         done();
       } },
@@ -156,8 +174,9 @@ export class ApiServer {
       await handler();
     } catch (e) {
       const err = e as Error & { status?: number; code?: string };
-      const status = e instanceof ApiError ? e.status : typeof err.status === 'number' ? err.status : err.name === 'ConfigError' ? 400 : 500;
-      const code = e instanceof ApiError ? e.code : err.name ?? 'Error';
+      const chosen = e instanceof ApiError ? e.status : typeof err.status === 'number' ? err.status : err.name === 'ConfigError' ? 400 : 500;
+      const status = Number.isInteger(chosen) && chosen >= 400 && chosen <= 599 ? chosen : 500;
+      const code = e instanceof ApiError ? e.code : typeof err.code === 'string' ? err.code : err.name ?? 'Error';
       if (!res.headersSent) json(status, { code, message: err.message });
       else res.destroy();
     }
