@@ -1,7 +1,7 @@
 /**
  * nydusd under network trouble: a fault-injecting proxy sits in front of the real registry
  * (resets mid-body, 503s, stalls past the timeout, truncated bodies, forced 401s, permanent
- * failures), and a Dragonfly-like peer (a stand-in: dfdaemon cannot run here) serves blob reads
+ * failures), and a Dragonfly-like proxy (a stand-in: dfdaemon cannot run here) serves blob reads
  * until it goes down, when reads fall back to the origin and later return to the peer.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { startDragonflyPeer, startFaultProxy, type FaultProxy } from '../../test/harness/http-proxy.js';
+import { startDragonflyProxy } from '../../test/harness/dragonfly-proxy.js';
+import { startFaultProxy, type FaultProxy } from '../../test/harness/fault-proxy.js';
 import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
 import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
 import { convertSampleImage, exec, registryConfig, type ConvertedImage } from './helpers/image.js';
@@ -27,7 +28,7 @@ beforeAll(async () => {
   reg = await startRegistry({ auth: 'htpasswd' });
   image = await convertSampleImage(work, reg);
   auth = Buffer.from(`${reg.username}:${reg.password}`).toString('base64');
-  faults = await startFaultProxy(reg.url, 3000);
+  faults = await startFaultProxy(reg.url);
 }, 180_000);
 
 afterAll(async () => {
@@ -52,13 +53,13 @@ const same = async (mnt: string, path: string) => (await readFile(join(mnt, path
 describe('faults between nydusd and the registry', () => {
   it('resets, 503s, stalls, truncation and expired credentials are retried; a permanent failure is EIO for that read only', async () => {
     const { d, mnt } = await start('faults', faults.host);
-    faults.inject('503', 'reset-mid-body', 'stall');
+    faults.inject({ type: 'status', status: 503 }, { type: 'reset-mid-body' }, { type: 'stall', ms: 3000 });
     expect(await same(mnt, 'opt/app/data.bin')).toBe(true);
-    faults.inject('truncate', '401');
+    faults.inject({ type: 'truncate' }, { type: 'status', status: 401, headers: { 'www-authenticate': 'Basic realm="registry"' } });
     expect(await same(mnt, 'bin/busybox')).toBe(true);
     expect(faults.stats.faults).toBe(5);
 
-    faults.failAlways(500);
+    faults.always({ type: 'status', status: 500 });
     // etc/motd lives in the top layer's blob, which nothing has touched yet.
     await expect(readFile(join(mnt, 'etc/motd'))).rejects.toMatchObject({ code: 'EIO' });
     // The daemon keeps serving: cached files read, metadata works.
@@ -68,39 +69,41 @@ describe('faults between nydusd and the registry', () => {
     expect(m.fetch_errors).toBeGreaterThanOrEqual(1);
 
     // A failed read is not remembered: once the registry is back, the file reads.
-    faults.failAlways(0);
+    faults.always(undefined);
     expect(await same(mnt, 'etc/motd')).toBe(true);
     await d.stop();
   });
 
   it('a Dragonfly peer serves blob reads; when it goes down reads fall back to the origin, and come back when it recovers', async () => {
-    const peer = await startDragonflyPeer();
+    const peer = await startDragonflyProxy();
+    const blobReads = () => peer.requests.filter((r) => r.method === 'GET' && /\/blobs\/sha256:/.test(r.url)).length;
     try {
       const { d, mnt } = await start('df', reg.host, { proxy: { url: peer.url, ping_url: peer.pingUrl, check_interval: 0.2, fallback: true } });
       expect(await same(mnt, 'etc/passwd')).toBe(true);
       // The first attempt learns the registry's auth challenge (answered through the peer).
-      const viaPeer = peer.stats.blobRequests;
+      const viaPeer = blobReads();
       expect(viaPeer).toBeGreaterThanOrEqual(1);
-      expect(peer.stats.otherRequests).toBe(0); // auth and manifests never go through the peer
-      expect(peer.stats.lastHeaders['x-dragonfly-registry']).toBe(reg.url);
-      expect(peer.stats.lastHeaders['x-dragonfly-use-p2p']).toBe('true');
-      expect(peer.stats.lastHeaders['x-dragonfly-priority']).toBe('6');
+      expect(peer.requests.length).toBe(viaPeer); // auth and manifests never go through the peer
+      const last = peer.requests[peer.requests.length - 1]!;
+      expect(last.url).toContain(`${reg.url}/v2/${image.repo}/blobs/sha256:`);
+      expect(last.dragonfly['x-dragonfly-use-p2p']).toBe('true');
+      expect(last.dragonfly['x-dragonfly-priority']).toBe('6');
 
       await peer.stop();
       expect(await same(mnt, 'bin/busybox')).toBe(true);
       const during = await d.api.metrics('backend');
       expect(during.fallbacks).toBeGreaterThanOrEqual(1);
-      expect(peer.stats.blobRequests).toBe(viaPeer);
+      expect(blobReads()).toBe(viaPeer);
 
       await peer.start();
       await new Promise((r) => setTimeout(r, 800)); // a few health checks
       expect(await same(mnt, 'opt/app/run.sh')).toBe(true);
-      expect(peer.stats.blobRequests).toBeGreaterThan(viaPeer);
+      expect(blobReads()).toBeGreaterThan(viaPeer);
       const after = await d.api.metrics('backend');
       expect(after.mirrors[0].healthy).toBe(true);
       await d.stop();
     } finally {
-      await peer.stop();
+      await peer.close();
     }
   });
 });

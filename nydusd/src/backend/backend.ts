@@ -27,21 +27,44 @@ export interface BackendMetrics {
   read_latency_dist: number[];
   prefetch_read_count: number;
   prefetch_read_amount: number;
-  /** Reads that a mirror could not serve and the origin did. */
+  /** Registry only: retried attempts (after backoff). */
+  retries?: number;
+  /** Registry only: requests a proxy or mirror could not serve that went on to the origin. */
   fallbacks?: number;
-  mirrors?: { origin: string; healthy: boolean; requests: number; bytes: number; errors: number }[];
+  /** Registry only: successful reads served through the Dragonfly proxy or a mirror, and their bytes. */
+  via_proxy_count?: number;
+  via_proxy_bytes?: number;
+  /** Registry only: successful reads served by the origin registry (or its redirect target). */
+  via_origin_count?: number;
+  via_origin_bytes?: number;
+  /** Registry only: token requests made to the registry's realm. */
+  token_requests?: number;
+  /** Registry only: the proxy (first, when configured) or each mirror, with its health. */
+  mirrors?: MirrorMetrics[];
+}
+
+export interface MirrorMetrics {
+  origin: string;
+  healthy: boolean;
+  requests: number;
+  bytes: number;
+  errors: number;
 }
 
 export type BackendErrorKind = 'not-found' | 'auth' | 'transient' | 'permanent' | 'integrity';
 
+/** A failed read. The message names the blob and the host that failed. */
 export class BackendError extends Error {
   override name = 'BackendError';
+  /** HTTP status of the answer that failed the read, when there was one. */
+  readonly status: number | undefined;
   constructor(
     readonly kind: BackendErrorKind,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; status?: number },
   ) {
-    super(message, options);
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
+    this.status = options?.status;
   }
 }
 

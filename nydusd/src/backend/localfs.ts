@@ -23,7 +23,10 @@ export class LocalfsBackend implements BlobBackend {
 
   async #path(blobId: string): Promise<string> {
     checkBlobId(blobId);
-    if (this.config.blob_file) return this.config.blob_file;
+    if (this.config.blob_file) {
+      if (await stat(this.config.blob_file).then(() => false, () => true)) throw new BackendError('not-found', `blob ${blobId}: blob_file ${this.config.blob_file} does not exist`);
+      return this.config.blob_file;
+    }
     for (const dir of [this.config.dir!, ...(this.config.alt_dirs ?? [])]) {
       const p = join(dir, blobId);
       if (await stat(p).then(() => true, () => false)) return p;

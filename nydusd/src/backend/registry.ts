@@ -1,134 +1,231 @@
-// Blobs from an OCI registry with Range requests, through the client nydusify
-// uses (anonymous, basic or bearer auth with refresh on 401, docker config
-// credentials, retries with backoff, one connection pool per origin).
+// Blobs from an OCI registry: ranged GETs of /v2/<repo>/blobs/sha256:<id>,
+// through a Dragonfly proxy or old-style mirrors when configured (falling back
+// to the registry), with Nydus's retry policy: on-demand reads retry 3 times
+// (the last one direct), prefetch once, with exponential backoff and jitter;
+// 403 and other final answers are not retried. Connections are pooled per
+// origin by nydusify's Transport; auth is nydusify's Authenticator.
 
-import { RegistryClient, type RegistryClientOptions } from '../../../nydusify/src/registry/client.js';
+import { Authenticator } from '../../../nydusify/src/registry/auth.js';
 import { RegistryError } from '../../../nydusify/src/registry/errors.js';
-import { mirrorsFromConfig, type Mirror } from './mirror.js';
+import { backoffDelay, discardBody, header, Transport } from '../../../nydusify/src/registry/transport.js';
 import { BackendCounters, BackendError, checkBlobId, type BackendMetrics, type BlobBackend, type ReadOptions } from './backend.js';
+import { Mirror } from './mirror.js';
+import { DragonflyProxy } from './proxy.js';
+import { readRange, statusError } from './range-response.js';
+import { parseRegistryConfig, USER_AGENT, type RegistryOptions } from './registry-config.js';
+import { direct, RegistryHttp, type Route } from './registry-http.js';
+import { RelayFault, type Relay } from './relay.js';
 
-export interface RegistryConfig {
-  scheme?: string;
-  host?: string;
-  repo?: string;
-  auth?: string;
-  registry_token?: string;
-  skip_verify?: boolean;
-  timeout?: number;
-  connect_timeout?: number;
-  retry_limit?: number;
-}
+/** Retries after the first attempt, by priority (Nydus). */
+const RETRIES = { 'on-demand': 3, prefetch: 1 } as const;
+const BACKOFF_BASE_MS = 100;
+const BACKOFF_MAX_MS = 1000;
 
-/** Seconds (fractions allowed) to milliseconds, with Nydus's default of 5 s. */
-const seconds = (v: unknown, dflt: number): number => (typeof v === 'number' && v > 0 ? v * 1000 : dflt * 1000);
-
-function credentials(c: RegistryConfig): RegistryClientOptions['credentials'] {
-  const auth = process.env.IMAGE_PULL_AUTH ?? c.auth;
-  if (auth) {
-    const text = Buffer.from(auth, 'base64').toString('utf8');
-    const i = text.indexOf(':');
-    if (i < 0) throw new BackendError('permanent', 'registry auth must be base64 of "user:password"');
-    return { username: text.slice(0, i), password: text.slice(i + 1) };
-  }
-  if (c.registry_token) return { identityToken: c.registry_token };
-  return undefined; // docker config, then anonymous
+function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 export class RegistryBackend implements BlobBackend {
   readonly type = 'registry';
+  readonly opts: RegistryOptions;
   readonly #counters = new BackendCounters('registry');
-  readonly #client: RegistryClient;
-  readonly #prefetchClient: RegistryClient;
-  /** One attempt, no retries: a failing mirror hands over to the origin at once. */
-  readonly #mirrorClient: RegistryClient;
-  readonly #mirrors: Mirror[];
-  readonly repo: string;
-  fallbacks = 0;
+  readonly #transport: Transport;
+  readonly #auth: Authenticator;
+  readonly #http: RegistryHttp;
+  /** The proxy, or the mirrors in order; empty = always direct. */
+  readonly #relays: Relay[];
+  #retries = 0;
+  #fallbacks = 0;
+  readonly #via = { proxyCount: 0, proxyBytes: 0, originCount: 0, originBytes: 0 };
 
-  constructor(readonly config: RegistryConfig) {
-    if (!config.host || !config.repo) throw new BackendError('permanent', 'registry backend needs "host" and "repo"');
-    this.repo = config.repo;
-    const scheme = config.scheme === 'http' ? 'http://' : config.scheme === 'https' ? 'https://' : '';
-    const creds = credentials(config);
-    const base: RegistryClientOptions = {
-      timeoutMs: seconds(config.timeout, 5),
-      userAgent: 'nydusd/1.0.0 (nydus-ts)',
+  constructor(config: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env) {
+    this.opts = parseRegistryConfig(config, env);
+    const o = this.opts;
+    this.#transport = new Transport({ timeoutMs: o.timeoutMs, connectTimeoutMs: o.connectTimeoutMs, skipVerify: o.skipVerify, userAgent: USER_AGENT });
+    this.#auth = new Authenticator({
+      origin: o.origin,
+      transport: this.#transport,
+      credentials: () => o.credentials,
       clientId: 'nydus-registry-client',
-      ...(creds ? { credentials: creds } : {}),
-    };
-    // Nydus: on-demand reads retry 3 times, prefetch once.
-    this.#client = new RegistryClient(`${scheme}${config.host}`, { ...base, retries: 3 });
-    this.#prefetchClient = new RegistryClient(`${scheme}${config.host}`, { ...base, retries: 1 });
-    this.#mirrorClient = new RegistryClient(`${scheme}${config.host}`, { ...base, retries: 0 });
-    this.#mirrors = mirrorsFromConfig(config as Record<string, unknown>, this.#client.origin.origin);
+      retries: 1,
+      retryBaseDelayMs: BACKOFF_BASE_MS,
+    });
+    this.#http = new RegistryHttp(o, this.#transport, this.#auth);
+    const origin = o.origin.origin;
+    this.#relays = o.proxy
+      ? [new DragonflyProxy(o.proxy, origin, o.connectTimeoutMs, this.#transport)]
+      : o.mirrors.map((m) => new Mirror(m, origin, o.connectTimeoutMs, this.#transport));
   }
 
-  /** Tries healthy mirrors in order; `undefined` means: read from the origin. */
-  async #viaMirrors(blobId: string, offset: number, length: number, priority: ReadOptions['priority']): Promise<Buffer | undefined> {
-    for (const m of this.#mirrors) {
-      if (!m.healthy) continue;
-      try {
-        const headers = { ...m.opts.headers, 'X-Dragonfly-Priority': priority === 'prefetch' ? '3' : '6' };
-        const data = await this.#mirrorClient.getBlobBuffer(this.repo, `sha256:${blobId}`, { offset, length }, { origin: m.opts.origin, headers });
-        m.succeeded(data.length);
-        return data;
-      } catch (e) {
-        m.failed();
-        const status = e instanceof RegistryError ? e.status : 0;
-        // The origin's own 401/403/404 passed through is not the mirror's fault.
-        if (status === 404) throw toBackendError(e, blobId, m.opts.origin);
-        if (!m.opts.fallback) throw new BackendError('transient', `blob ${blobId}: mirror ${m.opts.origin} failed and fallback is disabled: ${(e as Error).message}`);
-        this.fallbacks++;
-      }
-    }
-    return undefined;
+  get host(): string {
+    return this.opts.origin.host;
+  }
+
+  /** Token requests made so far (never through a relay). */
+  get tokenRequests(): number {
+    return this.#auth.tokenRequests;
   }
 
   read(blobId: string, offset: number, length: number, opts: ReadOptions): Promise<Buffer> {
     return this.#counters.count(opts, async () => {
       checkBlobId(blobId);
-      const client = opts.priority === 'prefetch' ? this.#prefetchClient : this.#client;
-      const mirrored = await this.#viaMirrors(blobId, offset, length, opts.priority);
-      if (mirrored !== undefined) return mirrored;
-      try {
-        const data = await client.getBlobBuffer(this.repo, `sha256:${blobId}`, { offset, length });
-        if (data.length !== length) throw new BackendError('transient', `blob ${blobId}: got ${data.length} of ${length} bytes`);
-        return data;
-      } catch (e) {
-        throw toBackendError(e, blobId, this.config.host!);
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length <= 0) {
+        throw new BackendError('permanent', `blob ${blobId}: invalid range offset ${offset} length ${length}`);
       }
+      const retries = RETRIES[opts.priority];
+      return this.#withRetries(retries, opts.signal, (attempt) => {
+        // The last on-demand retry goes straight to the registry.
+        const lastDirect = opts.priority === 'on-demand' && attempt > 0 && attempt === retries;
+        return this.#attempt(blobId, offset, length, opts, lastDirect);
+      });
     });
+  }
+
+  async #withRetries<T>(retries: number, signal: AbortSignal | undefined, run: (attempt: number) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await run(attempt);
+      } catch (e) {
+        if (signal?.aborted || !(e instanceof BackendError) || e.kind !== 'transient' || attempt >= retries) throw e;
+        this.#retries++;
+        await abortableSleep(backoffDelay(attempt, BACKOFF_BASE_MS, BACKOFF_MAX_MS), signal);
+      }
+    }
+  }
+
+  /** One attempt: healthy relays in order, then (on fallback) the registry. */
+  async #attempt(blobId: string, offset: number, length: number, opts: ReadOptions, directOnly: boolean): Promise<Buffer> {
+    if (!directOnly) {
+      for (const relay of this.#relays) {
+        if (!relay.available()) {
+          if (!relay.fallback) throw new BackendError('transient', `blob ${blobId}: proxy ${relay.name} is not healthy and fallback is disabled`);
+          continue;
+        }
+        try {
+          const data = await this.#fetch(blobId, offset, length, opts, relay);
+          relay.succeeded(data.length);
+          this.#via.proxyCount++;
+          this.#via.proxyBytes += data.length;
+          return data;
+        } catch (e) {
+          if (!(e instanceof RelayFault)) throw e;
+          relay.failed();
+          if (!relay.fallback) throw new BackendError('transient', `${e.message}; fallback is disabled`, { cause: e });
+          this.#fallbacks++;
+        }
+      }
+    }
+    const data = await this.#fetch(blobId, offset, length, opts, undefined);
+    this.#via.originCount++;
+    this.#via.originBytes += data.length;
+    return data;
+  }
+
+  /** One ranged GET, directly or through `relay`, bounded by the whole-request timeout. */
+  async #fetch(blobId: string, offset: number, length: number, opts: ReadOptions, relay: Relay | undefined): Promise<Buffer> {
+    const where = relay ? `${this.host} via ${relay.kind} ${relay.name}` : this.host;
+    const what = `blob ${blobId} from ${where}`;
+    const route: Route = relay ? (t) => relay.hop(t, opts.priority) : direct;
+    const range = { range: `bytes=${offset}-${offset + length - 1}` };
+    return this.#bounded(what, opts.signal, relay, async (signal) => {
+      const { res, authHint } = await this.#http.request('GET', blobId, range, route, signal);
+      if (relay) {
+        const errorType = header(res.headers, 'x-dragonfly-error-type');
+        if (res.status === 403 && errorType === 'proxy') {
+          throw new BackendError('permanent', `${what}: the proxy refused the request (403)`, { cause: await statusError(res, what), status: 403 });
+        }
+        if (res.status === 429 && opts.priority === 'prefetch') {
+          await discardBody(res);
+          throw new BackendError('permanent', `${what}: the proxy is rate limiting (429); prefetch gives up`, { status: 429 });
+        }
+        if (res.status >= 500 || res.status === 429 || (errorType !== undefined && errorType !== 'backend' && res.status >= 400)) {
+          const e = await statusError(res, what);
+          throw new RelayFault(e.message, { cause: e, status: res.status });
+        }
+      }
+      if (res.status === 401 || res.status === 403) {
+        if (res.status === 403) this.#http.dropRedirect(blobId);
+        throw await statusError(res, what, authHint);
+      }
+      return readRange(res, offset, length, what);
+    });
+  }
+
+  /**
+   * Runs one request with the whole-request timeout and the caller's signal,
+   * turning network failures and timeouts into BackendErrors (RelayFault when
+   * the relay, not the registry, broke).
+   */
+  async #bounded<T>(what: string, callerSignal: AbortSignal | undefined, relay: Relay | undefined, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const timeout = AbortSignal.timeout(this.opts.timeoutMs);
+    const signal = callerSignal ? AbortSignal.any([callerSignal, timeout]) : timeout;
+    const fault = (msg: string, cause: unknown) => (relay ? new RelayFault(msg, { cause }) : new BackendError('transient', msg, { cause }));
+    try {
+      return await run(signal);
+    } catch (e) {
+      if (callerSignal?.aborted) throw new BackendError('transient', `${what}: aborted`, { cause: e });
+      if (timeout.aborted) throw fault(`${what}: no complete answer within ${this.opts.timeoutMs / 1000} s`, e);
+      if (e instanceof RelayFault) throw e;
+      if (e instanceof BackendError) {
+        // A body that broke or ended early through a relay is the relay's fault.
+        throw relay && e.kind === 'transient' && e.status === undefined ? new RelayFault(e.message, { cause: e }) : e;
+      }
+      if (e instanceof RegistryError) {
+        const status = e.status;
+        if (status === 0) throw fault(`${what}: ${e.message}`, e);
+        const kind = status === 404 ? 'not-found' : status === 401 || status === 403 ? 'auth' : e.transient ? 'transient' : 'permanent';
+        throw new BackendError(kind, `${what}: ${e.message}`, { cause: e, status });
+      }
+      throw new BackendError('transient', `${what}: ${(e as Error).message}`, { cause: e });
+    }
   }
 
   async blobSize(blobId: string): Promise<number> {
     checkBlobId(blobId);
-    const size = await this.#client.headBlob(this.repo, `sha256:${blobId}`).catch((e) => {
-      throw toBackendError(e, blobId, this.config.host!);
-    });
-    if (size === null) throw new BackendError('not-found', `blob ${blobId} is not in ${this.config.host}/${this.repo}`);
-    return size;
+    const what = `blob ${blobId} in ${this.host}/${this.opts.repo}`;
+    return this.#withRetries(RETRIES['on-demand'], undefined, () =>
+      this.#bounded(what, undefined, undefined, async (signal) => {
+        const { res, authHint } = await this.#http.request('HEAD', blobId, {}, direct, signal);
+        if (res.status === 404) {
+          await discardBody(res);
+          throw new BackendError('not-found', `${what}: not found (404)`, { status: 404 });
+        }
+        if (res.status !== 200) throw await statusError(res, what, authHint);
+        await discardBody(res);
+        const size = Number(header(res.headers, 'content-length'));
+        if (!Number.isSafeInteger(size) || size < 0) throw new BackendError('permanent', `${what}: no Content-Length in the HEAD answer`);
+        return size;
+      }),
+    );
   }
 
   metrics(): BackendMetrics {
     return {
       ...this.#counters.m,
-      fallbacks: this.fallbacks,
-      mirrors: this.#mirrors.map((m) => ({ origin: m.opts.origin, healthy: m.healthy, requests: m.requests, bytes: m.bytes, errors: m.errors })),
+      retries: this.#retries,
+      fallbacks: this.#fallbacks,
+      via_proxy_count: this.#via.proxyCount,
+      via_proxy_bytes: this.#via.proxyBytes,
+      via_origin_count: this.#via.originCount,
+      via_origin_bytes: this.#via.originBytes,
+      token_requests: this.#auth.tokenRequests,
+      mirrors: this.#relays.map((r) => r.metrics()),
     };
   }
 
   async close(): Promise<void> {
-    this.#mirrors.forEach((m) => m.close());
-    await Promise.all([this.#client.close(), this.#prefetchClient.close(), this.#mirrorClient.close()]);
+    for (const r of this.#relays) r.close();
+    await this.#transport.close();
   }
-}
-
-function toBackendError(e: unknown, blobId: string, host: string): BackendError {
-  if (e instanceof BackendError) return e;
-  if (e instanceof RegistryError) {
-    const status = e.status;
-    const kind = status === 404 ? 'not-found' : status === 401 || status === 403 ? 'auth' : status >= 500 || status === 0 ? 'transient' : 'permanent';
-    return new BackendError(kind, `blob ${blobId} from ${host}: ${e.message}`, { cause: e });
-  }
-  return new BackendError('transient', `blob ${blobId} from ${host}: ${(e as Error).message}`, { cause: e });
 }

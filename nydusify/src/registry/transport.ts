@@ -15,6 +15,10 @@ export interface HttpRequest {
   headers?: Record<string, string>;
   /** Buffer bodies can be re-sent; stream bodies are one-shot. */
   body?: Buffer | Readable | null;
+  /** Aborts the exchange, including a body still being read (a whole-request deadline). */
+  signal?: AbortSignal;
+  /** Send as a forward-proxy request to this proxy origin: absolute URI in the request line, Host of `url`. */
+  proxy?: URL;
 }
 
 export interface HttpResponse {
@@ -29,6 +33,10 @@ export interface HttpResponse {
 export interface TransportOptions {
   /** Per-request timeout for connecting and for receiving the response headers, and idle timeout of body reads. */
   timeoutMs: number;
+  /** Connect timeout; default `timeoutMs`. */
+  connectTimeoutMs?: number;
+  /** Accept any TLS certificate (nydusd `skip_verify`). */
+  skipVerify?: boolean;
   userAgent: string;
 }
 
@@ -196,7 +204,10 @@ export class Transport {
       p = new Pool(origin, {
         keepAliveTimeout: 30_000,
         keepAliveMaxTimeout: 300_000,
-        connect: { timeout: this.opts.timeoutMs },
+        connect: {
+          timeout: this.opts.connectTimeoutMs ?? this.opts.timeoutMs,
+          ...(this.opts.skipVerify ? { rejectUnauthorized: false } : {}),
+        },
         headersTimeout: this.opts.timeoutMs,
         bodyTimeout: this.opts.timeoutMs,
       });
@@ -208,14 +219,16 @@ export class Transport {
   /** One HTTP exchange. Network failures become RegistryError with status 0 (transient when retryable). */
   async send(req: HttpRequest): Promise<HttpResponse> {
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...req.headers };
+    if (req.proxy) headers.host = req.url.host;
     try {
-      const res = await this.pool(req.url.origin).request({
-        path: `${req.url.pathname}${req.url.search}`,
+      const res = await this.pool(req.proxy ? req.proxy.origin : req.url.origin).request({
+        path: req.proxy ? req.url.href : `${req.url.pathname}${req.url.search}`,
         method: req.method as Dispatcher.HttpMethod,
         headers,
         body: req.body ?? null,
         headersTimeout: this.opts.timeoutMs,
         bodyTimeout: this.opts.timeoutMs,
+        ...(req.signal ? { signal: req.signal } : {}),
       });
       return {
         status: res.statusCode,

@@ -1,0 +1,74 @@
+// Periodic health probe of a proxy or mirror: GET ping_url every interval,
+// 2xx/3xx = healthy. Probing pauses while the backend has been idle for
+// `pauseAfterMs` and resumes with the next read. The timer is unref()'d and
+// stopped by stop().
+
+import { discardBody, type Transport } from '../../../nydusify/src/registry/transport.js';
+
+export interface HealthCheckOptions {
+  pingUrl: string;
+  intervalMs: number;
+  /** Timeout of one probe (Nydus uses connect_timeout). */
+  timeoutMs: number;
+  pauseAfterMs: number;
+  /** Called when a probe turns an unhealthy target healthy again. */
+  onRecovered?: () => void;
+}
+
+export class HealthCheck {
+  #healthy = true;
+  #timer: NodeJS.Timeout | undefined;
+  #lastActive = Date.now();
+  #running: Promise<boolean> | undefined;
+  probes = 0;
+
+  constructor(
+    readonly opts: HealthCheckOptions,
+    private readonly transport: Transport,
+  ) {
+    this.#timer = setInterval(() => {
+      if (Date.now() - this.#lastActive <= opts.pauseAfterMs) void this.check();
+    }, opts.intervalMs);
+    this.#timer.unref();
+  }
+
+  get healthy(): boolean {
+    return this.#healthy;
+  }
+
+  /** A read is using the target: keeps the probe running. */
+  touch(): void {
+    this.#lastActive = Date.now();
+  }
+
+  /** Reads saw the target fail (connection refused, 5xx): unhealthy until a probe succeeds. */
+  markUnhealthy(): void {
+    this.#healthy = false;
+  }
+
+  /** One probe now (concurrent calls share it). */
+  check(): Promise<boolean> {
+    this.#running ??= this.#probe().finally(() => (this.#running = undefined));
+    return this.#running;
+  }
+
+  async #probe(): Promise<boolean> {
+    this.probes++;
+    let ok = false;
+    try {
+      const res = await this.transport.send({ method: 'GET', url: new URL(this.opts.pingUrl), signal: AbortSignal.timeout(this.opts.timeoutMs) });
+      await discardBody(res);
+      ok = res.status >= 200 && res.status < 400;
+    } catch {
+      ok = false;
+    }
+    if (ok && !this.#healthy) this.opts.onRecovered?.();
+    this.#healthy = ok;
+    return ok;
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}

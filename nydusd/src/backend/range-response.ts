@@ -1,0 +1,80 @@
+// Turns the answer to a `Range: bytes=off-end` GET into exactly `length`
+// bytes, or a BackendError: 206 with a matching Content-Range (200 accepted
+// at offset 0), the body read up to `length` bytes. A body that ends early
+// or breaks is a transient error (the read is retried); a range that starts
+// elsewhere is an integrity error.
+
+import { errorFromResponse, abandon, connectionReleased, header, type HttpResponse } from '../../../nydusify/src/registry/transport.js';
+import { BackendError, type BackendErrorKind } from './backend.js';
+
+/** Parse `Content-Range: bytes start-end/total` (total may be `*`). */
+export function parseContentRange(v: string | undefined): { start: number; end: number; total?: number } | undefined {
+  const m = v ? /^bytes\s+(\d+)-(\d+)\/(\d+|\*)$/i.exec(v.trim()) : null;
+  if (!m) return undefined;
+  return { start: Number(m[1]), end: Number(m[2]), ...(m[3] !== '*' ? { total: Number(m[3]) } : {}) };
+}
+
+export function kindOfStatus(status: number): BackendErrorKind {
+  if (status === 404) return 'not-found';
+  if (status === 401 || status === 403) return 'auth';
+  if (status >= 500 || status === 429 || status === 408) return 'transient';
+  return 'permanent';
+}
+
+/** A BackendError for an unexpected status, with the registry's error codes in the message. */
+export async function statusError(res: HttpResponse, what: string, hint?: string): Promise<BackendError> {
+  const e = await errorFromResponse(res, hint ? { hint } : {});
+  return new BackendError(kindOfStatus(res.status), `${what}: ${e.message}`, { status: res.status, cause: e });
+}
+
+/** Read up to `length` bytes of the body; stop reading after that. */
+async function readUpTo(res: HttpResponse, length: number, what: string): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let got = 0;
+  try {
+    for await (const chunk of res.body) {
+      const c = chunk as Buffer;
+      const n = Math.min(c.length, length - got);
+      c.copy(buf, got, 0, n);
+      got += n;
+      if (got === length) break;
+    }
+  } catch (e) {
+    throw new BackendError('transient', `${what}: the body broke after ${got} of ${length} bytes (${(e as Error).message})`, { cause: e });
+  } finally {
+    abandon(res.body);
+  }
+  if (got < length) throw new BackendError('transient', `${what}: short read, got ${got} of ${length} bytes`);
+  await connectionReleased();
+  return buf;
+}
+
+export async function readRange(res: HttpResponse, offset: number, length: number, what: string): Promise<Buffer> {
+  if (res.status === 206) {
+    const cr = parseContentRange(header(res.headers, 'content-range'));
+    if (cr && cr.start !== offset) {
+      abandon(res.body);
+      throw new BackendError('integrity', `${what}: asked for bytes from ${offset}, got Content-Range ${header(res.headers, 'content-range')}`);
+    }
+    if (cr && cr.end - cr.start + 1 < length) {
+      abandon(res.body);
+      const pastEnd = cr.total !== undefined && cr.end + 1 === cr.total;
+      throw new BackendError(
+        pastEnd ? 'permanent' : 'transient',
+        pastEnd ? `${what}: range ${offset}+${length} runs past the end of the blob (${cr.total} bytes)` : `${what}: short range ${cr.start}-${cr.end} for ${length} bytes`,
+      );
+    }
+    return readUpTo(res, length, what);
+  }
+  if (res.status === 200) {
+    if (offset !== 0) {
+      abandon(res.body);
+      throw new BackendError('permanent', `${what}: the server ignored the Range header (200 for bytes ${offset}-${offset + length - 1})`);
+    }
+    return readUpTo(res, length, what);
+  }
+  if (res.status === 416) {
+    throw await statusError(res, what, `range ${offset}+${length} is outside the blob`).then((e) => new BackendError('permanent', e.message, { status: 416 }));
+  }
+  throw await statusError(res, what);
+}
