@@ -70,7 +70,7 @@ function observe(root: string): Record<string, unknown> {
     const abs = rel === '' ? root : join(root, rel);
     const st = lstatSync(abs, { bigint: true });
     const rec: Record<string, unknown> = {
-      mode: st.mode.toString(8), uid: st.uid, gid: st.gid, size: st.size, nlink: st.nlink, rdev: st.rdev, mtimeNs: st.mtimeNs,
+      mode: st.mode.toString(8), uid: st.uid, gid: st.gid, size: st.size, blocks: st.blocks, nlink: st.nlink, rdev: st.rdev, mtimeNs: st.mtimeNs,
       xattrs: Object.fromEntries(Object.entries(listXattrs(abs)).map(([k, v]) => [k, v.toString('hex')])),
     };
     if (st.isSymbolicLink()) rec.target = readlinkSync(abs);

@@ -103,7 +103,8 @@ impl Instance {
         Attr {
             ino,
             size: inode.size,
-            blocks: inode.size.div_ceil(512),
+            // As kernel EROFS: the size rounded up to whole 4 KiB blocks, in 512-byte units.
+            blocks: inode.size.div_ceil(4096) * 8,
             atime: inode.mtime,
             mtime: inode.mtime,
             ctime: inode.mtime,

@@ -1,13 +1,24 @@
-//! A regular file's chunks: the 8-byte chunk index array after the inode,
-//! resolved through the bootstrap's 80-byte chunk table.
+//! A regular file's chunks: the 8-byte chunk index array after the inode
+//! (SPEC §2.12.2), resolved through the bootstrap's 80-byte chunk table
+//! (§2.13), which says where the chunk's bytes are stored in its blob.
 
-use std::collections::HashMap;
-
+use super::blob::BlobInfo;
 use super::bytes::{le16, le32, le64, Bytes};
 use super::error::{bail, Result};
 use super::inode::Inode;
-use super::superblock::{BlobInfo, Super, BLOCK};
+use super::superblock::Super;
+use super::BLOCK;
 
+pub const ROW_SIZE: u64 = 80;
+const INDEX_SIZE: u64 = 8;
+const FLAG_COMPRESSED: u32 = 0x1;
+const FLAG_UNSUPPORTED: u32 = 0x2 | 0x4 | 0x8; // hole, encrypted, batch
+const FLAG_HAS_CRC32: u32 = 0x10;
+/// A stored chunk is never larger than this (16 MiB chunk, incompressible
+/// with codec overhead, is far below it).
+const MAX_STORED_SIZE: u32 = 32 << 20;
+
+/// Where one chunk lives, in its blob and in the blob's uncompressed space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkRef {
     pub blob_index: u32,
@@ -18,17 +29,16 @@ pub struct ChunkRef {
     pub uncompressed_offset: u64,
     pub uncompressed_size: u32,
     pub digest: [u8; 32],
+    /// The stored bytes must be decompressed with the blob's compressor.
     pub compressed: bool,
     pub crc32c: Option<u32>,
+    /// Offset in one (the first) file that uses this chunk; informational.
     pub file_offset: u64,
 }
 
-const FLAG_COMPRESSED: u32 = 0x1;
-const FLAG_UNSUPPORTED: u32 = 0x2 | 0x4 | 0x8;
-const FLAG_HAS_CRC32: u32 = 0x10;
-
+/// Decodes and validates chunk table row `i`.
 pub fn row(b: &Bytes, sup: &Super, blobs: &[BlobInfo], i: u64) -> Result<ChunkRef> {
-    let r = b.slice(sup.chunk_table.0 + i * 80, 80, "chunk table row")?;
+    let r = b.slice(sup.chunk_table.0 + i * ROW_SIZE, ROW_SIZE, "chunk table row")?;
     let mut digest = [0u8; 32];
     digest.copy_from_slice(&r[0..32]);
     let flags = le32(r, 36);
@@ -44,53 +54,93 @@ pub fn row(b: &Bytes, sup: &Super, blobs: &[BlobInfo], i: u64) -> Result<ChunkRe
         crc32c: (flags & FLAG_HAS_CRC32 != 0).then(|| le32(r, 76)),
         file_offset: le64(r, 64),
     };
-    let Some(blob) = blobs.get(c.blob_index as usize) else { bail!("chunk row {i} names blob {} of {}", c.blob_index, blobs.len()) };
+    let Some(blob) = blobs.get(c.blob_index as usize) else {
+        bail!("chunk table row {i} names blob {}, only {} exist", c.blob_index, blobs.len())
+    };
     if flags & FLAG_UNSUPPORTED != 0 {
-        bail!("chunk row {i}: flags 0x{flags:x} (hole/encrypted/batch) are not supported");
+        bail!("chunk table row {i}: flags 0x{flags:x} (hole/encrypted/batch) are not supported");
     }
-    if c.chunk_index >= blob.chunk_count
-        || c.uncompressed_size == 0
+    if c.chunk_index >= blob.chunk_count {
+        bail!(
+            "chunk table row {i}: ci index {} but blob {} has {} chunks",
+            c.chunk_index,
+            c.blob_index,
+            blob.chunk_count
+        );
+    }
+    let in_blob =
+        c.uncompressed_offset.checked_add(c.uncompressed_size as u64).is_some_and(|e| e <= blob.uncompressed_size);
+    if c.uncompressed_size == 0
         || c.uncompressed_size > sup.chunk_size
-        || c.uncompressed_offset % BLOCK != 0
-        || c.uncompressed_offset + c.uncompressed_size as u64 > blob.uncompressed_size
-        || (!c.compressed && c.compressed_size < c.uncompressed_size)
+        || !c.uncompressed_offset.is_multiple_of(BLOCK)
+        || !in_blob
     {
-        bail!("chunk row {i} (blob {}, ci {}) is inconsistent with its blob", c.blob_index, c.chunk_index);
+        bail!("chunk table row {i} (blob {}, ci {}) has an impossible uncompressed range", c.blob_index, c.chunk_index);
+    }
+    if c.compressed_size == 0
+        || c.compressed_size > MAX_STORED_SIZE
+        || c.compressed_offset.checked_add(c.compressed_size as u64).is_none()
+    {
+        bail!("chunk table row {i}: stored size {} is impossible", c.compressed_size);
     }
     Ok(c)
 }
 
-/// (blob index, ci index) → chunk table row, built once at open.
-pub fn index_rows(b: &Bytes, sup: &Super, blobs: &[BlobInfo]) -> Result<HashMap<(u32, u32), u32>> {
-    let n = sup.chunk_table.1 / 80;
-    let mut map = HashMap::with_capacity(n as usize);
-    for i in 0..n {
-        let r = b.slice(sup.chunk_table.0 + i * 80, 80, "chunk table row")?;
-        let key = (le32(r, 32), le32(r, 72));
-        if (key.0 as usize) >= blobs.len() {
-            bail!("chunk row {i} names blob {} of {}", key.0, blobs.len());
+/// (blob index, ci index) → chunk table row. The table is sorted by
+/// digest, so a sorted side index is built once at open; lookups are a
+/// binary search over 12-byte entries, with no allocation.
+pub struct RowIndex {
+    keys: Vec<(u64, u32)>,
+}
+
+fn key(blob: u32, ci: u32) -> u64 {
+    (blob as u64) << 32 | ci as u64
+}
+
+impl RowIndex {
+    /// Validates every row and indexes it; duplicate keys are an error, as
+    /// a chunk index would be ambiguous.
+    pub fn build(b: &Bytes, sup: &Super, blobs: &[BlobInfo]) -> Result<RowIndex> {
+        let n = sup.chunk_table.1 / ROW_SIZE;
+        // n is bounded by the (already checked) table size, so this
+        // allocation is at most a fraction of the image size.
+        let mut keys = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let c = row(b, sup, blobs, i)?;
+            keys.push((key(c.blob_index, c.chunk_index), i as u32));
         }
-        map.insert(key, i as u32);
+        keys.sort_unstable();
+        if let Some(w) = keys.windows(2).find(|w| w[0].0 == w[1].0) {
+            bail!("chunk table rows {} and {} describe the same chunk", w[0].1, w[1].1);
+        }
+        Ok(RowIndex { keys })
     }
-    Ok(map)
+
+    pub fn find(&self, blob: u32, ci: u32) -> Option<u64> {
+        let k = key(blob, ci);
+        self.keys.binary_search_by_key(&k, |e| e.0).ok().map(|at| self.keys[at].1 as u64)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.keys.len() as u64
+    }
 }
 
 pub fn count(inode: &Inode, chunk_size: u32) -> u32 {
     if !inode.is_reg() {
         return 0;
     }
-    inode.size.div_ceil(chunk_size as u64) as u32
+    // inode::read refused files whose count does not fit a u32.
+    inode.size.div_ceil(chunk_size as u64).min(u32::MAX as u64) as u32
 }
 
-/// The chunk index entry `index` of `inode`: (blob index, ci index, blkaddr).
+/// Chunk index entry `index` of `inode`: (blob index, ci index, blkaddr).
 pub fn index_entry(b: &Bytes, inode: &Inode, index: u32) -> Result<(u32, u32, u32)> {
-    let base = (inode.data_offset + 7) & !7;
-    let e = b.slice(base + index as u64 * 8, 8, "chunk index")?;
-    let device = le16(e, 2);
-    let ci = le16(e, 0) as u32 | ((device as u32 >> 8) << 16);
-    let device_low = device & 0xFF;
-    if device_low == 0 {
-        bail!("inode {}: chunk {index} names device 0", inode.nid);
+    let e = b.slice(inode.chunk_index_offset() + index as u64 * INDEX_SIZE, INDEX_SIZE, "chunk index")?;
+    // Byte 2 is the device id (blob + 1); byte 3 smuggles ci bits 16..23.
+    let (device, ci_high) = (e[2] as u32, e[3] as u32);
+    if device == 0 {
+        bail!("inode {}: chunk {index} names device 0 (holes are never written)", inode.nid);
     }
-    Ok((device_low as u32 - 1, ci, le32(e, 4)))
+    Ok((device - 1, le16(e, 0) as u32 | ci_high << 16, le32(e, 4)))
 }

@@ -1,25 +1,38 @@
-//! Directory blocks: 12-byte dirents followed by their names, sorted
-//! bytewise across the whole directory, never straddling a 4K block.
+//! Directories (SPEC §2.11): blocks of 12-byte dirents followed by their
+//! names, sorted bytewise across the whole directory (`.` and `..`
+//! included), an entry never straddling a 4K block.
+//!
+//! Lookup binary-searches the blocks by their first name and then the
+//! entries inside one block, like the kernel's `erofs_namei`, without
+//! allocating. Listing is in on-disk order, so it matches kernel readdir.
+
+use std::cmp::Ordering;
 
 use super::bytes::{le16, le64, Bytes};
 use super::error::{bail, Result};
 use super::inode::{self, Inode};
-use super::superblock::BLOCK;
+use super::BLOCK;
 
-#[derive(Debug, Clone, Copy)]
+const DIRENT_SIZE: usize = 12;
+const MAX_NAME_LEN: usize = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DirEntryRef<'a> {
     pub name: &'a [u8],
     pub nid: u64,
     /// `EROFS_FT_*`: 1 reg, 2 dir, 3 chr, 4 blk, 5 fifo, 6 sock, 7 symlink.
     pub file_type: u8,
-    /// Cookie that resumes the listing after this entry (entry ordinal + 1).
+    /// Passing this to `read_dir` resumes right after this entry. It is the
+    /// entry's 1-based ordinal, so it is never 0 (0 means "from the start").
     pub next_cookie: u64,
 }
 
-/// One decoded dirent block.
+/// One dirent block, its header validated.
 struct Block<'a> {
     data: &'a [u8],
     count: usize,
+    dir: u64,
+    index: u64,
 }
 
 impl<'a> Block<'a> {
@@ -27,46 +40,49 @@ impl<'a> Block<'a> {
         let start = index * BLOCK;
         let len = (dir.size - start).min(BLOCK);
         let data = inode::data(b, dir, start, len)?;
-        if data.len() < 12 {
-            bail!("directory {}: block {index} is too short", dir.nid);
+        if data.len() < DIRENT_SIZE {
+            bail!("directory {}: block {index} is too short for a dirent", dir.nid);
         }
         let first = le16(data, 8) as usize;
-        if first < 12 || first % 12 != 0 || first > data.len() {
+        if first < DIRENT_SIZE || !first.is_multiple_of(DIRENT_SIZE) || first > data.len() {
             bail!("directory {}: block {index} has a bad first name offset {first}", dir.nid);
         }
-        Ok(Block { data, count: first / 12 })
+        Ok(Block { data, count: first / DIRENT_SIZE, dir: dir.nid, index })
     }
 
-    fn entry(&self, i: usize, nid_of: u64) -> Result<(&'a [u8], u64, u8)> {
-        let d = &self.data[i * 12..i * 12 + 12];
+    /// Entry `i` (< count): (name, nid, file type). The name runs to the
+    /// next entry's name, or for the last one to the block's used length;
+    /// zero padding is trimmed.
+    fn entry(&self, i: usize) -> Result<(&'a [u8], u64, u8)> {
+        let d = &self.data[i * DIRENT_SIZE..(i + 1) * DIRENT_SIZE];
         let start = le16(d, 8) as usize;
-        let end = if i + 1 < self.count { le16(self.data, (i + 1) * 12 + 8) as usize } else { self.data.len() };
-        if start < self.count * 12 || start > end || end > self.data.len() {
-            bail!("directory {nid_of}: dirent {i} has a bad name range {start}..{end}");
+        let end =
+            if i + 1 < self.count { le16(self.data, (i + 1) * DIRENT_SIZE + 8) as usize } else { self.data.len() };
+        if start < self.count * DIRENT_SIZE || start > end || end > self.data.len() {
+            bail!("directory {}: block {} dirent {i} has a bad name range {start}..{end}", self.dir, self.index);
         }
         let mut name = &self.data[start..end];
-        if i + 1 == self.count {
-            // The last name of a block runs to the used length; trim padding.
-            if let Some(nul) = name.iter().position(|&c| c == 0) {
-                name = &name[..nul];
-            }
+        if let Some(nul) = name.iter().position(|&c| c == 0) {
+            name = &name[..nul];
         }
-        if name.is_empty() {
-            bail!("directory {nid_of}: empty name in dirent {i}");
+        if name.is_empty() || name.len() > MAX_NAME_LEN || name.contains(&b'/') {
+            bail!("directory {}: block {} dirent {i} has an invalid name", self.dir, self.index);
         }
         Ok((name, le64(d, 0), d[10]))
     }
 }
 
-fn blocks(dir: &Inode) -> u64 {
+fn block_count(dir: &Inode) -> u64 {
     dir.size.div_ceil(BLOCK)
 }
 
 pub fn read_dir(b: &Bytes, dir: &Inode, cookie: u64, f: &mut dyn FnMut(DirEntryRef<'_>) -> bool) -> Result<()> {
     let mut ordinal = 0u64;
-    for index in 0..blocks(dir) {
+    let mut prev: Option<&[u8]> = None;
+    for index in 0..block_count(dir) {
         let block = Block::load(b, dir, index)?;
         let count = block.count as u64;
+        // Whole blocks before the cookie are skipped by their header alone.
         if ordinal + count <= cookie {
             ordinal += count;
             continue;
@@ -76,7 +92,12 @@ pub fn read_dir(b: &Bytes, dir: &Inode, cookie: u64, f: &mut dyn FnMut(DirEntryR
             if ordinal <= cookie {
                 continue;
             }
-            let (name, nid, file_type) = block.entry(i, dir.nid)?;
+            let (name, nid, file_type) = block.entry(i)?;
+            // Lookup relies on the order; refuse what it could not find.
+            if prev.is_some_and(|p| p >= name) {
+                bail!("directory {}: entries are not strictly sorted", dir.nid);
+            }
+            prev = Some(name);
             if !f(DirEntryRef { name, nid, file_type, next_cookie: ordinal }) {
                 return Ok(());
             }
@@ -85,30 +106,33 @@ pub fn read_dir(b: &Bytes, dir: &Inode, cookie: u64, f: &mut dyn FnMut(DirEntryR
     Ok(())
 }
 
-/// Binary search over blocks (by their first name), then inside the block,
-/// as the kernel does.
+/// Binary search over blocks by their first name, then inside the block.
 pub fn lookup(b: &Bytes, dir: &Inode, name: &[u8]) -> Result<Option<u64>> {
-    let (mut lo, mut hi) = (0u64, blocks(dir));
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Ok(None);
+    }
+    let (mut lo, mut hi) = (0u64, block_count(dir));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         let block = Block::load(b, dir, mid)?;
-        let (first, _, _) = block.entry(0, dir.nid)?;
+        let (first, nid, _) = block.entry(0)?;
         match name.cmp(first) {
-            std::cmp::Ordering::Less => hi = mid,
-            std::cmp::Ordering::Equal => return Ok(Some(block.entry(0, dir.nid)?.1)),
-            std::cmp::Ordering::Greater => {
-                let (last, _, _) = block.entry(block.count - 1, dir.nid)?;
-                if name <= last {
-                    let (mut l, mut h) = (0usize, block.count);
-                    while l < h {
-                        let m = l + (h - l) / 2;
-                        let (n, nid, _) = block.entry(m, dir.nid)?;
-                        match name.cmp(n) {
-                            std::cmp::Ordering::Less => h = m,
-                            std::cmp::Ordering::Equal => return Ok(Some(nid)),
-                            std::cmp::Ordering::Greater => l = m + 1,
-                        }
+            Ordering::Less => hi = mid,
+            Ordering::Equal => return Ok(Some(nid)),
+            Ordering::Greater => {
+                let (mut l, mut h) = (1usize, block.count);
+                while l < h {
+                    let m = l + (h - l) / 2;
+                    let (n, nid, _) = block.entry(m)?;
+                    match name.cmp(n) {
+                        Ordering::Less => h = m,
+                        Ordering::Equal => return Ok(Some(nid)),
+                        Ordering::Greater => l = m + 1,
                     }
+                }
+                // Not in this block: it is in a later one, if anywhere
+                // (l == count means the name sorts past this block's last).
+                if l < block.count {
                     return Ok(None);
                 }
                 lo = mid + 1;

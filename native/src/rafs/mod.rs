@@ -1,39 +1,57 @@
 //! RAFS v6 bootstrap reader (the format of `rafs-spec/SPEC.md`), for the
 //! FUSE data path: metadata requests are answered straight from the mapped
-//! bootstrap.
+//! bootstrap, with the semantics of kernel EROFS on the same image.
 //!
 //! Safety on hostile input comes from one rule: every byte is read through
-//! [`bytes::Bytes`], which checks bounds, and every structure is checked
-//! before its fields are used. A corrupt bootstrap yields a [`RafsError`],
-//! never a panic.
+//! [`bytes::Bytes`], which checks bounds, and every structure is validated
+//! before its fields are used (SPEC §6.2). A corrupt bootstrap yields a
+//! [`RafsError`], never a panic.
+//!
+//! What is checked when: `open` validates the superblocks, the device and
+//! blob tables, every chunk table row, the prefetch and merkle ranges, and
+//! the root inode. Each inode is validated when it is read (`inode`), each
+//! dirent block when it is listed or searched, each chunk index when it is
+//! resolved. Whole-tree checks (a directory reachable twice) are not done
+//! here, since the daemon never walks the tree; `path_to_nid` is bounded by
+//! the path's length, so a loop cannot hang it.
 
+mod blob;
 mod bytes;
 mod chunk;
 mod dir;
 mod error;
 mod inode;
+mod mmap;
 mod superblock;
 #[cfg(test)]
 mod tests;
+mod xattr;
 
-use std::collections::HashMap;
 use std::path::Path;
 
+pub use blob::BlobInfo;
 pub use chunk::ChunkRef;
 pub use dir::DirEntryRef;
 pub use error::RafsError;
-pub use inode::Inode;
-pub use superblock::BlobInfo;
+pub use inode::{Inode, Layout};
 
 use bytes::Bytes;
+use chunk::RowIndex;
 use error::{bail, Result};
-use superblock::{Super, BLOCK};
+use superblock::Super;
 
-/// What `statfs` reports, as kernel EROFS computes it.
-#[derive(Debug, Clone, Copy)]
+/// EROFS block size; the only one RAFS v6 uses.
+pub(crate) const BLOCK: u64 = 4096;
+
+/// What `statfs` reports, as kernel EROFS (`erofs_statfs`) computes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatfsInfo {
+    /// `total_blocks`: the primary device's `s_blocks` plus every device
+    /// slot's blocks.
     pub blocks: u64,
+    /// The kernel reports files as unlimited (`u64::MAX`) ...
     pub files: u64,
+    /// ... and free files as unlimited minus `s_inos`.
     pub ffree: u64,
     pub bsize: u32,
     pub namelen: u32,
@@ -43,12 +61,23 @@ pub struct Bootstrap {
     bytes: Bytes,
     sup: Super,
     blobs: Vec<BlobInfo>,
-    rows: HashMap<(u32, u32), u32>,
+    rows: RowIndex,
+}
+
+impl std::fmt::Debug for Bootstrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bootstrap")
+            .field("size", &self.bytes.len())
+            .field("super", &self.sup)
+            .field("blobs", &self.blobs)
+            .finish()
+    }
 }
 
 impl Bootstrap {
+    /// Maps `path` (private, read-only) and validates it.
     pub fn open(path: &Path) -> Result<Bootstrap> {
-        let bytes = Bytes::map(path).map_err(|e| RafsError::new(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = Bytes::map(path).map_err(|e| RafsError::new(format!("cannot map {}: {e}", path.display())))?;
         Self::load(bytes)
     }
 
@@ -58,7 +87,7 @@ impl Bootstrap {
 
     fn load(bytes: Bytes) -> Result<Bootstrap> {
         let (sup, blobs) = superblock::read(&bytes)?;
-        let rows = chunk::index_rows(&bytes, &sup, &blobs)?;
+        let rows = RowIndex::build(&bytes, &sup, &blobs)?;
         let this = Bootstrap { bytes, sup, blobs, rows };
         let root = this.inode(this.sup.root_nid)?;
         if !root.is_dir() {
@@ -71,10 +100,12 @@ impl Bootstrap {
         self.sup.root_nid
     }
 
+    /// The inode at `nid`, validated (type, layout, xattr and data ranges).
     pub fn inode(&self, nid: u64) -> Result<Inode> {
         inode::read(&self.bytes, &self.sup, nid)
     }
 
+    /// The nid of `name` in `dir`, by binary search (no allocation).
     pub fn lookup(&self, dir: &Inode, name: &[u8]) -> Result<Option<u64>> {
         if !dir.is_dir() {
             bail!("inode {} is not a directory", dir.nid);
@@ -82,6 +113,8 @@ impl Bootstrap {
         dir::lookup(&self.bytes, dir, name)
     }
 
+    /// Calls `f` for each entry after `cookie` in on-disk order, `.` and
+    /// `..` included, until `f` returns false.
     pub fn read_dir(&self, dir: &Inode, cookie: u64, f: &mut dyn FnMut(DirEntryRef<'_>) -> bool) -> Result<()> {
         if !dir.is_dir() {
             bail!("inode {} is not a directory", dir.nid);
@@ -89,42 +122,58 @@ impl Bootstrap {
         dir::read_dir(&self.bytes, dir, cookie, f)
     }
 
+    /// A symlink's target, borrowed from the image (inline tail or block).
     pub fn read_link(&self, inode: &Inode) -> Result<&[u8]> {
-        if !inode.is_symlink() || inode.size == 0 || inode.size > BLOCK {
-            bail!("inode {} is not a symlink with a 1..4096-byte target", inode.nid);
+        if !inode.is_symlink() {
+            bail!("inode {} is not a symlink", inode.nid);
         }
+        // inode::read checked 1..=4096 bytes; a 4096-byte target is one
+        // plain block, anything shorter one tail or one block prefix.
         inode::data(&self.bytes, inode, 0, inode.size)
     }
 
+    /// Every xattr as (full name such as `user.foo`, value).
     pub fn xattrs(&self, inode: &Inode) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        inode::xattrs(&self.bytes, inode)
+        xattr::read(&self.bytes, inode)
     }
 
+    /// `ceil(size / chunk_size)` for regular files, 0 otherwise.
     pub fn chunk_count(&self, inode: &Inode) -> u32 {
         chunk::count(inode, self.sup.chunk_size)
     }
 
+    /// Chunk `index` of a regular file, resolved through its chunk index
+    /// and the chunk table, cross-checked as SPEC §6.2 asks.
     pub fn chunk(&self, inode: &Inode, index: u32) -> Result<ChunkRef> {
         if index >= self.chunk_count(inode) {
             bail!("inode {}: chunk {index} is past the end of the file", inode.nid);
         }
         let (blob, ci, blkaddr) = chunk::index_entry(&self.bytes, inode, index)?;
-        let Some(&row) = self.rows.get(&(blob, ci)) else {
-            bail!("inode {}: chunk {index} (blob {blob}, ci {ci}) has no chunk table row", inode.nid);
-        };
-        let c = chunk::row(&self.bytes, &self.sup, &self.blobs, row as u64)?;
-        if c.uncompressed_offset != blkaddr as u64 * BLOCK {
-            bail!("inode {}: chunk {index} index and table disagree on its offset", inode.nid);
+        if blob as usize >= self.blobs.len() {
+            bail!("inode {}: chunk {index} names blob {blob}, only {} exist", inode.nid, self.blobs.len());
         }
-        let expected = (inode.size - index as u64 * self.sup.chunk_size as u64).min(self.sup.chunk_size as u64);
+        let Some(row) = self.rows.find(blob, ci) else {
+            bail!("inode {}: chunk {index} (blob {blob}, ci {ci}) is not in the chunk table", inode.nid);
+        };
+        let c = chunk::row(&self.bytes, &self.sup, &self.blobs, row)?;
+        if c.uncompressed_offset != blkaddr as u64 * BLOCK {
+            bail!(
+                "inode {}: chunk {index} index block {blkaddr} disagrees with the chunk table (offset {})",
+                inode.nid,
+                c.uncompressed_offset
+            );
+        }
+        let cs = self.sup.chunk_size as u64;
+        let expected = (inode.size - index as u64 * cs).min(cs);
         if c.uncompressed_size as u64 != expected {
             bail!("inode {}: chunk {index} holds {} bytes, the file needs {expected}", inode.nid, c.uncompressed_size);
         }
         Ok(c)
     }
 
+    /// Every row of the chunk table, in table order.
     pub fn chunk_rows(&self) -> Result<Vec<ChunkRef>> {
-        (0..self.sup.chunk_table.1 / 80).map(|i| chunk::row(&self.bytes, &self.sup, &self.blobs, i)).collect()
+        (0..self.rows.len()).map(|i| chunk::row(&self.bytes, &self.sup, &self.blobs, i)).collect()
     }
 
     pub fn blobs(&self) -> &[BlobInfo] {
@@ -136,18 +185,33 @@ impl Bootstrap {
     }
 
     pub fn statfs(&self) -> StatfsInfo {
-        // The kernel counts the primary device's blocks plus every extra
-        // device's, and reports inodes as unlimited minus those in use.
-        let devices: u64 = self.blobs.iter().map(|b| b.uncompressed_size / BLOCK).sum();
-        StatfsInfo { blocks: self.sup.blocks as u64 + devices, files: u64::MAX, ffree: u64::MAX - self.sup.inos, bsize: BLOCK as u32, namelen: 255 }
+        StatfsInfo {
+            blocks: self.sup.blocks as u64 + self.sup.device_blocks,
+            files: u64::MAX,
+            ffree: u64::MAX - self.sup.inos,
+            bsize: BLOCK as u32,
+            namelen: 255,
+        }
     }
 
+    /// The prefetch table's nids, skipping entries that do not name a valid
+    /// inode (SPEC §2.7) and repeats. A lone root nid means "everything".
     pub fn prefetch_nids(&self) -> Result<Vec<u64>> {
         let (off, size) = self.sup.prefetch_table;
         let raw = self.bytes.slice(off, size, "prefetch table")?;
-        Ok(raw.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as u64).filter(|&nid| self.inode(nid).is_ok()).collect())
+        let mut out: Vec<u64> = Vec::with_capacity(raw.len() / 4);
+        let mut seen = std::collections::HashSet::with_capacity(raw.len() / 4);
+        for w in raw.chunks_exact(4) {
+            let nid = bytes::le32(w, 0) as u64;
+            if seen.insert(nid) && self.inode(nid).is_ok() {
+                out.push(nid);
+            }
+        }
+        Ok(out)
     }
 
+    /// Resolves an absolute path ("/a/b"; empty components ignored).
+    /// `Ok(None)` when a component is missing or not a directory.
     pub fn path_to_nid(&self, path: &[u8]) -> Result<Option<u64>> {
         let mut nid = self.root_nid();
         for part in path.split(|&c| c == b'/').filter(|p| !p.is_empty()) {
@@ -163,7 +227,13 @@ impl Bootstrap {
         Ok(Some(nid))
     }
 
+    /// Our merkle extension's root digest (SPEC §4.4), when present.
     pub fn merkle_root(&self) -> Option<[u8; 32]> {
         self.sup.merkle_root
+    }
+
+    /// `s_inos`: the number of distinct inodes.
+    pub fn inode_count(&self) -> u64 {
+        self.sup.inos
     }
 }

@@ -1,68 +1,61 @@
-//! The EROFS superblock, the RAFS extended superblock and the blob table:
-//! read once at open and validated, so later reads can trust their ranges.
+//! The EROFS superblock (SPEC §2.2), the RAFS extended superblock (§2.3,
+//! §2.4) and our merkle header (§4.5): read once at open and validated, so
+//! later reads can trust the ranges recorded here.
 
+use super::blob::{self, BlobInfo, DEVICE_SLOT_SIZE, DEVICE_TABLE, ENTRY_SIZE, MAX_BLOBS};
 use super::bytes::{le16, le32, le64, Bytes};
+use super::chunk::ROW_SIZE;
 use super::error::{bail, Result};
-use crate::codec::Compressor;
-use crate::digest::Digester;
+use super::BLOCK;
 
-pub const BLOCK: u64 = 4096;
 const SB: u64 = 1024;
 const EXT: u64 = 1152;
 const EROFS_MAGIC: u32 = 0xE0F5_E1E2;
 const FEATURE_COMPAT_RAFS_V6: u32 = 0x4000_0000;
+/// CHUNKED_FILE | DEVICE_TABLE, and nothing else (no compression, no
+/// ztailpacking, no fragments: features this reader does not implement).
 const INCOMPAT_EXPECTED: u32 = 0xC;
+const DEVT_SLOTOFF: u16 = (DEVICE_TABLE / DEVICE_SLOT_SIZE) as u16;
+const FLAG_COMPRESSION_NONE: u64 = 0x1;
+const FLAG_COMPRESSION_LZ4: u64 = 0x2;
+const FLAG_COMPRESSION_GZIP: u64 = 0x40;
+const FLAG_COMPRESSION_ZSTD: u64 = 0x80;
+const FLAG_COMPRESSION_MASK: u64 =
+    FLAG_COMPRESSION_NONE | FLAG_COMPRESSION_LZ4 | FLAG_COMPRESSION_GZIP | FLAG_COMPRESSION_ZSTD;
+const FLAG_HASH_MASK: u64 = 0x4 | 0x8;
+const MIN_CHUNK_SIZE: u32 = 0x1000;
+const MAX_CHUNK_SIZE: u32 = 0x100_0000;
 const MERKLE_MAGIC: u32 = 0x4B52_4D4E;
-/// Blob feature bits we can serve; any other bit in the low 16 is refused.
-const BLOB_FEATURES_KNOWN_INCOMPAT: u32 = 0x1 | 0x2 | 0x20;
+const MERKLE_VERSION: u32 = 1;
 
-/// Everything the reader needs from the superblocks.
+/// Everything the reader needs from the superblocks, validated.
 #[derive(Debug, Clone)]
 pub struct Super {
     pub root_nid: u64,
     pub inos: u64,
+    /// The mtime the kernel gives every compact inode.
     pub build_time: u64,
     pub build_time_nsec: u32,
     pub blocks: u32,
     pub meta_addr: u64,
     pub chunk_size: u32,
+    /// (offset, size) of the chunk table; size is a multiple of 80.
     pub chunk_table: (u64, u64),
+    /// (offset, size) of the prefetch table; size is a multiple of 4.
     pub prefetch_table: (u64, u64),
     pub merkle_root: Option<[u8; 32]>,
+    /// Sum of the device slots' block counts (= blob sizes / 4096).
+    pub device_blocks: u64,
 }
 
-/// One blob as the blob table describes it.
-#[derive(Debug, Clone)]
-pub struct BlobInfo {
-    pub id: String,
-    pub compressor: Compressor,
-    pub digester: Digester,
-    pub chunk_size: u32,
-    pub chunk_count: u32,
-    pub compressed_size: u64,
-    pub uncompressed_size: u64,
-}
-
-fn compressor(id: u32) -> Result<Compressor> {
-    Ok(match id {
-        0 => Compressor::None,
-        1 => Compressor::Lz4Block,
-        3 => Compressor::Zstd,
-        other => bail!("blob compressor id {other} is not supported (none=0, lz4_block=1, zstd=3)"),
-    })
-}
-
-fn digester(id: u32) -> Result<Digester> {
-    Ok(match id {
-        0 => Digester::Blake3,
-        1 => Digester::Sha256,
-        other => bail!("blob digester id {other} is not supported (blake3=0, sha256=1)"),
-    })
-}
-
-fn range_ok(b: &Bytes, what: &str, off: u64, size: u64, min: u64) -> Result<()> {
+/// A table range: empty, or in bounds, at or past `min`, and (unless the
+/// table is the unaligned prefetch table) 4K-aligned.
+fn table_range(b: &Bytes, what: &str, off: u64, size: u64, min: u64, aligned: bool) -> Result<()> {
     if size == 0 {
         return Ok(());
+    }
+    if aligned && !off.is_multiple_of(BLOCK) {
+        bail!("{what} offset {off} is not 4K-aligned");
     }
     match off.checked_add(size) {
         Some(end) if off >= min && end <= b.len() => Ok(()),
@@ -71,9 +64,16 @@ fn range_ok(b: &Bytes, what: &str, off: u64, size: u64, min: u64) -> Result<()> 
 }
 
 pub fn read(b: &Bytes) -> Result<(Super, Vec<BlobInfo>)> {
+    let len = b.len();
+    if len < 2 * BLOCK || !len.is_multiple_of(BLOCK) {
+        bail!("bootstrap size {len} is not a multiple of 4096 of at least two blocks");
+    }
     let sb = b.slice(SB, 128, "EROFS superblock")?;
     if le32(sb, 0) != EROFS_MAGIC {
-        bail!("no EROFS magic at offset 1024 (found 0x{:08x})", le32(sb, 0));
+        bail!("not a RAFS v6 bootstrap: EROFS magic is 0x{:08x}", le32(sb, 0));
+    }
+    if le32(sb, 4) != 0 {
+        bail!("superblock checksum is set; RAFS v6 never sets it");
     }
     if le32(sb, 8) & FEATURE_COMPAT_RAFS_V6 == 0 {
         bail!("the RAFS v6 compat feature bit is not set");
@@ -81,48 +81,92 @@ pub fn read(b: &Bytes) -> Result<(Super, Vec<BlobInfo>)> {
     if sb[12] != 12 {
         bail!("block size 2^{} is not supported (only 4096)", sb[12]);
     }
+    if sb[13] != 0 {
+        bail!("s_extslots must be 0");
+    }
     if le32(sb, 80) != INCOMPAT_EXPECTED {
-        bail!("incompatible features 0x{:x} (expected exactly 0xc)", le32(sb, 80));
+        bail!("incompatible features 0x{:x} (RAFS v6 uses exactly 0xc)", le32(sb, 80));
     }
     if le32(sb, 44) != 0 {
-        bail!("a shared xattr area is not supported");
+        bail!("a shared xattr area is not used by RAFS v6");
     }
-    let extra_devices = le16(sb, 86) as u64;
+    if le16(sb, 88) != DEVT_SLOTOFF {
+        bail!("device table slot offset {} is not {DEVT_SLOTOFF}", le16(sb, 88));
+    }
+    let inos = le64(sb, 16);
+    if inos == 0 {
+        bail!("s_inos is zero");
+    }
+    let meta_addr = le32(sb, 40) as u64 * BLOCK;
+    if meta_addr == 0 || meta_addr >= len {
+        bail!("meta_blkaddr {} lies outside the bootstrap", le32(sb, 40));
+    }
+
     let ext = b.slice(EXT, 256, "RAFS extended superblock")?;
     let flags = le64(ext, 0);
-    let (bt_off, bt_size) = (le64(ext, 8), le32(ext, 16) as u64);
+    match flags & FLAG_COMPRESSION_MASK {
+        FLAG_COMPRESSION_NONE | FLAG_COMPRESSION_LZ4 | FLAG_COMPRESSION_ZSTD => {}
+        _ => bail!("superblock flags 0x{flags:x} do not name exactly one supported compressor"),
+    }
+    if !matches!(flags & FLAG_HASH_MASK, 0x4 | 0x8) {
+        bail!("superblock flags 0x{flags:x} do not name exactly one digester");
+    }
     let chunk_size = le32(ext, 20);
-    if !chunk_size.is_power_of_two() || !(0x1000..=0x100_0000).contains(&chunk_size) {
-        bail!("chunk size {chunk_size} is not a power of two in 4 KiB..16 MiB");
+    if !chunk_size.is_power_of_two() || !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
+        bail!("chunk size 0x{chunk_size:x} is not a power of two in 4 KiB..16 MiB");
     }
-    if flags & 0x40 != 0 || flags & 0x200 != 0 {
-        bail!("superblock flags 0x{flags:x}: gzip and tarfs images are not supported");
+
+    let (bt_off, bt_size) = (le64(ext, 8), le32(ext, 16) as u64);
+    if !bt_size.is_multiple_of(ENTRY_SIZE) {
+        bail!("blob table size {bt_size} is not a multiple of {ENTRY_SIZE}");
     }
-    if bt_size != extra_devices * 256 {
-        bail!("blob table size {bt_size} does not match {extra_devices} devices");
+    let blob_count = bt_size / ENTRY_SIZE;
+    if blob_count > MAX_BLOBS {
+        bail!("{blob_count} blobs exceeds the limit of {MAX_BLOBS}");
     }
-    range_ok(b, "blob table", bt_off, bt_size, 4096)?;
+    if blob_count != le16(sb, 86) as u64 {
+        bail!("blob table has {blob_count} entries but the superblock declares {} devices", le16(sb, 86));
+    }
+    // Tables must not overlap the superblocks or the device slots.
+    let dev_end = (DEVICE_TABLE + DEVICE_SLOT_SIZE * blob_count).max(BLOCK);
+    table_range(b, "blob table", bt_off, bt_size, dev_end, true)?;
+    let blobs = blob::read_table(b, bt_off, blob_count, chunk_size)?;
+
     let chunk_table = (le64(ext, 24), le64(ext, 32));
-    range_ok(b, "chunk table", chunk_table.0, chunk_table.1, 4096)?;
-    if chunk_table.1 % 80 != 0 {
-        bail!("chunk table size {} is not a multiple of 80", chunk_table.1);
+    if !chunk_table.1.is_multiple_of(ROW_SIZE) {
+        bail!("chunk table size {} is not a multiple of {ROW_SIZE}", chunk_table.1);
     }
-    let prefetch_table = (le64(ext, 40), le32(ext, 48) as u64);
-    range_ok(b, "prefetch table", prefetch_table.0, prefetch_table.1, 4096)?;
+    table_range(b, "chunk table", chunk_table.0, chunk_table.1, dev_end, true)?;
+
+    let mut prefetch_table = (le64(ext, 40), le32(ext, 48) as u64);
+    if prefetch_table.0 == 0 {
+        prefetch_table.1 = 0;
+    }
+    if !prefetch_table.1.is_multiple_of(4) {
+        bail!("prefetch table size {} is not a multiple of 4", prefetch_table.1);
+    }
+    table_range(b, "prefetch table", prefetch_table.0, prefetch_table.1, dev_end, false)?;
+
     let merkle_root = if le32(ext, 56) == MERKLE_MAGIC {
+        if le32(ext, 60) != MERKLE_VERSION {
+            bail!("unknown merkle header version {}", le32(ext, 60));
+        }
+        let (off, size) = (le64(ext, 64), le64(ext, 72));
+        table_range(b, "merkle table", off, size, BLOCK, true)?;
+        // Entry i_ino - 1 per inode; i_ino runs 1..=s_inos.
+        if inos.checked_mul(32).is_none_or(|need| need > size) {
+            bail!("merkle table of {size} bytes cannot hold {inos} inodes");
+        }
         let mut root = [0u8; 32];
         root.copy_from_slice(&ext[80..112]);
         Some(root)
     } else {
         None
     };
-    let meta_addr = le32(sb, 40) as u64 * BLOCK;
-    if meta_addr >= b.len() {
-        bail!("metadata block address {meta_addr} lies outside the bootstrap");
-    }
+
     let sup = Super {
         root_nid: le16(sb, 14) as u64,
-        inos: le64(sb, 16),
+        inos,
         build_time: le64(sb, 24),
         build_time_nsec: le32(sb, 32),
         blocks: le32(sb, 36),
@@ -131,39 +175,7 @@ pub fn read(b: &Bytes) -> Result<(Super, Vec<BlobInfo>)> {
         chunk_table,
         prefetch_table,
         merkle_root,
+        device_blocks: blobs.iter().map(|b| b.uncompressed_size / BLOCK).sum(),
     };
-    let mut blobs = Vec::with_capacity(extra_devices as usize);
-    for i in 0..extra_devices {
-        let e = b.slice(bt_off + i * 256, 256, "blob table entry")?;
-        let id = std::str::from_utf8(&e[0..64]).ok().filter(|s| s.bytes().all(|c| c.is_ascii_hexdigit())).map(str::to_owned);
-        let Some(id) = id else { bail!("blob {i}: the id is not 64 hex characters") };
-        if le32(e, 64) as u64 != i {
-            bail!("blob table entry {i} says it is blob {}", le32(e, 64));
-        }
-        if le32(e, 68) != chunk_size {
-            bail!("blob {id}: chunk size {} differs from the image's {chunk_size}", le32(e, 68));
-        }
-        let features = le32(e, 84);
-        if features & 0xFFFF & !BLOB_FEATURES_KNOWN_INCOMPAT != 0 {
-            bail!("blob {id}: unsupported feature bits 0x{features:x}");
-        }
-        let chunk_count = le32(e, 72);
-        if chunk_count > 1 << 24 {
-            bail!("blob {id}: {chunk_count} chunks is above the 2^24 limit");
-        }
-        let uncompressed_size = le64(e, 96);
-        if uncompressed_size % BLOCK != 0 {
-            bail!("blob {id}: uncompressed size {uncompressed_size} is not 4K-aligned");
-        }
-        blobs.push(BlobInfo {
-            id,
-            compressor: compressor(le32(e, 76))?,
-            digester: digester(le32(e, 80))?,
-            chunk_size,
-            chunk_count,
-            compressed_size: le64(e, 88),
-            uncompressed_size,
-        });
-    }
     Ok((sup, blobs))
 }

@@ -1,0 +1,117 @@
+//! The blob table (Nydus's view of the data blobs, SPEC §2.6) and the EROFS
+//! device slots (the kernel's view, §2.5), cross-checked against each other.
+
+use super::bytes::{le32, le64, Bytes};
+use super::error::{bail, Result};
+use super::BLOCK;
+use crate::codec::Compressor;
+use crate::digest::Digester;
+
+pub const ENTRY_SIZE: u64 = 256;
+pub const DEVICE_TABLE: u64 = 1408;
+pub const DEVICE_SLOT_SIZE: u64 = 128;
+/// Device ids are one byte in chunk indexes and 0 is the bootstrap itself.
+pub const MAX_BLOBS: u64 = 254;
+const MAX_CHUNKS_PER_BLOB: u32 = 1 << 24;
+const FEATURE_ALIGNED: u32 = 0x1;
+const FEATURE_INLINED_FS_META: u32 = 0x2;
+const FEATURE_INLINED_CHUNK_DIGEST: u32 = 0x20;
+/// Bits in this mask are incompatible: an unknown one means we cannot serve
+/// the blob (ci v2, zran, tarfs, batch, encrypted).
+const FEATURE_INCOMPAT_MASK: u32 = 0xFFFF;
+const FEATURE_KNOWN_INCOMPAT: u32 = FEATURE_ALIGNED | FEATURE_INLINED_FS_META | FEATURE_INLINED_CHUNK_DIGEST;
+
+/// One blob as the blob table describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// 64 lowercase-or-uppercase hex characters, as stored.
+    pub id: String,
+    pub compressor: Compressor,
+    pub digester: Digester,
+    pub chunk_size: u32,
+    pub chunk_count: u32,
+    pub compressed_size: u64,
+    pub uncompressed_size: u64,
+}
+
+pub fn compressor(id: u32, what: &str) -> Result<Compressor> {
+    Ok(match id {
+        0 => Compressor::None,
+        1 => Compressor::Lz4Block,
+        3 => Compressor::Zstd,
+        other => bail!("{what}: compressor id {other} is not supported (none=0, lz4_block=1, zstd=3)"),
+    })
+}
+
+fn digester(id: u32, what: &str) -> Result<Digester> {
+    Ok(match id {
+        0 => Digester::Blake3,
+        1 => Digester::Sha256,
+        other => bail!("{what}: digester id {other} is not supported (blake3=0, sha256=1)"),
+    })
+}
+
+/// A 64-character hex id stored in a 64-byte field (no NUL inside).
+fn hex_id(raw: &[u8], what: &str) -> Result<String> {
+    if raw.len() != 64 || !raw.iter().all(u8::is_ascii_hexdigit) {
+        bail!("{what}: the blob id is not 64 hex characters");
+    }
+    // All bytes are ASCII hex digits, so this cannot fail.
+    Ok(raw.iter().map(|&c| c as char).collect())
+}
+
+/// Decodes and validates all `count` blobs of the table at `offset`, and
+/// checks each against its device slot.
+pub fn read_table(b: &Bytes, offset: u64, count: u64, chunk_size: u32) -> Result<Vec<BlobInfo>> {
+    let mut blobs = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let what = format!("blob {i}");
+        let e = b.slice(offset + i * ENTRY_SIZE, ENTRY_SIZE, "blob table entry")?;
+        let id = hex_id(&e[0..64], &what)?;
+        if le32(e, 64) as u64 != i {
+            bail!("{what}: the table entry says it is blob {}", le32(e, 64));
+        }
+        if le32(e, 68) != chunk_size {
+            bail!("{what}: chunk size 0x{:x} differs from the superblock's 0x{chunk_size:x}", le32(e, 68));
+        }
+        let chunk_count = le32(e, 72);
+        if chunk_count > MAX_CHUNKS_PER_BLOB {
+            bail!("{what}: {chunk_count} chunks exceeds 2^24");
+        }
+        let features = le32(e, 84);
+        if features & FEATURE_ALIGNED == 0 {
+            bail!("{what}: the ALIGNED feature is missing");
+        }
+        let unknown = features & FEATURE_INCOMPAT_MASK & !FEATURE_KNOWN_INCOMPAT;
+        if unknown != 0 {
+            bail!("{what}: unsupported feature bits 0x{unknown:x}");
+        }
+        let uncompressed_size = le64(e, 96);
+        if !uncompressed_size.is_multiple_of(BLOCK) {
+            bail!("{what}: uncompressed size {uncompressed_size} is not 4K-aligned");
+        }
+        compressor(le32(e, 108), &format!("{what} chunk-info"))?;
+        if le64(e, 120) > le64(e, 128) {
+            bail!("{what}: compressed chunk-info is larger than uncompressed");
+        }
+        // The device slot is what the kernel reads: it must describe the
+        // same blob, or kernel and daemon would serve different data.
+        let slot = b.slice(DEVICE_TABLE + i * DEVICE_SLOT_SIZE, DEVICE_SLOT_SIZE, "device slot")?;
+        if slot[0..64] != e[0..64] {
+            bail!("device slot {i} names a different blob than the blob table ({id})");
+        }
+        if le32(slot, 64) as u64 * BLOCK != uncompressed_size {
+            bail!("device slot {i} has {} blocks, blob uncompressed size is {uncompressed_size}", le32(slot, 64));
+        }
+        blobs.push(BlobInfo {
+            id,
+            compressor: compressor(le32(e, 76), &what)?,
+            digester: digester(le32(e, 80), &what)?,
+            chunk_size,
+            chunk_count,
+            compressed_size: le64(e, 88),
+            uncompressed_size,
+        });
+    }
+    Ok(blobs)
+}
