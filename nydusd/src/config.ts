@@ -1,157 +1,240 @@
-// The nydusd JSON config (Nydus v1 format) → a typed, defaulted DaemonConfig.
+// The nydusd JSON config (Nydus v1, or v2 JSON with `"version": 2`) → a
+// typed, defaulted DaemonConfig.
 //
 // Unknown keys are warnings naming their JSON path (configs written for other
-// Nydus versions must still load); wrong types are errors naming the path.
+// Nydus versions must still load); wrong types and values this daemon cannot
+// honour are ConfigErrors naming the path.
 
 import { readFile } from 'node:fs/promises';
 
+import { ConfigError } from './config-error.js';
+import { BACKEND_SCHEMAS, checkShape, EXPERIMENTAL_BACKENDS, FILECACHE, isObject, joinPath, showPath, V1, type BackendType } from './config-schema.js';
+import { fromV2 } from './config-v2.js';
+
+export { ConfigError } from './config-error.js';
+export type { BackendType } from './config-schema.js';
+
+/** `fscache` is Nydus's too, but only for `nydusd singleton --fscache`; it is refused here. */
+export type CacheType = 'blobcache' | 'filecache' | 'dummycache' | '';
+
 export interface DaemonConfig {
-  /** `device.backend`, kept as written for the backend factory. */
-  backend: { type: string; config: Record<string, unknown> };
-  cache: { type: string; workDir: string; compressed: boolean; validate: boolean };
+  /** `device.backend`, the config object kept as written for the backend factory. */
+  backend: { type: BackendType; config: Record<string, unknown> };
+  /** Every cache type caches on disk in `workDir` here: the data path has no read-through mode. */
+  cache: { type: CacheType; workDir: string; compressed: boolean; validate: boolean };
+  /** RAFS v6 has only direct mode. */
   mode: 'direct';
   digestValidate: boolean;
   iostatsFiles: boolean;
   enableXattr: boolean;
   accessPattern: boolean;
   latestReadFiles: boolean;
-  /** Bytes an on-demand read may be widened to (neighbouring missing chunks). */
+  /** Bytes an on-demand read may be widened to (neighbouring missing chunks); 0 = no widening. */
   amplifyIo: number;
-  fsPrefetch: { enable: boolean; threadsCount: number; mergingSize: number; bandwidthRate: number; prefetchAll: boolean };
+  fsPrefetch: {
+    enable: boolean;
+    threadsCount: number;
+    /** Bytes per backend request during prefetch (at least 4 KiB). */
+    mergingSize: number;
+    /**
+     * Prefetch bytes/s; 0 = unlimited. Honoured as written: Nydus raises a
+     * non-zero limit below 16 MiB/s to 16 MiB/s, this daemon does not, so a
+     * low limit (a thin link, a test) means what it says.
+     */
+    bandwidthRate: number;
+    prefetchAll: boolean;
+    /** One range-less GET per blob through the proxy (Nydus `stream_prefetch`). */
+    streamPrefetch: boolean;
+  };
 }
 
 export interface LoadedConfig {
   config: DaemonConfig;
+  /** Human-readable, one per unknown key: `unknown key config.device.backend.config.foo (ignored)`. */
   warnings: string[];
+  /** The same keys as bare JSON paths: `device.backend.config.foo`, `device.backend.config.mirrors[0].bar`. */
+  unknownKeys: string[];
+  /** The file format: 1, or 2 for `"version": 2`. */
+  version: 1 | 2;
 }
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
+export interface ParseOptions {
+  /** Backend types the backend factory implements; the others are refused at load time, clearly. */
+  servedBackends?: readonly BackendType[];
 }
 
-/** A schema node: a value type, or an object of known keys (`*` = any key). */
-type Schema = 'string' | 'number' | 'boolean' | 'any' | { [key: string]: Schema } | [Schema];
+/** What `createBackend` (backend/index.ts) serves today. */
+export const SERVED_BACKENDS: readonly BackendType[] = ['registry', 'localfs'];
 
-const PROXY: Schema = { url: 'string', ping_url: 'string', fallback: 'boolean', check_interval: 'number', use_http: 'boolean', check_pause_elapsed: 'number', dragonfly_scheduler_endpoint: 'string' };
-const MIRROR: Schema = { host: 'string', headers: { '*': 'string' }, auth_through: 'boolean', ping_url: 'string', health_check_interval: 'number', failure_limit: 'number', health_check_pause_elapsed: 'number' };
-const HTTP_COMMON: Record<string, Schema> = { scheme: 'string', skip_verify: 'boolean', timeout: 'number', connect_timeout: 'number', retry_limit: 'number', proxy: PROXY, ca_cert_files: ['string'] };
-const BACKENDS: Record<string, Schema> = {
-  registry: { ...HTTP_COMMON, host: 'string', repo: 'string', auth: 'string', registry_token: 'string', mirrors: [MIRROR], blob_url_scheme: 'string', blob_redirected_host: 'string' },
-  localfs: { blob_file: 'string', dir: 'string', alt_dirs: ['string'], readahead: 'boolean', readahead_sec: 'number' },
+/** Where each field came from in the file, for messages (v1 and v2 name them differently). */
+export interface SourcePaths {
+  device: string;
+  backendType: string;
+  backendConfig: string;
+  cacheType: string;
+  cacheCompressed: string;
+  cacheConfig: string;
+  mode: string;
+  amplifyIo: string;
+  prefetchThreads: string;
+  prefetchMergingSize: string;
+}
+
+const V1_PATHS: SourcePaths = {
+  device: 'device',
+  backendType: 'device.backend.type',
+  backendConfig: 'device.backend.config',
+  cacheType: 'device.cache.type',
+  cacheCompressed: 'device.cache.compressed',
+  cacheConfig: 'device.cache.config',
+  mode: 'mode',
+  amplifyIo: 'amplify_io',
+  prefetchThreads: 'fs_prefetch.threads_count',
+  prefetchMergingSize: 'fs_prefetch.merging_size',
 };
-const TOP: Schema = {
-  device: { backend: { type: 'string', config: 'any' }, cache: { type: 'string', compressed: 'boolean', validate: 'boolean', config: { work_dir: 'string', disable_indexed_map: 'boolean' } } },
-  mode: 'string', digest_validate: 'boolean', iostats_files: 'boolean', enable_xattr: 'boolean', access_pattern: 'boolean', latest_read_files: 'boolean', amplify_io: 'number',
-  fs_prefetch: { enable: 'boolean', threads_count: 'number', merging_size: 'number', bandwidth_rate: 'number', prefetch_all: 'boolean', stream_prefetch: 'boolean' },
+
+const MiB = 1 << 20;
+/** Nydus refuses batch sizes above this (amplify_io, merging_size). */
+const MAX_BATCH = 256 * MiB;
+const DEFAULT_WORK_DIR = '/var/lib/nydus/cache';
+
+const obj = (v: unknown): Record<string, unknown> => (isObject(v) ? v : {});
+const fail = (path: string, message: string): never => {
+  throw new ConfigError(`${showPath(path)}${message}`, path);
 };
 
-function check(value: unknown, schema: Schema, path: string, warnings: string[]): void {
-  if (schema === 'any') return;
-  if (typeof schema === 'string') {
-    if (typeof value !== schema) throw new ConfigError(`${path}: expected a ${schema}, got ${JSON.stringify(value)}`);
-    return;
-  }
-  if (Array.isArray(schema)) {
-    if (!Array.isArray(value)) throw new ConfigError(`${path}: expected an array`);
-    value.forEach((v, i) => check(v, schema[0], `${path}[${i}]`, warnings));
-    return;
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`${path}: expected an object`);
-  for (const [k, v] of Object.entries(value)) {
-    const sub = schema[k] ?? schema['*'];
-    if (sub === undefined) warnings.push(`unknown key ${path}.${k} (ignored)`);
-    else check(v, sub, `${path}.${k}`, warnings);
-  }
+export function parseConfig(json: unknown, opts: ParseOptions = {}): LoadedConfig {
+  const unknownKeys: string[] = [];
+  const version = isObject(json) && json.version !== undefined ? 2 : 1;
+  const { v1, paths } = version === 2 ? fromV2(json, unknownKeys) : { v1: checkV1(json, unknownKeys), paths: V1_PATHS };
+  const config = build(v1, paths, opts.servedBackends ?? SERVED_BACKENDS);
+  return { config, warnings: unknownKeys.map((p) => `unknown key ${showPath(p)} (ignored)`), unknownKeys, version };
 }
 
-/** Backends Nydus has and this daemon does not; named as such in the error. */
-const UNSUPPORTED_BACKENDS = ['oss', 's3', 'http-proxy', 'localdisk'];
-
-/** Cross-field rules of the registry backend that a per-key schema cannot express. */
-function checkRegistry(c: Record<string, unknown>): void {
-  const mirrors = (c.mirrors as Record<string, unknown>[] | undefined) ?? [];
-  mirrors.forEach((m, i) => {
-    if (typeof m.host !== 'string' || m.host === '') throw new ConfigError(`config.device.backend.config.mirrors[${i}].host is required`);
-  });
-  const proxyUrl = obj(c.proxy).url;
-  if (mirrors.length > 0 && typeof proxyUrl === 'string' && proxyUrl !== '') {
-    throw new ConfigError('config.device.backend.config: "mirrors" and "proxy" cannot be used together');
-  }
-}
-
-const obj = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {});
-
-export function parseConfig(json: unknown): LoadedConfig {
-  const warnings: string[] = [];
-  check(json, TOP, 'config', warnings);
-  const top = obj(json);
-  if (top.device === undefined) throw new ConfigError('config.device is required');
+/** v1's backend and cache configs are checked once their type says which keys they have. */
+function checkV1(json: unknown, unknown: string[]): Record<string, unknown> {
+  checkShape(json, V1, '', unknown);
+  const top = json as Record<string, unknown>;
   const device = obj(top.device);
   const backend = obj(device.backend);
-  if (typeof backend.type !== 'string') throw new ConfigError('config.device.backend.type is required');
-  const backendSchema = BACKENDS[backend.type];
-  if (backendSchema === undefined) {
-    const known = UNSUPPORTED_BACKENDS.includes(backend.type) ? ' by this nydusd' : '';
-    throw new ConfigError(`config.device.backend.type: "${backend.type}" is not supported${known} (registry, localfs)`);
-  }
-  check(backend.config ?? {}, backendSchema, 'config.device.backend.config', warnings);
-  if (backend.type === 'registry') checkRegistry(obj(backend.config));
+  const schema = typeof backend.type === 'string' && Object.hasOwn(BACKEND_SCHEMAS, backend.type) ? BACKEND_SCHEMAS[backend.type as BackendType] : undefined;
+  if (schema !== undefined && backend.config !== undefined) checkShape(backend.config, schema, V1_PATHS.backendConfig, unknown);
   const cache = obj(device.cache);
-  const cacheType = typeof cache.type === 'string' ? cache.type : 'blobcache';
-  if (!['blobcache', 'filecache', 'dummycache', ''].includes(cacheType)) throw new ConfigError(`config.device.cache.type: "${cacheType}" is not supported (blobcache, filecache, dummycache)`);
-  if (cache.compressed === true) throw new ConfigError('config.device.cache.compressed: caching compressed chunks (.blob.raw) is not supported; set it to false');
-  // Required in v1 (only v2 defaults it); every config Nydus itself writes has it.
-  if (top.mode === undefined) throw new ConfigError('config.mode is required (use "direct")');
-  const mode = top.mode;
-  if (mode === 'cached') throw new ConfigError('config.mode: "cached" is not supported by RAFS v6 (use "direct")');
-  if (mode !== 'direct') throw new ConfigError(`config.mode: "${String(mode)}" is not a mode (direct)`);
-  const amplifyIo = (top.amplify_io as number | undefined) ?? 1 << 20;
-  if (!Number.isInteger(amplifyIo) || amplifyIo < 0 || amplifyIo > 256 << 20) throw new ConfigError('config.amplify_io: must be 0..256 MiB');
+  if (cache.config !== undefined) checkShape(cache.config, FILECACHE, V1_PATHS.cacheConfig, unknown);
+  return top;
+}
+
+function build(top: Record<string, unknown>, at: SourcePaths, served: readonly BackendType[]): DaemonConfig {
+  if (top.device === undefined) fail(at.device, ' is required');
+  const device = obj(top.device);
+  const backend = obj(device.backend);
+  const type = checkBackendType(backend.type, at.backendType, served);
+  const backendConfig = obj(backend.config);
+  if (type === 'registry') checkRegistry(backendConfig, at.backendConfig);
+
+  const cache = obj(device.cache);
+  const cacheType = checkCacheType(cache.type ?? 'blobcache', at.cacheType);
+  if (cache.compressed === true) fail(at.cacheCompressed, ': caching compressed chunks (.blob.raw) is not supported; set it to false');
+  const cacheConfig = obj(cache.config);
+  for (const k of ['enable_encryption', 'enable_convergent_encryption']) {
+    if (cacheConfig[k] === true) fail(joinPath(at.cacheConfig, k), ': cache encryption is not supported');
+  }
+
+  // Required in v1 (v2 defaults it); every config Nydus itself writes has it.
+  if (top.mode === undefined) fail(at.mode, ' is required (use "direct")');
+  if (top.mode === 'cached') fail(at.mode, ': "cached" is not supported by RAFS v6 (use "direct")');
+  if (top.mode !== 'direct') fail(at.mode, `: "${String(top.mode)}" is not a mode (direct)`);
+
+  const amplifyIo = (top.amplify_io as number | undefined) ?? MiB;
+  if (amplifyIo > MAX_BATCH) fail(at.amplifyIo, ': must be 0..256 MiB');
+
   const p = obj(top.fs_prefetch);
-  const threads = (p.threads_count as number | undefined) ?? 8;
-  if (!Number.isInteger(threads) || threads < 1 || threads > 1024) throw new ConfigError('config.fs_prefetch.threads_count: must be 1..1024');
+  const enable = p.enable === true;
+  const threadsCount = (p.threads_count as number | undefined) ?? 8;
+  // As Nydus: the worker count only has to make sense when prefetch is on.
+  if (enable && (threadsCount < 1 || threadsCount > 1024)) fail(at.prefetchThreads, ': must be 1..1024');
+  const mergingSize = (p.merging_size as number | undefined) ?? MiB;
+  if (mergingSize > MAX_BATCH) fail(at.prefetchMergingSize, ': must be at most 256 MiB');
+
   return {
-    warnings,
-    config: {
-      backend: { type: backend.type, config: obj(backend.config) },
-      cache: { type: cacheType, workDir: (obj(cache.config).work_dir as string | undefined) ?? '/var/lib/nydus/cache', compressed: false, validate: cache.validate === true },
-      mode: 'direct',
-      digestValidate: top.digest_validate === true,
-      iostatsFiles: top.iostats_files === true,
-      enableXattr: top.enable_xattr === true,
-      accessPattern: top.access_pattern === true,
-      latestReadFiles: top.latest_read_files === true,
-      amplifyIo,
-      fsPrefetch: {
-        enable: p.enable === true,
-        threadsCount: threads,
-        mergingSize: Math.max(4096, (p.merging_size as number | undefined) ?? 1 << 20),
-        // 0 = unlimited. Unlike Nydus we do not raise small limits to 16 MiB/s: the limit asked for is the limit applied.
-        bandwidthRate: Math.max(0, (p.bandwidth_rate as number | undefined) ?? 0),
-        prefetchAll: p.prefetch_all !== false,
-      },
+    backend: { type, config: backendConfig },
+    cache: {
+      type: cacheType,
+      workDir: (cacheConfig.work_dir as string | undefined) ?? DEFAULT_WORK_DIR,
+      compressed: false,
+      validate: cache.validate === true,
+    },
+    mode: 'direct',
+    digestValidate: top.digest_validate === true,
+    iostatsFiles: top.iostats_files === true,
+    enableXattr: top.enable_xattr === true,
+    accessPattern: top.access_pattern === true,
+    latestReadFiles: top.latest_read_files === true,
+    amplifyIo,
+    fsPrefetch: {
+      enable,
+      threadsCount,
+      // Smaller requests than a page would only multiply round trips.
+      mergingSize: Math.max(4096, mergingSize),
+      bandwidthRate: (p.bandwidth_rate as number | undefined) ?? 0,
+      prefetchAll: p.prefetch_all !== false,
+      streamPrefetch: p.stream_prefetch === true,
     },
   };
 }
 
-export function parseConfigString(text: string): LoadedConfig {
+function checkBackendType(type: unknown, path: string, served: readonly BackendType[]): BackendType {
+  if (typeof type !== 'string') return fail(path, ' is required');
+  const known = Object.keys(BACKEND_SCHEMAS) as BackendType[];
+  if (!known.includes(type as BackendType)) {
+    const experimental = (EXPERIMENTAL_BACKENDS as readonly string[]).includes(type) ? ' (experimental in Nydus)' : '';
+    return fail(path, `: "${type}"${experimental} is not supported; Nydus backend types are ${known.join(', ')} and this nydusd serves ${served.join(', ')}`);
+  }
+  if (!served.includes(type as BackendType)) return fail(path, `: "${type}" is not supported by this nydusd (it serves ${served.join(', ')})`);
+  return type as BackendType;
+}
+
+function checkCacheType(type: unknown, path: string): CacheType {
+  if (type === 'fscache') return fail(path, ': "fscache" is not supported: it is for `nydusd singleton --fscache` (EROFS over cachefiles); this nydusd serves FUSE (use blobcache)');
+  if (type === 'blobcache' || type === 'filecache' || type === 'dummycache' || type === '') return type;
+  return fail(path, `: "${String(type)}" is not a cache type (blobcache, filecache, dummycache)`);
+}
+
+/** Rules of the registry backend that a per-key schema cannot express. */
+function checkRegistry(c: Record<string, unknown>, path: string): void {
+  const mirrors = Array.isArray(c.mirrors) ? (c.mirrors as unknown[]) : [];
+  mirrors.forEach((m, i) => {
+    if (obj(m).host === undefined || obj(m).host === '') fail(`${path}.mirrors[${i}].host`, ' is required');
+  });
+  const proxyUrl = obj(c.proxy).url;
+  if (mirrors.length > 0 && typeof proxyUrl === 'string' && proxyUrl !== '') fail(path, ': "mirrors" and "proxy" cannot be used together');
+}
+
+export function parseConfigString(text: string, opts?: ParseOptions): LoadedConfig {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(`config is not valid JSON: ${(e as Error).message}`);
+    const toml = /^\s*(\[[A-Za-z_][\w.]*\]|[A-Za-z_][\w-]*\s*=)/.test(text);
+    const hint = toml ? ' (TOML configs are not supported; use JSON)' : '';
+    throw new ConfigError(`config is not valid JSON${hint}: ${(e as Error).message}`);
   }
-  return parseConfig(json);
+  return parseConfig(json, opts);
 }
 
-export async function loadConfigFile(path: string): Promise<LoadedConfig> {
+/** Nydus's limit too: a config file this big is a mistake. */
+const MAX_CONFIG_FILE = MiB;
+
+export async function loadConfigFile(path: string, opts?: ParseOptions): Promise<LoadedConfig> {
   const text = await readFile(path, 'utf8').catch((e: Error) => {
     throw new ConfigError(`cannot read config ${path}: ${e.message}`);
   });
+  if (Buffer.byteLength(text) > MAX_CONFIG_FILE) throw new ConfigError(`${path}: config file is larger than 1 MiB`);
   try {
-    return parseConfigString(text);
+    return parseConfigString(text, opts);
   } catch (e) {
-    throw new ConfigError(`${path}: ${(e as Error).message}`);
+    const err = e as ConfigError;
+    throw new ConfigError(`${path}: ${err.message}`, err.path);
   }
 }
 

@@ -9,7 +9,8 @@ import { ApiError } from './api/errors.js';
 import type { ApiController } from './api/server.js';
 import { parseConfigString } from './config.js';
 import { MountError, type Nydusd } from './daemon.js';
-import { PromWriter } from './metrics/prometheus.js';
+import type { MountState } from './mount-state.js';
+import { blobcacheMetricsJson, fsMetricsJson, renderPrometheus, type InstanceSnapshot } from './metrics/index.js';
 
 const pkg = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
@@ -97,21 +98,12 @@ export class DaemonController implements ApiController {
     }
   }
 
+  #snapshot(m: MountState, stats: InstanceStats): InstanceSnapshot {
+    return { mountpoint: m.mountpoint, stats, backend: m.backend.metrics(), filesAccount: m.config.iostatsFiles, accessPattern: m.config.accessPattern, latestReadFiles: m.config.latestReadFiles, cacheDir: m.config.cache.workDir, prefetchWorkers: m.config.fsPrefetch.threadsCount, prefetch: m.prefetch };
+  }
+
   fsMetrics(id?: string): unknown {
-    const s = this.#instanceStats(id);
-    const m = this.#mount(id);
-    return {
-      files_account_enabled: m.config.iostatsFiles,
-      access_pattern_enabled: m.config.accessPattern,
-      measure_latency: false,
-      id: m.mountpoint,
-      nr_opens: s.nr_opens,
-      data_read: s.data_read,
-      block_count_read: Object.values(s.block_count_read),
-      fop_hits: Object.values(s.fop_hits),
-      fop_errors: Object.values(s.fop_errors),
-      integrity_errors: s.digest_errors,
-    };
+    return fsMetricsJson(this.#snapshot(this.#mount(id), this.#instanceStats(id)));
   }
 
   #access(id: string | undefined) {
@@ -138,29 +130,7 @@ export class DaemonController implements ApiController {
   }
 
   blobcacheMetrics(id?: string): unknown {
-    const m = this.#mount(id);
-    const s = this.#instanceStats(id);
-    const blobs = Object.values(s.blobs);
-    return {
-      id: m.mountpoint,
-      store_path: m.config.cache.workDir,
-      underlying_files: blobs.map((b) => b.cachePath),
-      partial_hits: s.cache_hits,
-      whole_hits: 0,
-      total: s.cache_hits + s.cache_misses,
-      entries_count: blobs.reduce((n, b) => n + b.readyChunks, 0),
-      prefetch_data_amount: s.prefetch_bytes,
-      prefetch_requests_count: s.prefetch_requests,
-      prefetch_workers: m.config.fsPrefetch.threadsCount,
-      prefetch_state: m.prefetch.state,
-      prefetch_cumulative_time_millis: m.prefetch.startedAt ? (m.prefetch.finishedAt ?? Date.now()) - m.prefetch.startedAt : 0,
-      fetch_requests: s.fetch_requests,
-      fetch_bytes: s.fetch_bytes,
-      fetch_errors: s.fetch_errors,
-      digest_errors: s.digest_errors,
-      data_all_ready: blobs.every((b) => b.readyChunks === b.chunkCount),
-      blobs,
-    };
+    return blobcacheMetricsJson(this.#snapshot(this.#mount(id), this.#instanceStats(id)));
   }
 
   inflight(): unknown {
@@ -178,37 +148,9 @@ export class DaemonController implements ApiController {
   }
 
   prometheus(): string {
-    const w = new PromWriter();
     const stats = this.daemon.stats();
-    const per = (pick: (s: InstanceStats) => number) =>
-      Object.entries(stats.mounts).map(([mountpoint, s]) => ({ labels: { mountpoint }, value: pick(s) }));
-    w.counter('nydusd_fs_data_read_bytes_total', 'Bytes returned to readers.', per((s) => s.data_read));
-    w.counter('nydusd_fs_opens_total', 'Files opened.', per((s) => s.nr_opens));
-    w.counter('nydusd_cache_hits_total', 'Chunk reads served from the local cache.', per((s) => s.cache_hits));
-    w.counter('nydusd_cache_misses_total', 'Chunk reads that needed a fetch.', per((s) => s.cache_misses));
-    w.counter('nydusd_fetch_requests_total', 'Backend range requests made by the data path.', per((s) => s.fetch_requests));
-    w.counter('nydusd_fetch_bytes_total', 'Compressed bytes fetched from backends.', per((s) => s.fetch_bytes));
-    w.counter('nydusd_fetch_errors_total', 'Backend fetches that failed.', per((s) => s.fetch_errors));
-    w.counter('nydusd_integrity_errors_total', 'Chunks refused because their digest did not match.', per((s) => s.digest_errors));
-    w.counter('nydusd_prefetch_bytes_total', 'Bytes fetched by prefetch.', per((s) => s.prefetch_bytes));
-    const fops: { labels: Record<string, string>; value: number }[] = [];
-    const errs: { labels: Record<string, string>; value: number }[] = [];
-    for (const [mountpoint, s] of Object.entries(stats.mounts)) {
-      for (const [fop, v] of Object.entries(s.fop_hits)) fops.push({ labels: { mountpoint, fop }, value: v });
-      for (const [fop, v] of Object.entries(s.fop_errors)) errs.push({ labels: { mountpoint, fop }, value: v });
-    }
-    w.counter('nydusd_fop_hits_total', 'FUSE operations served, by operation.', fops);
-    w.counter('nydusd_fop_errors_total', 'FUSE operations failed, by operation.', errs);
-    const cached: { labels: Record<string, string>; value: number }[] = [];
-    for (const [mountpoint, s] of Object.entries(stats.mounts)) {
-      for (const b of Object.values(s.blobs)) cached.push({ labels: { mountpoint, blob_id: b.id }, value: b.readyChunks });
-    }
-    w.gauge('nydusd_blobcache_ready_chunks', 'Chunks present in the local cache, per blob.', cached);
-    const backend = [...this.daemon.mounts.values()].map((m) => ({ m, b: m.backend.metrics() as unknown as Record<string, number> }));
-    w.counter('nydusd_backend_read_count_total', 'Backend read requests.', backend.map(({ m, b }) => ({ labels: { mountpoint: m.mountpoint }, value: Number(b.read_count ?? 0) })));
-    w.counter('nydusd_backend_read_errors_total', 'Backend read errors.', backend.map(({ m, b }) => ({ labels: { mountpoint: m.mountpoint }, value: Number(b.read_errors ?? 0) })));
-    w.counter('nydusd_backend_read_bytes_total', 'Bytes read from the backend.', backend.map(({ m, b }) => ({ labels: { mountpoint: m.mountpoint }, value: Number(b.read_amount_total ?? 0) })));
-    return w.toString();
+    const snaps = [...this.daemon.mounts.values()].flatMap((m) => (stats.mounts[m.mountpoint] ? [this.#snapshot(m, stats.mounts[m.mountpoint]!)] : []));
+    return renderPrometheus(snaps, { id: this.daemon.opts.id ?? '', version: pkg.version, state: this.daemon.state });
   }
 }
 

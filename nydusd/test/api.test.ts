@@ -14,9 +14,8 @@ import { join } from 'node:path';
 
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { ApiClient } from '../src/api/client.js';
-import { ApiError } from '../src/api/errors.js';
-import { ApiServer, type ApiController } from '../src/api/server.js';
+import { ApiClient, ApiError, ApiServer, BODY_LIMIT, type ApiController } from '../src/api/index.js';
+import { ROUTES } from '../src/api/routes.js';
 
 type Call = [string, ...unknown[]];
 
@@ -105,7 +104,9 @@ const sockPath = () => join(work, `api-${n++}.sock`);
 /** A raw request with an arbitrary body (string or Buffer), bypassing the client's JSON encoding. */
 function raw(socketPath: string, method: string, path: string, body?: string | Buffer): Promise<{ status: number; type: string; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, method, path, agent: false }, (res) => {
+    // Framed with content-length: Node would send a GET body unframed.
+    const headers = body === undefined ? {} : { 'content-length': Buffer.byteLength(body) };
+    const req = request({ socketPath, method, path, agent: false, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), text: Buffer.concat(chunks).toString('utf8') }));
@@ -146,16 +147,22 @@ describe('ApiServer routes (stand-in controller)', () => {
     const info = await client.daemonInfo();
     expect(info).toMatchObject({ id: 'd1', state: 'READY', version: { package_ver: '0.1.0' } });
     expect((await client.request('GET', '/api/v2/daemon')).body).toEqual(info);
+    expect(await client.daemonInfoV2()).toEqual(info);
     expect(await client.request('PUT', '/api/v1/daemon', { log_level: 'debug' })).toEqual({ status: 204, body: '' });
     expect(ctl.calls).toContainEqual(['setLogLevel', 'debug']);
+    await client.setLogLevel('warn');
+    expect(ctl.calls.at(-1)).toEqual(['setLogLevel', 'warn']);
   });
 
   it('daemon events, backend, start and exit', async () => {
     expect((await client.request('GET', '/api/v1/daemon/events')).body).toEqual([{ kind: 'mounted' }]);
     expect((await client.request('GET', '/api/v1/daemon/backend?mountpoint=/sub')).body).toEqual({ type: 'localfs', mountpoint: '/sub' });
     expect((await client.request('GET', '/api/v1/daemon/backend')).body).toEqual({ type: 'localfs', mountpoint: '/' });
+    expect(await client.events()).toEqual([{ kind: 'mounted' }]);
+    expect(await client.backendInfo('/x')).toEqual({ type: 'localfs', mountpoint: '/x' });
     expect((await client.request('PUT', '/api/v1/daemon/start')).status).toBe(204);
     await client.waitUntilState('RUNNING', 2000);
+    await client.start();
     await client.exit();
     expect(ctl.calls.map((c) => c[0])).toEqual(expect.arrayContaining(['start', 'exit']));
   });
@@ -167,6 +174,10 @@ describe('ApiServer routes (stand-in controller)', () => {
     expect(ctl.calls.at(-1)).toEqual(['mount', '/nofs', { source: '/b', fs_type: 'rafs', config: '{}' }]);
     expect((await client.request('PUT', '/api/v1/mount?mountpoint=%2Fsub', MOUNT)).status).toBe(204);
     expect(ctl.calls.at(-1)).toEqual(['remount', '/sub', MOUNT]);
+    await client.remount('/sub', { source: '/b2', config: '{}' });
+    expect(ctl.calls.at(-1)).toEqual(['remount', '/sub', { source: '/b2', fs_type: 'rafs', config: '{}' }]);
+    await client.request('POST', '/api/v1/mount?mountpoint=/n', { ...MOUNT, prefetch_files: null }); // null = none, as Nydus clients send it
+    expect(ctl.calls.at(-1)).toEqual(['mount', '/n', { source: '/boot', fs_type: 'rafs', config: '{"mode":"direct"}' }]);
     await client.umount('/sub');
     expect(ctl.calls.at(-1)).toEqual(['umount', '/sub']);
   });
@@ -176,6 +187,9 @@ describe('ApiServer routes (stand-in controller)', () => {
     expect(await client.metrics('')).toEqual({ kind: 'fs', id: null });
     expect(await client.metrics('files', '/m')).toEqual({ kind: 'files', id: '/m', latest: false });
     expect((await client.request('GET', '/api/v1/metrics/files?id=%2Fm&latest=true')).body).toEqual({ kind: 'files', id: '/m', latest: true });
+    expect(await client.metrics('files', undefined, true)).toEqual({ kind: 'files', id: null, latest: true });
+    expect((await client.request('GET', '/api/v1/metrics/files?latest=maybe')).status).toBe(400);
+    expect(await client.metrics('', '')).toEqual({ kind: 'fs', id: null }); // an empty id is no id
     expect(await client.metrics('pattern', '/m')).toEqual({ kind: 'pattern', id: '/m' });
     expect(await client.metrics('backend', '/m')).toEqual({ kind: 'backend', id: '/m' });
     expect(await client.metrics('blobcache')).toEqual({ kind: 'blobcache', id: null });
@@ -189,6 +203,35 @@ describe('ApiServer routes (stand-in controller)', () => {
     const bad = await client.request('PUT', '/api/v1/config', { registry_auth: 1 });
     expect(bad).toMatchObject({ status: 400, body: { code: 'InvalidRequest' } });
     expect((await client.request('PUT', '/api/v1/config', ['a'])).status).toBe(400);
+    expect(await client.getConfig()).toEqual({ registry_auth: '', id: '' });
+    await client.putConfig({ proxy_url: 'http://p' }, '/m');
+    expect(ctl.calls.at(-1)).toEqual(['putConfig', '/m', { proxy_url: 'http://p' }]);
+    ctl.fail.putConfig = new ApiError(400, 'UnknownKey', 'unknown config key "frob"');
+    await expect(client.putConfig({ frob: 'x' })).rejects.toMatchObject({ status: 400, code: 'UnknownKey' });
+  });
+
+  it('serves every route of the table: none answers 404 or 405 for its own method', async () => {
+    const bodies: Record<string, unknown> = { 'PUT /api/v1/daemon': { log_level: 'info' }, 'PUT /api/v1/config': {}, 'POST /api/v1/mount': MOUNT, 'PUT /api/v1/mount': MOUNT };
+    const seen: string[] = [];
+    for (const [path, methods] of Object.entries(ROUTES)) {
+      for (const method of Object.keys(methods)) {
+        const key = `${method} ${path}`;
+        const r = await client.request(method, `${path}?mountpoint=/m`, bodies[key]);
+        expect([404, 405], key).not.toContain(r.status);
+        expect(r.status, key).toBeLessThan(r.status === 501 ? 502 : 300);
+        seen.push(key);
+      }
+    }
+    expect(seen).toHaveLength(24);
+  });
+
+  it('answers 501 on Nydus routes for features this daemon lacks (failover, v2 blobs)', async () => {
+    for (const [method, path] of [['PUT', '/api/v1/daemon/fuse/sendfd'], ['PUT', '/api/v1/daemon/fuse/takeover'], ['GET', '/api/v2/blobs'], ['PUT', '/api/v2/blobs'], ['DELETE', '/api/v2/blobs?blob_id=x']] as const) {
+      const r = await client.request(method, path);
+      expect(r.status, `${method} ${path}`).toBe(501);
+      expect(r.body.code).toBe('Unsupported');
+      expect(r.body.message).toMatch(/is not supported by this nydusd/);
+    }
   });
 
   it('GET /metrics answers Prometheus text', async () => {
@@ -239,10 +282,29 @@ describe('ApiServer routes (stand-in controller)', () => {
     expect(ctl.calls.length).toBe(before);
   });
 
-  it('errors: 413 for a body over 1 MiB', async () => {
-    const r = await raw(sock, 'PUT', '/api/v1/config', Buffer.alloc((1 << 20) + 10, 0x20));
+  it('errors: 413 for a body over 1 MiB (declared or streamed), and the server carries on', async () => {
+    expect(BODY_LIMIT).toBe(1 << 20);
+    const r = await raw(sock, 'PUT', '/api/v1/config', Buffer.alloc(BODY_LIMIT + 10, 0x20));
     expect(r.status).toBe(413);
-    expect(JSON.parse(r.text).code).toBe('PayloadTooLarge');
+    expect(JSON.parse(r.text)).toEqual({ code: 'PayloadTooLarge', message: 'request body over 1 MiB' });
+    // Chunked: no content-length to refuse up front, so the limit stops the read.
+    const chunked = await new Promise<number>((resolve, reject) => {
+      const req = request({ socketPath: sock, method: 'POST', path: '/api/v1/mount?mountpoint=/m', agent: false, headers: { 'transfer-encoding': 'chunked' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      for (let i = 0; i < 20; i++) req.write(Buffer.alloc(64 * 1024, 0x20));
+      req.end();
+    });
+    expect(chunked).toBe(413);
+    expect(ctl.calls.filter((c) => c[0] === 'mount' || c[0] === 'putConfig')).toEqual([]);
+    expect((await client.daemonInfo()).id).toBe('d1');
+  });
+
+  it('ignores a body sent with a GET', async () => {
+    const r = await raw(sock, 'GET', '/api/v1/daemon', '{"x":1}');
+    expect(r.status, r.text).toBe(200);
   });
 
   it('errors: controller failures are 500, ApiError and `status` properties choose the status', async () => {
@@ -266,7 +328,7 @@ describe('ApiServer routes (stand-in controller)', () => {
 });
 
 describe('ApiClient', () => {
-  it('throws the API message with status and code on non-2xx', async () => {
+  it('throws an ApiError with the API message, status and code on non-2xx', async () => {
     const ctl = new FakeController();
     const server = new ApiServer(ctl);
     const sock = sockPath();
@@ -274,8 +336,9 @@ describe('ApiClient', () => {
     try {
       const client = new ApiClient(sock);
       ctl.fail.umount = new ApiError(404, 'NotFound', 'nothing is mounted at /x');
-      const err = await client.umount('/x').then(() => undefined, (e: Error & { status?: number; code?: string }) => e);
-      expect(err?.message).toMatch(/404 nothing is mounted at \/x/);
+      const err = await client.umount('/x').then(() => undefined, (e: ApiError) => e);
+      expect(err).toBeInstanceOf(ApiError);
+      expect(err?.message).toBe('nydusd API DELETE /api/v1/mount?mountpoint=%2Fx: 404 nothing is mounted at /x');
       expect(err?.status).toBe(404);
       expect(err?.code).toBe('NotFound');
       await expect(client.waitUntilState('RUNNING', 200)).rejects.toThrow(/did not reach RUNNING within 200 ms \(state READY\)/);

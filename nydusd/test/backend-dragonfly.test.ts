@@ -107,6 +107,26 @@ describe('Dragonfly proxy', () => {
     }
   });
 
+  it('a proxy 429 keeps it healthy; on-demand reads go around it one per second, prefetch gives up', async () => {
+    const b = backend({ url: df.url, ping_url: df.pingUrl, check_interval: 0.2 });
+    try {
+      df.failNext({ status: 429, errorType: 'proxy' }, { status: 429, errorType: 'proxy' });
+      const start = Date.now();
+      const [x, y] = await Promise.all([b.read(blob.id, 0, 100, od), b.read(blob.id, 100, 100, od)]);
+      same(x, 0, 100);
+      same(y, 100, 100);
+      expect(Date.now() - start).toBeGreaterThanOrEqual(900); // the second bypass waited for its slot
+      expect(b.metrics()).toMatchObject({ fallbacks: 2, via_origin_count: 2, retries: 0 });
+      expect(b.metrics().mirrors![0]!.healthy).toBe(true);
+      same(await b.read(blob.id, 200, 100, od), 200, 100);
+      expect(b.metrics().via_proxy_count).toBe(1);
+      df.failNext({ status: 429, errorType: 'proxy' });
+      await expect(b.read(blob.id, 0, 100, pf)).rejects.toMatchObject({ kind: 'permanent', status: 429 });
+    } finally {
+      await b.close();
+    }
+  });
+
   it('fallback false: a failing proxy fails the read, but the last on-demand retry goes direct', async () => {
     const b = backend({ url: df.url, fallback: false });
     try {
@@ -165,6 +185,33 @@ describe('old mirrors schema', () => {
       same(await b.read(blob.id, 0, 10, od), 0, 10);
       expect(df.requests.length).toBe(count + 1);
       expect(b.metrics()).toMatchObject({ fallbacks: 2, via_origin_count: 3, via_proxy_count: 2 });
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('without ping_url, <host>/v2 is pinged only while the mirror is disabled, and any answer below 500 re-enables it', async () => {
+    const logs: string[] = [];
+    const logger = { debug() {}, info: (m: string) => void logs.push(m), warn: (m: string) => void logs.push(m) };
+    // The peer answers /v2 without X-Dragonfly-Registry with 400, as a registry answers /v2 with 401.
+    const b = new RegistryBackend(
+      registryConfig(reg.host, REPO, { auth: basicAuth(reg), mirrors: [{ host: df.url, headers: { 'X-Dragonfly-Registry': reg.url }, health_check_interval: 0.1, failure_limit: 1 }] }),
+      cleanEnv,
+      logger,
+    );
+    try {
+      same(await b.read(blob.id, 0, 10, od), 0, 10);
+      await sleep(400);
+      expect(b.metrics().mirrors![0]!.healthy).toBe(true);
+      df.failNext({ status: 502 });
+      same(await b.read(blob.id, 10, 10, od), 10, 10);
+      expect(logs).toContain('registry mirror disabled');
+      await sleep(400);
+      expect(b.metrics().mirrors![0]!.healthy).toBe(true);
+      expect(logs).toContain('registry mirror recovered');
+      const via = b.metrics().via_proxy_count!;
+      same(await b.read(blob.id, 20, 10, od), 20, 10);
+      expect(b.metrics().via_proxy_count).toBe(via + 1);
     } finally {
       await b.close();
     }

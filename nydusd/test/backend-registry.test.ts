@@ -61,6 +61,25 @@ describe('registry backend, no auth', () => {
     }
   });
 
+  it('scheme "" tries https and switches to http when the registry answers plain http; explicit https does not', async () => {
+    const logs: string[] = [];
+    const logger = { debug() {}, info() {}, warn: (msg: string) => void logs.push(msg) };
+    const auto = createBackend({ type: 'registry', config: registryConfig(reg.host, REPO, { scheme: '' }) }, { env: cleanEnv, logger });
+    const strict = new RegistryBackend(registryConfig(reg.host, REPO, { scheme: 'https' }), cleanEnv);
+    try {
+      expect((await auto.read(blob.id, 5, 50, od)).equals(blob.data.subarray(5, 55))).toBe(true);
+      expect(auto.metrics().retries).toBe(1);
+      expect(logs.join('\n')).toMatch(/plain http/);
+      expect((await auto.read(blob.id, 0, 10, od)).equals(blob.data.subarray(0, 10))).toBe(true);
+      expect(auto.metrics().retries).toBe(1); // stays on http
+      const e = await strict.read(blob.id, 0, 10, { priority: 'prefetch' }).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(BackendError);
+      expect((e as Error).message).toMatch(/wrong version number/i);
+    } finally {
+      await Promise.all([auto.close(), strict.close()]);
+    }
+  });
+
   it('rejects bad configs clearly', () => {
     expect(() => createBackend({ type: 'registry', config: { host: 'x' } })).toThrow(/host.*repo/);
     expect(() => createBackend({ type: 'oss', config: {} })).toThrow(/not supported/);
@@ -130,6 +149,33 @@ describe('registry backend, token auth', () => {
       expect(issuer.requests.at(-1)).toMatchObject({ clientId: 'nydus-registry-client', scopes: [`repository:${REPO}:pull`], status: 200 });
     } finally {
       await b.close();
+    }
+  });
+
+  it('registry_token is sent as a bearer token as is; once rejected, `auth` takes over', async () => {
+    const issuer = reg.tokenIssuer!;
+    const realm = new URL(issuer.realm);
+    realm.searchParams.set('service', issuer.service);
+    realm.searchParams.set('scope', `repository:${REPO}:pull`);
+    const res = await fetch(realm, { headers: { authorization: `Basic ${basicAuth(reg)}` } });
+    const { token } = (await res.json()) as { token: string };
+    const before = issuer.requests.length;
+    const withToken = new RegistryBackend(registryConfig(reg.host, REPO, { registry_token: token }), cleanEnv);
+    const stale = new RegistryBackend(registryConfig(reg.host, REPO, { registry_token: 'not-a-token', auth: basicAuth(reg) }), cleanEnv);
+    const staleOnly = new RegistryBackend(registryConfig(reg.host, REPO, { registry_token: 'not-a-token' }), cleanEnv);
+    try {
+      expect((await withToken.read(blob.id, 0, 100, od)).equals(blob.data.subarray(0, 100))).toBe(true);
+      expect(await withToken.blobSize(blob.id)).toBe(blob.data.length);
+      expect(withToken.metrics().token_requests).toBe(0);
+      expect(issuer.requests.length).toBe(before);
+
+      expect((await stale.read(blob.id, 100, 100, od)).equals(blob.data.subarray(100, 200))).toBe(true);
+      expect((await stale.read(blob.id, 200, 100, od)).equals(blob.data.subarray(200, 300))).toBe(true);
+      expect(stale.metrics().token_requests).toBe(1);
+
+      await expect(staleOnly.read(blob.id, 0, 100, od)).rejects.toMatchObject({ kind: 'auth', status: 401 });
+    } finally {
+      await Promise.all([withToken.close(), stale.close(), staleOnly.close()]);
     }
   });
 

@@ -1,6 +1,15 @@
 // A client of nydusd's API socket, for tests, tools and the snapshotter.
+// Plain node:http over the unix socket: no dependency for a handful of calls.
 
 import { request } from 'node:http';
+
+import { ApiError } from './errors.js';
+import type { DaemonInfo, MountRequest } from './types.js';
+
+export type MetricsKind = '' | 'files' | 'pattern' | 'backend' | 'blobcache' | 'inflight';
+
+/** Gap between polls of waitUntilState: quick enough for start-up, light on the daemon. */
+const POLL_MS = 50;
 
 export class ApiClient {
   constructor(readonly socketPath: string) {}
@@ -9,14 +18,14 @@ export class ApiClient {
   request(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<{ status: number; body: any }> {
     return new Promise((resolve, reject) => {
       const payload = body === undefined ? undefined : JSON.stringify(body);
-      const req = request({ socketPath: this.socketPath, method, path, headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {} }, (res) => {
+      const headers = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+      const req = request({ socketPath: this.socketPath, method, path, headers }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          const type = res.headers['content-type'] ?? '';
           let parsed: unknown = text;
-          if (type.startsWith('application/json') && text) {
+          if ((res.headers['content-type'] ?? '').startsWith('application/json') && text) {
             try {
               parsed = JSON.parse(text);
             } catch {
@@ -34,56 +43,93 @@ export class ApiClient {
     });
   }
 
-  async #ok(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<any> {
+  /** The answer of a 2xx call; otherwise an ApiError with the daemon's status, code and message. */
+  async call(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<any> {
     const r = await this.request(method, path, body, timeoutMs);
-    if (r.status < 200 || r.status >= 300) {
-      const apiMessage = typeof r.body === 'object' && r.body !== null ? r.body.message : r.body;
-      const err = new Error(`nydusd API ${method} ${path}: ${r.status} ${apiMessage}`) as Error & { status: number; code?: string };
-      err.status = r.status;
-      if (typeof r.body?.code === 'string') err.code = r.body.code;
-      throw err;
-    }
-    return r.body;
+    if (r.status >= 200 && r.status < 300) return r.body;
+    const b = r.body as { code?: unknown; message?: unknown } | string;
+    const isErr = typeof b === 'object' && b !== null;
+    const message = isErr ? (typeof b.message === 'string' ? b.message : JSON.stringify(b)) : b;
+    const code = isErr && typeof b.code === 'string' ? b.code : 'Error';
+    throw new ApiError(r.status, code, `nydusd API ${method} ${path}: ${r.status} ${message}`);
   }
 
-  daemonInfo(): Promise<any> {
-    return this.#ok('GET', '/api/v1/daemon');
+  daemonInfo(timeoutMs?: number): Promise<DaemonInfo> {
+    return this.call('GET', '/api/v1/daemon', undefined, timeoutMs);
   }
 
-  async waitUntilState(state: string, timeoutMs: number): Promise<void> {
+  daemonInfoV2(): Promise<DaemonInfo> {
+    return this.call('GET', '/api/v2/daemon');
+  }
+
+  setLogLevel(level: string): Promise<void> {
+    return this.call('PUT', '/api/v1/daemon', { log_level: level });
+  }
+
+  events(): Promise<unknown[]> {
+    return this.call('GET', '/api/v1/daemon/events');
+  }
+
+  backendInfo(mountpoint = '/'): Promise<unknown> {
+    return this.call('GET', `/api/v1/daemon/backend?mountpoint=${encodeURIComponent(mountpoint)}`);
+  }
+
+  start(): Promise<void> {
+    return this.call('PUT', '/api/v1/daemon/start');
+  }
+
+  exit(): Promise<void> {
+    return this.call('PUT', '/api/v1/daemon/exit');
+  }
+
+  /** Polls GET /api/v1/daemon until `state` (how Nydus controllers detect readiness). */
+  async waitUntilState(state: DaemonInfo['state'], timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let last = 'no answer';
     while (Date.now() < deadline) {
       try {
-        const info = await this.#ok('GET', '/api/v1/daemon', undefined, Math.max(1, deadline - Date.now()));
+        const info = await this.daemonInfo(Math.max(1, deadline - Date.now()));
         if (info.state === state) return;
         last = `state ${info.state}`;
       } catch (e) {
         last = (e as Error).message;
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, POLL_MS));
     }
     throw new Error(`nydusd did not reach ${state} within ${timeoutMs} ms (${last})`);
   }
 
-  mount(mountpoint: string, body: { source: string; fs_type?: string; config: string; prefetch_files?: string[] }): Promise<void> {
-    return this.#ok('POST', `/api/v1/mount?mountpoint=${encodeURIComponent(mountpoint)}`, { fs_type: 'rafs', ...body });
+  mount(mountpoint: string, req: Omit<MountRequest, 'fs_type'> & { fs_type?: string }): Promise<void> {
+    return this.call('POST', `/api/v1/mount?mountpoint=${encodeURIComponent(mountpoint)}`, { fs_type: 'rafs', ...req });
+  }
+
+  remount(mountpoint: string, req: Omit<MountRequest, 'fs_type'> & { fs_type?: string }): Promise<void> {
+    return this.call('PUT', `/api/v1/mount?mountpoint=${encodeURIComponent(mountpoint)}`, { fs_type: 'rafs', ...req });
   }
 
   umount(mountpoint: string): Promise<void> {
-    return this.#ok('DELETE', `/api/v1/mount?mountpoint=${encodeURIComponent(mountpoint)}`);
+    return this.call('DELETE', `/api/v1/mount?mountpoint=${encodeURIComponent(mountpoint)}`);
   }
 
-  metrics(kind: '' | 'files' | 'pattern' | 'backend' | 'blobcache' | 'inflight', id?: string): Promise<any> {
-    const q = id === undefined ? '' : `?id=${encodeURIComponent(id)}`;
-    return this.#ok('GET', `/api/v1/metrics${kind ? `/${kind}` : ''}${q}`);
+  /** GET /api/v1/metrics[/kind]?id=; `latest` only means something for 'files'. */
+  metrics(kind: MetricsKind, id?: string, latest?: boolean): Promise<any> {
+    const q = new URLSearchParams();
+    if (id !== undefined) q.set('id', id);
+    if (latest !== undefined) q.set('latest', String(latest));
+    const query = q.size > 0 ? `?${q}` : '';
+    return this.call('GET', `/api/v1/metrics${kind ? `/${kind}` : ''}${query}`);
   }
 
+  getConfig(id?: string): Promise<Record<string, string>> {
+    return this.call('GET', `/api/v1/config${id === undefined ? '' : `?id=${encodeURIComponent(id)}`}`);
+  }
+
+  putConfig(kv: Record<string, string>, id?: string): Promise<void> {
+    return this.call('PUT', `/api/v1/config${id === undefined ? '' : `?id=${encodeURIComponent(id)}`}`, kv);
+  }
+
+  /** The Prometheus text of GET /metrics. */
   prometheus(): Promise<string> {
-    return this.#ok('GET', '/metrics');
-  }
-
-  exit(): Promise<void> {
-    return this.#ok('PUT', '/api/v1/daemon/exit');
+    return this.call('GET', '/metrics');
   }
 }

@@ -51,6 +51,15 @@ export interface MirrorMetrics {
   errors: number;
 }
 
+/** Where backends report what operators should know (proxy/mirror health, scheme fallback). */
+export interface BackendLogger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export const silentLogger: BackendLogger = { debug() {}, info() {}, warn() {} };
+
 export type BackendErrorKind = 'not-found' | 'auth' | 'transient' | 'permanent' | 'integrity';
 
 /** A failed read. The message names the blob and the host that failed. */

@@ -1,7 +1,7 @@
-// Periodic health probe of a proxy or mirror: GET ping_url every interval,
-// 2xx/3xx = healthy. Probing pauses while the backend has been idle for
-// `pauseAfterMs` and resumes with the next read. The timer is unref()'d and
-// stopped by stop().
+// Periodic health probe of a proxy or mirror: GET ping_url every interval
+// (2xx/3xx = healthy unless the owner says otherwise). Probing pauses while
+// the backend has been idle for `pauseAfterMs` and resumes with the next
+// read. The timer is unref()'d and stopped by stop().
 
 import { discardBody, type Transport } from '../../../nydusify/src/registry/transport.js';
 
@@ -11,9 +11,15 @@ export interface HealthCheckOptions {
   /** Timeout of one probe (Nydus uses connect_timeout). */
   timeoutMs: number;
   pauseAfterMs: number;
-  /** Called when a probe turns an unhealthy target healthy again. */
-  onRecovered?: () => void;
+  /** Which answers count as healthy. Default 2xx/3xx. */
+  isHealthy?: (status: number) => boolean;
+  /** Probe only to bring an unhealthy target back (old Nydus mirrors); a healthy one is left alone. */
+  onlyWhenUnhealthy?: boolean;
+  /** Called when the health changes (for logs and the owner's failure count). */
+  onChange?: (healthy: boolean) => void;
 }
+
+const SUCCESS = (status: number) => status >= 200 && status < 400;
 
 export class HealthCheck {
   #healthy = true;
@@ -27,6 +33,7 @@ export class HealthCheck {
     private readonly transport: Transport,
   ) {
     this.#timer = setInterval(() => {
+      if (opts.onlyWhenUnhealthy && this.#healthy) return;
       if (Date.now() - this.#lastActive <= opts.pauseAfterMs) void this.check();
     }, opts.intervalMs);
     this.#timer.unref();
@@ -43,7 +50,13 @@ export class HealthCheck {
 
   /** Reads saw the target fail (connection refused, 5xx): unhealthy until a probe succeeds. */
   markUnhealthy(): void {
-    this.#healthy = false;
+    this.#set(false);
+  }
+
+  #set(healthy: boolean): void {
+    if (healthy === this.#healthy) return;
+    this.#healthy = healthy;
+    this.opts.onChange?.(healthy);
   }
 
   /** One probe now (concurrent calls share it). */
@@ -58,12 +71,11 @@ export class HealthCheck {
     try {
       const res = await this.transport.send({ method: 'GET', url: new URL(this.opts.pingUrl), signal: AbortSignal.timeout(this.opts.timeoutMs) });
       await discardBody(res);
-      ok = res.status >= 200 && res.status < 400;
+      ok = (this.opts.isHealthy ?? SUCCESS)(res.status);
     } catch {
       ok = false;
     }
-    if (ok && !this.#healthy) this.opts.onRecovered?.();
-    this.#healthy = ok;
+    this.#set(ok);
     return ok;
   }
 

@@ -1,18 +1,26 @@
 // The backend factory: the `device.backend` object of a nydusd config in,
 // a BlobBackend out.
 
-import { BackendError, type BlobBackend } from './backend.js';
+import { logger as nydusLogger } from '../../../nydusify/src/util/log.js';
+import { BackendError, type BackendLogger, type BlobBackend } from './backend.js';
 import { LocalfsBackend, type LocalfsConfig } from './localfs.js';
 import { RegistryBackend } from './registry.js';
 
-export { BackendError, type BackendErrorKind, type BackendMetrics, type BlobBackend, type MirrorMetrics, type ReadOptions } from './backend.js';
+export { BackendError, type BackendErrorKind, type BackendLogger, type BackendMetrics, type BlobBackend, type MirrorMetrics, type ReadOptions } from './backend.js';
 export { LocalfsBackend } from './localfs.js';
 export { RegistryBackend } from './registry.js';
 
-export function createBackend(backend: { type: string; config: Record<string, unknown> }): BlobBackend {
+export interface BackendOptions {
+  /** Proxy/mirror health changes, scheme fallback, relay fallbacks (debug). Default: nydusd's log. */
+  logger?: BackendLogger;
+  /** IMAGE_PULL_AUTH, NYDUS_HEADER_*, DOCKER_CONFIG. Default: process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export function createBackend(backend: { type: string; config: Record<string, unknown> }, opts: BackendOptions = {}): BlobBackend {
   switch (backend.type) {
     case 'registry':
-      return new RegistryBackend(backend.config ?? {});
+      return new RegistryBackend(backend.config ?? {}, opts.env ?? process.env, opts.logger ?? nydusLogger);
     case 'localfs':
       return new LocalfsBackend((backend.config ?? {}) as LocalfsConfig);
     default:

@@ -1,10 +1,13 @@
 // One entry of the old `mirrors` list (Nydus ≤ v2.3, Dragonfly registry-mirror
 // mode): blob GETs are rewritten to the mirror's scheme/host/port with the
 // same origin-form path, plus the configured headers. After `failure_limit`
-// consecutive failures the mirror is skipped until its ping succeeds.
+// consecutive failures the mirror is skipped until its ping succeeds. As in
+// Nydus, the ping only runs while the mirror is disabled, and any answer
+// below 500 brings it back: the default ping URL is `<host>/v2`, which a
+// registry (or dfdaemon relaying to one) answers with 401.
 
 import type { Transport } from '../../../nydusify/src/registry/transport.js';
-import type { MirrorMetrics } from './backend.js';
+import { silentLogger, type BackendLogger, type MirrorMetrics } from './backend.js';
 import { HealthCheck } from './health.js';
 import type { MirrorOptions } from './registry-config.js';
 import type { Hop, Relay } from './relay.js';
@@ -21,9 +24,11 @@ export class Mirror implements Relay {
 
   constructor(
     readonly opts: MirrorOptions,
-    private readonly registryOrigin: string,
+    /** Read per request: an auto scheme may switch to http. */
+    private readonly registry: URL,
     probeTimeoutMs: number,
     transport: Transport,
+    logger: BackendLogger = silentLogger,
   ) {
     this.name = opts.url.origin;
     this.health = new HealthCheck(
@@ -32,7 +37,13 @@ export class Mirror implements Relay {
         intervalMs: opts.healthCheckIntervalMs,
         timeoutMs: probeTimeoutMs,
         pauseAfterMs: opts.healthCheckPauseElapsedMs,
-        onRecovered: () => (this.#failures = 0),
+        isHealthy: (status) => status < 500,
+        onlyWhenUnhealthy: true,
+        onChange: (healthy) => {
+          if (!healthy) return logger.warn('registry mirror disabled', { mirror: this.name, failures: this.#failures, ping_url: opts.pingUrl });
+          this.#failures = 0;
+          logger.info('registry mirror recovered', { mirror: this.name });
+        },
       },
       transport,
     );
@@ -45,7 +56,7 @@ export class Mirror implements Relay {
 
   hop(target: URL): Hop {
     // Only requests to the registry are mirrored; redirect targets (blob storage) are fetched directly.
-    if (target.origin !== this.registryOrigin) return { url: target, headers: {} };
+    if (target.origin !== this.registry.origin) return { url: target, headers: {} };
     return { url: new URL(`${target.pathname}${target.search}`, this.opts.url), headers: { ...this.opts.headers } };
   }
 

@@ -4,7 +4,7 @@
 // the proxy unhealthy until the next successful probe.
 
 import type { Transport } from '../../../nydusify/src/registry/transport.js';
-import type { MirrorMetrics, ReadOptions } from './backend.js';
+import { silentLogger, type BackendLogger, type MirrorMetrics, type ReadOptions } from './backend.js';
 import { HealthCheck } from './health.js';
 import type { ProxyOptions } from './registry-config.js';
 import type { Hop, Relay } from './relay.js';
@@ -23,15 +23,20 @@ export class DragonflyProxy implements Relay {
 
   constructor(
     readonly opts: ProxyOptions,
-    /** The registry, e.g. http://127.0.0.1:5000 (sent as X-Dragonfly-Registry, which mirror-mode peers need). */
-    private readonly registryOrigin: string,
+    /** The registry, e.g. http://127.0.0.1:5000 (sent as X-Dragonfly-Registry, which mirror-mode peers need); read per request because an auto scheme may switch to http. */
+    private readonly registry: URL | string,
     probeTimeoutMs: number,
     transport: Transport,
+    logger: BackendLogger = silentLogger,
   ) {
     this.name = opts.url.origin;
     this.fallback = opts.fallback;
+    const onChange = (healthy: boolean) =>
+      healthy
+        ? logger.info('Dragonfly proxy recovered: blob reads go through it again', { proxy: this.name })
+        : logger.warn(`Dragonfly proxy unhealthy: ${opts.fallback ? 'blob reads go to the registry' : 'blob reads fail (fallback is disabled)'}`, { proxy: this.name });
     this.health = opts.pingUrl
-      ? new HealthCheck({ pingUrl: opts.pingUrl, intervalMs: opts.checkIntervalMs, timeoutMs: probeTimeoutMs, pauseAfterMs: opts.checkPauseElapsedMs }, transport)
+      ? new HealthCheck({ pingUrl: opts.pingUrl, intervalMs: opts.checkIntervalMs, timeoutMs: probeTimeoutMs, pauseAfterMs: opts.checkPauseElapsedMs, onChange }, transport)
       : undefined;
   }
 
@@ -51,7 +56,7 @@ export class DragonflyProxy implements Relay {
         'X-Dragonfly-Priority': PRIORITY[priority],
         'X-Dragonfly-Prefetch': 'true',
         // Ignored by dfdaemon for absolute-URI requests; lets mirror-mode-only peers find the origin.
-        'X-Dragonfly-Registry': this.registryOrigin,
+        'X-Dragonfly-Registry': new URL(this.registry).origin,
       },
     };
   }

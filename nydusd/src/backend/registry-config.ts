@@ -31,9 +31,17 @@ export interface RegistryOptions {
   origin: URL;
   repo: string;
   credentials?: RegistryCredentials;
+  /** `registry_token`: a bearer token sent as is until the registry rejects it (then `credentials` take over). */
+  registryToken?: string;
   timeoutMs: number;
   connectTimeoutMs: number;
   skipVerify: boolean;
+  /**
+   * Switch to plain http when the https handshake meets a plain-http server
+   * ("wrong version number"), as Nydus does. Only with `scheme` "" (auto) or
+   * `skip_verify`: an explicit "https" alone never downgrades.
+   */
+  httpFallback: boolean;
   /** Extra headers on every registry request (NYDUS_HEADER_<Name>). */
   headers: Record<string, string>;
   blobUrlScheme?: string;
@@ -74,8 +82,6 @@ function decodeAuth(auth: string): RegistryCredentials {
 function credentials(c: Obj, host: string, env: NodeJS.ProcessEnv): RegistryCredentials | undefined {
   const auth = str(env.IMAGE_PULL_AUTH) ?? str(c.auth);
   if (auth) return decodeAuth(auth);
-  const token = str(c.registry_token);
-  if (token) return { identityToken: token };
   // Like nydusify: the docker config, else anonymous. Problems with it only mean "no credentials".
   try {
     return lookupDockerCredentials(host, defaultDockerConfigPath(env)).credentials;
@@ -130,7 +136,8 @@ export function parseRegistryConfig(c: Obj, env: NodeJS.ProcessEnv = process.env
   const host = str(c.host);
   const repo = str(c.repo);
   if (!host || !repo) throw new BackendError('permanent', 'registry backend needs "host" and "repo"');
-  const scheme = str(c.scheme) ?? 'https';
+  const explicitScheme = str(c.scheme);
+  const scheme = explicitScheme ?? 'https';
   if (scheme !== 'http' && scheme !== 'https') throw new BackendError('permanent', `registry backend: unsupported scheme "${scheme}"`);
   const origin = parseUrl(`${scheme}://${host}`, 'host');
   if (origin.pathname !== '/' || origin.search) throw new BackendError('permanent', `registry backend: "host" must be host[:port], got "${host}"`);
@@ -138,15 +145,18 @@ export function parseRegistryConfig(c: Obj, env: NodeJS.ProcessEnv = process.env
   const mirrors = Array.isArray(c.mirrors) ? (c.mirrors as Obj[]).map(mirrorOptions) : [];
   if (proxy && mirrors.length > 0) throw new BackendError('permanent', 'registry backend: "mirrors" and "proxy" cannot be used together');
   const creds = credentials(c, host, env);
+  const registryToken = str(c.registry_token)?.trim();
   const blobUrlScheme = str(c.blob_url_scheme);
   const blobRedirectedHost = str(c.blob_redirected_host);
   return {
     origin,
     repo,
     ...(creds ? { credentials: creds } : {}),
+    ...(registryToken ? { registryToken } : {}),
     timeoutMs: secondsToMs(c.timeout, 5),
     connectTimeoutMs: secondsToMs(c.connect_timeout, 5),
     skipVerify: c.skip_verify === true,
+    httpFallback: explicitScheme === undefined || c.skip_verify === true,
     headers: envHeaders(env),
     ...(blobUrlScheme ? { blobUrlScheme } : {}),
     ...(blobRedirectedHost ? { blobRedirectedHost } : {}),

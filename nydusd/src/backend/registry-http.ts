@@ -31,6 +31,8 @@ const isRedirect = (s: number) => s === 301 || s === 302 || s === 303 || s === 3
 export class RegistryHttp {
   readonly #redirects = new Map<string, URL>();
   readonly #scope: AuthScope;
+  /** `Bearer <registry_token>` until the registry rejects it. */
+  #registryToken: string | undefined;
 
   constructor(
     private readonly opts: RegistryOptions,
@@ -38,6 +40,7 @@ export class RegistryHttp {
     private readonly auth: Authenticator,
   ) {
     this.#scope = { key: `pull:${opts.repo}`, scopes: [`repository:${opts.repo}:pull`] };
+    if (opts.registryToken) this.#registryToken = `Bearer ${opts.registryToken}`;
   }
 
   blobUrl(blobId: string): URL {
@@ -72,7 +75,8 @@ export class RegistryHttp {
     const cached = method === 'GET' ? this.#redirects.get(blobId) : undefined;
     let url = cached ?? registryUrl;
     let fromCache = cached !== undefined;
-    let authz = await this.auth.authorization(this.#scope);
+    // A token learned from a challenge wins over the configured one, which only ever got us here first.
+    let authz = (await this.auth.authorization(this.#scope)) ?? this.#registryToken;
     let retriedWithout = false;
     let reauthenticated = false;
     for (let hops = 0; ; ) {
@@ -94,6 +98,7 @@ export class RegistryHttp {
         continue;
       }
       if (res.status === 401 && toRegistry) {
+        if (authz !== undefined && authz === this.#registryToken) this.#registryToken = undefined;
         if (authz !== undefined && !retriedWithout && !reauthenticated) {
           // Nydus: an expired token may get a misleading challenge (Harbor); retry once without it first.
           retriedWithout = true;

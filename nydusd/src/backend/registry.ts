@@ -8,7 +8,7 @@
 import { Authenticator } from '../../../nydusify/src/registry/auth.js';
 import { RegistryError } from '../../../nydusify/src/registry/errors.js';
 import { backoffDelay, discardBody, header, Transport } from '../../../nydusify/src/registry/transport.js';
-import { BackendCounters, BackendError, checkBlobId, type BackendMetrics, type BlobBackend, type ReadOptions } from './backend.js';
+import { BackendCounters, BackendError, checkBlobId, silentLogger, type BackendLogger, type BackendMetrics, type BlobBackend, type ReadOptions } from './backend.js';
 import { Mirror } from './mirror.js';
 import { DragonflyProxy } from './proxy.js';
 import { readRange, statusError } from './range-response.js';
@@ -20,6 +20,16 @@ import { RelayFault, type Relay } from './relay.js';
 const RETRIES = { 'on-demand': 3, prefetch: 1 } as const;
 const BACKOFF_BASE_MS = 100;
 const BACKOFF_MAX_MS = 1000;
+/** After a proxy answered 429, reads that bypass it reach the registry at this pace at most (Nydus: 1 QPS). */
+const RATE_LIMITED_BYPASS_INTERVAL_MS = 1000;
+
+/** A TLS handshake that met a plain-http server (OpenSSL's "wrong version number"). */
+function isPlainHttpAnswer(e: unknown): boolean {
+  for (let c: unknown = e, depth = 0; c instanceof Error && depth < 6; c = c.cause, depth++) {
+    if ((c as { code?: unknown }).code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(c.message)) return true;
+  }
+  return false;
+}
 
 function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -48,8 +58,14 @@ export class RegistryBackend implements BlobBackend {
   #retries = 0;
   #fallbacks = 0;
   readonly #via = { proxyCount: 0, proxyBytes: 0, originCount: 0, originBytes: 0 };
+  /** Earliest time the next rate-limited bypass of the proxy may start. */
+  #bypassAt = 0;
 
-  constructor(config: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env) {
+  constructor(
+    config: Record<string, unknown>,
+    env: NodeJS.ProcessEnv = process.env,
+    private readonly logger: BackendLogger = silentLogger,
+  ) {
     this.opts = parseRegistryConfig(config, env);
     const o = this.opts;
     this.#transport = new Transport({ timeoutMs: o.timeoutMs, connectTimeoutMs: o.connectTimeoutMs, skipVerify: o.skipVerify, userAgent: USER_AGENT });
@@ -62,10 +78,10 @@ export class RegistryBackend implements BlobBackend {
       retryBaseDelayMs: BACKOFF_BASE_MS,
     });
     this.#http = new RegistryHttp(o, this.#transport, this.#auth);
-    const origin = o.origin.origin;
+    // Relays get the origin URL itself: an auto scheme may switch it to http later.
     this.#relays = o.proxy
-      ? [new DragonflyProxy(o.proxy, origin, o.connectTimeoutMs, this.#transport)]
-      : o.mirrors.map((m) => new Mirror(m, origin, o.connectTimeoutMs, this.#transport));
+      ? [new DragonflyProxy(o.proxy, o.origin, o.connectTimeoutMs, this.#transport, logger)]
+      : o.mirrors.map((m) => new Mirror(m, o.origin, o.connectTimeoutMs, this.#transport, logger));
   }
 
   get host(): string {
@@ -106,6 +122,7 @@ export class RegistryBackend implements BlobBackend {
 
   /** One attempt: healthy relays in order, then (on fallback) the registry. */
   async #attempt(blobId: string, offset: number, length: number, opts: ReadOptions, directOnly: boolean): Promise<Buffer> {
+    let rateLimited = false;
     if (!directOnly) {
       for (const relay of this.#relays) {
         if (!relay.available()) {
@@ -120,16 +137,28 @@ export class RegistryBackend implements BlobBackend {
           return data;
         } catch (e) {
           if (!(e instanceof RelayFault)) throw e;
-          relay.failed();
+          // A 429 means busy, not broken: keep the relay healthy, but pace what goes around it.
+          if (e.status === 429) rateLimited = true;
+          else relay.failed();
           if (!relay.fallback) throw new BackendError('transient', `${e.message}; fallback is disabled`, { cause: e });
           this.#fallbacks++;
+          this.logger.debug('blob read falls back from the relay to the registry', { blob: blobId, relay: relay.name, error: e.message });
         }
       }
     }
+    if (rateLimited) await this.#bypassSlot(opts.signal);
     const data = await this.#fetch(blobId, offset, length, opts, undefined);
     this.#via.originCount++;
     this.#via.originBytes += data.length;
     return data;
+  }
+
+  /** Waits for this read's turn to bypass a rate-limiting proxy (one per interval, across all reads). */
+  async #bypassSlot(signal: AbortSignal | undefined): Promise<void> {
+    const now = Date.now();
+    const at = Math.max(now, this.#bypassAt);
+    this.#bypassAt = at + RATE_LIMITED_BYPASS_INTERVAL_MS;
+    if (at > now) await abortableSleep(at - now, signal);
   }
 
   /** One ranged GET, directly or through `relay`, bounded by the whole-request timeout. */
@@ -183,6 +212,12 @@ export class RegistryBackend implements BlobBackend {
       }
       if (e instanceof RegistryError) {
         const status = e.status;
+        if (status === 0 && this.opts.httpFallback && this.opts.origin.protocol === 'https:' && isPlainHttpAnswer(e)) {
+          // Shared by the authenticator and the relays, so they all follow.
+          this.opts.origin.protocol = 'http:';
+          this.logger.warn('registry answers plain http on its https port: using http from now on', { registry: this.host });
+          throw new BackendError('transient', `${what}: the registry speaks plain http; switched to http`, { cause: e });
+        }
         if (status === 0) throw fault(`${what}: ${e.message}`, e);
         const kind = status === 404 ? 'not-found' : status === 401 || status === 403 ? 'auth' : e.transient ? 'transient' : 'permanent';
         throw new BackendError(kind, `${what}: ${e.message}`, { cause: e, status });

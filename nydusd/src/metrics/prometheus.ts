@@ -10,7 +10,20 @@ export interface Sample {
   value: number;
 }
 
-type MetricType = 'counter' | 'gauge';
+/**
+ * One histogram series from per-bucket counts (not cumulative), the way Nydus
+ * keeps its distributions: `counts[i]` observations at most `bounds[i]`
+ * (and above the previous bound), `counts[bounds.length]` the ones above all.
+ */
+export interface HistogramSample {
+  labels?: Record<string, string>;
+  bounds: readonly number[];
+  counts: readonly number[];
+  /** The sum of all observations, in the metric's unit. */
+  sum: number;
+}
+
+type MetricType = 'counter' | 'gauge' | 'histogram';
 
 interface Family {
   type: MetricType;
@@ -26,6 +39,10 @@ export const escapeLabelValue = (v: string): string => v.replace(/\\/g, '\\\\').
 /** HELP text escapes backslash and newline only. */
 const escapeHelp = (v: string): string => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
 
+function checkName(name: string): void {
+  if (!METRIC_NAME.test(name)) throw new Error(`invalid metric name ${JSON.stringify(name)}`);
+}
+
 function formatValue(v: number): string {
   if (Number.isNaN(v)) return 'NaN';
   if (v === Infinity) return '+Inf';
@@ -37,11 +54,31 @@ export class PromWriter {
   readonly #families = new Map<string, Family>();
 
   counter(name: string, help: string, samples: Sample[]): void {
-    this.#metric('counter', name, help, samples);
+    checkName(name);
+    this.#add('counter', name, help, samples.map((s) => this.#line(name, name, s.labels, s.value)));
   }
 
   gauge(name: string, help: string, samples: Sample[]): void {
-    this.#metric('gauge', name, help, samples);
+    checkName(name);
+    this.#add('gauge', name, help, samples.map((s) => this.#line(name, name, s.labels, s.value)));
+  }
+
+  /** Writes `_bucket` (cumulative, `le` last, ending at +Inf), `_sum` and `_count` per series. */
+  histogram(name: string, help: string, series: HistogramSample[]): void {
+    checkName(name);
+    const lines: string[] = [];
+    for (const h of series) {
+      if (h.counts.length !== h.bounds.length + 1) throw new Error(`histogram ${name}: ${h.bounds.length} bounds need ${h.bounds.length + 1} counts, got ${h.counts.length}`);
+      if (h.bounds.some((b, i) => !Number.isFinite(b) || (i > 0 && b <= h.bounds[i - 1]!))) throw new Error(`histogram ${name}: bounds must be finite and increasing`);
+      if (h.labels && 'le' in h.labels) throw new Error(`histogram ${name}: "le" is reserved for buckets`);
+      let cumulative = 0;
+      [...h.bounds, Infinity].forEach((le, i) => {
+        cumulative += h.counts[i]!;
+        lines.push(this.#line(name, `${name}_bucket`, { ...h.labels, le: formatValue(le) }, cumulative));
+      });
+      lines.push(this.#line(name, `${name}_sum`, h.labels, h.sum), this.#line(name, `${name}_count`, h.labels, cumulative));
+    }
+    this.#add('histogram', name, help, lines);
   }
 
   toString(): string {
@@ -52,18 +89,19 @@ export class PromWriter {
     return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
   }
 
-  #metric(type: MetricType, name: string, help: string, samples: Sample[]): void {
-    if (!METRIC_NAME.test(name)) throw new Error(`invalid metric name ${JSON.stringify(name)}`);
+  /** Checks the whole call before anything is recorded, so a refused call leaves nothing behind. */
+  #add(type: MetricType, name: string, help: string, lines: string[]): void {
     const family = this.#families.get(name);
     if (family !== undefined && family.type !== type) throw new Error(`metric ${name} is already a ${family.type}, not a ${type}`);
-    const lines = samples.map((s) => {
-      const labels = Object.entries(s.labels ?? {}).map(([k, v]) => {
-        if (!LABEL_NAME.test(k) || k.startsWith('__')) throw new Error(`invalid label name ${JSON.stringify(k)} on ${name}`);
-        return `${k}="${escapeLabelValue(String(v))}"`;
-      });
-      return `${name}${labels.length ? `{${labels.join(',')}}` : ''} ${formatValue(s.value)}`;
-    });
     if (family === undefined) this.#families.set(name, { type, help, samples: lines });
     else family.samples.push(...lines);
+  }
+
+  #line(family: string, name: string, labels: Record<string, string> | undefined, value: number): string {
+    const parts = Object.entries(labels ?? {}).map(([k, v]) => {
+      if (!LABEL_NAME.test(k) || k.startsWith('__')) throw new Error(`invalid label name ${JSON.stringify(k)} on ${family}`);
+      return `${k}="${escapeLabelValue(String(v))}"`;
+    });
+    return `${name}${parts.length ? `{${parts.join(',')}}` : ''} ${formatValue(value)}`;
   }
 }

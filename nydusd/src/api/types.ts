@@ -1,0 +1,50 @@
+// What the API serves and what serves it: the request and answer shapes of
+// Nydus's API, and the controller the daemon implements behind the routes.
+
+/** Over the API the state is the name, as Nydus answers it. */
+export type DaemonState = 'INIT' | 'READY' | 'RUNNING' | 'UPGRADING' | 'INTERRUPTED' | 'STOPPED' | 'UNKNOWN';
+
+/** GET /api/v1/daemon (and /api/v2/daemon). */
+export interface DaemonInfo {
+  version: { package_ver: string; git_commit: string; build_time: string; profile: string; rustc: string };
+  id: string;
+  supervisor: string;
+  state: DaemonState;
+  backend_collection: Record<string, unknown>;
+}
+
+/** POST/PUT /api/v1/mount body. `config` is a whole nydusd config as a JSON string. */
+export interface MountRequest {
+  source: string;
+  fs_type: string;
+  config: string;
+  prefetch_files?: string[];
+}
+
+/**
+ * The daemon behind the routes. Throw an ApiError to answer a specific
+ * status; other errors answer 500 (400 for a ConfigError).
+ */
+export interface ApiController {
+  /** A DaemonInfo; typed loosely so that implementations may add fields. */
+  info(): Record<string, unknown>;
+  setLogLevel(level: string): void;
+  start(): Promise<void>;
+  exit(): Promise<void>;
+  events(): readonly unknown[];
+  backendInfo(mountpoint: string): unknown;
+  mount(mountpoint: string, req: MountRequest): Promise<void>;
+  remount(mountpoint: string, req: MountRequest): Promise<void>;
+  umount(mountpoint: string): Promise<void>;
+  fsMetrics(id?: string): unknown;
+  fileMetrics(id?: string, latest?: boolean): unknown;
+  accessPattern(id?: string): unknown;
+  backendMetrics(id?: string): unknown;
+  blobcacheMetrics(id?: string): unknown;
+  inflight(): unknown;
+  getConfig(id?: string): Record<string, string>;
+  /** Hot configuration update; unknown keys are to be rejected (ApiError 400). */
+  putConfig(id: string | undefined, kv: Record<string, string>): void;
+  /** Prometheus text exposition. */
+  prometheus(): string;
+}
