@@ -33,6 +33,7 @@ interface NativeBinding {
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount(target: string, flags?: number): void;
   listXattrs(path: string): Record<string, Buffer>;
+  rafsDump(bootstrapPath: string): string;
   MS_RDONLY: number;
   MNT_DETACH: number;
 }
@@ -120,6 +121,16 @@ export function umount(target: string, flags?: number): void {
 /** Every extended attribute of `path` (of the link itself for symlinks). */
 export function listXattrs(path: string): Record<string, Buffer> {
   return native.listXattrs(path);
+}
+
+/**
+ * The RAFS v6 bootstrap at `bootstrapPath` as read by the Rust reader (the FUSE daemon's), as
+ * JSON: every path with its inode fields, xattrs (base64), symlink target, dirents and chunks,
+ * plus the blobs, statfs and prefetch table. The shape is documented in native/src/rafs/dump.rs;
+ * integers above 2^53 - 1 are decimal strings. Throws (code ERR_NYDUS_RAFS) on a corrupt bootstrap.
+ */
+export function rafsDump(bootstrapPath: string): string {
+  return native.rafsDump(bootstrapPath);
 }
 
 export const MS_RDONLY: number = native.MS_RDONLY;

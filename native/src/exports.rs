@@ -15,7 +15,7 @@ use crate::xattr;
 use crate::napi::{spawn_promise, CallContext, Env, Function, JsError, Result, SendSlice, Value};
 
 /// Every exported function, in registration order.
-pub static FUNCTIONS: [Function; 9] = [
+pub static FUNCTIONS: [Function; 10] = [
     Function::new("processChunk", process_chunk),
     Function::new("processChunkAsync", process_chunk_async),
     Function::new("compress", compress),
@@ -25,6 +25,7 @@ pub static FUNCTIONS: [Function; 9] = [
     Function::new("mount", mount),
     Function::new("umount", umount),
     Function::new("listXattrs", list_xattrs),
+    Function::new("rafsDump", rafs_dump),
 ];
 
 /// Numeric constants exported alongside the functions.
@@ -193,4 +194,14 @@ fn list_xattrs(ctx: &CallContext<'_>) -> Result<Value> {
         env.set_property(obj, &name, env.buffer_copy(&value)?)?;
     }
     Ok(obj)
+}
+
+/// `rafsDump(bootstrapPath)`: the whole image as JSON (shape in
+/// `rafs::dump`), for cross-checking the Rust reader from tests. A corrupt
+/// bootstrap throws an Error whose message says what is wrong and where.
+fn rafs_dump(ctx: &CallContext<'_>) -> Result<Value> {
+    let path = ctx.string(0, "bootstrapPath")?;
+    let json = crate::rafs::dump::dump_file(std::path::Path::new(&path))
+        .map_err(|e| JsError::error(e.to_string()).with_code("ERR_NYDUS_RAFS"))?;
+    ctx.env().string(&json)
 }

@@ -51,7 +51,25 @@ pub mod op {
 
     /// Opcodes that would modify the filesystem: answered `EROFS`.
     pub fn is_write(op: u32) -> bool {
-        matches!(op, SETATTR | SYMLINK | MKNOD | MKDIR | UNLINK | RMDIR | RENAME | LINK | WRITE | SETXATTR | REMOVEXATTR | CREATE | FALLOCATE | RENAME2 | COPY_FILE_RANGE | TMPFILE)
+        matches!(
+            op,
+            SETATTR
+                | SYMLINK
+                | MKNOD
+                | MKDIR
+                | UNLINK
+                | RMDIR
+                | RENAME
+                | LINK
+                | WRITE
+                | SETXATTR
+                | REMOVEXATTR
+                | CREATE
+                | FALLOCATE
+                | RENAME2
+                | COPY_FILE_RANGE
+                | TMPFILE
+        )
     }
 }
 
@@ -62,6 +80,9 @@ pub mod init {
     pub const PARALLEL_DIROPS: u32 = 1 << 18;
     pub const MAX_PAGES: u32 = 1 << 22;
     pub const CACHE_SYMLINKS: u32 = 1 << 23;
+    /// The kernel sent the extended `fuse_init_in` (with `flags2`) and
+    /// understands `flags2` in the reply.
+    pub const INIT_EXT: u32 = 1 << 30;
 }
 
 pub const FOPEN_KEEP_CACHE: u32 = 1 << 1;
@@ -89,7 +110,8 @@ pub struct OutHeader {
     pub unique: u64,
 }
 
-/// The first 16 bytes every kernel sends; newer ones append flags2.
+/// The first 16 bytes every kernel sends; kernels that set
+/// [`init::INIT_EXT`] append [`InitInExt`].
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct InitIn {
@@ -97,6 +119,14 @@ pub struct InitIn {
     pub minor: u32,
     pub max_readahead: u32,
     pub flags: u32,
+}
+
+/// The tail of the extended `fuse_init_in` (protocol 7.36+).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct InitInExt {
+    pub flags2: u32,
+    pub unused: [u32; 11],
 }
 
 #[repr(C)]
@@ -252,11 +282,16 @@ pub struct DirentHead {
     pub typ: u32,
 }
 
-/// Marker for the plain-data structs above: any byte pattern is valid.
+/// Marker for the plain-data structs above.
+///
+/// # Safety
+/// Implementors are `repr(C)` with no padding-dependent invariants: every
+/// byte pattern of `size_of::<Self>()` bytes is a valid value.
 pub unsafe trait Pod: Copy + Default {}
 unsafe impl Pod for InHeader {}
 unsafe impl Pod for OutHeader {}
 unsafe impl Pod for InitIn {}
+unsafe impl Pod for InitInExt {}
 unsafe impl Pod for InitOut {}
 unsafe impl Pod for EntryOut {}
 unsafe impl Pod for AttrOut {}
@@ -288,3 +323,28 @@ pub fn bytes<T: Pod>(v: &T) -> &[u8] {
     // SAFETY: plain data, viewed as its own bytes.
     unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
 }
+
+// The kernel rejects replies whose sizes differ from its own structs, so the
+// layouts are pinned here rather than discovered at mount time.
+const _: () = {
+    use std::mem::size_of;
+    assert!(size_of::<InHeader>() == 40);
+    assert!(size_of::<OutHeader>() == 16);
+    assert!(size_of::<InitIn>() == 16);
+    assert!(size_of::<InitInExt>() == 48);
+    assert!(size_of::<InitOut>() == 64);
+    assert!(size_of::<Attr>() == 88);
+    assert!(size_of::<EntryOut>() == 128);
+    assert!(size_of::<AttrOut>() == 104);
+    assert!(size_of::<OpenIn>() == 8);
+    assert!(size_of::<OpenOut>() == 16);
+    assert!(size_of::<ReadIn>() == 40);
+    assert!(size_of::<ReleaseIn>() == 24);
+    assert!(size_of::<GetxattrIn>() == 8);
+    assert!(size_of::<GetxattrOut>() == 8);
+    assert!(size_of::<ForgetIn>() == 8);
+    assert!(size_of::<BatchForgetIn>() == 8);
+    assert!(size_of::<ForgetOne>() == 16);
+    assert!(size_of::<Kstatfs>() == 80);
+    assert!(size_of::<DirentHead>() == 24);
+};

@@ -1,7 +1,21 @@
 //! A FUSE server speaking the kernel protocol on `/dev/fuse` directly (no
 //! libfuse): [`session::Session`] mounts and runs worker threads that hand
 //! each request to a [`filesystem::Filesystem`].
+//!
+//! Layout: `abi` is the wire format, `sys` the mount system calls, `worker`
+//! the per-thread read loop, `dispatch` one request, `dirent` directory
+//! listings, `reply` the encoding and sending of answers.
 
 mod abi;
+mod dirent;
+mod dispatch;
 pub mod filesystem;
+mod reply;
 pub mod session;
+mod sys;
+mod worker;
+
+pub use dispatch::MAX_IO;
+
+#[cfg(test)]
+mod tests;

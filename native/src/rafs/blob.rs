@@ -1,7 +1,7 @@
 //! The blob table (Nydus's view of the data blobs, SPEC §2.6) and the EROFS
 //! device slots (the kernel's view, §2.5), cross-checked against each other.
 
-use super::bytes::{le32, le64, Bytes};
+use super::bytes::{le32, le64, safe, Bytes};
 use super::error::{bail, Result};
 use super::BLOCK;
 use crate::codec::Compressor;
@@ -24,14 +24,26 @@ const FEATURE_KNOWN_INCOMPAT: u32 = FEATURE_ALIGNED | FEATURE_INLINED_FS_META | 
 /// One blob as the blob table describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobInfo {
-    /// 64 lowercase-or-uppercase hex characters, as stored.
+    /// 64 hex characters, as stored (the device tag and the blob file name).
     pub id: String,
     pub compressor: Compressor,
     pub digester: Digester,
     pub chunk_size: u32,
     pub chunk_count: u32,
+    /// Blob feature bits (SPEC §2.6); only known incompatible bits pass.
+    pub features: u32,
+    /// Whole blob object size where known (SPEC §3.9: not the data size).
     pub compressed_size: u64,
+    /// Size of the uncompressed address space, a multiple of 4096.
     pub uncompressed_size: u64,
+    /// The chunk-info array inside the blob: how it is stored and where.
+    pub ci_compressor: Compressor,
+    pub ci_offset: u64,
+    pub ci_compressed_size: u64,
+    pub ci_uncompressed_size: u64,
+    /// TOC entries plus the TOC's tar header, and their SHA-256.
+    pub toc_size: u32,
+    pub toc_digest: [u8; 32],
 }
 
 pub fn compressor(id: u32, what: &str) -> Result<Compressor> {
@@ -86,12 +98,14 @@ pub fn read_table(b: &Bytes, offset: u64, count: u64, chunk_size: u32) -> Result
         if unknown != 0 {
             bail!("{what}: unsupported feature bits 0x{unknown:x}");
         }
-        let uncompressed_size = le64(e, 96);
+        let uncompressed_size = safe(le64(e, 96), &format!("{what}: uncompressed size"))?;
         if !uncompressed_size.is_multiple_of(BLOCK) {
             bail!("{what}: uncompressed size {uncompressed_size} is not 4K-aligned");
         }
-        compressor(le32(e, 108), &format!("{what} chunk-info"))?;
-        if le64(e, 120) > le64(e, 128) {
+        let ci_compressor = compressor(le32(e, 108), &format!("{what} chunk-info"))?;
+        let ci_compressed_size = safe(le64(e, 120), &format!("{what}: chunk-info compressed size"))?;
+        let ci_uncompressed_size = safe(le64(e, 128), &format!("{what}: chunk-info uncompressed size"))?;
+        if ci_compressed_size > ci_uncompressed_size {
             bail!("{what}: compressed chunk-info is larger than uncompressed");
         }
         // The device slot is what the kernel reads: it must describe the
@@ -103,14 +117,23 @@ pub fn read_table(b: &Bytes, offset: u64, count: u64, chunk_size: u32) -> Result
         if le32(slot, 64) as u64 * BLOCK != uncompressed_size {
             bail!("device slot {i} has {} blocks, blob uncompressed size is {uncompressed_size}", le32(slot, 64));
         }
+        let mut toc_digest = [0u8; 32];
+        toc_digest.copy_from_slice(&e[136..168]);
         blobs.push(BlobInfo {
             id,
             compressor: compressor(le32(e, 76), &what)?,
             digester: digester(le32(e, 80), &what)?,
             chunk_size,
             chunk_count,
-            compressed_size: le64(e, 88),
+            features,
+            compressed_size: safe(le64(e, 88), &format!("{what}: compressed size"))?,
             uncompressed_size,
+            ci_compressor,
+            ci_offset: safe(le64(e, 112), &format!("{what}: chunk-info offset"))?,
+            ci_compressed_size,
+            ci_uncompressed_size,
+            toc_size: le32(e, 104),
+            toc_digest,
         });
     }
     Ok(blobs)

@@ -62,6 +62,21 @@ impl Bytes {
     }
 }
 
+/// The largest integer JavaScript holds exactly (`Number.MAX_SAFE_INTEGER`).
+/// SPEC §6.2: a u64 field above it is rejected rather than rounded. The
+/// TypeScript tools (`check`, `inspect`, `merge`) do so, and we do too, so
+/// both readers accept the same set of images.
+pub const MAX_SAFE: u64 = (1 << 53) - 1;
+
+/// `v`, or an error naming `what` when it exceeds [`MAX_SAFE`].
+#[inline]
+pub fn safe(v: u64, what: &str) -> Result<u64> {
+    if v > MAX_SAFE {
+        bail!("{what} is too large ({v})");
+    }
+    Ok(v)
+}
+
 /// Little-endian fields of an already bounds-checked record. `at` is always
 /// a constant (or a value checked against the record length) at call sites.
 #[inline]

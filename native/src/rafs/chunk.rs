@@ -3,7 +3,7 @@
 //! (§2.13), which says where the chunk's bytes are stored in its blob.
 
 use super::blob::BlobInfo;
-use super::bytes::{le16, le32, le64, Bytes};
+use super::bytes::{le16, le32, le64, safe, Bytes};
 use super::error::{bail, Result};
 use super::inode::Inode;
 use super::superblock::Super;
@@ -45,14 +45,14 @@ pub fn row(b: &Bytes, sup: &Super, blobs: &[BlobInfo], i: u64) -> Result<ChunkRe
     let c = ChunkRef {
         blob_index: le32(r, 32),
         chunk_index: le32(r, 72),
-        compressed_offset: le64(r, 48),
+        compressed_offset: safe(le64(r, 48), "chunk table row compressed offset")?,
         compressed_size: le32(r, 40),
-        uncompressed_offset: le64(r, 56),
+        uncompressed_offset: safe(le64(r, 56), "chunk table row uncompressed offset")?,
         uncompressed_size: le32(r, 44),
         digest,
         compressed: flags & FLAG_COMPRESSED != 0,
         crc32c: (flags & FLAG_HAS_CRC32 != 0).then(|| le32(r, 76)),
-        file_offset: le64(r, 64),
+        file_offset: safe(le64(r, 64), "chunk table row file offset")?,
     };
     let Some(blob) = blobs.get(c.blob_index as usize) else {
         bail!("chunk table row {i} names blob {}, only {} exist", c.blob_index, blobs.len())

@@ -33,10 +33,12 @@ struct Block<'a> {
     count: usize,
     dir: u64,
     index: u64,
+    /// Nids at or past this do not name an inode slot inside the image.
+    nid_limit: u64,
 }
 
 impl<'a> Block<'a> {
-    fn load(b: &'a Bytes, dir: &Inode, index: u64) -> Result<Block<'a>> {
+    fn load(b: &'a Bytes, dir: &Inode, index: u64, nid_limit: u64) -> Result<Block<'a>> {
         let start = index * BLOCK;
         let len = (dir.size - start).min(BLOCK);
         let data = inode::data(b, dir, start, len)?;
@@ -47,7 +49,7 @@ impl<'a> Block<'a> {
         if first < DIRENT_SIZE || !first.is_multiple_of(DIRENT_SIZE) || first > data.len() {
             bail!("directory {}: block {index} has a bad first name offset {first}", dir.nid);
         }
-        Ok(Block { data, count: first / DIRENT_SIZE, dir: dir.nid, index })
+        Ok(Block { data, count: first / DIRENT_SIZE, dir: dir.nid, index, nid_limit })
     }
 
     /// Entry `i` (< count): (name, nid, file type). The name runs to the
@@ -68,7 +70,15 @@ impl<'a> Block<'a> {
         if name.is_empty() || name.len() > MAX_NAME_LEN || name.contains(&b'/') {
             bail!("directory {}: block {} dirent {i} has an invalid name", self.dir, self.index);
         }
-        Ok((name, le64(d, 0), d[10]))
+        let nid = le64(d, 0);
+        if nid >= self.nid_limit {
+            bail!(
+                "directory {}: block {} dirent {i} names nid {nid}, which lies outside the bootstrap",
+                self.dir,
+                self.index
+            );
+        }
+        Ok((name, nid, d[10]))
     }
 }
 
@@ -76,11 +86,20 @@ fn block_count(dir: &Inode) -> u64 {
     dir.size.div_ceil(BLOCK)
 }
 
-pub fn read_dir(b: &Bytes, dir: &Inode, cookie: u64, f: &mut dyn FnMut(DirEntryRef<'_>) -> bool) -> Result<()> {
+/// Lists `dir` from `cookie` on. `nid_limit` bounds the nids dirents may
+/// name (the number of 32-byte slots after `meta_addr`).
+pub fn read_dir<'a>(
+    b: &'a Bytes,
+    dir: &Inode,
+    nid_limit: u64,
+    cookie: u64,
+    f: &mut dyn FnMut(DirEntryRef<'a>) -> bool,
+) -> Result<()> {
     let mut ordinal = 0u64;
     let mut prev: Option<&[u8]> = None;
+    let mut saw_dot = false;
     for index in 0..block_count(dir) {
-        let block = Block::load(b, dir, index)?;
+        let block = Block::load(b, dir, index, nid_limit)?;
         let count = block.count as u64;
         // Whole blocks before the cookie are skipped by their header alone.
         if ordinal + count <= cookie {
@@ -98,23 +117,35 @@ pub fn read_dir(b: &Bytes, dir: &Inode, cookie: u64, f: &mut dyn FnMut(DirEntryR
                 bail!("directory {}: entries are not strictly sorted", dir.nid);
             }
             prev = Some(name);
+            // "." is what the kernel reports as the directory's own inode
+            // in readdir; a wrong one would alias another inode.
+            if name == b"." {
+                if nid != dir.nid {
+                    bail!("directory {}: '.' points at nid {nid}, not at itself", dir.nid);
+                }
+                saw_dot = true;
+            }
             if !f(DirEntryRef { name, nid, file_type, next_cookie: ordinal }) {
                 return Ok(());
             }
         }
     }
+    // Only a listing that saw every entry can tell that "." is missing.
+    if cookie == 0 && !saw_dot {
+        bail!("directory {} has no '.' entry", dir.nid);
+    }
     Ok(())
 }
 
 /// Binary search over blocks by their first name, then inside the block.
-pub fn lookup(b: &Bytes, dir: &Inode, name: &[u8]) -> Result<Option<u64>> {
+pub fn lookup(b: &Bytes, dir: &Inode, nid_limit: u64, name: &[u8]) -> Result<Option<u64>> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Ok(None);
     }
     let (mut lo, mut hi) = (0u64, block_count(dir));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let block = Block::load(b, dir, mid)?;
+        let block = Block::load(b, dir, mid, nid_limit)?;
         let (first, nid, _) = block.entry(0)?;
         match name.cmp(first) {
             Ordering::Less => hi = mid,

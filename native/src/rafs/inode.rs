@@ -5,7 +5,7 @@
 //! All layout checks happen in [`read`], so later accessors (directory
 //! blocks, symlink targets, chunk indexes) only need their own bounds check.
 
-use super::bytes::{le16, le32, le64, Bytes};
+use super::bytes::{le16, le32, le64, Bytes, MAX_SAFE};
 use super::error::{bail, Result};
 use super::superblock::Super;
 use super::BLOCK;
@@ -35,8 +35,10 @@ pub struct Inode {
     pub nlink: u32,
     /// Device number as stored (`new_encode_dev`); 0 for non-devices.
     pub rdev: u32,
-    /// Compact inodes have no timestamp: the kernel reports the
-    /// superblock's build time, and so do we.
+    /// Seconds. Compact inodes have no timestamp: the kernel reports the
+    /// superblock's build time, and so do we. Extended inodes store a
+    /// signed i64; this is its bit pattern (FUSE's `attr.mtime` is read as
+    /// signed by the kernel too). [`Inode::mtime_secs`] gives the value.
     pub mtime: u64,
     pub mtime_nsec: u32,
     /// `i_ino`: dense 1..=s_inos, indexes the merkle table.
@@ -61,6 +63,19 @@ impl Inode {
     }
     pub fn is_symlink(&self) -> bool {
         self.mode & libc::S_IFMT == libc::S_IFLNK
+    }
+
+    /// The mtime as the signed number of seconds it is on disk.
+    pub fn mtime_secs(&self) -> i64 {
+        self.mtime as i64
+    }
+
+    /// `st_blocks` as kernel EROFS reports it for every uncompressed
+    /// inode: the stored size rounded up to whole 4 KiB blocks, in 512-byte
+    /// units (so 0 for devices, fifos and sockets, which we write with
+    /// size 0).
+    pub fn blocks_512(&self) -> u64 {
+        self.size.div_ceil(BLOCK) * (BLOCK / 512)
     }
 
     /// Where the chunk index array starts (the kernel aligns it to 8).
@@ -97,7 +112,13 @@ pub fn read(b: &Bytes, sup: &Super, nid: u64) -> Result<Inode> {
     let mode = le16(i, 4) as u32;
     let raw_u = le32(i, 16);
     let (size, uid, gid, nlink, mtime, mtime_nsec) = if extended {
-        (le64(i, 8), le32(i, 24), le32(i, 28), le32(i, 44), le64(i, 32), le32(i, 40))
+        // Checked inline: this is the getattr path, and building the
+        // message for `safe` up front would allocate on every call.
+        let size = le64(i, 8);
+        if size > MAX_SAFE {
+            bail!("inode {nid}: i_size {size} is too large");
+        }
+        (size, le32(i, 24), le32(i, 28), le32(i, 44), le64(i, 32), le32(i, 40))
     } else {
         (
             le32(i, 8) as u64,
@@ -131,6 +152,14 @@ pub fn read(b: &Bytes, sup: &Super, nid: u64) -> Result<Inode> {
         xattr_size,
         data_offset,
     };
+
+    // With our merkle extension every inode needs its table entry
+    // (SPEC §4.5), which also keeps `i_ino` in 1..=table entries.
+    if let Some(m) = &sup.merkle {
+        if inode.ino == 0 || inode.ino as u64 * 32 > m.table.1 {
+            bail!("inode {nid}: inode number {} has no merkle table entry", inode.ino);
+        }
+    }
 
     match kind {
         libc::S_IFREG => {

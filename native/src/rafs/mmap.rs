@@ -3,9 +3,14 @@
 //! The bootstrap never changes while mounted, so mapping it lets every
 //! metadata request read straight from the page cache (shared with the
 //! kernel's own caching of the file) without a syscall or a copy.
+//!
+//! The mapping trusts the file not to shrink while mapped (a truncation
+//! would turn reads past the new end into SIGBUS). The daemon owns its
+//! bootstrap copy, so nothing else truncates it.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -22,9 +27,18 @@ unsafe impl Sync for Mmap {}
 impl Mmap {
     /// Maps `path` read-only. An empty file yields `None` (mmap refuses a
     /// zero length); callers treat it as an empty byte string.
+    ///
+    /// Only regular files are accepted: opening a FIFO would block, and a
+    /// device's length is not its size. O_NONBLOCK keeps the open itself
+    /// from blocking; the type is checked on the opened descriptor, so a
+    /// path swapped in between cannot slip through.
     pub fn open(path: &Path) -> io::Result<Option<Mmap>> {
-        let file = File::open(path)?;
-        let len = usize::try_from(file.metadata()?.len())
+        let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        let len = usize::try_from(meta.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large to map"))?;
         if len == 0 {
             return Ok(None);

@@ -11,20 +11,35 @@
 //! blob tables, every chunk table row, the prefetch and merkle ranges, and
 //! the root inode. Each inode is validated when it is read (`inode`), each
 //! dirent block when it is listed or searched, each chunk index when it is
-//! resolved. Whole-tree checks (a directory reachable twice) are not done
-//! here, since the daemon never walks the tree; `path_to_nid` is bounded by
-//! the path's length, so a loop cannot hang it.
+//! resolved. Whole-tree checks (a directory reachable twice) need a walk:
+//! [`Bootstrap::walk`] and [`Bootstrap::validate`] make them; the request
+//! path never walks, and `path_to_nid` is bounded by the path's length, so
+//! a loop cannot hang it.
+//!
+//! Semantics follow kernel EROFS on the same image (and the TypeScript
+//! reader, `rafs-spec/src/bootstrap-reader.ts`, on every field they share):
+//! compact inodes take the superblock build time as mtime, `rdev` is the
+//! stored `new_encode_dev` value for devices and 0 otherwise, readdir lists
+//! `.` and `..` where they sort, and `statfs` is `erofs_statfs`.
+//!
+//! Modules, one structure each: `superblock` (EROFS and extended
+//! superblocks, merkle header), `blob` (blob table, device slots), `chunk`
+//! (chunk indexes, chunk table), `inode`, `dir` (dirent blocks), `xattr`,
+//! `walk` (whole-tree traversal), `dump` (JSON for cross-checks), with
+//! `bytes` (the bounds-checked accessor) and `mmap` underneath.
 
 mod blob;
 mod bytes;
 mod chunk;
 mod dir;
+pub mod dump;
 mod error;
 mod inode;
 mod mmap;
 mod superblock;
 #[cfg(test)]
 mod tests;
+mod walk;
 mod xattr;
 
 use std::path::Path;
@@ -32,8 +47,9 @@ use std::path::Path;
 pub use blob::BlobInfo;
 pub use chunk::ChunkRef;
 pub use dir::DirEntryRef;
-pub use error::RafsError;
+pub use error::{ErrorKind, RafsError};
 pub use inode::{Inode, Layout};
+pub use xattr::XattrRef;
 
 use bytes::Bytes;
 use chunk::RowIndex;
@@ -77,7 +93,7 @@ impl std::fmt::Debug for Bootstrap {
 impl Bootstrap {
     /// Maps `path` (private, read-only) and validates it.
     pub fn open(path: &Path) -> Result<Bootstrap> {
-        let bytes = Bytes::map(path).map_err(|e| RafsError::new(format!("cannot map {}: {e}", path.display())))?;
+        let bytes = Bytes::map(path).map_err(|e| RafsError::io(format!("{}: {e}", path.display())))?;
         Self::load(bytes)
     }
 
@@ -105,21 +121,32 @@ impl Bootstrap {
         inode::read(&self.bytes, &self.sup, nid)
     }
 
-    /// The nid of `name` in `dir`, by binary search (no allocation).
+    /// Nids below this name a 32-byte slot inside the image; dirents
+    /// naming anything else are refused.
+    fn nid_limit(&self) -> u64 {
+        // superblock::read checked meta_addr < len.
+        (self.bytes.len() - self.sup.meta_addr) / 32
+    }
+
+    /// The nid of `name` in `dir`, by binary search over blocks and then
+    /// inside one block, as the kernel's `erofs_namei` (no allocation).
     pub fn lookup(&self, dir: &Inode, name: &[u8]) -> Result<Option<u64>> {
         if !dir.is_dir() {
             bail!("inode {} is not a directory", dir.nid);
         }
-        dir::lookup(&self.bytes, dir, name)
+        dir::lookup(&self.bytes, dir, self.nid_limit(), name)
     }
 
     /// Calls `f` for each entry after `cookie` in on-disk order, `.` and
-    /// `..` included, until `f` returns false.
-    pub fn read_dir(&self, dir: &Inode, cookie: u64, f: &mut dyn FnMut(DirEntryRef<'_>) -> bool) -> Result<()> {
+    /// `..` included, until `f` returns false. Cookie 0 starts at the
+    /// beginning; an entry's `next_cookie` resumes right after it (it is
+    /// the entry's 1-based position, stable for the life of the image).
+    /// Names borrow from the image, so they may outlive the callback.
+    pub fn read_dir<'a>(&'a self, dir: &Inode, cookie: u64, f: &mut dyn FnMut(DirEntryRef<'a>) -> bool) -> Result<()> {
         if !dir.is_dir() {
             bail!("inode {} is not a directory", dir.nid);
         }
-        dir::read_dir(&self.bytes, dir, cookie, f)
+        dir::read_dir(&self.bytes, dir, self.nid_limit(), cookie, f)
     }
 
     /// A symlink's target, borrowed from the image (inline tail or block).
@@ -132,9 +159,22 @@ impl Bootstrap {
         inode::data(&self.bytes, inode, 0, inode.size)
     }
 
-    /// Every xattr as (full name such as `user.foo`, value).
+    /// Every xattr as (full name such as `user.foo`, value), in on-disk
+    /// order (sorted by full name in images we write).
     pub fn xattrs(&self, inode: &Inode) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         xattr::read(&self.bytes, inode)
+    }
+
+    /// One xattr's value by full name, borrowed from the image (no
+    /// allocation: the getxattr path).
+    pub fn xattr(&self, inode: &Inode, name: &[u8]) -> Result<Option<&[u8]>> {
+        xattr::get(&self.bytes, inode, name)
+    }
+
+    /// Calls `f` for each xattr, borrowed, until it returns false (the
+    /// listxattr path, without a Vec per entry).
+    pub fn for_each_xattr<'a>(&'a self, inode: &Inode, f: &mut dyn FnMut(XattrRef<'a>) -> bool) -> Result<()> {
+        xattr::for_each(&self.bytes, inode, f)
     }
 
     /// `ceil(size / chunk_size)` for regular files, 0 otherwise.
@@ -196,6 +236,8 @@ impl Bootstrap {
 
     /// The prefetch table's nids, skipping entries that do not name a valid
     /// inode (SPEC §2.7) and repeats. A lone root nid means "everything".
+    /// Valid is not the same as reachable from the root: checking that
+    /// takes a walk, which the TS reader does and this one leaves out.
     pub fn prefetch_nids(&self) -> Result<Vec<u64>> {
         let (off, size) = self.sup.prefetch_table;
         let raw = self.bytes.slice(off, size, "prefetch table")?;
@@ -229,7 +271,20 @@ impl Bootstrap {
 
     /// Our merkle extension's root digest (SPEC §4.4), when present.
     pub fn merkle_root(&self) -> Option<[u8; 32]> {
-        self.sup.merkle_root
+        self.sup.merkle.map(|m| m.root)
+    }
+
+    /// The inode's content digest from the merkle table (SPEC §4.5), when
+    /// the image has one. Not verified here; that is `check`'s job.
+    pub fn merkle_digest(&self, inode: &Inode) -> Result<Option<[u8; 32]>> {
+        let Some(m) = &self.sup.merkle else { return Ok(None) };
+        // inode::read checked 1 <= i_ino and i_ino * 32 <= table size.
+        let Some(at) = (inode.ino as u64).checked_sub(1).map(|i| m.table.0 + i * 32) else {
+            bail!("inode {}: inode number 0 has no merkle table entry", inode.nid)
+        };
+        let mut d = [0u8; 32];
+        d.copy_from_slice(self.bytes.slice(at, 32, "merkle table entry")?);
+        Ok(Some(d))
     }
 
     /// `s_inos`: the number of distinct inodes.

@@ -3,7 +3,7 @@
 //! later reads can trust the ranges recorded here.
 
 use super::blob::{self, BlobInfo, DEVICE_SLOT_SIZE, DEVICE_TABLE, ENTRY_SIZE, MAX_BLOBS};
-use super::bytes::{le16, le32, le64, Bytes};
+use super::bytes::{le16, le32, le64, safe, Bytes};
 use super::chunk::ROW_SIZE;
 use super::error::{bail, Result};
 use super::BLOCK;
@@ -28,6 +28,15 @@ const MAX_CHUNK_SIZE: u32 = 0x100_0000;
 const MERKLE_MAGIC: u32 = 0x4B52_4D4E;
 const MERKLE_VERSION: u32 = 1;
 
+/// Our merkle extension (SPEC §4.5): the root digest and the table of
+/// per-inode content digests, indexed by `i_ino - 1`.
+#[derive(Debug, Clone, Copy)]
+pub struct Merkle {
+    pub root: [u8; 32],
+    /// (offset, size), in bounds and 4K-aligned.
+    pub table: (u64, u64),
+}
+
 /// Everything the reader needs from the superblocks, validated.
 #[derive(Debug, Clone)]
 pub struct Super {
@@ -43,7 +52,7 @@ pub struct Super {
     pub chunk_table: (u64, u64),
     /// (offset, size) of the prefetch table; size is a multiple of 4.
     pub prefetch_table: (u64, u64),
-    pub merkle_root: Option<[u8; 32]>,
+    pub merkle: Option<Merkle>,
     /// Sum of the device slots' block counts (= blob sizes / 4096).
     pub device_blocks: u64,
 }
@@ -93,7 +102,7 @@ pub fn read(b: &Bytes) -> Result<(Super, Vec<BlobInfo>)> {
     if le16(sb, 88) != DEVT_SLOTOFF {
         bail!("device table slot offset {} is not {DEVT_SLOTOFF}", le16(sb, 88));
     }
-    let inos = le64(sb, 16);
+    let inos = safe(le64(sb, 16), "s_inos")?;
     if inos == 0 {
         bail!("s_inos is zero");
     }
@@ -103,7 +112,7 @@ pub fn read(b: &Bytes) -> Result<(Super, Vec<BlobInfo>)> {
     }
 
     let ext = b.slice(EXT, 256, "RAFS extended superblock")?;
-    let flags = le64(ext, 0);
+    let flags = safe(le64(ext, 0), "s_flags")?;
     match flags & FLAG_COMPRESSION_MASK {
         FLAG_COMPRESSION_NONE | FLAG_COMPRESSION_LZ4 | FLAG_COMPRESSION_ZSTD => {}
         _ => bail!("superblock flags 0x{flags:x} do not name exactly one supported compressor"),
@@ -116,7 +125,7 @@ pub fn read(b: &Bytes) -> Result<(Super, Vec<BlobInfo>)> {
         bail!("chunk size 0x{chunk_size:x} is not a power of two in 4 KiB..16 MiB");
     }
 
-    let (bt_off, bt_size) = (le64(ext, 8), le32(ext, 16) as u64);
+    let (bt_off, bt_size) = (safe(le64(ext, 8), "s_blob_table_offset")?, le32(ext, 16) as u64);
     if !bt_size.is_multiple_of(ENTRY_SIZE) {
         bail!("blob table size {bt_size} is not a multiple of {ENTRY_SIZE}");
     }
@@ -132,13 +141,13 @@ pub fn read(b: &Bytes) -> Result<(Super, Vec<BlobInfo>)> {
     table_range(b, "blob table", bt_off, bt_size, dev_end, true)?;
     let blobs = blob::read_table(b, bt_off, blob_count, chunk_size)?;
 
-    let chunk_table = (le64(ext, 24), le64(ext, 32));
+    let chunk_table = (safe(le64(ext, 24), "s_chunk_table_offset")?, safe(le64(ext, 32), "s_chunk_table_size")?);
     if !chunk_table.1.is_multiple_of(ROW_SIZE) {
         bail!("chunk table size {} is not a multiple of {ROW_SIZE}", chunk_table.1);
     }
     table_range(b, "chunk table", chunk_table.0, chunk_table.1, dev_end, true)?;
 
-    let mut prefetch_table = (le64(ext, 40), le32(ext, 48) as u64);
+    let mut prefetch_table = (safe(le64(ext, 40), "s_prefetch_table_offset")?, le32(ext, 48) as u64);
     if prefetch_table.0 == 0 {
         prefetch_table.1 = 0;
     }
@@ -147,19 +156,20 @@ pub fn read(b: &Bytes) -> Result<(Super, Vec<BlobInfo>)> {
     }
     table_range(b, "prefetch table", prefetch_table.0, prefetch_table.1, dev_end, false)?;
 
-    let merkle_root = if le32(ext, 56) == MERKLE_MAGIC {
+    let merkle = if le32(ext, 56) == MERKLE_MAGIC {
         if le32(ext, 60) != MERKLE_VERSION {
             bail!("unknown merkle header version {}", le32(ext, 60));
         }
-        let (off, size) = (le64(ext, 64), le64(ext, 72));
+        let (off, size) = (safe(le64(ext, 64), "merkle table offset")?, safe(le64(ext, 72), "merkle table size")?);
         table_range(b, "merkle table", off, size, BLOCK, true)?;
-        // Entry i_ino - 1 per inode; i_ino runs 1..=s_inos.
+        // Entry i_ino - 1 per inode; i_ino runs 1..=s_inos. Each inode's
+        // own entry is checked again when the inode is read.
         if inos.checked_mul(32).is_none_or(|need| need > size) {
             bail!("merkle table of {size} bytes cannot hold {inos} inodes");
         }
         let mut root = [0u8; 32];
         root.copy_from_slice(&ext[80..112]);
-        Some(root)
+        Some(Merkle { root, table: (off, size) })
     } else {
         None
     };
@@ -167,14 +177,15 @@ pub fn read(b: &Bytes) -> Result<(Super, Vec<BlobInfo>)> {
     let sup = Super {
         root_nid: le16(sb, 14) as u64,
         inos,
-        build_time: le64(sb, 24),
+        // The kernel gives this to every compact inode as its mtime.
+        build_time: safe(le64(sb, 24), "s_build_time")?,
         build_time_nsec: le32(sb, 32),
         blocks: le32(sb, 36),
         meta_addr,
         chunk_size,
         chunk_table,
         prefetch_table,
-        merkle_root,
+        merkle,
         device_blocks: blobs.iter().map(|b| b.uncompressed_size / BLOCK).sum(),
     };
     Ok((sup, blobs))

@@ -104,7 +104,7 @@ fn make_tree(root: &Path) -> bool {
 fn build(scratch: &Path, src: &Path, tar: bool, compressor: &str, chunk_size: &str) -> (PathBuf, PathBuf) {
     let cli = Path::new(REPO).join("bin/nydus-image.js");
     let dist = Path::new(REPO).join("dist/nydusify/src/cli/nydus-image.js");
-    assert!(dist.exists(), "{} is missing: run `cd {REPO} && npx tsc -p .` first", dist.display());
+    assert!(dist.exists(), "{} is missing: run `cd {REPO} && npm run build` first", dist.display());
     let boot = scratch.join(format!("boot-{compressor}-{tar}"));
     let blobs = scratch.join(format!("blobs-{compressor}-{tar}"));
     let source = if tar {
@@ -275,6 +275,8 @@ fn check_against_source(bs: &Bootstrap, blob_dir: &Path, src: &Path, exact_mtime
             let rel = p.strip_prefix(src).unwrap();
             let abs = [b"/".as_slice(), rel.as_os_str().as_bytes()].concat();
             assert_eq!(bs.path_to_nid(&abs).unwrap(), Some(*child));
+            check_xattr_access(bs, &inode);
+            check_merkle_entry(bs, &inode);
             if xattrs {
                 let mut got = bs.xattrs(&inode).unwrap();
                 got.sort();
@@ -308,6 +310,48 @@ fn check_against_source(bs: &Bootstrap, blob_dir: &Path, src: &Path, exact_mtime
 
 use std::os::unix::fs::FileTypeExt;
 
+/// The borrowed getters agree with the list, and a missing name is None.
+fn check_xattr_access(bs: &Bootstrap, inode: &Inode) {
+    let all = bs.xattrs(inode).unwrap();
+    for (name, value) in &all {
+        assert_eq!(bs.xattr(inode, name).unwrap(), Some(value.as_slice()));
+        let mut longer = name.clone();
+        longer.push(b'x');
+        assert_eq!(bs.xattr(inode, &longer).unwrap(), None);
+        assert_eq!(bs.xattr(inode, &name[..name.len() - 1]).unwrap(), None);
+    }
+    assert_eq!(bs.xattr(inode, b"user.not-there").unwrap(), None);
+    let mut seen = Vec::new();
+    bs.for_each_xattr(inode, &mut |x| {
+        seen.push((x.full_name(), x.value.to_vec()));
+        true
+    })
+    .unwrap();
+    assert_eq!(seen, all);
+}
+
+/// SPEC §4.2: a file's content digest is H(its chunk digests), a
+/// symlink's H(target), a special file's H(""); directories need the
+/// entry records, which `check` covers.
+fn check_merkle_entry(bs: &Bootstrap, inode: &Inode) {
+    let Some(stored) = bs.merkle_digest(inode).unwrap() else { return };
+    let digester = bs.blobs()[0].digester;
+    let expected = if inode.is_reg() {
+        let mut all = Vec::new();
+        for i in 0..bs.chunk_count(inode) {
+            all.extend_from_slice(&bs.chunk(inode, i).unwrap().digest);
+        }
+        crate::digest::digest(digester, &all)
+    } else if inode.is_symlink() {
+        crate::digest::digest(digester, bs.read_link(inode).unwrap())
+    } else if inode.is_dir() {
+        return;
+    } else {
+        crate::digest::digest(digester, b"")
+    };
+    assert_eq!(stored, expected, "merkle entry of inode {}", inode.nid);
+}
+
 /// Linux `new_encode_dev`.
 fn encode_dev(dev: u64) -> u64 {
     // glibc's gnu_dev_major/minor encoding, spelled out (libc's are unsafe fns).
@@ -326,12 +370,59 @@ fn check_tables(bs: &Bootstrap) {
         assert_eq!(b.id.len(), 64);
         assert_eq!(b.chunk_size, bs.chunk_size());
     }
+    // erofs_statfs: blocks = s_blocks + every device slot's blocks; files
+    // unlimited, ffree = unlimited - s_inos (checked against a kernel mount
+    // in native/test/rafs-reader.test.ts).
     let s = bs.statfs();
     assert_eq!((s.bsize, s.namelen, s.files), (4096, 255, u64::MAX));
-    assert!(s.blocks > 0 && s.ffree < u64::MAX);
+    let device_blocks: u64 = bs.blobs().iter().map(|b| b.uncompressed_size / 4096).sum();
+    assert_eq!(s.blocks, bs.sup.blocks as u64 + device_blocks);
+    assert_eq!(s.ffree, u64::MAX - bs.inode_count());
     for nid in bs.prefetch_nids().unwrap() {
         bs.inode(nid).unwrap();
     }
+}
+
+/// Every path of the source, "/"-rooted, including "/" itself.
+fn source_paths(src: &Path) -> Vec<Vec<u8>> {
+    let mut out = vec![b"/".to_vec()];
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(src).unwrap().as_os_str().as_bytes();
+            out.push([b"/".as_slice(), rel].concat());
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The walk visits exactly the source's paths, each once, parents first,
+/// with the inode `path_to_nid` resolves; `validate` accepts the image.
+fn check_walk(bs: &Bootstrap, src: &Path) {
+    let mut visited = Vec::new();
+    bs.walk(&mut |path, inode| {
+        assert_eq!(bs.path_to_nid(path).unwrap(), Some(inode.nid), "{}", String::from_utf8_lossy(path));
+        if let Some(cut) = path.iter().rposition(|&c| c == b'/').filter(|&c| c > 0) {
+            assert!(
+                visited.iter().any(|p: &Vec<u8>| p == &path[..cut]),
+                "parent of {} not visited first",
+                String::from_utf8_lossy(path)
+            );
+        }
+        visited.push(path.to_vec());
+        Ok(())
+    })
+    .unwrap();
+    visited.sort();
+    assert_eq!(visited, source_paths(src));
+    bs.validate().unwrap();
+    let json = dump::dump(bs).unwrap();
+    assert_eq!(json.matches("\"path\":").count(), visited.len());
 }
 
 #[test]
@@ -345,6 +436,7 @@ fn dir_image_matches_source() {
         assert_eq!(bs.chunk_size(), u32::from_str_radix(&chunk[2..], 16).unwrap());
         check_tables(&bs);
         check_against_source(&bs, &blobs, &src, true, xattrs);
+        check_walk(&bs, &src);
         let owned = Bootstrap::from_bytes(fs::read(&boot).unwrap()).unwrap();
         assert_eq!(owned.root_nid(), bs.root_nid());
         assert!(owned.merkle_root().is_some());
@@ -364,6 +456,7 @@ fn tar_image_matches_source() {
     let bs = Bootstrap::open(&boot).unwrap();
     check_tables(&bs);
     check_against_source(&bs, &blobs, &src, true, xattrs);
+    check_walk(&bs, &src);
     // Most inodes are compact here, so the build-time path was exercised.
     let image = fs::read(&boot).unwrap();
     let compact = (0..bs.sup.inos * 8)
@@ -375,12 +468,18 @@ fn tar_image_matches_source() {
 }
 
 /// Reads everything reachable, the way the daemon would. Must not panic.
-fn walk_everything(bytes: Vec<u8>) -> usize {
+/// `dump` repeats the reads of `validate` plus a JSON writer that cannot
+/// fail, so it only runs when `with_dump` (to keep the sweep fast).
+fn walk_everything(bytes: Vec<u8>, with_dump: bool) -> usize {
     let Ok(bs) = Bootstrap::from_bytes(bytes) else { return 0 };
     let _ = bs.chunk_rows();
     let _ = bs.prefetch_nids();
     let _ = bs.statfs();
     let _ = bs.path_to_nid(b"/a/b/c/block");
+    let _ = bs.validate();
+    if with_dump {
+        let _ = dump::dump(&bs);
+    }
     let mut seen = HashSet::new();
     let mut queue = VecDeque::from([bs.root_nid()]);
     let mut work = 0;
@@ -391,6 +490,8 @@ fn walk_everything(bytes: Vec<u8>) -> usize {
         let Ok(inode) = bs.inode(nid) else { continue };
         work += 1;
         let _ = bs.xattrs(&inode);
+        let _ = bs.xattr(&inode, b"user.foo");
+        let _ = bs.merkle_digest(&inode);
         let _ = bs.read_link(&inode);
         for i in 0..bs.chunk_count(&inode).min(1000) {
             let _ = bs.chunk(&inode, i);
@@ -419,7 +520,9 @@ fn small_image(scratch: &Scratch) -> Vec<u8> {
 }
 
 fn no_panic(bytes: Vec<u8>, what: &str) {
-    let r = std::panic::catch_unwind(move || walk_everything(bytes));
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let with_dump = N.fetch_add(1, Ordering::Relaxed).is_multiple_of(4);
+    let r = std::panic::catch_unwind(move || walk_everything(bytes, with_dump));
     assert!(r.is_ok(), "panic on {what}");
 }
 
@@ -427,7 +530,7 @@ fn no_panic(bytes: Vec<u8>, what: &str) {
 fn bit_flips_never_panic() {
     let scratch = Scratch::new("flip");
     let image = small_image(&scratch);
-    assert!(walk_everything(image.clone()) > 400);
+    assert!(walk_everything(image.clone(), true) > 400);
     // Quiet the default hook: a failure is reported by the assertion.
     let mut positions: Vec<usize> = (1024..1408 + 256).collect();
     let meta = 4096 * 2;
@@ -500,4 +603,83 @@ fn corrupt_fields_are_errors() {
     assert!(bs.chunk(&root, 0).is_err());
     assert_eq!(bs.lookup(&root, b"").unwrap(), None);
     assert_eq!(bs.lookup(&root, &[b'z'; 300]).unwrap(), None);
+}
+
+/// Where the dirent for `name` in `dir`'s first block sits in the image.
+fn dirent_offset(bs: &Bootstrap, dir: &Inode, name: &[u8]) -> usize {
+    let base = match dir.layout {
+        Layout::FlatInline if dir.size < 4096 => dir.data_offset,
+        _ => dir.raw_u as u64 * 4096,
+    } as usize;
+    let nid = bs.lookup(dir, name).unwrap().unwrap();
+    let mut k = 0;
+    bs.read_dir(dir, 0, &mut |e| {
+        if e.name == name {
+            return false;
+        }
+        k += 1;
+        true
+    })
+    .unwrap();
+    let at = base + 12 * k;
+    assert_eq!(bs.bytes.slice(at as u64, 8, "test").unwrap(), nid.to_le_bytes(), "dirent of {name:?} not found");
+    at
+}
+
+/// Corruptions only a walk or a full listing can see, and the numeric
+/// limits shared with the TypeScript reader.
+#[test]
+fn structural_corruption_is_reported() {
+    let scratch = Scratch::new("struct");
+    let image = small_image(&scratch);
+    let bs = Bootstrap::from_bytes(image.clone()).unwrap();
+    let root = bs.inode(bs.root_nid()).unwrap();
+    let a = bs.lookup(&root, b"a").unwrap().unwrap();
+    let patched = |at: usize, v: &[u8]| {
+        let mut b = image.clone();
+        b[at..at + v.len()].copy_from_slice(v);
+        Bootstrap::from_bytes(b).unwrap()
+    };
+
+    // "/empty" now names the directory "/a": reached twice.
+    let bad = patched(dirent_offset(&bs, &root, b"empty"), &a.to_le_bytes());
+    let err = bad.walk(&mut |_, _| Ok(())).unwrap_err().to_string();
+    assert!(err.contains("appears twice"), "{err}");
+    assert!(bad.validate().is_err() && dump::dump(&bad).is_err());
+    // A directory naming its root as a child is a loop.
+    let dir_a = bs.inode(a).unwrap();
+    let bad = patched(dirent_offset(&bs, &dir_a, b"b"), &bs.root_nid().to_le_bytes());
+    assert!(bad.walk(&mut |_, _| Ok(())).unwrap_err().to_string().contains("appears twice"));
+
+    // "." pointing elsewhere is refused when listed.
+    let bad = patched(dirent_offset(&bs, &root, b"."), &a.to_le_bytes());
+    let root2 = bad.inode(bad.root_nid()).unwrap();
+    let err = bad.read_dir(&root2, 0, &mut |_| true).unwrap_err().to_string();
+    assert!(err.contains("'.' points at"), "{err}");
+
+    // A nid past the end of the image is refused in the dirent itself.
+    let bad = patched(dirent_offset(&bs, &root, b"one"), &(1u64 << 40).to_le_bytes());
+    let err = bad.lookup(&root2, b"one").unwrap_err().to_string();
+    assert!(err.contains("lies outside the bootstrap"), "{err}");
+
+    // u64 fields above 2^53 are refused, as the TS reader does.
+    let mut b = image.clone();
+    b[1024 + 24..1024 + 32].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    assert!(Bootstrap::from_bytes(b).unwrap_err().to_string().contains("s_build_time is too large"));
+
+    // The merkle table must have an entry for every inode it is asked for.
+    let mut b = image.clone();
+    let ino_at = (bs.sup.meta_addr + 32 * a + 20) as usize;
+    b[ino_at..ino_at + 4].copy_from_slice(&0u32.to_le_bytes());
+    let bad = Bootstrap::from_bytes(b).unwrap();
+    assert!(bad.inode(a).unwrap_err().to_string().contains("no merkle table entry"));
+
+    // Opening something that is not a regular file fails instead of
+    // blocking (a FIFO) or mapping garbage.
+    let fifo = scratch.0.join("fifo");
+    let c = cstr(&fifo);
+    // SAFETY: valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert!(Bootstrap::open(&fifo).unwrap_err().to_string().contains("not a regular file"));
+    assert!(Bootstrap::open(&scratch.0).is_err());
 }

@@ -1,9 +1,14 @@
 //! Inline xattrs (SPEC §2.10): a 12-byte ibody header, then 4-byte aligned
-//! entries whose names are a prefix index plus a suffix.
+//! entries whose names are a prefix index plus a suffix. RAFS v6 has no
+//! shared xattr area (the superblock check refuses one, and so does the
+//! ibody header check here).
 
 use super::bytes::{le16, Bytes};
 use super::error::{bail, Result};
 use super::inode::Inode;
+
+const IBODY_HEADER: usize = 12;
+const ENTRY_HEADER: usize = 4;
 
 /// Name prefixes by `e_name_index`, as the kernel's xattr handlers use them.
 /// Index 5 (lustre) has no handler in the kernel, so it is refused.
@@ -18,33 +23,86 @@ fn prefix(index: u8) -> Option<&'static [u8]> {
     })
 }
 
-/// Every inline xattr of `inode` as (full name, value), in on-disk order.
-pub fn read(b: &Bytes, inode: &Inode) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+/// One xattr, borrowed from the image: the full name is `prefix ++ suffix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XattrRef<'a> {
+    pub prefix: &'static [u8],
+    pub suffix: &'a [u8],
+    pub value: &'a [u8],
+}
+
+impl XattrRef<'_> {
+    /// Whether the full name equals `name`, without building it.
+    pub fn name_is(&self, name: &[u8]) -> bool {
+        name.len() == self.prefix.len() + self.suffix.len()
+            && name.starts_with(self.prefix)
+            && &name[self.prefix.len()..] == self.suffix
+    }
+
+    pub fn full_name(&self) -> Vec<u8> {
+        [self.prefix, self.suffix].concat()
+    }
+}
+
+/// Calls `f` for every inline xattr of `inode` in on-disk order. The whole
+/// area is validated even when `f` stops early (returns false), so list and
+/// get fail alike on a corrupt area.
+pub fn for_each<'a>(b: &'a Bytes, inode: &Inode, f: &mut dyn FnMut(XattrRef<'a>) -> bool) -> Result<()> {
     if inode.xattr_size == 0 {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let area = b.slice(inode.xattr_offset, inode.xattr_size, "xattr area")?;
     // xattr_size is 12 + 4k by construction, so the header is there.
     if area[4] != 0 {
-        bail!("inode {}: shared xattrs are not used by RAFS v6", inode.nid);
+        bail!("inode {}: {} shared xattrs, but RAFS v6 has no shared xattr area", inode.nid, area[4]);
     }
-    let mut out = Vec::new();
-    let mut at = 12usize;
+    let mut want = true;
+    let mut at = IBODY_HEADER;
     while at < area.len() {
-        if at + 4 > area.len() {
-            bail!("inode {}: xattr entry header runs past the xattr area", inode.nid);
-        }
+        // at and area.len() are multiples of 4, so the entry header fits.
         let (name_len, index, value_size) = (area[at] as usize, area[at + 1], le16(area, at + 2) as usize);
-        let end = at + 4 + name_len + value_size;
+        let name_at = at + ENTRY_HEADER;
+        let end = name_at + name_len + value_size;
         if end > area.len() {
-            bail!("inode {}: xattr entry runs past the xattr area", inode.nid);
+            bail!(
+                "inode {}: xattr entry at byte {} runs past the {}-byte xattr area",
+                inode.nid,
+                inode.xattr_offset + at as u64,
+                area.len()
+            );
         }
-        let Some(p) = prefix(index) else { bail!("inode {}: unknown xattr prefix index {index}", inode.nid) };
-        let mut name = Vec::with_capacity(p.len() + name_len);
-        name.extend_from_slice(p);
-        name.extend_from_slice(&area[at + 4..at + 4 + name_len]);
-        out.push((name, area[at + 4 + name_len..end].to_vec()));
+        let Some(prefix) = prefix(index) else { bail!("inode {}: unknown xattr name prefix index {index}", inode.nid) };
+        if want {
+            want = f(XattrRef {
+                prefix,
+                suffix: &area[name_at..name_at + name_len],
+                value: &area[name_at + name_len..end],
+            });
+        }
         at = (end + 3) & !3;
     }
+    Ok(())
+}
+
+/// Every inline xattr of `inode` as (full name, value), in on-disk order.
+pub fn read(b: &Bytes, inode: &Inode) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for_each(b, inode, &mut |x| {
+        out.push((x.full_name(), x.value.to_vec()));
+        true
+    })?;
     Ok(out)
+}
+
+/// The value of xattr `name`, borrowed from the image. As in the kernel,
+/// the first entry with that name wins.
+pub fn get<'a>(b: &'a Bytes, inode: &Inode, name: &[u8]) -> Result<Option<&'a [u8]>> {
+    let mut found = None;
+    for_each(b, inode, &mut |x| {
+        if x.name_is(name) {
+            found = Some(x.value);
+        }
+        found.is_none()
+    })?;
+    Ok(found)
 }
