@@ -34,6 +34,7 @@ interface NativeBinding {
   umount(target: string, flags?: number): void;
   listXattrs(path: string): Record<string, Buffer>;
   rafsDump(bootstrapPath: string): string;
+  rafsCheck(bootstrapPath: string): string;
   MS_RDONLY: number;
   MNT_DETACH: number;
 }
@@ -131,6 +132,15 @@ export function listXattrs(path: string): Record<string, Buffer> {
  */
 export function rafsDump(bootstrapPath: string): string {
   return native.rafsDump(bootstrapPath);
+}
+
+/**
+ * Validates the RAFS v6 bootstrap at `bootstrapPath` with the daemon's own reader (every inode,
+ * directory, xattr area, symlink and chunk reachable from the root) and returns its inode count
+ * and blob ids. Throws (code ERR_NYDUS_RAFS) saying what is wrong and where.
+ */
+export function rafsCheck(bootstrapPath: string): { inodeCount: number; blobs: string[] } {
+  return JSON.parse(native.rafsCheck(bootstrapPath)) as { inodeCount: number; blobs: string[] };
 }
 
 export const MS_RDONLY: number = native.MS_RDONLY;

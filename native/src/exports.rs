@@ -15,7 +15,7 @@ use crate::xattr;
 use crate::napi::{spawn_promise, CallContext, Env, Function, JsError, Result, SendSlice, Value};
 
 /// Every exported function, in registration order.
-pub static FUNCTIONS: [Function; 10] = [
+pub static FUNCTIONS: [Function; 11] = [
     Function::new("processChunk", process_chunk),
     Function::new("processChunkAsync", process_chunk_async),
     Function::new("compress", compress),
@@ -26,6 +26,7 @@ pub static FUNCTIONS: [Function; 10] = [
     Function::new("umount", umount),
     Function::new("listXattrs", list_xattrs),
     Function::new("rafsDump", rafs_dump),
+    Function::new("rafsCheck", rafs_check),
 ];
 
 /// Numeric constants exported alongside the functions.
@@ -203,5 +204,21 @@ fn rafs_dump(ctx: &CallContext<'_>) -> Result<Value> {
     let path = ctx.string(0, "bootstrapPath")?;
     let json = crate::rafs::dump::dump_file(std::path::Path::new(&path))
         .map_err(|e| JsError::error(e.to_string()).with_code("ERR_NYDUS_RAFS"))?;
+    ctx.env().string(&json)
+}
+
+/// `rafsCheck(bootstrapPath)`: validates the whole image the way the daemon
+/// would read it and answers `{"inodeCount":N,"blobs":["<id>",...]}` (JSON).
+/// What a snapshotter needs before it serves an image, and to know which
+/// cached blobs an image still uses.
+fn rafs_check(ctx: &CallContext<'_>) -> Result<Value> {
+    let path = ctx.string(0, "bootstrapPath")?;
+    let check = || -> std::result::Result<String, crate::rafs::RafsError> {
+        let bs = crate::rafs::Bootstrap::open(std::path::Path::new(&path))?;
+        bs.validate()?;
+        let ids: Vec<String> = bs.blobs().iter().map(|b| format!("\"{}\"", b.id)).collect();
+        Ok(format!("{{\"inodeCount\":{},\"blobs\":[{}]}}", bs.inode_count(), ids.join(",")))
+    };
+    let json = check().map_err(|e| JsError::error(e.to_string()).with_code("ERR_NYDUS_RAFS"))?;
     ctx.env().string(&json)
 }

@@ -54,17 +54,18 @@ export async function main(argv: string[]): Promise<number> {
   let loaded;
   if (typeof v.config === 'string') loaded = await loadConfigFile(v.config);
   else if (typeof v['localfs-dir'] === 'string') loaded = { config: localfsConfig(v['localfs-dir']), warnings: [] };
-  else throw new UsageError('--config is required (or --localfs-dir)');
-  for (const w of loaded.warnings) logger.warn('config', { warning: w });
-  let config = loaded.config;
-  if (typeof v['localfs-dir'] === 'string' && typeof v.config === 'string') config = { ...config, backend: localfsConfig(v['localfs-dir']).backend };
+  // Without a bootstrap (shared mode) every image brings its own config through the mount API.
+  else if (typeof v.bootstrap === 'string') throw new UsageError('--config is required with --bootstrap (or --localfs-dir)');
+  for (const w of loaded?.warnings ?? []) logger.warn('config', { warning: w });
+  let config = loaded?.config;
+  if (config !== undefined && typeof v['localfs-dir'] === 'string' && typeof v.config === 'string') config = { ...config, backend: localfsConfig(v['localfs-dir']).backend };
 
   const prefetchFiles = typeof v['prefetch-files'] === 'string'
     ? (await readFile(v['prefetch-files'], 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean)
     : undefined;
 
   const daemon = new Nydusd({
-    config,
+    ...(config ? { config } : {}),
     mountpoint: v.mountpoint,
     ...(typeof v.bootstrap === 'string' ? { bootstrap: v.bootstrap } : {}),
     threads,

@@ -19,7 +19,8 @@ import { MountState } from './mount-state.js';
 export type DaemonState = 'INIT' | 'READY' | 'RUNNING' | 'STOPPED';
 
 export interface NydusdOptions {
-  config: DaemonConfig;
+  /** The config of the bootstrap served at "/"; API mounts bring their own. */
+  config?: DaemonConfig;
   /** Where the FUSE filesystem is mounted. */
   mountpoint: string;
   /** The RAFS to serve at "/" (dedicated mode); without it the root lists API mounts (shared mode). */
@@ -90,6 +91,7 @@ export class Nydusd {
     await clearStaleMount(mountpoint);
     this.#native = new NativeDaemon((e) => this.#onEvent(e));
     if (this.opts.bootstrap !== undefined) {
+      if (this.opts.config === undefined) throw new Error('a bootstrap needs a config');
       await this.mount('/', { source: this.opts.bootstrap, config: this.opts.config, prefetchFiles: this.opts.prefetchFiles });
     }
     this.native.mountFuse(mountpoint, this.opts.threads);

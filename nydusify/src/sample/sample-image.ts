@@ -56,7 +56,7 @@ export function sampleLayers(o: SampleImageOptions = {}): TarWriteEntry[][] {
     file('opt/app/data-copy.bin', data),
     file('opt/app/busybox-copy', busybox, 0o755),
     file('opt/app/run.sh', '#!/bin/sh\necho hello from nydus\n', 0o755),
-    { path: 'opt/app/link', type: 'hardlink', linkname: 'opt/app/run.sh' },
+    { path: 'opt/app/link', type: 'hardlink', linkname: 'opt/app/run.sh', mode: 0o755 },
   ];
   const cleanup: TarWriteEntry[] = [
     dir('etc'), file('etc/.wh.obsolete.conf', ''),

@@ -1,0 +1,132 @@
+// `containerd-nydus-grpc`: the containerd remote snapshotter for Nydus images, with
+// nydus-snapshotter's flags and config.toml.
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { helpText, parseCommand, UsageError, type CommandSpec } from '../../nydusify/src/cli/args.js';
+import { logger, setLogLevel } from '../../nydusify/src/util/log.js';
+import { daemonMode, defaultConfig, DEFAULT_NYDUSD_CONFIG, fsDriver, loadSnapshotterConfig, type SnapshotterConfig } from './config.js';
+import { Daemons } from './daemons.js';
+import { serveMetrics } from './metrics.js';
+import { serve } from './service.js';
+import { Snapshotter } from './snapshotter.js';
+import { MetaStore } from './store.js';
+import { serveSystem } from './system.js';
+
+export const VERSION = '0.1.0';
+
+export const COMMAND: CommandSpec = {
+  name: '',
+  summary: 'containerd remote snapshotter that runs Nydus images lazily (nydus-snapshotter compatible)',
+  usage: '[--config config.toml] [--nydusd-config nydusd.json] [--root DIR] [--address SOCK] [options]',
+  options: {
+    config: { type: 'string', value: 'file', help: 'snapshotter configuration (nydus-snapshotter config.toml)' },
+    'nydusd-config': { type: 'string', value: 'file', help: `nydusd JSON config used as the template of every daemon (default: ${DEFAULT_NYDUSD_CONFIG})` },
+    root: { type: 'string', value: 'dir', help: 'directory for snapshots, metadata, daemons and cache (default: /var/lib/containerd-nydus)' },
+    address: { type: 'string', value: 'sock', help: 'gRPC socket containerd connects to (default: /run/containerd-nydus/containerd-nydus-grpc.sock)' },
+    nydusd: { type: 'string', value: 'path', help: 'nydusd binary (default: the nydusd of this package)' },
+    'nydus-image': { type: 'string', value: 'path', help: 'accepted for compatibility (conversion is not done by the snapshotter)' },
+    'daemon-mode': { type: 'string', value: 'mode', help: 'dedicated (alias multiple: one nydusd per image) or shared (one nydusd for all)' },
+    'fs-driver': { type: 'string', value: 'driver', help: 'fusedev (fscache needs EROFS on-demand, not in this kernel)' },
+    'log-level': { type: 'string', value: 'level', help: 'trace, debug, info, warn, error (default: info)' },
+    'log-to-stdout': { type: 'boolean', help: 'log to stdout instead of stderr' },
+    version: { type: 'boolean', help: 'print the version and exit' },
+  },
+  aliases: { 'config-path': 'nydusd-config', 'nydusd-path': 'nydusd', 'nydusimg-path': 'nydus-image' },
+};
+
+/** The config file, then the flags over it (flags win, as in nydus-snapshotter). */
+async function resolveConfig(v: Record<string, unknown>): Promise<SnapshotterConfig> {
+  let config = defaultConfig();
+  if (typeof v.config === 'string') {
+    const loaded = await loadSnapshotterConfig(v.config);
+    for (const w of loaded.warnings) logger.warn('config', { warning: w });
+    config = loaded.config;
+  }
+  if (typeof v.root === 'string') config.root = v.root;
+  if (typeof v.address === 'string') config.address = v.address;
+  if (typeof v['nydusd-config'] === 'string') config.daemon.nydusdConfig = v['nydusd-config'];
+  if (typeof v.nydusd === 'string') config.daemon.nydusdPath = v.nydusd;
+  if (typeof v['daemon-mode'] === 'string') config.daemonMode = daemonMode(v['daemon-mode']);
+  if (typeof v['fs-driver'] === 'string') fsDriver(v['fs-driver']);
+  if (typeof v['log-level'] === 'string') config.log.level = v['log-level'];
+  if (v['log-to-stdout'] === true) config.log.toStdout = true;
+  return config;
+}
+
+/** The nydusd template; without one at the default path, a registry backend with a blob cache. */
+async function loadTemplate(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || path !== DEFAULT_NYDUSD_CONFIG) throw new UsageError(`cannot read the nydusd config ${path}: ${(e as Error).message}`);
+    logger.warn('no nydusd config; using a registry backend with a blob cache', { path });
+    return { device: { backend: { type: 'registry', config: {} }, cache: { type: 'blobcache', config: {} } }, mode: 'direct', fs_prefetch: { enable: false } };
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`the nydusd config ${path} is not JSON: ${(e as Error).message}`);
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values: v, help } = parseCommand(COMMAND, argv);
+  if (help) {
+    process.stdout.write(`${helpText('containerd-nydus-grpc', COMMAND).replace('containerd-nydus-grpc : ', 'containerd-nydus-grpc: ')}\n`);
+    return 0;
+  }
+  if (v.version) {
+    process.stdout.write(`containerd-nydus-grpc ${VERSION}\n`);
+    return 0;
+  }
+  const config = await resolveConfig(v);
+  setLogLevel(config.log.level);
+  if (config.log.toStdout) process.stderr.write = process.stdout.write.bind(process.stdout);
+  const template = await loadTemplate(config.daemon.nydusdConfig);
+  const cacheDir = config.cacheManager.cacheDir || join(config.root, 'cache');
+
+  const store = await MetaStore.open(config.root);
+  const daemons = new Daemons(store, {
+    root: config.root,
+    nydusdPath: config.daemon.nydusdPath,
+    threads: config.daemon.threadsNumber,
+    logLevel: config.log.level,
+    recoverPolicy: config.daemon.recoverPolicy,
+  });
+  await daemons.recover();
+  const sn = new Snapshotter(store, daemons, {
+    root: config.root,
+    daemonMode: config.daemonMode,
+    nydusdTemplate: template,
+    cacheDir,
+    cacheGc: !config.cacheManager.disable,
+    overlayVolatile: config.snapshot.enableOverlayfsVolatile,
+  });
+  const grpcServer = await serve(sn, config.address);
+  const system = config.system.enable ? await serveSystem(daemons, config.system.address) : undefined;
+  const metrics = config.metrics.address ? await serveMetrics(sn, config.metrics.address) : undefined;
+  const gc = config.cacheManager.disable ? undefined : setInterval(() => void sn.cleanup().catch((e) => logger.warn('periodic cleanup failed', { error: (e as Error).message })), config.cacheManager.gcPeriodMs);
+  gc?.unref();
+  logger.info('snapshotter serving', { address: config.address, root: config.root, daemon_mode: config.daemonMode, nydusd: config.daemon.nydusdPath, snapshots: Object.keys(store.state.snapshots).length, daemons: Object.keys(store.state.daemons).length });
+
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      logger.info('snapshotter stopping', { signal: sig });
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  clearInterval(gc);
+  daemons.close();
+  await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+  system?.close();
+  metrics?.close();
+  if (config.cleanupOnClose) {
+    for (const id of Object.keys(store.state.daemons)) await daemons.stop(id);
+  }
+  return 0;
+}

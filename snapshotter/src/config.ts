@@ -1,0 +1,210 @@
+// The snapshotter's configuration: nydus-snapshotter's config.toml (same sections and keys), with
+// its command-line flags on top. Keys we do not know are reported and ignored, so a config written
+// for nydus-snapshotter loads; values we cannot honour here are errors that say so.
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { parse } from 'smol-toml';
+
+import { packagePath } from './package-path.js';
+
+export type DaemonMode = 'dedicated' | 'shared';
+export type RecoverPolicy = 'none' | 'restart';
+
+export interface SnapshotterConfig {
+  root: string;
+  address: string;
+  daemonMode: DaemonMode;
+  cleanupOnClose: boolean;
+  /** nydus-snapshotter's system controller: daemon list and state over HTTP on a unix socket. */
+  system: { enable: boolean; address: string };
+  daemon: {
+    /** The nydusd JSON used as the template of every daemon's config. */
+    nydusdConfig: string;
+    nydusdPath: string;
+    recoverPolicy: RecoverPolicy;
+    /** 0: nydusd's default. */
+    threadsNumber: number;
+  };
+  log: { level: string; toStdout: boolean };
+  /** Prometheus metrics over TCP ('' disables). */
+  metrics: { address: string };
+  snapshot: { syncRemove: boolean; enableOverlayfsVolatile: boolean };
+  cacheManager: { disable: boolean; gcPeriodMs: number; cacheDir: string };
+}
+
+export const DEFAULT_ROOT = '/var/lib/containerd-nydus';
+export const DEFAULT_ADDRESS = '/run/containerd-nydus/containerd-nydus-grpc.sock';
+export const DEFAULT_SYSTEM_ADDRESS = '/run/containerd-nydus/system.sock';
+export const DEFAULT_NYDUSD_CONFIG = '/etc/nydus/nydusd-config.json';
+/** Our own nydusd (bin/nydusd.js of this package), unless the config names another. */
+export const BUNDLED_NYDUSD = packagePath(join('bin', 'nydusd.js'));
+
+export class SnapshotterConfigError extends Error {
+  override name = 'SnapshotterConfigError';
+}
+
+export function defaultConfig(): SnapshotterConfig {
+  return {
+    root: DEFAULT_ROOT,
+    address: DEFAULT_ADDRESS,
+    daemonMode: 'dedicated',
+    cleanupOnClose: false,
+    system: { enable: true, address: DEFAULT_SYSTEM_ADDRESS },
+    daemon: { nydusdConfig: DEFAULT_NYDUSD_CONFIG, nydusdPath: BUNDLED_NYDUSD, recoverPolicy: 'restart', threadsNumber: 4 },
+    log: { level: 'info', toStdout: false },
+    metrics: { address: '' },
+    snapshot: { syncRemove: false, enableOverlayfsVolatile: false },
+    cacheManager: { disable: false, gcPeriodMs: 24 * 3600_000, cacheDir: '' },
+  };
+}
+
+/** Go duration strings as nydus-snapshotter writes them: "24h", "1h30m", "90s", "500ms". */
+export function parseDuration(text: string, what: string): number {
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000 };
+  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
+  if (text === '' || parts.map((p) => p[0]).join('') !== text) throw new SnapshotterConfigError(`${what}: '${text}' is not a duration like 24h, 30m or 10s`);
+  return parts.reduce((ms, p) => ms + Number(p[1]) * unit[p[2]!]!, 0);
+}
+
+type Table = Record<string, unknown>;
+
+/** Reads typed values out of one TOML table and remembers which keys were used. */
+class TableReader {
+  readonly used = new Set<string>();
+  constructor(
+    readonly table: Table,
+    readonly where: string,
+  ) {}
+
+  #get(key: string): unknown {
+    this.used.add(key);
+    return this.table[key];
+  }
+  string(key: string, fallback: string): string {
+    const v = this.#get(key);
+    if (v === undefined) return fallback;
+    if (typeof v !== 'string') throw new SnapshotterConfigError(`${this.where}${key} must be a string`);
+    return v;
+  }
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.#get(key);
+    if (v === undefined) return fallback;
+    if (typeof v !== 'boolean') throw new SnapshotterConfigError(`${this.where}${key} must be true or false`);
+    return v;
+  }
+  int(key: string, fallback: number, min: number, max: number): number {
+    const v = this.#get(key);
+    if (v === undefined) return fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new SnapshotterConfigError(`${this.where}${key} must be an integer in ${min}..${max}`);
+    return v;
+  }
+  table_(key: string): TableReader {
+    const v = this.#get(key);
+    if (v !== undefined && (typeof v !== 'object' || v === null || Array.isArray(v))) throw new SnapshotterConfigError(`${this.where}${key} must be a table`);
+    return new TableReader((v as Table | undefined) ?? {}, `${this.where}${key}.`);
+  }
+  /** Keys present in the file that nothing read. */
+  unknown(): string[] {
+    return Object.keys(this.table).filter((k) => !this.used.has(k)).map((k) => `${this.where}${k}`);
+  }
+}
+
+/** Sections and keys nydus-snapshotter has that do not change anything here (accepted silently). */
+const ACCEPTED = new Set([
+  'version', 'system.debug', 'daemon.nydusimage_path', 'daemon.log_rotation_size', 'daemon.failover_policy', 'cgroup',
+  'log.log_rotation_compress', 'log.log_rotation_local_time', 'log.log_rotation_max_age', 'log.log_rotation_max_backups',
+  'log.log_rotation_max_size', 'log.dir', 'remote', 'snapshot.enable_nydus_overlayfs', 'snapshot.nydus_overlayfs_path',
+  'snapshot.enable_kata_volume', 'image', 'experimental',
+]);
+
+export interface LoadedSnapshotterConfig {
+  config: SnapshotterConfig;
+  warnings: string[];
+}
+
+/** Parses config.toml text (nydus-snapshotter's format) over the defaults. */
+export function parseSnapshotterConfig(text: string, source = 'config.toml'): LoadedSnapshotterConfig {
+  let doc: Table;
+  try {
+    doc = parse(text) as Table;
+  } catch (e) {
+    throw new SnapshotterConfigError(`${source}: ${(e as Error).message}`);
+  }
+  const c = defaultConfig();
+  const warnings: string[] = [];
+  const top = new TableReader(doc, '');
+  c.root = top.string('root', c.root);
+  c.address = top.string('address', c.address);
+  c.daemonMode = daemonMode(top.string('daemon_mode', c.daemonMode));
+  c.cleanupOnClose = top.bool('cleanup_on_close', c.cleanupOnClose);
+
+  const system = top.table_('system');
+  c.system = { enable: system.bool('enable', c.system.enable), address: system.string('address', c.system.address) };
+
+  const daemon = top.table_('daemon');
+  c.daemon.nydusdConfig = daemon.string('nydusd_config', c.daemon.nydusdConfig);
+  c.daemon.nydusdPath = daemon.string('nydusd_path', c.daemon.nydusdPath);
+  fsDriver(daemon.string('fs_driver', 'fusedev'));
+  const recover = recoverPolicy(daemon.string('recover_policy', c.daemon.recoverPolicy), warnings);
+  c.daemon.recoverPolicy = recover;
+  c.daemon.threadsNumber = daemon.int('threads_number', c.daemon.threadsNumber, 0, 1024);
+
+  const log = top.table_('log');
+  c.log = { level: log.string('level', c.log.level), toStdout: log.bool('log_to_stdout', c.log.toStdout) };
+
+  c.metrics.address = top.table_('metrics').string('address', c.metrics.address);
+
+  const snapshot = top.table_('snapshot');
+  c.snapshot = { syncRemove: snapshot.bool('sync_remove', false), enableOverlayfsVolatile: snapshot.bool('enable_overlayfs_volatile', false) };
+
+  const cache = top.table_('cache_manager');
+  c.cacheManager = {
+    disable: cache.bool('disable', false),
+    gcPeriodMs: parseDuration(cache.string('gc_period', '24h'), 'cache_manager.gc_period'),
+    cacheDir: cache.string('cache_dir', ''),
+  };
+
+  for (const r of [top, system, daemon, log, snapshot, cache]) {
+    for (const k of r.unknown()) {
+      if (ACCEPTED.has(k) || ACCEPTED.has(k.split('.')[0]!)) continue;
+      warnings.push(`${source}: unknown key ${k} ignored`);
+    }
+  }
+  if (top.table.remote !== undefined) warnings.push(`${source}: [remote] is accepted but not used: credentials come from labels and the docker config`);
+  return { config: c, warnings };
+}
+
+export async function loadSnapshotterConfig(path: string): Promise<LoadedSnapshotterConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new SnapshotterConfigError(`cannot read config ${path}: ${(e as Error).message}`);
+  }
+  return parseSnapshotterConfig(text, path);
+}
+
+export function daemonMode(v: string): DaemonMode {
+  if (v === 'dedicated' || v === 'multiple') return 'dedicated';
+  if (v === 'shared') return 'shared';
+  if (v === 'none') throw new SnapshotterConfigError("daemon_mode 'none' (Kata/nydus-overlayfs without a host daemon) is not supported; use dedicated or shared");
+  throw new SnapshotterConfigError(`daemon_mode must be dedicated (or multiple), shared or none (got '${v}')`);
+}
+
+export function fsDriver(v: string): 'fusedev' {
+  if (v === 'fusedev') return v;
+  if (v === 'fscache') throw new SnapshotterConfigError('fs_driver fscache needs EROFS over fscache (CONFIG_EROFS_FS_ONDEMAND), which this kernel lacks; use fusedev');
+  if (['blockdev', 'proxy', 'nodev'].includes(v)) throw new SnapshotterConfigError(`fs_driver ${v} is not supported; use fusedev`);
+  throw new SnapshotterConfigError(`fs_driver must be fusedev, fscache, blockdev, proxy or nodev (got '${v}')`);
+}
+
+function recoverPolicy(v: string, warnings: string[]): RecoverPolicy {
+  if (v === 'none' || v === 'restart') return v;
+  if (v === 'failover') {
+    warnings.push('recover_policy failover (FUSE fd takeover) is not supported; dead daemons are restarted instead');
+    return 'restart';
+  }
+  throw new SnapshotterConfigError(`recover_policy must be none, restart or failover (got '${v}')`);
+}

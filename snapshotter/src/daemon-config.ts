@@ -1,0 +1,97 @@
+// One nydusd config per image, made from the template the snapshotter was given (--nydusd-config,
+// nydusd's own JSON, v1 or v2) the way nydus-snapshotter completes it: the registry host and
+// repository of the image, its credentials, and the snapshotter's cache directory.
+
+import { request } from 'node:https';
+
+import { registryApiHost, parseReference, type ImageReference } from '../../nydusify/src/registry/reference.js';
+import { lookupDockerCredentials } from '../../nydusify/src/registry/docker-config.js';
+import { logger } from '../../nydusify/src/util/log.js';
+import { failedPrecondition } from './errors.js';
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export interface ImageAccess {
+  ref: ImageReference;
+  /** base64(user:password), as nydusd's `auth` wants it; undefined for anonymous. */
+  auth?: string;
+  /** Where the credentials came from, for the log (never the credentials). */
+  authSource: 'labels' | 'docker-config' | 'none';
+}
+
+/** Credentials in nydus-snapshotter's order: snapshot labels, then the docker config. */
+export function imageAccess(imageRef: string, fromLabels: { username: string; password: string } | undefined): ImageAccess {
+  let ref: ImageReference;
+  try {
+    ref = parseReference(imageRef);
+  } catch (e) {
+    throw failedPrecondition(`image reference from the layer labels: ${(e as Error).message}`);
+  }
+  const basic = (u: string, p: string) => Buffer.from(`${u}:${p}`).toString('base64');
+  if (fromLabels) return { ref, auth: basic(fromLabels.username, fromLabels.password), authSource: 'labels' };
+  const found = lookupDockerCredentials(ref.domain);
+  for (const w of found.warnings) logger.warn('docker config', { warning: w });
+  const c = found.credentials;
+  if (c && 'password' in c) return { ref, auth: basic(c.username, c.password), authSource: 'docker-config' };
+  return { ref, authSource: 'none' };
+}
+
+const schemeCache = new Map<string, Promise<'https' | 'http'>>();
+
+/**
+ * https when the registry speaks TLS, http otherwise: a template that leaves `scheme` empty works
+ * for both public registries and a plain-HTTP one on a private network.
+ */
+export function detectScheme(host: string): Promise<'https' | 'http'> {
+  let p = schemeCache.get(host);
+  if (p === undefined) {
+    p = new Promise((resolve) => {
+      const req = request({ host: host.replace(/:\d+$/, ''), port: /:(\d+)$/.exec(host)?.[1] ?? 443, path: '/v2/', method: 'GET', rejectUnauthorized: false, timeout: 3000 }, (res) => {
+        res.resume();
+        resolve('https');
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        // Only a TLS failure says "plain HTTP"; a registry that is down is asked again next time.
+        const tls = e.code === 'EPROTO' || (e.code ?? '').startsWith('ERR_SSL') || e.code === 'ECONNRESET';
+        if (!tls) schemeCache.delete(host);
+        resolve('http');
+      });
+      req.end();
+    });
+    schemeCache.set(host, p);
+  }
+  return p;
+}
+
+/** The template with this image's backend and cache filled in. Throws on a template it cannot complete. */
+export async function imageDaemonConfig(template: unknown, access: ImageAccess, cacheDir: string): Promise<Obj> {
+  if (!isObj(template)) throw new Error('nydusd config template is not a JSON object');
+  const c = structuredClone(template);
+  const v2 = c.version === 2;
+  // v1: device.backend.{type,config}, device.cache.{type,config.work_dir}
+  // v2: backend.{type,registry}, cache.{type,filecache.work_dir}
+  const device = v2 ? c : ((c.device = isObj(c.device) ? c.device : {}) as Obj);
+  const backend = (device.backend = isObj(device.backend) ? device.backend : { type: 'registry' }) as Obj;
+  const type = typeof backend.type === 'string' ? backend.type : 'registry';
+  backend.type = type;
+  if (type === 'registry') {
+    const key = v2 ? 'registry' : 'config';
+    const rc = (backend[key] = isObj(backend[key]) ? backend[key] : {}) as Obj;
+    const host = registryApiHost(access.ref.domain);
+    rc.host = host;
+    rc.repo = access.ref.repository;
+    if (access.auth !== undefined) rc.auth = access.auth;
+    if (typeof rc.scheme !== 'string' || rc.scheme === '') rc.scheme = await detectScheme(host);
+  } else if (type !== 'localfs') {
+    throw new Error(`nydusd config template: backend type '${type}' cannot be completed per image (registry or localfs)`);
+  }
+  const cache = (device.cache = isObj(device.cache) ? device.cache : { type: 'blobcache' }) as Obj;
+  if (typeof cache.type !== 'string' || cache.type === '' || cache.type === 'dummycache') cache.type = 'blobcache';
+  const cacheKey = v2 ? 'filecache' : 'config';
+  const cc = (cache[cacheKey] = isObj(cache[cacheKey]) ? cache[cacheKey] : {}) as Obj;
+  cc.work_dir = cacheDir;
+  if (!v2 && c.mode === undefined) c.mode = 'direct';
+  return c;
+}

@@ -1,0 +1,432 @@
+// The snapshotter: containerd's ten snapshot operations over snapshots/<id>/{fs,work} and the
+// metadata store, plus what makes Nydus images lazy:
+//
+// - a Nydus data-blob layer (label nydus-blob) is committed on the spot with no content, and the
+//   unpacker is told ALREADY_EXISTS, so containerd never downloads it;
+// - the bootstrap layer (label nydus-bootstrap) is unpacked by containerd like any layer, leaving
+//   image/image.boot in its fs directory, and checked when it is committed;
+// - a snapshot whose parents include a bootstrap layer is an overlay whose lowest layer is the RAFS
+//   that nydusd serves from that bootstrap (started on first use, shared by later containers).
+// Everything else behaves as containerd's overlay snapshotter.
+
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { rafsCheck } from '../../native/index.js';
+import { logger } from '../../nydusify/src/util/log.js';
+import type { DaemonMode } from './config.js';
+import { imageAccess, imageDaemonConfig } from './daemon-config.js';
+import type { Daemons } from './daemons.js';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
+import { compileFilters } from './filters.js';
+import { diskUsage, unmountUnder } from './fsutil.js';
+import { imageRef, isNydusBlob, isNydusBootstrap, labelCredentials, REMOTE, TARGET_REF, validateLabels, type Labels } from './labels.js';
+import { bindMount, layeredMount, type Mount } from './mounts.js';
+import type { InstanceRecord, Kind, MetaStore, SnapshotRecord, StoreState, Usage } from './store.js';
+
+export interface Info {
+  name: string;
+  parent: string;
+  kind: Kind;
+  createdAt: number;
+  updatedAt: number;
+  labels: Labels;
+}
+
+export interface SnapshotterOptions {
+  root: string;
+  daemonMode: DaemonMode;
+  /** The nydusd config every image's daemon config is made from. */
+  nydusdTemplate: unknown;
+  cacheDir: string;
+  /** Remove unused cache blobs in Cleanup. */
+  cacheGc: boolean;
+  overlayVolatile: boolean;
+}
+
+const SHARED_DAEMON = 'shared';
+
+function info(name: string, r: SnapshotRecord): Info {
+  return { name, parent: r.parent, kind: r.kind, createdAt: r.createdAt, updatedAt: r.updatedAt, labels: r.labels };
+}
+
+export class Snapshotter {
+  /** RAFS instances being brought up, by bootstrap snapshot id: concurrent Prepares share one start. */
+  readonly #starting = new Map<string, Promise<string>>();
+
+  constructor(
+    readonly store: MetaStore,
+    readonly daemons: Daemons,
+    readonly o: SnapshotterOptions,
+  ) {}
+
+  dir(id: string): string {
+    return join(this.o.root, 'snapshots', id);
+  }
+
+  #fs(id: string): string {
+    return join(this.dir(id), 'fs');
+  }
+
+  #get(key: string): SnapshotRecord {
+    const r = this.store.get(key);
+    if (r === undefined) throw notFound(`snapshot ${JSON.stringify(key)} does not exist`);
+    return r;
+  }
+
+  // --- the ten operations -------------------------------------------------------------------
+
+  async prepare(key: string, parent: string, labels: Labels): Promise<Mount[]> {
+    const target = labels[TARGET_REF];
+    if (target !== undefined && isNydusBlob(labels)) return this.#commitRemote(key, parent, labels, target);
+    return this.#create('active', key, parent, labels);
+  }
+
+  view(key: string, parent: string, labels: Labels): Promise<Mount[]> {
+    return this.#create('view', key, parent, labels);
+  }
+
+  async mounts(key: string): Promise<Mount[]> {
+    const r = this.#get(key);
+    if (r.kind === 'committed') throw failedPrecondition(`snapshot ${JSON.stringify(key)} is committed: only active snapshots and views have mounts`);
+    return this.#mounts(r);
+  }
+
+  async commit(name: string, key: string, labels: Labels): Promise<void> {
+    validateLabels(labels);
+    const r = this.#get(key);
+    if (r.kind !== 'active') throw failedPrecondition(`snapshot ${JSON.stringify(key)} is a ${r.kind} snapshot; only active ones can be committed`);
+    if (this.store.get(name) !== undefined) throw alreadyExists(`snapshot ${JSON.stringify(name)} already exists`);
+    // The unpacker commits with the labels it prepared with; keep both (the image ref lives there).
+    const merged = { ...r.labels, ...labels };
+    if (isNydusBootstrap(merged)) this.#checkBootstrap(r.id);
+    const usage = await diskUsage(this.#fs(r.id));
+    await this.store.update((d) => {
+      if (d.snapshots[key]?.id !== r.id) throw notFound(`snapshot ${JSON.stringify(key)} was removed meanwhile`);
+      if (d.snapshots[name] !== undefined) throw alreadyExists(`snapshot ${JSON.stringify(name)} already exists`);
+      delete d.snapshots[key];
+      d.snapshots[name] = { ...r, kind: 'committed', labels: merged, updatedAt: Date.now(), usage };
+    });
+  }
+
+  async remove(key: string): Promise<void> {
+    const r = this.#get(key);
+    await this.store.update((d) => {
+      const child = Object.entries(d.snapshots).find(([, s]) => s.parent === key);
+      if (child) throw failedPrecondition(`snapshot ${JSON.stringify(key)} has a child (${JSON.stringify(child[0])}); remove it first`);
+      if (d.snapshots[key]?.id !== r.id) throw notFound(`snapshot ${JSON.stringify(key)} does not exist`);
+      delete d.snapshots[key];
+    });
+    await this.#releaseRafs(r.id);
+    await this.#removeDir(r.id);
+  }
+
+  stat(key: string): Info {
+    return info(key, this.#get(key));
+  }
+
+  /** Only labels can change: paths "labels" / "labels.<key>"; no paths replaces all labels. */
+  async update(name: string, labels: Labels, paths: string[]): Promise<Info> {
+    validateLabels(labels);
+    for (const p of paths) if (p !== 'labels' && !p.startsWith('labels.')) throw invalidArgument(`cannot update field ${JSON.stringify(p)} of a snapshot (only labels)`);
+    this.#get(name);
+    return this.store.update((d) => {
+      const r = d.snapshots[name];
+      if (r === undefined) throw notFound(`snapshot ${JSON.stringify(name)} does not exist`);
+      if (paths.length === 0 || paths.includes('labels')) {
+        r.labels = { ...labels };
+      } else {
+        for (const p of paths) {
+          const k = p.slice('labels.'.length);
+          if (Object.hasOwn(labels, k)) r.labels[k] = labels[k]!;
+          else delete r.labels[k];
+        }
+      }
+      validateLabels(r.labels);
+      r.updatedAt = Date.now();
+      return info(name, r);
+    });
+  }
+
+  list(filters: string[]): Info[] {
+    const match = compileFilters(filters);
+    const out: Info[] = [];
+    for (const [name, r] of Object.entries(this.store.state.snapshots)) {
+      const ok = match((path) => {
+        const [field, ...rest] = path;
+        if (field === 'name') return rest.length === 0 ? name : undefined;
+        if (field === 'parent') return rest.length === 0 ? r.parent : undefined;
+        if (field === 'kind') return rest.length === 0 ? r.kind : undefined;
+        if (field === 'labels' && rest.length > 0) {
+          const k = rest.join('.');
+          return Object.hasOwn(r.labels, k) ? r.labels[k] : undefined;
+        }
+        return undefined;
+      });
+      if (ok) out.push(info(name, r));
+    }
+    return out;
+  }
+
+  async usage(key: string): Promise<Usage> {
+    const r = this.#get(key);
+    if (r.kind === 'committed') return r.usage ?? { size: 0, inodes: 0 };
+    return diskUsage(this.#fs(r.id));
+  }
+
+  /**
+   * Deletes what no snapshot owns: directories without a record (left by Remove or by a crash),
+   * daemons serving removed images, and cache blobs that no image uses any more.
+   */
+  async cleanup(): Promise<void> {
+    const live = new Set(Object.values(this.store.state.snapshots).map((s) => s.id));
+    for (const [id, d] of Object.entries(this.store.state.daemons)) {
+      if (Object.values(d.instances).every((i) => !live.has(i.snapshotId))) await this.daemons.stop(id);
+    }
+    await this.daemons.stopStrays();
+    const dirs = await readdir(join(this.o.root, 'snapshots')).catch(() => [] as string[]);
+    for (const id of dirs) if (!live.has(id)) await this.#removeDir(id);
+    if (this.o.cacheGc) await this.#collectCache();
+  }
+
+  // --- snapshots ----------------------------------------------------------------------------
+
+  /** Creates an active snapshot or a view; its record only lands if its mounts can be made. */
+  async #create(kind: 'active' | 'view', key: string, parent: string, labels: Labels): Promise<Mount[]> {
+    validateLabels(labels);
+    const r = await this.#insert(key, parent, (id) => ({
+      id, kind, parent, labels: { ...labels }, createdAt: Date.now(), updatedAt: Date.now(),
+    }));
+    try {
+      return await this.#mounts(r);
+    } catch (e) {
+      // A Prepare that fails leaves nothing behind (a corrupt bootstrap, a daemon that would not start).
+      await this.store.update((d) => {
+        if (d.snapshots[key]?.id === r.id) delete d.snapshots[key];
+      });
+      await this.#removeDir(r.id);
+      throw e;
+    }
+  }
+
+  /**
+   * Adds a snapshot under `key` (directories first: a crash leaves an orphan directory, which
+   * Cleanup removes, never a record without its directory).
+   */
+  async #insert(key: string, parent: string, make: (id: string) => SnapshotRecord): Promise<SnapshotRecord> {
+    if (key === '') throw invalidArgument('snapshot key must not be empty');
+    const made: string[] = [];
+    try {
+      return await this.store.update(async (d) => {
+        if (d.snapshots[key] !== undefined) throw alreadyExists(`snapshot ${JSON.stringify(key)} already exists`);
+        if (parent !== '') {
+          const p = d.snapshots[parent];
+          if (p === undefined) throw notFound(`parent snapshot ${JSON.stringify(parent)} does not exist`);
+          if (p.kind !== 'committed') throw invalidArgument(`parent ${JSON.stringify(parent)} is a ${p.kind} snapshot, not a committed one`);
+        }
+        const id = this.#allocateId(d);
+        made.push(id);
+        await mkdir(join(this.dir(id), 'fs'), { recursive: true });
+        await mkdir(join(this.dir(id), 'work'), { recursive: true });
+        const r = make(id);
+        d.snapshots[key] = r;
+        return r;
+      });
+    } catch (e) {
+      for (const id of made) await rm(this.dir(id), { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  #allocateId(d: StoreState): string {
+    // A directory with a free number is an orphan of a crash; skip it (Cleanup removes it).
+    while (existsSync(this.dir(String(d.nextId)))) d.nextId++;
+    return String(d.nextId++);
+  }
+
+  /** A data-blob layer: committed empty under its chain ID; the unpacker is told it exists. */
+  async #commitRemote(key: string, parent: string, labels: Labels, target: string): Promise<never> {
+    validateLabels(labels);
+    if (this.store.get(target) === undefined) {
+      try {
+        await this.#insert(target, parent, (id) => ({
+          id, kind: 'committed', parent, labels: { ...labels, [REMOTE]: 'remote snapshot' },
+          createdAt: Date.now(), updatedAt: Date.now(), usage: { size: 0, inodes: 0 },
+        }));
+        logger.debug('remote layer committed', { key, target, parent });
+      } catch (e) {
+        if (this.store.get(target) === undefined) throw e; // not just a concurrent commit of the same layer
+      }
+    }
+    throw alreadyExists(`target snapshot ${JSON.stringify(target)}: layer data stays in the registry (Nydus blob)`);
+  }
+
+  async #removeDir(id: string): Promise<void> {
+    const dir = this.dir(id);
+    const mounted = unmountUnder(dir);
+    if (mounted.length > 0) logger.warn('unmounted leftovers before removing a snapshot', { id, mounts: mounted });
+    try {
+      await rm(dir, { recursive: true, force: true });
+    } catch (e) {
+      logger.warn('snapshot directory not removed; Cleanup will retry', { id, error: (e as Error).message });
+    }
+  }
+
+  // --- mounts ------------------------------------------------------------------------------
+
+  /**
+   * Walks the parents nearest first. Plain layers contribute their fs directory; a bootstrap
+   * layer contributes the RAFS mountpoint and ends the walk, since that one tree holds every
+   * layer below it.
+   */
+  async #mounts(r: SnapshotRecord): Promise<Mount[]> {
+    const lowers: string[] = [];
+    for (let key = r.parent; key !== '';) {
+      const p = this.#get(key);
+      if (isNydusBootstrap(p.labels)) {
+        lowers.push(await this.#ensureRafs(p));
+        break;
+      }
+      lowers.push(this.#fs(p.id));
+      key = p.parent;
+    }
+    const own = this.#fs(r.id);
+    if (lowers.length === 0) return [bindMount(own, r.kind === 'view')];
+    if (r.kind === 'view') return [layeredMount({ lowers })];
+    return [layeredMount({ lowers, upper: { upperdir: own, workdir: join(this.dir(r.id), 'work') }, volatile: this.o.overlayVolatile })];
+  }
+
+  #bootstrapPath(id: string): string {
+    const fs = this.#fs(id);
+    const current = join(fs, 'image', 'image.boot');
+    const legacy = join(fs, 'image.boot');
+    return !existsSync(current) && existsSync(legacy) ? legacy : current;
+  }
+
+  /** The whole bootstrap read as nydusd will read it; a bad one is FAILED_PRECONDITION. */
+  #checkBootstrap(id: string): string[] {
+    const path = this.#bootstrapPath(id);
+    if (!existsSync(path)) throw failedPrecondition(`the Nydus bootstrap layer (snapshot ${id}) has no image/image.boot`);
+    try {
+      return rafsCheck(path).blobs;
+    } catch (e) {
+      throw failedPrecondition(`the Nydus bootstrap layer (snapshot ${id}) is corrupt: ${(e as Error).message}`);
+    }
+  }
+
+  /** The directory where the RAFS of bootstrap snapshot `meta` is served, starting nydusd if needed. */
+  #ensureRafs(meta: SnapshotRecord): Promise<string> {
+    let p = this.#starting.get(meta.id);
+    if (p === undefined) {
+      p = (this.o.daemonMode === 'shared' ? this.#ensureShared(meta) : this.#ensureDedicated(meta)).finally(() => this.#starting.delete(meta.id));
+      this.#starting.set(meta.id, p);
+    }
+    return p;
+  }
+
+  async #ensureDedicated(meta: SnapshotRecord): Promise<string> {
+    const id = `nydusd-${meta.id}`;
+    if (this.store.state.daemons[id]) return (await this.#revived(id)).mountpoint;
+    const inst = await this.#instance(meta, join(this.daemons.dir(id), 'config.json'), join(this.dir(meta.id), 'mnt'));
+    const rec = await this.daemons.start(id, 'dedicated', inst.mountpoint, { [meta.id]: inst });
+    return rec.mountpoint;
+  }
+
+  async #ensureShared(meta: SnapshotRecord): Promise<string> {
+    const rec = this.store.state.daemons[SHARED_DAEMON]
+      ? await this.#revived(SHARED_DAEMON)
+      : await this.daemons.start(SHARED_DAEMON, 'shared', join(this.o.root, 'mnt'), {});
+    const known = rec.instances[meta.id];
+    if (known) return known.mountpoint;
+    const inst = await this.#instance(meta, join(this.daemons.dir(SHARED_DAEMON), `${meta.id}.json`), join(rec.mountpoint, meta.id));
+    await this.daemons.mountShared(rec, meta.id, inst);
+    await this.store.update((d) => {
+      d.daemons[SHARED_DAEMON]!.instances[meta.id] = inst;
+    });
+    return inst.mountpoint;
+  }
+
+  /** A recorded daemon, running: as it is, or started again. One that cannot start is stopped. */
+  async #revived(id: string) {
+    try {
+      return await this.daemons.revive(id);
+    } catch (e) {
+      await this.daemons.stop(id);
+      throw e;
+    }
+  }
+
+  /** Checks the bootstrap and writes the image's nydusd config (mode 0600: it may hold credentials). */
+  async #instance(meta: SnapshotRecord, configPath: string, mountpoint: string): Promise<InstanceRecord> {
+    this.#checkBootstrap(meta.id);
+    const ref = imageRef(meta.labels) ?? this.#imageRefBelow(meta);
+    if (ref === undefined) {
+      throw failedPrecondition('the Nydus image has no image reference label (containerd.io/snapshot/cri.image-ref or remote/stargz.reference): '
+        + 'pull it with a client that passes snapshot labels (ctr-remote image rpull, CRI with disable_snapshot_annotations = false, nerdctl)');
+    }
+    const access = imageAccess(ref, labelCredentials(meta.labels));
+    const config = await imageDaemonConfig(this.o.nydusdTemplate, access, this.o.cacheDir);
+    await mkdir(join(configPath, '..'), { recursive: true });
+    await writeFile(configPath, JSON.stringify(config, null, 2), { mode: 0o600 });
+    logger.info('serving a Nydus image', { snapshot: meta.id, image: ref, auth: access.authSource });
+    return { snapshotId: meta.id, bootstrap: this.#bootstrapPath(meta.id), imageRef: ref, mountpoint, configPath };
+  }
+
+  #imageRefBelow(meta: SnapshotRecord): string | undefined {
+    for (let key = meta.parent; key !== '';) {
+      const p = this.store.get(key);
+      if (p === undefined) return undefined;
+      const ref = imageRef(p.labels);
+      if (ref !== undefined) return ref;
+      key = p.parent;
+    }
+    return undefined;
+  }
+
+  /** When a bootstrap snapshot goes, so does its daemon (dedicated) or its instance (shared). */
+  async #releaseRafs(snapshotId: string): Promise<void> {
+    for (const [id, d] of Object.entries(this.store.state.daemons)) {
+      if (!Object.hasOwn(d.instances, snapshotId)) continue;
+      if (d.mode === 'dedicated') {
+        await this.daemons.stop(id);
+        continue;
+      }
+      await this.daemons.umountShared(d, snapshotId).catch((e) => logger.warn('shared umount failed', { snapshot: snapshotId, error: (e as Error).message }));
+      await unlink(d.instances[snapshotId]!.configPath).catch(() => undefined);
+      await this.store.update((s) => {
+        delete s.daemons[id]?.instances[snapshotId];
+      });
+      if (Object.keys(this.store.state.daemons[id]?.instances ?? {}).length === 0) await this.daemons.stop(id);
+    }
+  }
+
+  // --- cache ------------------------------------------------------------------------------
+
+  /**
+   * Deletes cache files (<blob id>.blob.data and its .chunk_map) of blobs no bootstrap in the
+   * store refers to. Skipped entirely when any bootstrap cannot be read: only a complete picture
+   * of what is in use allows deleting.
+   */
+  async #collectCache(): Promise<void> {
+    const used = new Set<string>();
+    for (const s of Object.values(this.store.state.snapshots)) {
+      if (!isNydusBootstrap(s.labels)) continue;
+      try {
+        for (const b of rafsCheck(this.#bootstrapPath(s.id)).blobs) used.add(b);
+      } catch (e) {
+        logger.info('cache GC skipped: a bootstrap is not readable (yet)', { snapshot: s.id, error: (e as Error).message });
+        return;
+      }
+    }
+    const files = await readdir(this.o.cacheDir).catch(() => [] as string[]);
+    const removed: string[] = [];
+    for (const f of files) {
+      const m = /^([0-9a-f]{64})\.blob\.data(\.chunk_map)?$/.exec(f);
+      if (!m || used.has(m[1]!)) continue;
+      await rm(join(this.o.cacheDir, f), { force: true });
+      removed.push(f);
+    }
+    if (removed.length > 0) logger.info('cache GC removed unused blobs', { files: removed.length });
+  }
+}

@@ -1,0 +1,64 @@
+// nydus-snapshotter's system controller: `GET /api/v1/daemons` on a unix socket lists every nydusd
+// with its pid, sockets, RSS, bytes read and RAFS instances (same JSON fields), so operators and
+// benchmarks can find a daemon's API without knowing the snapshotter's layout.
+
+import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { createServer, type Server } from 'node:http';
+
+import { claimSocketPath, makePrivate } from '../../nydusd/src/api/unix-socket.js';
+import type { Daemons } from './daemons.js';
+
+function rssKb(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+async function describe(daemons: Daemons): Promise<object[]> {
+  return Promise.all(Object.values(daemons.store.state.daemons).map(async (d) => {
+    const api = daemons.api(d);
+    const info = await api.daemonInfo(1000).catch(() => undefined);
+    const metrics = await api.metrics('').catch(() => undefined);
+    return {
+      id: d.id,
+      pid: d.pid,
+      api_socket: d.apiSocket,
+      supervisor_path: '',
+      reference: Object.keys(d.instances).length,
+      mountpoint: d.mountpoint,
+      state: info?.state ?? 'UNKNOWN',
+      memory_rss_kb: rssKb(d.pid),
+      read_data_kb: typeof metrics?.data_read === 'number' ? metrics.data_read / 1024 : 0,
+      instances: Object.fromEntries(Object.values(d.instances).map((i) => [i.snapshotId, {
+        snapshot_id: i.snapshotId,
+        snapshot_dir: i.bootstrap.replace(/\/fs\/.*$/, ''),
+        mountpoint: i.mountpoint,
+        image_id: i.imageRef,
+      }])),
+    };
+  }));
+}
+
+export async function serveSystem(daemons: Daemons, socketPath: string): Promise<Server> {
+  await mkdir(dirname(socketPath), { recursive: true });
+  await claimSocketPath(socketPath);
+  const server = createServer((req, res) => {
+    const reply = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method === 'GET' && req.url === '/api/v1/daemons') {
+      describe(daemons).then((d) => reply(200, d), (e: Error) => reply(500, { code: 'Unknown', message: e.message }));
+      return;
+    }
+    reply(404, { code: 'NotFound', message: `no endpoint ${req.method} ${req.url}` });
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
+  await makePrivate(socketPath);
+  return server;
+}

@@ -1,0 +1,186 @@
+/**
+ * The snapshotter under Debian's real containerd 1.6 and runc, with images in a real
+ * docker-registry: a Nydus image pulled lazily by ctr-remote and run by ctr, a plain OCI image
+ * through the same snapshotter, a snapshotter restart under a running container, and image
+ * removal with containerd's GC leaving nothing behind.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { ApiClient } from '../../nydusd/src/api/client.js';
+import { writeSampleImage } from '../../nydusify/src/sample/sample-image.js';
+import { processesNaming } from '../src/daemons.js';
+import { mountsUnder } from '../src/fsutil.js';
+import { startContainerd, type Containerd } from '../../test/harness/containerd.js';
+import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
+
+const exec = promisify(execFile);
+
+let work: string;
+let reg: RunningRegistry;
+let snap: RunningSnapshotter;
+let ctd: Containerd;
+const ref = (name: string) => `${reg.host}/${name}`;
+const NYDUS = () => ref('e2e/sample:nydus');
+const OCI = () => ref('e2e/sample:oci');
+
+async function ctr(args: string[], namespace?: string): Promise<string> {
+  const r = await ctd.ctr(args, { namespace, timeoutMs: 90_000 });
+  if (r.code !== 0) throw new Error(`ctr ${args.join(' ')} failed (${r.code}): ${r.stderr}\n--- snapshotter log ---\n${snap.logs().slice(-6000)}`);
+  return r.stdout;
+}
+
+/**
+ * containerd's connection to a restarted snapshotter comes back on grpc-go's reconnect backoff
+ * (at most 3 s); until then its calls fail with UNAVAILABLE.
+ */
+async function waitUntilContainerdReconnects(): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while ((await ctd.ctr(['snapshots', '--snapshotter', 'nydus', 'ls'])).code !== 0) {
+    if (Date.now() > deadline) throw new Error('containerd did not reconnect to the restarted snapshotter');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function rpull(image: string): Promise<void> {
+  const r = await ctd.ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'nydus', image], { timeoutMs: 90_000 });
+  if (r.code !== 0) throw new Error(`ctr-remote rpull failed (${r.code}): ${r.stdout}${r.stderr}\n--- snapshotter log ---\n${snap.logs().slice(-6000)}`);
+}
+
+/** Digests in containerd's content store. */
+async function contentDigests(): Promise<string[]> {
+  return (await ctr(['content', 'ls', '-q'])).split('\n').filter(Boolean);
+}
+
+async function manifestLayers(image: string): Promise<{ digest: string; mediaType: string; size: number }[]> {
+  const { stdout } = await exec('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${image}`]);
+  return (JSON.parse(stdout) as { layers: { digest: string; mediaType: string; size: number }[] }).layers;
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'snap-e2e-'));
+  reg = await startRegistry({ logLevel: 'warn' });
+  // 16 MiB of incompressible data the containers never read: what lazy loading must not fetch.
+  const layout = await writeSampleImage(join(work, 'layout'), 'v1', { dataMiB: 16 });
+  await exec('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', layout, `docker://${OCI()}`]);
+  await exec(process.execPath, ['bin/nydusify.js', 'convert', '--source', OCI(), '--target', NYDUS(), '--source-insecure', '--target-insecure', '--quiet']);
+  snap = await startSnapshotter({ workDir: join(work, 'snap') });
+  ctd = await startContainerd({ workDir: join(work, 'ctd'), snapshotters: [{ name: 'nydus', address: snap.address }] });
+}, 180_000);
+
+afterAll(async () => {
+  await ctd?.stop();
+  await snap?.stop();
+  await reg?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('a Nydus image through containerd', () => {
+  it('ctr-remote rpull downloads no data blob; ctr run serves the rootfs from nydusd and fetches a small part', async () => {
+    await rpull(NYDUS());
+    const layers = await manifestLayers(NYDUS());
+    const blobs = layers.filter((l) => l.mediaType === 'application/vnd.oci.image.layer.nydus.blob.v1');
+    expect(blobs.length).toBeGreaterThan(0);
+    const content = await contentDigests();
+    for (const b of blobs) expect(content).not.toContain(b.digest);
+    expect(content).toContain(layers.at(-1)!.digest); // the bootstrap layer is unpacked as usual
+
+    const out = await ctr(['run', '--rm', '--snapshotter', 'nydus', NYDUS(), 'lazy1', '/bin/sh', '-c', 'cat /etc/motd; /opt/app/run.sh; ls /var/cache/junk; test -e /etc/obsolete.conf || echo whiteout-ok; grep " / " /proc/mounts']);
+    expect(out).toContain('Welcome to a Nydus sample image (updated)');
+    expect(out).toContain('hello from nydus');
+    expect(out).toContain('fresh');
+    expect(out).not.toMatch(/\ba\n/);
+    expect(out).toContain('whiteout-ok');
+    const daemons = await snap.daemons();
+    expect(daemons).toHaveLength(1);
+    const d = daemons[0]!;
+    expect(d.state).toBe('RUNNING');
+    expect(out).toContain(`lowerdir=${Object.values(d.instances)[0]!.mountpoint}`);
+
+    const backend = await new ApiClient(d.api_socket).metrics('backend');
+    const total = blobs.reduce((n, b) => n + b.size, 0);
+    expect(backend.read_count).toBeGreaterThan(0);
+    expect(backend.read_amount_total).toBeGreaterThan(0);
+    // busybox and a few small files, not the 32 MiB of data files
+    expect(backend.read_amount_total).toBeLessThan(total * 0.25);
+  });
+
+  it('a second container of the same image reuses the daemon and reads what it needs', async () => {
+    const before = (await snap.daemons())[0]!;
+    const out = await ctr(['run', '--rm', '--snapshotter', 'nydus', NYDUS(), 'lazy2', '/bin/sh', '-c', 'sha256sum /opt/app/data.bin /opt/app/data-copy.bin']);
+    const sums = out.trim().split('\n').map((l) => l.split(/\s+/)[0]);
+    expect(sums).toHaveLength(2);
+    expect(sums[0]).toBe(sums[1]);
+    const after = await snap.daemons();
+    expect(after.map((d) => d.pid)).toEqual([before.pid]);
+  });
+});
+
+describe('a plain OCI image through the same snapshotter', () => {
+  it('is pulled, unpacked and run as an overlay of its layers', async () => {
+    await ctr(['image', 'pull', '--plain-http', '--snapshotter', 'nydus', OCI()]);
+    const out = await ctr(['run', '--rm', '--snapshotter', 'nydus', OCI(), 'plain1', '/bin/sh', '-c', 'cat /etc/motd; ls /var/cache/junk; test -e /etc/obsolete.conf || echo whiteout-ok; head -c 4 /opt/app/data.bin | od -An -tx1']);
+    expect(out).toContain('(updated)');
+    expect(out).toContain('fresh');
+    expect(out).toContain('whiteout-ok');
+    expect((await snap.daemons()).length).toBe(1); // no daemon for a plain image
+  });
+});
+
+describe('restarting the snapshotter', () => {
+  it('a running container keeps reading its files; the daemon is reattached; a new container starts', async () => {
+    await ctr(['run', '-d', '--snapshotter', 'nydus', NYDUS(), 'keeper', '/bin/sh', '-c', 'while true; do sleep 0.2; done']);
+    const before = (await snap.daemons())[0]!;
+    await snap.kill9();
+    // With the snapshotter gone, the container's rootfs still reads through nydusd.
+    const during = await ctr(['tasks', 'exec', '--exec-id', 'e1', 'keeper', '/bin/sh', '-c', 'sha256sum /opt/app/busybox-copy | head -c 16; echo; cat /etc/motd']);
+    expect(during).toContain('(updated)');
+    await snap.restart();
+    expect(snap.logs()).toContain('nydusd reattached');
+    await waitUntilContainerdReconnects();
+    const after = (await snap.daemons())[0]!;
+    expect(after.pid).toBe(before.pid);
+    const again = await ctr(['tasks', 'exec', '--exec-id', 'e2', 'keeper', '/bin/sh', '-c', 'head -c 100000 /opt/app/data.bin | wc -c']);
+    expect(again.trim()).toBe('100000');
+    const fresh = await ctr(['run', '--rm', '--snapshotter', 'nydus', NYDUS(), 'after-restart', '/bin/sh', '-c', 'cat /etc/motd']);
+    expect(fresh).toContain('(updated)');
+    await ctr(['tasks', 'kill', '-s', 'SIGKILL', 'keeper']);
+    for (let i = 0; i < 50 && (await ctd.ctr(['tasks', 'rm', 'keeper'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+    await ctr(['containers', 'rm', 'keeper']);
+  });
+
+  it('a daemon that died is restarted (recover_policy restart) and serves new containers', async () => {
+    const before = (await snap.daemons())[0]!;
+    process.kill(before.pid, 'SIGKILL');
+    const deadline = Date.now() + 20_000;
+    let after = before;
+    while (Date.now() < deadline) {
+      after = (await snap.daemons())[0] ?? before;
+      if (after.pid !== before.pid && after.state === 'RUNNING') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(after.pid).not.toBe(before.pid);
+    const out = await ctr(['run', '--rm', '--snapshotter', 'nydus', NYDUS(), 'after-death', '/bin/sh', '-c', 'cat /etc/motd']);
+    expect(out).toContain('(updated)');
+  });
+});
+
+describe('removing the images', () => {
+  it('ctr image rm and containerd GC leave no mount, no daemon and no snapshot directory', async () => {
+    await ctr(['image', 'rm', '--sync', NYDUS(), OCI()]);
+    const snaps = (await ctr(['snapshots', '--snapshotter', 'nydus', 'ls'])).trim().split('\n').slice(1).filter(Boolean);
+    expect(snaps, await ctr(['images', 'ls'])).toEqual([]);
+    expect(await snap.daemons()).toEqual([]);
+    expect(processesNaming(join(snap.root, 'daemons') + '/')).toEqual([]);
+    expect(mountsUnder(snap.root)).toEqual([]);
+    const dirs = existsSync(join(snap.root, 'snapshots')) ? readdirSync(join(snap.root, 'snapshots')) : [];
+    expect(dirs).toEqual([]);
+    const cache = existsSync(join(snap.root, 'cache')) ? readdirSync(join(snap.root, 'cache')) : [];
+    expect(cache).toEqual([]);
+  });
+});
