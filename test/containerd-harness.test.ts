@@ -4,17 +4,12 @@
  * config built around the shared fixture (nydus proxy snapshotter) parses in containerd.
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { OciLayoutWriter } from '../nydusify/src/image/oci-layout.js';
-import { OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '../nydusify/src/registry/media-types.js';
-import { sampleLayers, writeSampleImage } from '../nydusify/src/sample/sample-image.js';
-import { buildTar } from '../nydusify/src/tar/index.js';
+import { writePauseImage, writeSampleImage } from '../nydusify/src/sample/sample-image.js';
 import { buildContainerdConfig, FIXTURE_CONFIG, mountsUnder, startContainerd, type Containerd } from './harness/containerd.js';
 import { CriClient } from './harness/cri/client.js';
 import { startRegistry, type RunningRegistry } from './harness/registry.js';
@@ -26,26 +21,6 @@ let work: string;
 let reg: RunningRegistry;
 const ref = (name: string) => `${reg.host}/${name}`;
 
-const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-/** A one-layer busybox image whose process stays alive: what CRI needs as sandbox ("pause") image. */
-async function writePauseImage(dir: string, tag: string): Promise<string> {
-  const w = new OciLayoutWriter(dir);
-  await w.init();
-  const tar = buildTar(sampleLayers({ dataMiB: 0 })[0]!);
-  const gz = gzipSync(tar);
-  const layer = { mediaType: OCI_LAYER_TAR_GZIP, digest: await w.putBytes(gz), size: gz.length };
-  const config = Buffer.from(JSON.stringify({
-    architecture: 'amd64', os: 'linux',
-    config: { Env: ['PATH=/bin'], Entrypoint: ['/bin/sleep'], Cmd: ['86400'] },
-    rootfs: { type: 'layers', diff_ids: [sha256(tar)] },
-  }));
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: OCI_CONFIG, digest: await w.putBytes(config), size: config.length }, layers: [layer],
-  }));
-  await w.tag({ mediaType: OCI_MANIFEST, digest: await w.putBytes(manifest), size: manifest.length }, tag);
-  return `oci:${dir}:${tag}`;
-}
 
 const push = (layout: string, name: string) => exec('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', layout, `docker://${ref(name)}`]);
 

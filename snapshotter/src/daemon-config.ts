@@ -65,8 +65,21 @@ export function detectScheme(host: string): Promise<'https' | 'http'> {
   return p;
 }
 
-/** The template with this image's backend and cache filled in. Throws on a template it cannot complete. */
-export async function imageDaemonConfig(template: unknown, access: ImageAccess, cacheDir: string): Promise<Obj> {
+/** The backend object of a v1 or v2 nydusd config. */
+function backendOf(c: Obj): unknown {
+  return c.version === 2 ? c.backend : isObj(c.device) ? c.device.backend : undefined;
+}
+
+export function isLocalfsTemplate(template: unknown): boolean {
+  const b = isObj(template) ? backendOf(template) : undefined;
+  return isObj(b) && b.type === 'localfs';
+}
+
+/**
+ * The template with this image's backend and cache filled in (`access` is needed for a registry
+ * backend). Throws on a template it cannot complete.
+ */
+export async function imageDaemonConfig(template: unknown, access: ImageAccess | undefined, cacheDir: string): Promise<Obj> {
   if (!isObj(template)) throw new Error('nydusd config template is not a JSON object');
   const c = structuredClone(template);
   const v2 = c.version === 2;
@@ -77,6 +90,7 @@ export async function imageDaemonConfig(template: unknown, access: ImageAccess, 
   const type = typeof backend.type === 'string' ? backend.type : 'registry';
   backend.type = type;
   if (type === 'registry') {
+    if (access === undefined) throw new Error('a registry backend needs the image reference');
     const key = v2 ? 'registry' : 'config';
     const rc = (backend[key] = isObj(backend[key]) ? backend[key] : {}) as Obj;
     const host = registryApiHost(access.ref.domain);

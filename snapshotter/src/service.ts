@@ -86,7 +86,8 @@ export function handlers(sn: Snapshotter): grpc.UntypedServiceImplementation {
       try {
         infos = sn.list(call.request.filters ?? []);
       } catch (e) {
-        call.destroy(Object.assign(new Error((e as Error).message), { code: grpcCode(e), details: (e as Error).message }));
+        rpcStats.record('List', grpc.status[grpcCode(e)], 0);
+        call.emit('error', { code: grpcCode(e), details: (e as Error).message });
         return;
       }
       rpcStats.record('List', 'OK', 0);

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { rafsCheck } from '../../native/index.js';
 import { logger } from '../../nydusify/src/util/log.js';
 import type { DaemonMode } from './config.js';
-import { imageAccess, imageDaemonConfig } from './daemon-config.js';
+import { imageAccess, imageDaemonConfig, isLocalfsTemplate } from './daemon-config.js';
 import type { Daemons } from './daemons.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
 import { compileFilters } from './filters.js';
@@ -361,16 +361,17 @@ export class Snapshotter {
   async #instance(meta: SnapshotRecord, configPath: string, mountpoint: string): Promise<InstanceRecord> {
     this.#checkBootstrap(meta.id);
     const ref = imageRef(meta.labels) ?? this.#imageRefBelow(meta);
-    if (ref === undefined) {
+    // A localfs template serves blobs from a directory: no registry, so no reference needed.
+    if (ref === undefined && !isLocalfsTemplate(this.o.nydusdTemplate)) {
       throw failedPrecondition('the Nydus image has no image reference label (containerd.io/snapshot/cri.image-ref or remote/stargz.reference): '
         + 'pull it with a client that passes snapshot labels (ctr-remote image rpull, CRI with disable_snapshot_annotations = false, nerdctl)');
     }
-    const access = imageAccess(ref, labelCredentials(meta.labels));
+    const access = ref === undefined ? undefined : imageAccess(ref, labelCredentials(meta.labels));
     const config = await imageDaemonConfig(this.o.nydusdTemplate, access, this.o.cacheDir);
     await mkdir(join(configPath, '..'), { recursive: true });
     await writeFile(configPath, JSON.stringify(config, null, 2), { mode: 0o600 });
-    logger.info('serving a Nydus image', { snapshot: meta.id, image: ref, auth: access.authSource });
-    return { snapshotId: meta.id, bootstrap: this.#bootstrapPath(meta.id), imageRef: ref, mountpoint, configPath };
+    logger.info('serving a Nydus image', { snapshot: meta.id, image: ref ?? '(localfs)', auth: access?.authSource ?? 'none' });
+    return { snapshotId: meta.id, bootstrap: this.#bootstrapPath(meta.id), imageRef: ref ?? '', mountpoint, configPath };
   }
 
   #imageRefBelow(meta: SnapshotRecord): string | undefined {

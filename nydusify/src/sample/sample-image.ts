@@ -69,12 +69,24 @@ export function sampleLayers(o: SampleImageOptions = {}): TarWriteEntry[][] {
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** Writes the sample image into an OCI layout `dir` under `tag`; returns the layout reference. */
-export async function writeSampleImage(dir: string, tag = 'latest', o: SampleImageOptions = {}): Promise<string> {
+export function writeSampleImage(dir: string, tag = 'latest', o: SampleImageOptions = {}): Promise<string> {
+  return writeImage(dir, tag, sampleLayers(o), { Env: ['PATH=/bin'], Cmd: ['/bin/sh', '/opt/app/run.sh'], WorkingDir: '/' });
+}
+
+/**
+ * A sandbox ("pause") image for CRI pods: the sample's base layer with a process that stays
+ * alive, since the real pause image is not reachable here.
+ */
+export function writePauseImage(dir: string, tag = 'pause'): Promise<string> {
+  return writeImage(dir, tag, [sampleLayers({ dataMiB: 0 })[0]!], { Env: ['PATH=/bin'], Entrypoint: ['/bin/sleep'], Cmd: ['86400'] });
+}
+
+async function writeImage(dir: string, tag: string, layerEntries: TarWriteEntry[][], imageConfig: object): Promise<string> {
   const w = new OciLayoutWriter(dir);
   await w.init();
   const layers = [];
   const diffIds = [];
-  for (const entries of sampleLayers(o)) {
+  for (const entries of layerEntries) {
     const tar = buildTar(entries);
     const gz = gzipSync(tar);
     layers.push({ mediaType: OCI_LAYER_TAR_GZIP, digest: await w.putBytes(gz), size: gz.length });
@@ -82,7 +94,7 @@ export async function writeSampleImage(dir: string, tag = 'latest', o: SampleIma
   }
   const config = Buffer.from(JSON.stringify({
     architecture: 'amd64', os: 'linux',
-    config: { Env: ['PATH=/bin'], Cmd: ['/bin/sh', '/opt/app/run.sh'], WorkingDir: '/' },
+    config: imageConfig,
     rootfs: { type: 'layers', diff_ids: diffIds },
     history: diffIds.map((_, i) => ({ created_by: `sample layer ${i + 1}` })),
   }));
