@@ -23,7 +23,7 @@ import { compileFilters } from './filters.js';
 import { diskUsage, unmountUnder } from './fsutil.js';
 import { imageRef, isNydusBlob, isNydusBootstrap, labelCredentials, REMOTE, TARGET_REF, validateLabels, type Labels } from './labels.js';
 import { bindMount, layeredMount, type Mount } from './mounts.js';
-import type { InstanceRecord, Kind, MetaStore, SnapshotRecord, StoreState, Usage } from './store.js';
+import type { DaemonRecord, InstanceRecord, Kind, MetaStore, SnapshotRecord, StoreState, Usage } from './store.js';
 
 export interface Info {
   name: string;
@@ -54,6 +54,7 @@ function info(name: string, r: SnapshotRecord): Info {
 export class Snapshotter {
   /** RAFS instances being brought up, by bootstrap snapshot id: concurrent Prepares share one start. */
   readonly #starting = new Map<string, Promise<string>>();
+  #sharedStarting: Promise<DaemonRecord> | undefined;
 
   constructor(
     readonly store: MetaStore,
@@ -334,9 +335,7 @@ export class Snapshotter {
   }
 
   async #ensureShared(meta: SnapshotRecord): Promise<string> {
-    const rec = this.store.state.daemons[SHARED_DAEMON]
-      ? await this.#revived(SHARED_DAEMON)
-      : await this.daemons.start(SHARED_DAEMON, 'shared', join(this.o.root, 'mnt'), {});
+    const rec = await this.#sharedDaemon();
     const known = rec.instances[meta.id];
     if (known) return known.mountpoint;
     const inst = await this.#instance(meta, join(this.daemons.dir(SHARED_DAEMON), `${meta.id}.json`), join(rec.mountpoint, meta.id));
@@ -345,6 +344,15 @@ export class Snapshotter {
       d.daemons[SHARED_DAEMON]!.instances[meta.id] = inst;
     });
     return inst.mountpoint;
+  }
+
+  /** The shared daemon, running; concurrent first Prepares of different images start it once. */
+  #sharedDaemon(): Promise<DaemonRecord> {
+    this.#sharedStarting ??= (this.store.state.daemons[SHARED_DAEMON]
+      ? this.#revived(SHARED_DAEMON)
+      : this.daemons.start(SHARED_DAEMON, 'shared', join(this.o.root, 'mnt'), {})
+    ).finally(() => (this.#sharedStarting = undefined));
+    return this.#sharedStarting;
   }
 
   /** A recorded daemon, running: as it is, or started again. One that cannot start is stopped. */

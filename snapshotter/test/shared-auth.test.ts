@@ -1,0 +1,102 @@
+/**
+ * Shared daemon mode and private registries, under the real containerd: two Nydus images that
+ * share most of their chunks are served by ONE nydusd, the credentials come from the docker config
+ * (containerd never hands its own to a snapshotter), and removing one image drops only the cache
+ * blobs no other image uses.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { writeSampleImage } from '../../nydusify/src/sample/sample-image.js';
+import { mountsUnder } from '../src/fsutil.js';
+import { startContainerd, type Containerd } from '../../test/harness/containerd.js';
+import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
+
+const exec = promisify(execFile);
+
+let work: string;
+let reg: RunningRegistry;
+let snap: RunningSnapshotter;
+let ctd: Containerd;
+let env: NodeJS.ProcessEnv;
+const ref = (name: string) => `${reg.host}/${name}`;
+const creds = () => `${reg.username}:${reg.password}`;
+
+async function ctr(args: string[]): Promise<string> {
+  const r = await ctd.ctr(args, { timeoutMs: 90_000 });
+  if (r.code !== 0) throw new Error(`ctr ${args.join(' ')}: ${r.stderr}\n--- snapshotter ---\n${snap.logs().slice(-5000)}`);
+  return r.stdout;
+}
+
+const cacheFiles = () => (existsSync(join(snap.root, 'cache')) ? readdirSync(join(snap.root, 'cache')).filter((f) => f.endsWith('.blob.data')).sort() : []);
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'snap-shared-'));
+  reg = await startRegistry({ auth: 'htpasswd', logLevel: 'warn' });
+  writeFileSync(join(work, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(creds()).toString('base64') } } }));
+  env = { ...process.env, DOCKER_CONFIG: work };
+  const layout = join(work, 'layout');
+  const push = async (tag: string, o: { dataMiB: number; tamper?: boolean }) => {
+    const src = await writeSampleImage(layout, tag, o);
+    await exec('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', creds(), src, `docker://${ref(`app:${tag}`)}`]);
+    await exec(process.execPath, ['bin/nydusify.js', 'convert', '--source', ref(`app:${tag}`), '--target', ref(`app:${tag}-nydus`), '--source-insecure', '--target-insecure', '--quiet'], { env });
+  };
+  // v2 differs from v1 in one byte of the data file: one chunk differs, the other layers are identical.
+  await push('v1', { dataMiB: 4 });
+  await push('v2', { dataMiB: 4, tamper: true });
+  snap = await startSnapshotter({ workDir: join(work, 'snap'), daemonMode: 'shared', env });
+  ctd = await startContainerd({ workDir: join(work, 'ctd'), snapshotters: [{ name: 'nydus', address: snap.address }] });
+  for (const tag of ['v1', 'v2']) {
+    const r = await ctd.ctrRemote(['image', 'rpull', '--plain-http', '--user', creds(), '--snapshotter', 'nydus', ref(`app:${tag}-nydus`)], { timeoutMs: 90_000 });
+    if (r.code !== 0) throw new Error(`rpull: ${r.stderr}`);
+  }
+}, 240_000);
+
+afterAll(async () => {
+  await ctd?.stop();
+  await snap?.stop();
+  await reg?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('shared mode with a private registry', () => {
+  it('one nydusd serves both images, with credentials from the docker config', async () => {
+    const sum = 'sha256sum /opt/app/data.bin | cut -c1-16';
+    const [a, b] = await Promise.all([
+      ctr(['run', '--rm', '--snapshotter', 'nydus', ref('app:v1-nydus'), 's1', '/bin/sh', '-c', sum]),
+      ctr(['run', '--rm', '--snapshotter', 'nydus', ref('app:v2-nydus'), 's2', '/bin/sh', '-c', sum]),
+    ]);
+    expect(a.trim()).toMatch(/^[0-9a-f]{16}$/);
+    expect(b.trim()).toMatch(/^[0-9a-f]{16}$/);
+    expect(a).not.toBe(b);
+    const daemons = await snap.daemons();
+    expect(daemons).toHaveLength(1);
+    expect(daemons[0]!.id).toBe('shared');
+    expect(Object.values(daemons[0]!.instances).map((i) => i.image_id).sort()).toEqual([ref('app:v1-nydus'), ref('app:v2-nydus')]);
+    expect(daemons[0]!.memory_rss_kb).toBeGreaterThan(0);
+    expect(snap.logs()).toMatch(/auth=docker-config/);
+  });
+
+  it('removing one image keeps the other running and drops only the blobs it alone used', async () => {
+    const before = cacheFiles();
+    expect(before.length).toBeGreaterThan(0);
+    await ctr(['image', 'rm', '--sync', ref('app:v2-nydus')]);
+    const d = await snap.daemons();
+    expect(d).toHaveLength(1);
+    expect(Object.values(d[0]!.instances).map((i) => i.image_id)).toEqual([ref('app:v1-nydus')]);
+    const after = cacheFiles();
+    expect(after.length).toBeLessThan(before.length);
+    expect(after.every((f) => before.includes(f))).toBe(true);
+    expect(await ctr(['run', '--rm', '--snapshotter', 'nydus', ref('app:v1-nydus'), 's3', '/bin/sh', '-c', 'cat /etc/motd'])).toContain('(updated)');
+
+    await ctr(['image', 'rm', '--sync', ref('app:v1-nydus')]);
+    expect(await snap.daemons()).toEqual([]);
+    expect(cacheFiles()).toEqual([]);
+    expect(mountsUnder(snap.root)).toEqual([]);
+  });
+});
