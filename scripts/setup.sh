@@ -14,6 +14,8 @@ APT_PACKAGES=(
   apache2-utils attr zstd openssl tar gzip
   # benchmarks: peers and load generators (bench/convert, bench/datapath)
   squashfuse fio time
+  # bench/coldstart: the shaped link (tc, a netns, an NFQUEUE delay line in python3)
+  iproute2 iptables python3
 )
 
 missing=()

@@ -1,0 +1,167 @@
+/**
+ * The cold-start results: raw JSON, a Markdown report (machine, link, per-image tables with medians
+ * and ratios to OCIv1, the Nydus profile), and an SVG bar chart per image.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { barChartSvg } from './chart.js';
+import { MODE_LABELS, type Mode } from './node.js';
+
+export interface RunResult {
+  image: string;
+  mode: Mode;
+  rep: number;
+  /** From the start of the pull to the ready line. */
+  readyMs: number;
+  pullMs: number;
+  /** From the end of the pull (`ctr run` starting) to the ready line. */
+  runMs: number;
+  /** The container's Prepare in the snapshotter (nydusd started and waited for). */
+  mountMs?: number;
+  /** What the registry served between the start and the ready line. */
+  servedBytes: number;
+  servedRequests: number;
+  blobBytes: number;
+  blobRequests: number;
+  /** Busy CPU of the machine minus the registry's namespace and the benchmark itself. */
+  nodeCpuSeconds: number;
+  containerdRssBytes: number;
+  nydusdRssBytes?: number;
+  snapshotterRssBytes?: number;
+  daemonCpuSeconds?: number;
+  /** nydusd's backend counters: bytes and requests it fetched. */
+  fetchedBytes?: number;
+  fetchRequests?: number;
+  /** Bytes nydusd returned to readers. */
+  readBytes?: number;
+}
+
+export interface ModeSummary {
+  readyMs: number;
+  readyMinMs: number;
+  readyMaxMs: number;
+  pullMs: number;
+  runMs: number;
+  mountMs?: number;
+  servedBytes: number;
+  servedRequests: number;
+  nodeCpuSeconds: number;
+  nydusdRssBytes?: number;
+}
+
+export interface ImageSummary {
+  name: string;
+  description: string;
+  layers: number;
+  uncompressedBytes: number;
+  ociBytes: number;
+  nydusBytes: number;
+  ready: { args: string[]; expect: string };
+  byMode: Partial<Record<Mode, ModeSummary>>;
+}
+
+export interface Report {
+  date: string;
+  machine: string;
+  link: string;
+  options: { reps: number; prefetch: boolean; dropCaches: boolean; modes: Mode[] };
+  /** Modes asked for that could not run, with the reason. */
+  skipped: Record<string, string>;
+  images: ImageSummary[];
+  runs: RunResult[];
+}
+
+const MiB = 2 ** 20;
+const s = (ms: number) => (ms / 1000).toFixed(2);
+const mib = (b: number) => (b / MiB).toFixed(1);
+
+function ratio(a: number | undefined, b: number | undefined): string {
+  if (a === undefined || b === undefined || b === 0) return '–';
+  return `${(a / b).toFixed(1)}x`;
+}
+
+function imageSection(img: ImageSummary, r: Report): string[] {
+  const oci = img.byMode.oci;
+  const lines = [
+    `### ${img.name}: ${img.description}`,
+    '',
+    `${img.layers} layers, ${mib(img.uncompressedBytes)} MiB of files; OCIv1 ${mib(img.ociBytes)} MiB (gzip), Nydus ${mib(img.nydusBytes)} MiB. ` +
+      `Ready: \`${img.ready.args.join(' ')}\` prints \`${img.ready.expect}\`.`,
+    '',
+    '| mode | ready (median) | min – max | speed-up vs OCIv1 | pulled from registry | share of image | requests | node CPU | nydusd RSS |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const mode of r.options.modes) {
+    const m = img.byMode[mode];
+    if (!m) continue;
+    const size = mode === 'oci' ? img.ociBytes : img.nydusBytes;
+    lines.push(`| ${MODE_LABELS[mode]} | ${s(m.readyMs)} s | ${s(m.readyMinMs)} – ${s(m.readyMaxMs)} s | ${mode === 'oci' ? '1.0x' : ratio(oci?.readyMs, m.readyMs)} | ` +
+      `${mib(m.servedBytes)} MiB | ${((100 * m.servedBytes) / size).toFixed(1)}% | ${m.servedRequests} | ${m.nodeCpuSeconds.toFixed(2)} s | ${m.nydusdRssBytes ? `${mib(m.nydusdRssBytes)} MiB` : '–'} |`);
+  }
+  lines.push('', '| mode | pull | container Prepare (mount) | run to ready |', '|---|---|---|---|');
+  for (const mode of r.options.modes) {
+    const m = img.byMode[mode];
+    if (m) lines.push(`| ${MODE_LABELS[mode]} | ${s(m.pullMs)} s | ${m.mountMs === undefined ? '–' : `${s(m.mountMs)} s`} | ${s(m.runMs)} s |`);
+  }
+  lines.push('', `![${img.name}](${chartName(r, img.name)})`, '');
+  return lines;
+}
+
+const chartName = (r: Report, image: string) => `${r.date}-coldstart-${image}.svg`;
+
+export function renderMarkdown(r: Report): string {
+  const lines = [
+    `# Cold start, ${r.date}`,
+    '',
+    'HelloBench-style: for each image, the time from the pull on a node that has never seen it to the',
+    "container's ready line, through Debian's containerd 1.6 and runc. Every run starts a fresh containerd",
+    '(and, for Nydus, a fresh snapshotter); the registry (docker-registry 2.8) runs in its own network',
+    'namespace behind the link below. Numbers are medians over the repetitions; the modes alternate.',
+    '',
+    `- Machine: ${r.machine}`,
+    `- Link: ${r.link}, both directions`,
+    `- Repetitions: ${r.options.reps}; page cache ${r.options.dropCaches ? 'dropped before every run' : 'kept'}; nydusd ${r.options.prefetch ? 'prefetching the whole image' : 'on demand only (no prefetch)'}`,
+    '- OCIv1: `ctr image pull` + `ctr run` (overlayfs). Nydus cold: `ctr-remote image rpull` + `ctr run` through',
+    '  containerd-nydus-grpc, empty blob cache. Nydus warm: the same on a fresh node whose blob cache is the one a',
+    '  cold run left (only the manifest, config and bootstrap come from the registry).',
+    '- "pulled from registry" is every byte the registry sent between the start and the ready line (its access log).',
+    '  "node CPU" is the busy CPU of the machine minus the registry namespace and the benchmark process.',
+    ...Object.entries(r.skipped).map(([m, why]) => `- ${m}: ${why}`),
+    '',
+  ];
+  for (const img of r.images) lines.push(...imageSection(img, r));
+  return `${lines.join('\n')}\n`;
+}
+
+export function renderChart(r: Report, img: ImageSummary): string {
+  const bars = (pick: (m: ModeSummary) => number, scale: number) =>
+    (['oci', 'nydus-cold', 'nydus-warm', 'estargz'] as Mode[]).map((mode) => {
+      const m = img.byMode[mode];
+      const skipped = r.skipped[mode];
+      return { label: MODE_LABELS[mode], value: m ? pick(m) / scale : null, ...(m ? {} : { note: skipped ? 'no containerd-stargz-grpc here' : 'not measured' }) };
+    });
+  return barChartSvg({
+    title: `${img.name}: cold start (${r.link}), median of ${r.options.reps}`,
+    unit: 's',
+    groups: [
+      { label: 'time to ready', bars: bars((m) => m.readyMs, 1000) },
+      { label: 'pull', bars: bars((m) => m.pullMs, 1000) },
+      { label: 'run to ready', bars: bars((m) => m.runMs, 1000) },
+    ],
+  });
+}
+
+/** Writes <date>-coldstart.json, .md and one SVG per image into `dir`; returns the paths. */
+export function writeReport(r: Report, dir: string): string[] {
+  mkdirSync(dir, { recursive: true });
+  const files = [join(dir, `${r.date}-coldstart.json`), join(dir, `${r.date}-coldstart.md`)];
+  writeFileSync(files[0]!, `${JSON.stringify(r, null, 2)}\n`);
+  writeFileSync(files[1]!, renderMarkdown(r));
+  for (const img of r.images) {
+    const f = join(dir, chartName(r, img.name));
+    writeFileSync(f, renderChart(r, img));
+    files.push(f);
+  }
+  return files;
+}

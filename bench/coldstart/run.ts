@@ -1,0 +1,371 @@
+/**
+ * bench/coldstart: HelloBench-style cold start. For each image, the time from "pull and run" on a
+ * node that has never seen it to the container's ready line, through the real containerd, with
+ * the registry in its own network namespace behind a shaped link. Modes alternate within one run:
+ * OCIv1 (ctr image pull + ctr run on overlayfs), Nydus cold (ctr-remote rpull + ctr run on our
+ * snapshotter, empty blob cache), Nydus warm (same, with the cache a cold run left), and eStargz
+ * when a containerd-stargz-grpc binary is on PATH.
+ *
+ *   npm run build && npm run bench:coldstart -- [--images minimal,python3,nodejs,large]
+ *       [--modes oci,nydus-cold,nydus-warm,estargz] [--reps 3] [--rate-mbit 100|none] [--rtt-ms 20]
+ *
+ * Every run is checked to be what its name says (a cold run found an empty cache and fetched
+ * chunks lazily; a warm run fetched no data blob; a Nydus run's rootfs came from nydusd; an OCIv1
+ * run downloaded its layers); a run that is not fails the benchmark with the reason.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { ApiClient } from '../../nydusd/src/api/client.js';
+import { buildImage, IMAGE_NAMES, type BenchImage } from './images.js';
+import { createLink, type Link } from './link.js';
+import { MODE_LABELS, startNode, type BenchNode, type Mode } from './node.js';
+import { describeMachine, dropCaches, machineCpuSeconds, peakRssBytes, processCpuSeconds } from './probe.js';
+import { startRegistry as startBenchRegistry, type BenchRegistry } from './registry.js';
+import { writeReport, type ImageSummary, type RunResult } from './report.js';
+
+const ROOT = resolve(import.meta.dirname, '../../..');
+const MiB = 2 ** 20;
+const ALL_MODES: Mode[] = ['oci', 'nydus-cold', 'nydus-warm', 'estargz'];
+
+const HELP = `bench/coldstart: time from pull+run to a container's ready line, OCIv1 vs Nydus (cold, warm) vs eStargz
+
+Usage: npm run bench:coldstart -- [options]
+
+Options:
+  --images LIST     comma-separated, from ${IMAGE_NAMES.join(', ')} (default: all)
+  --modes LIST      comma-separated, from ${ALL_MODES.join(', ')} (default: all; eStargz
+                    runs only when containerd-stargz-grpc is on PATH, and is reported as skipped otherwise)
+  --reps N          runs per image and mode (default: 3)
+  --rate-mbit N     link rate each way in Mbit/s, or "none" (default: 100)
+  --rtt-ms N        added round-trip time in ms, 0 for none (default: 20)
+  --prefetch        let nydusd prefetch the whole image in the background (default: on-demand only)
+  --no-drop-caches  keep the page cache between runs (default: dropped before every run)
+  --work DIR        scratch and cache directory, kept between invocations so images are built,
+                    pushed and converted once (default: /var/tmp/nydus-bench-coldstart)
+  --out DIR         where <date>-coldstart.{json,md} and the SVG charts go (default: bench/results)
+  -h, --help        print this help
+`;
+
+interface Options {
+  images: string[];
+  modes: Mode[];
+  reps: number;
+  rateMbit: number | null;
+  rttMs: number;
+  prefetch: boolean;
+  dropCaches: boolean;
+  work: string;
+  out: string;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      images: { type: 'string' }, modes: { type: 'string' }, reps: { type: 'string' },
+      'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, prefetch: { type: 'boolean' },
+      'no-drop-caches': { type: 'boolean' }, work: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (v.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const list = (s: string | undefined, all: readonly string[], what: string) => {
+    const items = s === undefined ? [...all] : s.split(',').map((x) => x.trim()).filter(Boolean);
+    for (const i of items) if (!all.includes(i)) throw new Error(`--${what}: unknown '${i}' (one of ${all.join(', ')})`);
+    return items;
+  };
+  const num = (s: string | undefined, dflt: number, what: string, min: number) => {
+    const n = s === undefined ? dflt : Number(s);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${what} must be a number >= ${min}`);
+    return n;
+  };
+  return {
+    images: list(v.images, IMAGE_NAMES, 'images'),
+    modes: list(v.modes, ALL_MODES, 'modes') as Mode[],
+    reps: Math.floor(num(v.reps, 3, 'reps', 1)),
+    rateMbit: v['rate-mbit'] === 'none' ? null : num(v['rate-mbit'], 100, 'rate-mbit', 0.1),
+    rttMs: num(v['rtt-ms'], 20, 'rtt-ms', 0),
+    prefetch: v.prefetch ?? false,
+    dropCaches: !v['no-drop-caches'],
+    work: resolve(v.work ?? '/var/tmp/nydus-bench-coldstart'),
+    out: resolve(v.out ?? join(ROOT, 'bench', 'results')),
+  };
+}
+
+const log = (msg: string) => process.stderr.write(`[coldstart ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+/** A benchmark run that did not measure what its name says. */
+class NotAsNamed extends Error {
+  override name = 'NotAsNamed';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  return new Promise((res, rej) => {
+    const p = spawn(cmd, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d));
+    p.stderr.on('data', (d: Buffer) => (err += d));
+    p.on('error', rej);
+    p.on('close', (code) => (code === 0 ? res(out) : rej(new Error(`${cmd} ${args.join(' ')} failed (${code}): ${(err || out).trim().split('\n').slice(-5).join(' | ')}`))));
+  });
+}
+
+/**
+ * Runs `ctr run` and resolves when its stdout shows the ready line (the time that counts), then
+ * waits for the container to exit.
+ */
+function runUntilReady(ctd: BenchNode['ctd'], args: string[], expect: string): Promise<{ readyAt: number; output: string }> {
+  return new Promise((res, rej) => {
+    const p = spawn('ctr', ['-a', ctd.address, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let readyAt: number | undefined;
+    p.stdout.on('data', (d: Buffer) => {
+      out += d;
+      if (readyAt === undefined && out.split('\n').some((l) => l.trim() === expect)) readyAt = performance.now();
+    });
+    p.stderr.on('data', (d: Buffer) => (err += d));
+    p.on('error', rej);
+    p.on('close', (code) => {
+      if (code !== 0) rej(new Error(`ctr ${args.join(' ')} failed (${code}): ${err.trim()}`));
+      else if (readyAt === undefined) rej(new NotAsNamed(`the container exited without printing its ready line '${expect}' (stdout: ${out.slice(0, 300)})`));
+      else res({ readyAt, output: out });
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images: built from Debian packages, pushed as OCIv1 and converted to Nydus once per work dir
+
+interface PreparedImage {
+  image: BenchImage;
+  ociRef: string;
+  nydusRef: string;
+  /** Layer bytes of each form, from the registry's manifests. */
+  ociBytes: number;
+  nydusBytes: number;
+  nydusBlobDigests: string[];
+}
+
+async function manifestLayers(ref: string): Promise<{ digest: string; mediaType: string; size: number }[]> {
+  const raw = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]);
+  return (JSON.parse(raw) as { layers: { digest: string; mediaType: string; size: number }[] }).layers;
+}
+
+async function exists(ref: string): Promise<boolean> {
+  return run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]).then(() => true, () => false);
+}
+
+async function prepareImage(name: string, o: Options, registry: BenchRegistry): Promise<PreparedImage> {
+  const image = await buildImage(name, join(o.work, 'images'), (m) => log(`${name}: ${m}`));
+  const ociRef = `${registry.address}/bench/${name}:oci`;
+  const nydusRef = `${registry.address}/bench/${name}:nydus`;
+  if (!(await exists(ociRef))) {
+    log(`${name}: pushing the OCIv1 image (${(image.compressedBytes / MiB).toFixed(0)} MiB)`);
+    await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${image.layout}:${image.tag}`, `docker://${ociRef}`]);
+  }
+  if (!(await exists(nydusRef))) {
+    log(`${name}: converting to Nydus`);
+    await run(process.execPath, ['bin/nydusify.js', 'convert', '--source', `oci:${image.layout}:${image.tag}`, '--target', nydusRef, '--target-insecure', '--quiet']);
+  }
+  const oci = await manifestLayers(ociRef);
+  const nydus = await manifestLayers(nydusRef);
+  const blobs = nydus.filter((l) => l.mediaType.endsWith('nydus.blob.v1'));
+  return {
+    image, ociRef, nydusRef,
+    ociBytes: oci.reduce((n, l) => n + l.size, 0),
+    nydusBytes: nydus.reduce((n, l) => n + l.size, 0),
+    nydusBlobDigests: blobs.map((b) => b.digest),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One run
+
+/** CPU of what runs in the registry's namespace (the registry, the delay line): not the node's. */
+function namespaceCpuSeconds(link: Link): number {
+  const pids = execFileSync('ip', ['netns', 'pids', link.netns], { encoding: 'utf8' }).split(/\s+/).filter(Boolean).map(Number);
+  return pids.reduce((s, pid) => s + processCpuSeconds(pid), 0);
+}
+
+async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, link: Link, registry: BenchRegistry): Promise<RunResult> {
+  const name = p.image.name;
+  const cacheDir = join(o.work, 'cache', name);
+  if (mode === 'nydus-cold') await rm(cacheDir, { recursive: true, force: true });
+  const cached = existsSync(cacheDir) ? readdirSync(cacheDir).filter((f) => f.endsWith('.blob.data')).length : 0;
+  if (mode === 'nydus-warm' && cached === 0) throw new NotAsNamed(`${name}: a warm run needs the cache of a cold run, and ${cacheDir} is empty`);
+  mkdirSync(cacheDir, { recursive: true });
+
+  const node = await startNode({ dir: join(o.work, 'node'), mode, cacheDir, prefetch: o.prefetch });
+  try {
+    if (o.dropCaches && !dropCaches()) throw new Error('cannot drop the page cache (write to /proc/sys/vm/drop_caches failed); pass --no-drop-caches');
+    const ref = mode === 'oci' ? p.ociRef : p.nydusRef;
+    const id = `bench-${name}-${rep}`;
+    const mark = await registry.mark();
+    const cpu0 = machineCpuSeconds() - namespaceCpuSeconds(link) - process.cpuUsage().user / 1e6 - process.cpuUsage().system / 1e6;
+    const t0 = performance.now();
+
+    if (mode === 'oci') await run('ctr', ['-a', node.ctd.address, 'image', 'pull', '--plain-http', ref]);
+    else await run('ctr-remote', ['-a', node.ctd.address, 'image', 'rpull', '--plain-http', '--snapshotter', 'nydus', ref]);
+    const tPull = performance.now();
+    const snapshotterArgs = node.snapshotter ? ['--snapshotter', node.snapshotter] : [];
+    const ready = await runUntilReady(node.ctd, ['run', '--rm', ...snapshotterArgs, ref, id, ...p.image.ready.args], p.image.ready.expect);
+    const atReady = await registry.since(mark);
+    const cpu1 = machineCpuSeconds() - namespaceCpuSeconds(link) - process.cpuUsage().user / 1e6 - process.cpuUsage().system / 1e6;
+
+    const r: RunResult = {
+      image: name, mode, rep,
+      readyMs: ready.readyAt - t0,
+      pullMs: tPull - t0,
+      runMs: ready.readyAt - tPull,
+      servedBytes: atReady.bytes,
+      servedRequests: atReady.requests,
+      blobBytes: atReady.blobBytes,
+      blobRequests: atReady.blobRequests,
+      nodeCpuSeconds: cpu1 - cpu0,
+      containerdRssBytes: peakRssBytes(node.ctd.pid),
+    };
+    if (node.snap) await nydusFacts(node, p, mode, id, r, cached);
+    else ociChecks(p, r);
+    return r;
+  } finally {
+    await node.stop();
+  }
+}
+
+/** Daemon facts of a Nydus run, and the checks that it was lazy (cold) or served from cache (warm). */
+async function nydusFacts(node: BenchNode, p: PreparedImage, mode: Mode, id: string, r: RunResult, cachedBefore: number): Promise<void> {
+  const snap = node.snap!;
+  const daemons = await snap.daemons();
+  if (daemons.length !== 1) throw new NotAsNamed(`${p.image.name} ${mode}: expected one nydusd, found ${daemons.length}: the rootfs did not come from nydusd`);
+  const d = daemons[0]!;
+  const backend = await new ApiClient(d.api_socket).metrics('backend');
+  const fs = await new ApiClient(d.api_socket).metrics('');
+  r.nydusdRssBytes = peakRssBytes(d.pid);
+  r.snapshotterRssBytes = peakRssBytes(snap.proc.pid);
+  r.daemonCpuSeconds = processCpuSeconds(d.pid) + processCpuSeconds(snap.proc.pid);
+  r.fetchedBytes = backend.read_amount_total;
+  r.fetchRequests = backend.read_count;
+  r.readBytes = fs.data_read;
+  // The container's Prepare: where nydusd was started and waited for.
+  const m = new RegExp(`rpc=Prepare key=\\S*/${id} ms=(\\d+)`).exec(snap.logs());
+  if (m) r.mountMs = Number(m[1]);
+  if (!(fs.data_read > 0)) throw new NotAsNamed(`${p.image.name} ${mode}: nydusd served no file data: the container did not run from the Nydus rootfs`);
+  if (mode === 'nydus-cold') {
+    if (cachedBefore !== 0) throw new NotAsNamed(`${p.image.name} cold: the cache held ${cachedBefore} blobs before the run`);
+    if (!(backend.read_count > 0) || r.blobBytes === 0) throw new NotAsNamed(`${p.image.name} cold: nothing was fetched from the registry: the cache was not cold`);
+  } else {
+    if (backend.read_count !== 0) throw new NotAsNamed(`${p.image.name} warm: nydusd fetched ${backend.read_amount_total} bytes in ${backend.read_count} requests: the cache was not warm`);
+  }
+}
+
+function ociChecks(p: PreparedImage, r: RunResult): void {
+  if (r.blobBytes < p.ociBytes * 0.99) throw new NotAsNamed(`${p.image.name} OCIv1: the registry served ${r.blobBytes} blob bytes for a ${p.ociBytes}-byte image: the layers were not all downloaded`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Modes in the order a repetition runs them: alternating, and a warm run always after a cold one. */
+function order(modes: Mode[], rep: number): Mode[] {
+  const base = modes.filter((m) => m !== 'nydus-warm');
+  const seq = rep % 2 === 0 ? base : [...base].reverse();
+  const out: Mode[] = [];
+  for (const m of seq) {
+    out.push(m);
+    if (m === 'nydus-cold' && modes.includes('nydus-warm')) out.push('nydus-warm');
+  }
+  if (!modes.includes('nydus-cold') && modes.includes('nydus-warm')) throw new Error('--modes nydus-warm needs nydus-cold (the warm cache is the one a cold run left)');
+  return out;
+}
+
+async function main(): Promise<void> {
+  const o = parseOptions(process.argv.slice(2));
+  const stargz = process.env.PATH?.split(':').some((d) => existsSync(join(d, 'containerd-stargz-grpc'))) ?? false;
+  const skipped: Record<string, string> = {};
+  let modes = o.modes;
+  if (modes.includes('estargz') && !stargz) {
+    skipped.estargz = 'containerd-stargz-grpc is not on PATH (Debian 12 packages only ctr-remote); eStargz was not run';
+    modes = modes.filter((m) => m !== 'estargz');
+    log(`skipping eStargz: ${skipped.estargz}`);
+  }
+  if (modes.includes('estargz')) throw new Error('eStargz runs are not implemented yet although containerd-stargz-grpc was found');
+  mkdirSync(o.work, { recursive: true });
+
+  const link = await createLink({ rateMbit: o.rateMbit, rttMs: o.rttMs });
+  let registry: BenchRegistry | undefined;
+  try {
+    log(`link: ${link.describe()} (registry at ${link.nsAddress})`);
+    registry = await startBenchRegistry(link, { storageDir: join(o.work, 'registry'), logFile: join(o.work, 'registry.log') });
+    const prepared: PreparedImage[] = [];
+    for (const name of o.images) prepared.push(await prepareImage(name, o, registry));
+
+    const results: RunResult[] = [];
+    for (let rep = 0; rep < o.reps; rep++) {
+      for (const p of prepared) {
+        for (const mode of order(modes, rep)) {
+          const r = await runOnce(p, mode, rep, o, link, registry);
+          results.push(r);
+          log(`${p.image.name} ${MODE_LABELS[mode]} #${rep + 1}: ready in ${(r.readyMs / 1000).toFixed(2)} s, ${(r.servedBytes / MiB).toFixed(1)} MiB in ${r.servedRequests} requests from the registry`);
+        }
+      }
+    }
+
+    const summaries: ImageSummary[] = prepared.map((p) => {
+      const byMode = Object.fromEntries(modes.map((m) => {
+        const rs = results.filter((r) => r.image === p.image.name && r.mode === m);
+        return [m, {
+          readyMs: median(rs.map((r) => r.readyMs)),
+          readyMinMs: Math.min(...rs.map((r) => r.readyMs)),
+          readyMaxMs: Math.max(...rs.map((r) => r.readyMs)),
+          pullMs: median(rs.map((r) => r.pullMs)),
+          runMs: median(rs.map((r) => r.runMs)),
+          mountMs: rs.some((r) => r.mountMs !== undefined) ? median(rs.map((r) => r.mountMs ?? 0)) : undefined,
+          servedBytes: median(rs.map((r) => r.servedBytes)),
+          servedRequests: median(rs.map((r) => r.servedRequests)),
+          nodeCpuSeconds: median(rs.map((r) => r.nodeCpuSeconds)),
+          nydusdRssBytes: rs.some((r) => r.nydusdRssBytes) ? median(rs.map((r) => r.nydusdRssBytes ?? 0)) : undefined,
+        }];
+      }));
+      return {
+        name: p.image.name, description: p.image.description, layers: p.image.layers,
+        uncompressedBytes: p.image.uncompressedBytes, ociBytes: p.ociBytes, nydusBytes: p.nydusBytes,
+        ready: p.image.ready, byMode,
+      };
+    });
+    const files = writeReport({
+      date: new Date().toISOString().slice(0, 10),
+      machine: describeMachine(),
+      link: link.describe(),
+      options: { reps: o.reps, prefetch: o.prefetch, dropCaches: o.dropCaches, modes },
+      skipped,
+      images: summaries,
+      runs: results,
+    }, o.out);
+    for (const f of files) log(`wrote ${f}`);
+  } finally {
+    await registry?.stop();
+    await link.close();
+  }
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`bench/coldstart: ${e instanceof NotAsNamed ? 'a run was not what its mode says: ' : ''}${e.message}\n`);
+  process.exitCode = 1;
+});
+
