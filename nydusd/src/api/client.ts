@@ -9,7 +9,7 @@ import type { DaemonInfo, MountRequest } from './types.js';
 export type MetricsKind = '' | 'files' | 'pattern' | 'backend' | 'blobcache' | 'inflight';
 
 /** Gap between polls of waitUntilState: quick enough for start-up, light on the daemon. */
-const POLL_MS = 50;
+const POLL_MS = 10;
 
 export class ApiClient {
   constructor(readonly socketPath: string) {}

@@ -4,7 +4,7 @@
  * classification of transient failures and backoff helpers.
  */
 import type { Readable } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 import { RegistryError, UploadSourceError, parseErrorBody } from './errors.js';
 
 export type HttpHeaders = Record<string, string | string[] | undefined>;
@@ -180,6 +180,17 @@ export async function errorFromResponse(
   });
 }
 
+let undici: Promise<typeof import('undici')> | undefined;
+
+/**
+ * Loads undici (once). It is imported on first use rather than with this module: it is most of a
+ * daemon's start-up time, and a daemon that serves everything from its cache never needs it.
+ * Callers that know a request is coming may start the load early.
+ */
+export function loadHttpClient(): Promise<typeof import('undici')> {
+  return (undici ??= import('undici'));
+}
+
 /**
  * Keep-alive connection pools, one undici Pool per origin (registry, token
  * realm, blob storage). undici's Agent is not used on purpose: in undici 7 it
@@ -197,10 +208,15 @@ export class Transport {
     this.opts = opts;
   }
 
-  private pool(origin: string): Pool {
+  private async pool(origin: string): Promise<Pool> {
     if (this.closed) throw new Error('registry client is closed');
     let p = this.pools.get(origin);
     if (!p) {
+      const { Pool } = await loadHttpClient();
+      // Another request may have made it while undici loaded.
+      p = this.pools.get(origin);
+      if (p) return p;
+      if (this.closed) throw new Error('registry client is closed');
       p = new Pool(origin, {
         keepAliveTimeout: 30_000,
         keepAliveMaxTimeout: 300_000,
@@ -221,7 +237,7 @@ export class Transport {
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...req.headers };
     if (req.proxy) headers.host = req.url.host;
     try {
-      const res = await this.pool(req.proxy ? req.proxy.origin : req.url.origin).request({
+      const res = await (await this.pool(req.proxy ? req.proxy.origin : req.url.origin)).request({
         path: req.proxy ? req.url.href : `${req.url.pathname}${req.url.search}`,
         method: req.method as Dispatcher.HttpMethod,
         headers,
