@@ -25,6 +25,8 @@ export interface NodeOptions {
   cacheDir: string;
   /** nydusd template: on-demand reads only unless prefetch is asked for. */
   prefetch: boolean;
+  /** nydusd amplify_io: bytes an on-demand fetch may be widened to over following missing chunks. */
+  amplifyIo: number;
 }
 
 export interface BenchNode {
@@ -36,13 +38,14 @@ export interface BenchNode {
 }
 
 /** The nydusd template of the benchmark: the registry is plain HTTP, so no scheme detection per node. */
-export function benchNydusdConfig(prefetch: boolean): object {
+export function benchNydusdConfig(prefetch: boolean, amplifyIo: number): object {
   return {
     device: {
       backend: { type: 'registry', config: { scheme: 'http', timeout: 30, connect_timeout: 10, retry_limit: 2 } },
       cache: { type: 'blobcache', config: { work_dir: '/replaced-per-image' } },
     },
     mode: 'direct',
+    amplify_io: amplifyIo,
     digest_validate: false,
     enable_xattr: true,
     fs_prefetch: prefetch ? { enable: true, threads_count: 4, merging_size: 1048576, prefetch_all: true } : { enable: false },
@@ -56,7 +59,7 @@ export async function startNode(o: NodeOptions): Promise<BenchNode> {
   if (o.mode === 'nydus-cold' || o.mode === 'nydus-warm') {
     snap = await startSnapshotter({
       workDir: join(o.dir, 'snap'),
-      nydusdConfig: benchNydusdConfig(o.prefetch),
+      nydusdConfig: benchNydusdConfig(o.prefetch, o.amplifyIo),
       // The cache outlives the node (warm runs); GC would empty it when the image goes.
       configToml: `[cache_manager]\ndisable = true\ncache_dir = ${JSON.stringify(o.cacheDir)}\n`,
       logLevel: 'debug',

@@ -65,7 +65,7 @@ export interface Report {
   date: string;
   machine: string;
   link: string;
-  options: { reps: number; prefetch: boolean; dropCaches: boolean; modes: Mode[] };
+  options: { reps: number; prefetch: boolean; amplifyIo: number; dropCaches: boolean; modes: Mode[] };
   /** Modes asked for that could not run, with the reason. */
   skipped: Record<string, string>;
   images: ImageSummary[];
@@ -121,7 +121,7 @@ export function renderMarkdown(r: Report): string {
     '',
     `- Machine: ${r.machine}`,
     `- Link: ${r.link}, both directions`,
-    `- Repetitions: ${r.options.reps}; page cache ${r.options.dropCaches ? 'dropped before every run' : 'kept'}; nydusd ${r.options.prefetch ? 'prefetching the whole image' : 'on demand only (no prefetch)'}`,
+    `- Repetitions: ${r.options.reps}; page cache ${r.options.dropCaches ? 'dropped before every run' : 'kept'}; nydusd ${r.options.prefetch ? 'prefetching the whole image' : 'on demand only (no prefetch)'}, amplify_io ${mib(r.options.amplifyIo)} MiB`,
     '- OCIv1: `ctr image pull` + `ctr run` (overlayfs). Nydus cold: `ctr-remote image rpull` + `ctr run` through',
     '  containerd-nydus-grpc, empty blob cache. Nydus warm: the same on a fresh node whose blob cache is the one a',
     '  cold run left (only the manifest, config and bootstrap come from the registry).',

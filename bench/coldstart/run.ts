@@ -43,6 +43,8 @@ Options:
   --rate-mbit N     link rate each way in Mbit/s, or "none" (default: 100)
   --rtt-ms N        added round-trip time in ms, 0 for none (default: 20)
   --prefetch        let nydusd prefetch the whole image in the background (default: on-demand only)
+  --amplify-io N    nydusd amplify_io: an on-demand fetch is widened over the following missing
+                    chunks up to N bytes (default: 1048576, Nydus's default)
   --no-drop-caches  keep the page cache between runs (default: dropped before every run)
   --work DIR        scratch and cache directory, kept between invocations so images are built,
                     pushed and converted once (default: /var/tmp/nydus-bench-coldstart)
@@ -57,6 +59,7 @@ interface Options {
   rateMbit: number | null;
   rttMs: number;
   prefetch: boolean;
+  amplifyIo: number;
   dropCaches: boolean;
   work: string;
   out: string;
@@ -67,7 +70,7 @@ function parseOptions(argv: string[]): Options {
     args: argv,
     options: {
       images: { type: 'string' }, modes: { type: 'string' }, reps: { type: 'string' },
-      'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, prefetch: { type: 'boolean' },
+      'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, prefetch: { type: 'boolean' }, 'amplify-io': { type: 'string' },
       'no-drop-caches': { type: 'boolean' }, work: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
@@ -92,6 +95,7 @@ function parseOptions(argv: string[]): Options {
     rateMbit: v['rate-mbit'] === 'none' ? null : num(v['rate-mbit'], 100, 'rate-mbit', 0.1),
     rttMs: num(v['rtt-ms'], 20, 'rtt-ms', 0),
     prefetch: v.prefetch ?? false,
+    amplifyIo: Math.floor(num(v['amplify-io'], MiB, 'amplify-io', 0)),
     dropCaches: !v['no-drop-caches'],
     work: resolve(v.work ?? '/var/tmp/nydus-bench-coldstart'),
     out: resolve(v.out ?? join(ROOT, 'bench', 'results')),
@@ -206,7 +210,7 @@ async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, li
   if (mode === 'nydus-warm' && cached === 0) throw new NotAsNamed(`${name}: a warm run needs the cache of a cold run, and ${cacheDir} is empty`);
   mkdirSync(cacheDir, { recursive: true });
 
-  const node = await startNode({ dir: join(o.work, 'node'), mode, cacheDir, prefetch: o.prefetch });
+  const node = await startNode({ dir: join(o.work, 'node'), mode, cacheDir, prefetch: o.prefetch, amplifyIo: o.amplifyIo });
   try {
     if (o.dropCaches && !dropCaches()) throw new Error('cannot drop the page cache (write to /proc/sys/vm/drop_caches failed); pass --no-drop-caches');
     const ref = mode === 'oci' ? p.ociRef : p.nydusRef;
@@ -352,7 +356,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString().slice(0, 10),
       machine: describeMachine(),
       link: link.describe(),
-      options: { reps: o.reps, prefetch: o.prefetch, dropCaches: o.dropCaches, modes },
+      options: { reps: o.reps, prefetch: o.prefetch, amplifyIo: o.amplifyIo, dropCaches: o.dropCaches, modes },
       skipped,
       images: summaries,
       runs: results,

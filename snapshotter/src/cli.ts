@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { helpText, parseCommand, UsageError, type CommandSpec } from '../../nydusify/src/cli/args.js';
-import { logger, setLogLevel } from '../../nydusify/src/util/log.js';
+import { logger, setLogLevel, setLogSink } from '../../nydusify/src/util/log.js';
 import { daemonMode, defaultConfig, DEFAULT_NYDUSD_CONFIG, fsDriver, loadSnapshotterConfig, type SnapshotterConfig } from './config.js';
 import { Daemons } from './daemons.js';
 import { serveMetrics } from './metrics.js';
@@ -84,7 +84,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const config = await resolveConfig(v);
   setLogLevel(config.log.level);
-  if (config.log.toStdout) process.stderr.write = process.stdout.write.bind(process.stdout);
+  if (config.log.toStdout) setLogSink((line) => process.stdout.write(line));
   const template = await loadTemplate(config.daemon.nydusdConfig);
   const cacheDir = config.cacheManager.cacheDir || join(config.root, 'cache');
 

@@ -316,7 +316,7 @@ export class Daemons {
       logger.warn('stopping a nydusd no record knows', { pid: p.pid });
       process.kill(p.pid, 'SIGKILL');
       const mp = p.argv[p.argv.indexOf('--mountpoint') + 1];
-      while (liveArgv(p.pid) !== undefined) await sleep(20);
+      for (const deadline = Date.now() + STOP_TIMEOUT_MS; liveArgv(p.pid) !== undefined && Date.now() < deadline;) await sleep(20);
       if (mp) {
         try {
           umount(mp, MNT_DETACH);

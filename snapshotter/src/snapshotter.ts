@@ -181,14 +181,20 @@ export class Snapshotter {
    * daemons serving removed images, and cache blobs that no image uses any more.
    */
   async cleanup(): Promise<void> {
-    const live = new Set(Object.values(this.store.state.snapshots).map((s) => s.id));
+    const ids = (s: Readonly<StoreState>) => new Set(Object.values(s.snapshots).map((r) => r.id));
+    const live = ids(this.store.state);
     for (const [id, d] of Object.entries(this.store.state.daemons)) {
       if (Object.values(d.instances).every((i) => !live.has(i.snapshotId))) await this.daemons.stop(id);
     }
     await this.daemons.stopStrays();
-    const dirs = await readdir(join(this.o.root, 'snapshots')).catch(() => [] as string[]);
-    for (const id of dirs) if (!live.has(id)) await this.#removeDir(id);
-    if (this.o.cacheGc) await this.#collectCache();
+    // Between transactions: a Prepare that has made its directory but not yet its record must not
+    // look like an orphan, nor a bootstrap being committed like an image that uses no blobs.
+    await this.store.exclusive(async (state) => {
+      const owned = ids(state);
+      const dirs = await readdir(join(this.o.root, 'snapshots')).catch(() => [] as string[]);
+      for (const id of dirs) if (!owned.has(id)) await this.#removeDir(id);
+      if (this.o.cacheGc) await this.#collectCache(state);
+    });
   }
 
   // --- snapshots ----------------------------------------------------------------------------
@@ -417,9 +423,9 @@ export class Snapshotter {
    * store refers to. Skipped entirely when any bootstrap cannot be read: only a complete picture
    * of what is in use allows deleting.
    */
-  async #collectCache(): Promise<void> {
+  async #collectCache(state: Readonly<StoreState>): Promise<void> {
     const used = new Set<string>();
-    for (const s of Object.values(this.store.state.snapshots)) {
+    for (const s of Object.values(state.snapshots)) {
       if (!isNydusBootstrap(s.labels)) continue;
       try {
         for (const b of rafsCheck(this.#bootstrapPath(s.id)).blobs) used.add(b);

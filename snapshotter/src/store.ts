@@ -133,6 +133,18 @@ export class MetaStore {
     return next;
   }
 
+  /**
+   * Runs `fn` with no transaction in between, without changing anything: for work that must see
+   * a settled state, such as deleting what no record refers to while a Prepare is creating its
+   * directory. `fn` must not call `update` (it would wait for itself).
+   */
+  exclusive<T>(fn: (state: Readonly<StoreState>) => T | Promise<T>): Promise<T> {
+    const run = () => fn(this.#state);
+    const next = this.#queue.then(run, run);
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
   async #persist(state: StoreState): Promise<void> {
     const path = join(this.root, FILE);
     const tmp = `${path}.tmp`;

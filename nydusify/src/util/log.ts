@@ -16,15 +16,21 @@ function fmt(v: unknown): string {
   return /[\s"=]/.test(s) || s === '' ? JSON.stringify(s) : s;
 }
 
+let sink: (line: string) => void = (line) => process.stderr.write(line);
+/** Where log lines go (stderr unless told otherwise, e.g. stdout for --log-to-stdout). */
+export function setLogSink(write: (line: string) => void): void {
+  sink = write;
+}
+
 export function log(level: Level, msg: string, fields: Record<string, unknown> = {}): void {
   if (ORDER.indexOf(level) < ORDER.indexOf(threshold)) return;
   const time = new Date().toISOString();
   if (process.env.NYDUS_LOG_FORMAT === 'json') {
-    process.stderr.write(`${JSON.stringify({ time, level, msg, ...fields })}\n`);
+    sink(`${JSON.stringify({ time, level, msg, ...fields })}\n`);
     return;
   }
   const rest = Object.entries(fields).map(([k, v]) => ` ${k}=${fmt(v)}`).join('');
-  process.stderr.write(`time=${time} level=${level} msg=${fmt(msg)}${rest}\n`);
+  sink(`time=${time} level=${level} msg=${fmt(msg)}${rest}\n`);
 }
 
 export const logger = {
