@@ -16,7 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MNT_DETACH, mount as sysMount, umount } from '../../native/index.js';
 import type { Mount } from '../src/mounts.js';
 import { NYDUS_BLOB, NYDUS_BOOTSTRAP, TARGET_REF } from '../src/labels.js';
-import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
+import { getFreePort } from '../../test/harness/process.js';
+import { SNAPSHOTTER_BIN, startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
 
 const exec = promisify(execFile);
 
@@ -24,6 +25,7 @@ let work: string;
 let snap: RunningSnapshotter;
 let blobDir: string;
 let goodBoot: Buffer;
+let metricsPort: number;
 
 /** Mounts what the snapshotter returned at `target`, runs `fn`, unmounts. */
 async function withMount<T>(mounts: Mount[], target: string, fn: () => T | Promise<T>): Promise<T> {
@@ -69,8 +71,10 @@ beforeAll(async () => {
   const boot = join(work, 'image.boot');
   await exec(process.execPath, ['bin/nydus-image.js', 'create', '--type', 'dir-rafs', '--bootstrap', boot, '--blob-dir', blobDir, '--log-level', 'warn', rootfs]);
   goodBoot = readFileSync(boot);
+  metricsPort = await getFreePort();
   snap = await startSnapshotter({
     workDir: join(work, 'snap'),
+    configToml: `[metrics]\naddress = "127.0.0.1:${metricsPort}"\n`,
     nydusdConfig: { device: { backend: { type: 'localfs', config: { dir: blobDir } }, cache: { type: 'blobcache', config: {} } }, mode: 'direct' },
   });
 }, 120_000);
@@ -247,6 +251,29 @@ describe('Nydus layers', () => {
     expect(await snap.daemons()).toEqual([]);
     for (const k of [good.metaKey, ...good.chain.reverse(), ...chain.reverse()]) await c.remove(k);
     await c.cleanup();
+  });
+});
+
+describe('operator interfaces', () => {
+  it('Prometheus metrics count the calls by method and code, and the snapshots by kind', async () => {
+    await snap.client.prepare('m/1', '');
+    await codeOf(snap.client.stat('m/none'));
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(text).toMatch(/^snapshotter_grpc_requests_total\{method="Prepare",code="OK"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^snapshotter_grpc_requests_total\{method="Stat",code="NOT_FOUND"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^snapshotter_grpc_request_duration_seconds_count\{method="Prepare"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^snapshotter_snapshots\{kind="active"\} 1$/m);
+    await snap.client.remove('m/1');
+  });
+
+  it('--help and --version answer without starting anything', async () => {
+    const help = await exec(process.execPath, [SNAPSHOTTER_BIN, '--help']);
+    expect(help.stdout).toContain('--nydusd-config');
+    expect(help.stdout).toContain('--daemon-mode');
+    expect((await exec(process.execPath, [SNAPSHOTTER_BIN, '--version'])).stdout).toMatch(/^containerd-nydus-grpc \d+\.\d+\.\d+/);
+    const bad = await exec(process.execPath, [SNAPSHOTTER_BIN, '--daemon-mode', 'none', '--root', join(work, 'unused')]).catch((e: { code: number; stderr: string }) => e);
+    expect(bad).toMatchObject({ code: 1 });
+    expect((bad as { stderr: string }).stderr).toMatch(/daemon_mode 'none'.*not supported/);
   });
 });
 

@@ -1,0 +1,49 @@
+/**
+ * Whether a cold-start run measured what its mode is called. A run that did not (a "cold" run
+ * that found a warm cache, a Nydus run whose rootfs did not come from nydusd, an OCIv1 run that
+ * did not download its layers) must fail the benchmark loudly, never land in a table.
+ */
+import type { Mode } from './node.js';
+
+export class NotAsNamed extends Error {
+  override name = 'NotAsNamed';
+}
+
+/** What was observed around one run. */
+export interface RunFacts {
+  image: string;
+  mode: Mode;
+  /** Blob files in the node's cache before the run. */
+  cachedBlobsBefore: number;
+  /** Layer blob bytes the registry served during the run. */
+  registryBlobBytes: number;
+  /** OCIv1: the image's layer bytes. */
+  imageLayerBytes: number;
+  /** Nydus: the daemons the snapshotter ran, and the one's counters. */
+  nydusdCount?: number;
+  fetchRequests?: number;
+  fetchedBytes?: number;
+  /** File bytes nydusd returned to readers. */
+  servedBytes?: number;
+}
+
+export function checkRun(f: RunFacts): void {
+  const what = `${f.image} ${f.mode}`;
+  if (f.mode === 'oci') {
+    if (f.nydusdCount) throw new NotAsNamed(`${what}: a nydusd ran: the image did not run from overlayfs alone`);
+    if (f.registryBlobBytes < f.imageLayerBytes * 0.99) {
+      throw new NotAsNamed(`${what}: the registry served ${f.registryBlobBytes} blob bytes for ${f.imageLayerBytes} bytes of layers: the layers were not all downloaded`);
+    }
+    return;
+  }
+  if (f.nydusdCount !== 1) throw new NotAsNamed(`${what}: expected one nydusd, found ${f.nydusdCount ?? 0}: the rootfs did not come from nydusd`);
+  if (!((f.servedBytes ?? 0) > 0)) throw new NotAsNamed(`${what}: nydusd served no file data: the container did not run from the Nydus rootfs`);
+  if (f.mode === 'nydus-cold') {
+    if (f.cachedBlobsBefore !== 0) throw new NotAsNamed(`${what}: the cache held ${f.cachedBlobsBefore} blobs before the run: it was not cold`);
+    if (!((f.fetchRequests ?? 0) > 0) || f.registryBlobBytes === 0) throw new NotAsNamed(`${what}: nothing was fetched from the registry: the cache was not cold`);
+  }
+  if (f.mode === 'nydus-warm') {
+    if (f.cachedBlobsBefore === 0) throw new NotAsNamed(`${what}: the cache was empty before the run: it was not warm`);
+    if (f.fetchRequests !== 0) throw new NotAsNamed(`${what}: nydusd fetched ${f.fetchedBytes} bytes in ${f.fetchRequests} requests: the cache was not warm`);
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * The cold-start benchmark's guard: a run that is not what its mode says is refused with the
+ * reason. Facts are crafted here (a pure function); bench/coldstart/run.ts feeds it the real ones.
+ */
+import { describe, expect, it } from 'vitest';
+
+import { checkRun, NotAsNamed, type RunFacts } from '../checks.js';
+
+const cold: RunFacts = { image: 'large', mode: 'nydus-cold', cachedBlobsBefore: 0, registryBlobBytes: 25e6, imageLayerBytes: 4e8, nydusdCount: 1, fetchRequests: 37, fetchedBytes: 23e6, servedBytes: 20e6 };
+const warm: RunFacts = { ...cold, mode: 'nydus-warm', cachedBlobsBefore: 4, registryBlobBytes: 2e6, fetchRequests: 0, fetchedBytes: 0 };
+const oci: RunFacts = { image: 'large', mode: 'oci', cachedBlobsBefore: 0, registryBlobBytes: 4e8, imageLayerBytes: 4e8, nydusdCount: 0 };
+
+describe('checkRun', () => {
+  it('accepts runs that are what they are called', () => {
+    for (const f of [cold, warm, oci]) expect(() => checkRun(f)).not.toThrow();
+  });
+
+  it.each([
+    ['a cold run that found a warm cache', { ...cold, cachedBlobsBefore: 3 }, /not cold/],
+    ['a cold run that fetched nothing', { ...cold, fetchRequests: 0, registryBlobBytes: 0 }, /cache was not cold/],
+    ['a warm run that fetched chunks', { ...warm, fetchRequests: 5, fetchedBytes: 5e6 }, /not warm/],
+    ['a warm run on an empty cache', { ...warm, cachedBlobsBefore: 0 }, /not warm/],
+    ['a Nydus run without nydusd (overlayfs instead)', { ...cold, nydusdCount: 0 }, /did not come from nydusd/],
+    ['a Nydus run whose nydusd served no data', { ...cold, servedBytes: 0 }, /served no file data/],
+    ['an OCIv1 run that did not download its layers', { ...oci, registryBlobBytes: 1e6 }, /not all downloaded/],
+    ['an OCIv1 run with a nydusd', { ...oci, nydusdCount: 1 }, /overlayfs alone/],
+  ])('refuses %s', (_what, facts, reason) => {
+    expect(() => checkRun(facts as RunFacts)).toThrow(NotAsNamed);
+    expect(() => checkRun(facts as RunFacts)).toThrow(reason);
+  });
+});
