@@ -32,26 +32,34 @@ export async function diskUsage(dir: string): Promise<Usage> {
   return { size, inodes: seen.size };
 }
 
-/** Mount points at or below `dir`, deepest first (octal escapes of /proc/self/mountinfo decoded). */
+/** Mount points at or below `dir`, deepest first, each once (octal escapes of mountinfo decoded). */
 export function mountsUnder(dir: string): string[] {
   const decode = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-  return readFileSync('/proc/self/mountinfo', 'utf8')
+  const found = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .map((l) => decode(l.split(' ')[4] ?? ''))
-    .filter((m) => m === dir || m.startsWith(prefix))
-    .sort((a, b) => b.length - a.length);
+    .filter((m) => m === dir || m.startsWith(prefix));
+  return [...new Set(found)].sort((a, b) => b.length - a.length);
 }
 
-/** Detaches every mount below `dir`, so that deleting it cannot reach into a live filesystem. */
+/**
+ * Detaches every mount below `dir`, so that deleting it cannot reach into a live filesystem.
+ * Mounts stacked on one point need one umount each: a few rounds cover them. Returns what was found.
+ */
 export function unmountUnder(dir: string): string[] {
-  const found = mountsUnder(dir);
-  for (const m of found) {
-    try {
-      umount(m, MNT_DETACH);
-    } catch {
-      // already gone
+  const seen = new Set<string>();
+  for (let round = 0; round < 5; round++) {
+    const found = mountsUnder(dir);
+    if (found.length === 0) break;
+    for (const m of found) {
+      seen.add(m);
+      try {
+        umount(m, MNT_DETACH);
+      } catch {
+        // already gone
+      }
     }
   }
-  return found;
+  return [...seen];
 }

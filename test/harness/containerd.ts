@@ -4,12 +4,15 @@
  * registered, CRI set up for this offline machine, and a stop() that leaves no task, shim or mount
  * behind, also when a test fails or the runner exits early.
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mountsUnder, unmountUnder } from '../../snapshotter/src/fsutil.js';
 import { onExitCleanup, spawnProcess } from './process.js';
+
+export { mountsUnder };
 
 const HERE_ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 /** The repository root, from source (test/harness) and from dist/test/harness alike. */
@@ -274,30 +277,6 @@ function killAll(pids: number[]): void {
     } catch {
       // already gone
     }
-  }
-}
-
-function decodeMountPath(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-/** Mount points at or under dir, deepest first (so parents are unmounted last). */
-export function mountsUnder(dir: string): string[] {
-  const mounts = readFileSync('/proc/self/mounts', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[1])
-    .filter((m): m is string => m !== undefined)
-    .map(decodeMountPath)
-    .filter((m) => m === dir || m.startsWith(`${dir}/`));
-  return [...new Set(mounts)].sort((a, b) => b.split('/').length - a.split('/').length || b.length - a.length);
-}
-
-function unmountUnder(dir: string): void {
-  // Stacked mounts on one point need one umount each; a few rounds cover them.
-  for (let round = 0; round < 5; round++) {
-    const ms = mountsUnder(dir);
-    if (ms.length === 0) return;
-    for (const m of ms) spawnSync('umount', ['-l', m], { stdio: 'ignore', timeout: 10_000 });
   }
 }
 
