@@ -194,6 +194,12 @@ async function prepareImage(name: string, o: Options, registry: BenchRegistry): 
 // One run
 
 /** CPU of what runs in the registry's namespace (the registry, the delay line): not the node's. */
+/** Busy CPU seconds of the node: the machine minus the registry's namespace and this process. */
+function nodeCpuSeconds(link: Link): number {
+  const self = process.cpuUsage();
+  return machineCpuSeconds() - namespaceCpuSeconds(link) - (self.user + self.system) / 1e6;
+}
+
 function namespaceCpuSeconds(link: Link): number {
   const pids = execFileSync('ip', ['netns', 'pids', link.netns], { encoding: 'utf8' }).split(/\s+/).filter(Boolean).map(Number);
   return pids.reduce((s, pid) => s + processCpuSeconds(pid), 0);
@@ -212,7 +218,7 @@ async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, li
     const ref = mode === 'oci' ? p.ociRef : p.nydusRef;
     const id = `bench-${name}-${rep}`;
     const mark = await registry.mark();
-    const cpu0 = machineCpuSeconds() - namespaceCpuSeconds(link) - process.cpuUsage().user / 1e6 - process.cpuUsage().system / 1e6;
+    const cpu0 = nodeCpuSeconds(link);
     const t0 = performance.now();
 
     if (mode === 'oci') await run('ctr', ['-a', node.ctd.address, 'image', 'pull', '--plain-http', ref]);
@@ -221,7 +227,7 @@ async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, li
     const snapshotterArgs = node.snapshotter ? ['--snapshotter', node.snapshotter] : [];
     const ready = await runUntilReady(node.ctd, ['run', '--rm', ...snapshotterArgs, ref, id, ...p.image.ready.args], p.image.ready.expect);
     const atReady = await registry.since(mark);
-    const cpu1 = machineCpuSeconds() - namespaceCpuSeconds(link) - process.cpuUsage().user / 1e6 - process.cpuUsage().system / 1e6;
+    const cpu1 = nodeCpuSeconds(link);
 
     const r: RunResult = {
       image: name, mode, rep,

@@ -101,13 +101,13 @@ export class Snapshotter {
     if (this.store.get(name) !== undefined) throw alreadyExists(`snapshot ${JSON.stringify(name)} already exists`);
     // The unpacker commits with the labels it prepared with; keep both (the image ref lives there).
     const merged = { ...r.labels, ...labels };
-    if (isNydusBootstrap(merged)) this.#checkBootstrap(r.id);
+    const blobs = isNydusBootstrap(merged) ? this.#checkBootstrap(r.id) : undefined;
     const usage = await diskUsage(this.#fs(r.id));
     await this.store.update((d) => {
       if (d.snapshots[key]?.id !== r.id) throw notFound(`snapshot ${JSON.stringify(key)} was removed meanwhile`);
       if (d.snapshots[name] !== undefined) throw alreadyExists(`snapshot ${JSON.stringify(name)} already exists`);
       delete d.snapshots[key];
-      d.snapshots[name] = { ...r, kind: 'committed', labels: merged, updatedAt: Date.now(), usage };
+      d.snapshots[name] = { ...r, kind: 'committed', labels: merged, updatedAt: Date.now(), usage, ...(blobs ? { blobs } : {}) };
     });
   }
 
@@ -131,7 +131,6 @@ export class Snapshotter {
   async update(name: string, labels: Labels, paths: string[]): Promise<Info> {
     validateLabels(labels);
     for (const p of paths) if (p !== 'labels' && !p.startsWith('labels.')) throw invalidArgument(`cannot update field ${JSON.stringify(p)} of a snapshot (only labels)`);
-    this.#get(name);
     return this.store.update((d) => {
       const r = d.snapshots[name];
       if (r === undefined) throw notFound(`snapshot ${JSON.stringify(name)} does not exist`);
@@ -428,7 +427,9 @@ export class Snapshotter {
     for (const s of Object.values(state.snapshots)) {
       if (!isNydusBootstrap(s.labels)) continue;
       try {
-        for (const b of rafsCheck(this.#bootstrapPath(s.id)).blobs) used.add(b);
+        // Committed bootstraps carry what Commit read; one still being unpacked is read (and
+        // usually not readable yet, which skips this GC).
+        for (const b of s.blobs ?? rafsCheck(this.#bootstrapPath(s.id)).blobs) used.add(b);
       } catch (e) {
         logger.info('cache GC skipped: a bootstrap is not readable (yet)', { snapshot: s.id, error: (e as Error).message });
         return;

@@ -25,6 +25,8 @@ export interface SnapshotRecord {
   updatedAt: number;
   /** Measured when committed; active snapshots are measured on demand. */
   usage?: Usage;
+  /** A committed Nydus bootstrap layer: the blob ids its bootstrap refers to (read at Commit). */
+  blobs?: string[];
 }
 
 /** One RAFS instance served by a daemon: the image whose bootstrap is in a snapshot's fs. */
