@@ -105,6 +105,7 @@ export async function main(argv: string[]): Promise<number> {
     cacheGc: !config.cacheManager.disable,
     overlayVolatile: config.snapshot.enableOverlayfsVolatile,
   });
+  await sn.startSharedDaemon();
   const grpcServer = await serve(sn, config.address);
   const system = config.system.enable ? await serveSystem(daemons, config.system.address) : undefined;
   const metrics = config.metrics.address ? await serveMetrics(sn, config.metrics.address) : undefined;

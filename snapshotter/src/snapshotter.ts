@@ -183,6 +183,7 @@ export class Snapshotter {
     const ids = (s: Readonly<StoreState>) => new Set(Object.values(s.snapshots).map((r) => r.id));
     const live = ids(this.store.state);
     for (const [id, d] of Object.entries(this.store.state.daemons)) {
+      if (this.#standing(id)) continue;
       if (Object.values(d.instances).every((i) => !live.has(i.snapshotId))) await this.daemons.stop(id);
     }
     await this.daemons.stopStrays();
@@ -351,6 +352,20 @@ export class Snapshotter {
     return inst.mountpoint;
   }
 
+  /**
+   * Shared mode: the node's one nydusd starts with the snapshotter and stays up while it runs,
+   * even with no image, so a container's Prepare only adds an instance to a daemon that is already
+   * warm (no process start, HTTP stack loaded) instead of waiting for a new one.
+   */
+  async startSharedDaemon(): Promise<void> {
+    if (this.o.daemonMode === 'shared') await this.#sharedDaemon();
+  }
+
+  /** A daemon that is kept when it serves no image: the shared one, in shared mode. */
+  #standing(id: string): boolean {
+    return id === SHARED_DAEMON && this.o.daemonMode === 'shared';
+  }
+
   /** The shared daemon, running; concurrent first Prepares of different images start it once. */
   #sharedDaemon(): Promise<DaemonRecord> {
     this.#sharedStarting ??= (this.store.state.daemons[SHARED_DAEMON]
@@ -411,7 +426,7 @@ export class Snapshotter {
       await this.store.update((s) => {
         delete s.daemons[id]?.instances[snapshotId];
       });
-      if (Object.keys(this.store.state.daemons[id]?.instances ?? {}).length === 0) await this.daemons.stop(id);
+      if (!this.#standing(id) && Object.keys(this.store.state.daemons[id]?.instances ?? {}).length === 0) await this.daemons.stop(id);
     }
   }
 

@@ -1,0 +1,159 @@
+/**
+ * bench/miss: what one cache miss costs nydusd beyond the backend's own time.
+ *
+ * A tree of incompressible files is built with our builder (zstd, 1 MiB chunks), its blob pushed
+ * to Debian's docker-registry on loopback, and mounted by a fresh nydusd (bin/nydusd.js, empty
+ * cache). Each file is read once, cold, through the mount; nydusd's backend counters give the
+ * ranged requests it made. Then the same number of ranges of the same sizes are fetched straight
+ * from the registry with one HTTP client (undici, keep-alive), which is the floor: the backend's
+ * own time. The difference, divided by the number of requests, is nydusd's own cost per miss.
+ *
+ *   npm run build && node dist/bench/miss/run.js [--reps 5] [--amplify-io 1048576] [--out bench/results]
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { execFileSync } from 'node:child_process';
+import { Agent, request } from 'undici';
+
+import { startNydusd } from '../../test/harness/nydusd.js';
+import { startRegistry } from '../../test/harness/registry.js';
+import { RegistryClient } from '../../nydusify/src/registry/client.js';
+
+const ROOT = resolve(import.meta.dirname, '../../..');
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+const HELP = `bench/miss: nydusd's own time per cache miss, above the backend's time for the same ranges
+
+Usage: node dist/bench/miss/run.js [options]
+  --reps N          cold reads of each file, each on a fresh daemon and empty cache (default 5)
+  --amplify-io N    nydusd amplify_io in bytes (default 1048576)
+  --out DIR         write <date>-miss.{json,md} there (default: print only)
+  -h, --help        this help
+`;
+
+/** Files read cold, one by one: small ones (one chunk) to multi-chunk ones. */
+const FILES: { name: string; size: number }[] = [
+  { name: 'f4k', size: 4 * KiB },
+  { name: 'f64k', size: 64 * KiB },
+  { name: 'f512k', size: 512 * KiB },
+  { name: 'f1m84', size: Math.round(1.84 * MiB) },
+  { name: 'f8m', size: 8 * MiB },
+];
+
+interface Row {
+  file: string;
+  size: number;
+  requests: number;
+  fetchedBytes: number;
+  nydusdMs: number[];
+  backendMs: number[];
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+async function main(): Promise<void> {
+  const { values: v } = parseArgs({ options: { reps: { type: 'string' }, 'amplify-io': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  if (v.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const reps = Number(v.reps ?? 5);
+  const amplifyIo = Number(v['amplify-io'] ?? MiB);
+  const work = mkdtempSync(join(tmpdir(), 'bench-miss-'));
+  const reg = await startRegistry({ auth: 'none', logLevel: 'error' });
+  try {
+    const src = join(work, 'src');
+    mkdirSync(src);
+    for (const f of FILES) writeFileSync(join(src, f.name), randomBytes(f.size));
+    const blobs = join(work, 'blobs');
+    const bootstrap = join(work, 'image.boot');
+    execFileSync(process.execPath, [join(ROOT, 'bin/nydus-image.js'), 'create', '--type', 'dir-rafs', '--compressor', 'zstd', '--bootstrap', bootstrap, '--blob-dir', blobs, src], { stdio: 'ignore' });
+    const client = new RegistryClient(reg.host, { insecure: true });
+    const { readdirSync, createReadStream, statSync } = await import('node:fs');
+    for (const b of readdirSync(blobs)) {
+      const path = join(blobs, b);
+      await client.pushBlob('miss', `sha256:${b}`, statSync(path).size, () => createReadStream(path));
+    }
+    const blobId = readdirSync(blobs)[0]!;
+    const agent = new Agent({ connections: 4 });
+    const rows: Row[] = FILES.map((f) => ({ file: f.name, size: f.size, requests: 0, fetchedBytes: 0, nydusdMs: [], backendMs: [] }));
+
+    for (let rep = 0; rep < reps; rep++) {
+      for (const row of rows) {
+        const cache = join(work, `cache-${rep}-${row.file}`);
+        const mnt = join(work, 'mnt');
+        mkdirSync(mnt, { recursive: true });
+        const d = await startNydusd({
+          config: {
+            device: {
+              backend: { type: 'registry', config: { scheme: 'http', host: reg.host, repo: 'miss', timeout: 10, connect_timeout: 5, retry_limit: 0 } },
+              cache: { type: 'blobcache', config: { work_dir: cache } },
+            },
+            mode: 'direct', amplify_io: amplifyIo, digest_validate: false, enable_xattr: true, fs_prefetch: { enable: false },
+          },
+          mountpoint: mnt, bootstrap, workDir: work,
+        });
+        try {
+          // Warm the connection and the lazily loaded HTTP stack with a metadata-only stat, as a
+          // container's first lookups would; the read below is what is timed.
+          const t0 = performance.now();
+          const data = await readFile(join(mnt, row.file));
+          const t1 = performance.now();
+          if (!data.equals(readFileSync(join(src, row.file)))) throw new Error(`${row.file}: wrong bytes through nydusd`);
+          const m = await d.api.metrics('backend');
+          row.requests = m.read_count;
+          row.fetchedBytes = m.read_amount_total;
+          row.nydusdMs.push(t1 - t0);
+        } finally {
+          await d.stop();
+          rmSync(cache, { recursive: true, force: true });
+        }
+        // The floor: the same number of ranges of the same total size, one after another, from the
+        // registry straight, over a warm keep-alive connection.
+        const per = Math.ceil(row.fetchedBytes / row.requests);
+        await request(`${reg.url}/v2/miss/blobs/sha256:${blobId}`, { dispatcher: agent, headers: { range: 'bytes=0-0' } }).then((r) => r.body.arrayBuffer());
+        const b0 = performance.now();
+        for (let i = 0; i < row.requests; i++) {
+          const r = await request(`${reg.url}/v2/miss/blobs/sha256:${blobId}`, { dispatcher: agent, headers: { range: `bytes=${i * per}-${i * per + per - 1}` } });
+          await r.body.arrayBuffer();
+        }
+        row.backendMs.push(performance.now() - b0);
+      }
+    }
+    await agent.close();
+
+    const lines = [
+      `| file | size | requests | fetched | nydusd cold read (median ms) | backend alone (ms) | nydusd's own per miss (ms) |`,
+      `|---|---|---|---|---|---|---|`,
+      ...rows.map((r) => {
+        const n = median(r.nydusdMs);
+        const b = median(r.backendMs);
+        return `| ${r.file} | ${(r.size / KiB).toFixed(0)} KiB | ${r.requests} | ${(r.fetchedBytes / KiB).toFixed(0)} KiB | ${n.toFixed(1)} | ${b.toFixed(1)} | ${((n - b) / r.requests).toFixed(1)} |`;
+      }),
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+    if (v.out) {
+      const date = new Date().toISOString().slice(0, 10);
+      mkdirSync(v.out, { recursive: true });
+      writeFileSync(join(v.out, `${date}-miss.json`), JSON.stringify({ date, reps, amplifyIo, rows }, null, 2));
+      writeFileSync(join(v.out, `${date}-miss.md`), `# bench/miss, ${date}\n\nCold reads through nydusd from Debian's docker-registry on loopback, ${reps} reps, amplify_io ${amplifyIo}.\n\n${lines.join('\n')}\n`);
+    }
+  } finally {
+    await reg.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`bench/miss: ${e.stack ?? e.message}\n`);
+  process.exitCode = 1;
+});
