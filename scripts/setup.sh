@@ -36,5 +36,6 @@ command -v cargo >/dev/null || { echo "setup: cargo not found on PATH (install R
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm install --no-audit --no-fund
 fi
+scripts/build-peers.sh
 npm run build
 echo "setup: done"

@@ -75,6 +75,11 @@ func parseFlags(args []string) (*options, *flag.FlagSet, error) {
 		fmt.Fprintf(fs.Output(), "Usage: containerd-stargz-grpc [flags]\n\nServes the stargz snapshotter (eStargz lazy pulling) as a containerd proxy snapshotter.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			fs.SetOutput(os.Stdout) // asked-for help goes to stdout; usage after a bad flag stays on stderr
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, fs, err
 	}
@@ -131,6 +136,22 @@ func addPlainHTTPMirrors(cfg *service.Config, hosts []string) {
 		}
 		cfg.ResolverConfig.Host[h] = hc
 	}
+}
+
+// describeMirrors renders the resolver mirrors as "HOST -> scheme://MIRROR" for the start log.
+func describeMirrors(cfg *service.Config) []string {
+	out := []string{}
+	for host, hc := range cfg.ResolverConfig.Host {
+		for _, m := range hc.Mirrors {
+			scheme := "https"
+			if m.Insecure {
+				scheme = "http"
+			}
+			out = append(out, fmt.Sprintf("%s -> %s://%s", host, scheme, m.Host))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // listenUnix removes a stale socket file and listens with mode 0600 (umask applied while the
@@ -206,7 +227,7 @@ func run(o *options) int {
 		return 2
 	}
 	logrus.SetOutput(os.Stderr)
-	logrus.SetFormatter(&logrus.JSONFormatter{TimestampFormat: log.RFC3339NanoFixed})
+	logrus.SetFormatter(&logrus.JSONFormatter{TimestampFormat: log.RFC3339NanoFixed, DisableHTMLEscape: true})
 	ctx := log.WithLogger(context.Background(), log.L.WithField("component", "containerd-stargz-grpc"))
 	// go-fuse logs through the standard library logger: route it into ours at debug level.
 	golog.SetFlags(0)
@@ -272,6 +293,7 @@ func run(o *options) int {
 		"noprefetch":          cfg.NoPrefetch,
 		"no_background_fetch": cfg.NoBackgroundFetch,
 		"plain_http":          []string(o.plainHTTP),
+		"mirrors":             describeMirrors(cfg),
 	}).Info("stargz snapshotter serving")
 
 	code := 0

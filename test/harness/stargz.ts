@@ -1,0 +1,155 @@
+/**
+ * Runs our containerd-stargz-grpc peer (bench/peers/stargz-grpc, built by scripts/build-peers.sh) as
+ * a real process for tests and benchmarks: root, socket, config and log under one work dir; ready
+ * once its socket accepts connections; stop() ends only the process it started and then detaches
+ * whatever FUSE mount the snapshotter left under its root.
+ */
+import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+
+import { STARGZ_BINARY } from '../../bench/peers/stargz.js';
+import { unmountUnder } from '../../snapshotter/src/fsutil.js';
+import { onExitCleanup, spawnProcess, type ManagedProcess } from './process.js';
+
+export { STARGZ_BINARY, stargzAvailable } from '../../bench/peers/stargz.js';
+
+export interface StartStargzOptions {
+  /** Holds root/, the socket, config.toml and the log. */
+  workDir: string;
+  /** Registries reached over plain http (`--plain-http HOST[:PORT]`). */
+  plainHttp?: string[];
+  /** false passes --no-prefetch. */
+  prefetch: boolean;
+  /** false passes --no-background-fetch. */
+  backgroundFetch: boolean;
+  /** debug | info | warn | error (default info). */
+  logLevel?: string;
+  /** Text of a stargz config.toml (written to workDir/config.toml and passed with --config). */
+  configToml?: string;
+  /** Default 30 s. */
+  readyTimeoutMs?: number;
+}
+
+export interface RunningStargz {
+  /** Unix socket of the Snapshots gRPC API (the proxy plugin's `address`). */
+  address: string;
+  /** The snapshotter's root: its FUSE mounts live below it. */
+  root: string;
+  /** Pid of the snapshotter process. */
+  pid: number;
+  proc: ManagedProcess;
+  logs(): string;
+  /** SIGTERM (SIGKILL after 10 s) to our pid only, then detach any mount left under root. */
+  stop(): Promise<void>;
+}
+
+/** Resolves once one connection to the unix socket succeeds, rejects on any error. */
+function connectOnce(path: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ path });
+    const done = (err?: Error) => {
+      s.destroy();
+      if (err) reject(err);
+      else resolve();
+    };
+    s.once('connect', () => done());
+    s.once('error', (e) => done(e));
+    s.setTimeout(timeoutMs, () => done(new Error(`connect ${path}: timed out`)));
+  });
+}
+
+/**
+ * Waits for the daemon's "serving" log line (written after it listens), as an event on its
+ * output, then confirms with one connect to the socket. Fails early if the process exits.
+ */
+async function waitServing(proc: ManagedProcess, address: string, timeoutMs: number): Promise<void> {
+  const marker = 'stargz snapshotter serving';
+  await new Promise<void>((resolve, reject) => {
+    let seen = '';
+    const cleanup = () => {
+      clearTimeout(timer);
+      proc.child.stderr?.off('data', onData);
+    };
+    const onData = (c: Buffer) => {
+      seen = (seen + c.toString('utf8')).slice(-4096);
+      if (seen.includes(marker)) {
+        cleanup();
+        resolve();
+      }
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`containerd-stargz-grpc did not serve within ${timeoutMs} ms:\n${proc.logs().slice(-4000)}`));
+    }, timeoutMs);
+    proc.child.stderr?.on('data', onData);
+    void proc.exited.then((st) => {
+      cleanup();
+      reject(new Error(`containerd-stargz-grpc exited (${JSON.stringify(st)}) before serving:\n${proc.logs().slice(-4000)}`));
+    });
+    // The line may have arrived before we listened.
+    if (proc.logs().includes(marker)) {
+      cleanup();
+      resolve();
+    }
+  });
+  await connectOnce(address, 2000);
+}
+
+export async function startStargzSnapshotter(o: StartStargzOptions): Promise<RunningStargz> {
+  mkdirSync(o.workDir, { recursive: true });
+  // /proc/self/mountinfo shows resolved paths: keep root resolved so unmountUnder finds its mounts.
+  const workDir = realpathSync(o.workDir);
+  const root = join(workDir, 'root');
+  const address = join(workDir, 'stargz.sock');
+  if (Buffer.byteLength(address) >= 108) throw new Error(`workDir too long for a unix socket path: ${address}`);
+  const logFile = join(workDir, 'stargz.log');
+  writeFileSync(logFile, '');
+
+  const args = ['--root', root, '--address', address, '--log-level', o.logLevel ?? 'info'];
+  if (o.configToml !== undefined) {
+    const configPath = join(workDir, 'config.toml');
+    writeFileSync(configPath, o.configToml);
+    args.push('--config', configPath);
+  }
+  if (!o.prefetch) args.push('--no-prefetch');
+  if (!o.backgroundFetch) args.push('--no-background-fetch');
+  for (const h of o.plainHttp ?? []) args.push('--plain-http', h);
+
+  // spawnProcess kills the daemon at exit; the FUSE mounts it may leave are ours to detach.
+  const unregister = onExitCleanup(() => unmountUnder(root));
+  const proc = spawnProcess(STARGZ_BINARY, args, { name: 'containerd-stargz-grpc', logFile });
+
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    try {
+      await proc.stop(10_000);
+    } finally {
+      unmountUnder(root);
+      unregister();
+    }
+  };
+
+  try {
+    await waitServing(proc, address, o.readyTimeoutMs ?? 30_000);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return {
+    address,
+    root,
+    pid: proc.pid,
+    proc,
+    logs: () => {
+      try {
+        return readFileSync(logFile, 'utf8');
+      } catch {
+        return proc.logs();
+      }
+    },
+    stop,
+  };
+}
