@@ -17,8 +17,10 @@ export interface RunFacts {
   cachedBlobsBefore: number;
   /** Layer blob bytes the registry served during the run. */
   registryBlobBytes: number;
-  /** OCIv1: the image's layer bytes. */
+  /** The layer bytes of the image the mode runs (OCIv1 or eStargz). */
   imageLayerBytes: number;
+  /** eStargz: the FUSE mounts of the stargz snapshotter at the ready line. */
+  stargzMounts?: number;
   /** Nydus: the daemons the snapshotter ran, and the one's counters. */
   nydusdCount?: number;
   fetchRequests?: number;
@@ -33,6 +35,14 @@ export function checkRun(f: RunFacts): void {
     if (f.nydusdCount) throw new NotAsNamed(`${what}: a nydusd ran: the image did not run from overlayfs alone`);
     if (f.registryBlobBytes < f.imageLayerBytes * 0.99) {
       throw new NotAsNamed(`${what}: the registry served ${f.registryBlobBytes} blob bytes for ${f.imageLayerBytes} bytes of layers: the layers were not all downloaded`);
+    }
+    return;
+  }
+  if (f.mode.startsWith('estargz')) {
+    if (!((f.stargzMounts ?? 0) > 0)) throw new NotAsNamed(`${what}: the stargz snapshotter had no FUSE mount: the rootfs did not come from it`);
+    if (f.registryBlobBytes === 0) throw new NotAsNamed(`${what}: no layer bytes came from the registry: the node was not cold`);
+    if (f.mode === 'estargz' && f.registryBlobBytes >= f.imageLayerBytes * 0.9) {
+      throw new NotAsNamed(`${what}: the registry served ${f.registryBlobBytes} of ${f.imageLayerBytes} layer bytes with prefetch and background fetch off: the run was not lazy`);
     }
     return;
   }

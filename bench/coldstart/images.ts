@@ -49,7 +49,9 @@ export interface BenchImage {
 // Recipes. Changing anything here changes the cache key, so stale layouts are never reused.
 
 /** Bump when the build procedure changes in a way the recipe objects below do not show. */
-const RECIPE_VERSION = 'v1';
+const RECIPE_VERSION = 'v2';
+/** The base layer's own version: it is the whole rootfs, so v2's parent directories do not change it. */
+const BASE_VERSION = 'v1';
 const SUITE = 'bookworm';
 const MIRROR = 'http://deb.debian.org/debian';
 const TAG = 'latest';
@@ -121,7 +123,7 @@ function shortHash(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 12);
 }
 
-const BASE_KEY = `base-${RECIPE_VERSION}-${shortHash({ SUITE, MIRROR, variant: 'minbase' })}`;
+const BASE_KEY = `base-${BASE_VERSION}-${shortHash({ SUITE, MIRROR, variant: 'minbase' })}`;
 
 function imageKey(r: Recipe): string {
   return `${r.name}-${RECIPE_VERSION}-${shortHash({ base: BASE_KEY, r, PATH_ENV, TAG })}`;
@@ -335,12 +337,25 @@ async function writeLayer(root: string, paths: string[], out: string, comment: s
   };
 }
 
-/** The layer for one step: changed paths, plus empty `.wh.NAME` files for deleted ones. */
+/**
+ * `paths` plus every directory above them. OCI lets a layer leave out unchanged parents, but
+ * `docker build` and buildkit always write them, and some tools rely on it (`ctr-remote image
+ * optimize` fails with "failed to sort tar entries: file: usr not found" without them).
+ */
+function withParents(paths: string[]): string[] {
+  const all = new Set(paths);
+  for (const p of paths) {
+    for (let d = dirname(p); d !== '.' && d !== '/' && !all.has(d); d = dirname(d)) all.add(d);
+  }
+  return [...all].sort();
+}
+
+/** The layer for one step: changed paths, plus empty `.wh.NAME` files for deleted ones, and their parents. */
 async function writeDiffLayer(root: string, d: Diff, out: string, comment: string): Promise<Layer> {
   const whiteouts = d.deleted.map((p) => join(dirname(p), `.wh.${basename(p)}`));
   for (const w of whiteouts) await writeFile(join(root, w), '');
   try {
-    return await writeLayer(root, [...d.changed, ...whiteouts].sort(), out, comment);
+    return await writeLayer(root, withParents([...d.changed, ...whiteouts]), out, comment);
   } finally {
     // The markers must not survive into the next step's snapshot.
     for (const w of whiteouts) await rm(join(root, w), { force: true });

@@ -1,22 +1,30 @@
 /**
  * One "node" of the cold-start benchmark: a containerd that has never seen the image (fresh root
- * and state), and for the Nydus modes our snapshotter with a fresh root, whose blob cache is
- * either empty (cold) or the one a previous cold run filled (warm). Everything it starts, it stops.
+ * and state), and the snapshotter its mode runs on, also fresh: for the Nydus modes ours, whose
+ * blob cache is either empty (cold) or the one a previous cold run filled (warm); for the eStargz
+ * modes our build of the stargz snapshotter (bench/peers/stargz-grpc). Everything it starts, it stops.
  */
+import { readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { startContainerd, type Containerd } from '../../test/harness/containerd.js';
 import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
+import { startStargzSnapshotter, type RunningStargz } from '../../test/harness/stargz.js';
 
-export type Mode = 'oci' | 'nydus-cold' | 'nydus-warm' | 'estargz';
+export type Mode = 'oci' | 'nydus-cold' | 'nydus-warm' | 'estargz' | 'estargz-prefetch' | 'estargz-opt';
 
 export const MODE_LABELS: Record<Mode, string> = {
   oci: 'OCIv1',
   'nydus-cold': 'Nydus cold',
   'nydus-warm': 'Nydus warm',
-  estargz: 'eStargz',
+  estargz: 'eStargz on demand',
+  'estargz-prefetch': 'eStargz default',
+  'estargz-opt': 'eStargz optimized',
 };
+
+export const isNydus = (m: Mode) => m === 'nydus-cold' || m === 'nydus-warm';
+export const isStargz = (m: Mode) => m.startsWith('estargz');
 
 export interface NodeOptions {
   dir: string;
@@ -27,11 +35,16 @@ export interface NodeOptions {
   prefetch: boolean;
   /** nydusd amplify_io: bytes an on-demand fetch may be widened to over following missing chunks. */
   amplifyIo: number;
+  /** Our snapshotter's daemon_mode: shared keeps one warm nydusd from its start. */
+  daemonMode: 'shared' | 'dedicated';
+  /** The plain-http registry (host:port), for the stargz snapshotter's resolver. */
+  registry: string;
 }
 
 export interface BenchNode {
   ctd: Containerd;
   snap?: RunningSnapshotter;
+  stargz?: RunningStargz;
   /** The snapshotter name to pass to ctr, or undefined for containerd's own overlayfs. */
   snapshotter?: string;
   stop(): Promise<void>;
@@ -56,30 +69,51 @@ export async function startNode(o: NodeOptions): Promise<BenchNode> {
   await rm(o.dir, { recursive: true, force: true });
   await mkdir(o.dir, { recursive: true });
   let snap: RunningSnapshotter | undefined;
-  if (o.mode === 'nydus-cold' || o.mode === 'nydus-warm') {
+  let stargz: RunningStargz | undefined;
+  if (isNydus(o.mode)) {
     snap = await startSnapshotter({
       workDir: join(o.dir, 'snap'),
       nydusdConfig: benchNydusdConfig(o.prefetch, o.amplifyIo),
+      daemonMode: o.daemonMode,
       // The cache outlives the node (warm runs); GC would empty it when the image goes.
       configToml: `[cache_manager]\ndisable = true\ncache_dir = ${JSON.stringify(o.cacheDir)}\n`,
       logLevel: 'debug',
     });
+  } else if (isStargz(o.mode)) {
+    // On demand: the stargz snapshotter's prefetch and background fetch both off, so every byte
+    // before ready was asked for by the container. The other two modes keep its defaults.
+    const lazyOnly = o.mode === 'estargz';
+    stargz = await startStargzSnapshotter({ workDir: join(o.dir, 'stargz'), plainHttp: [o.registry], prefetch: !lazyOnly, backgroundFetch: !lazyOnly });
   }
+  const plugin = snap ? { name: 'nydus', address: snap.address } : stargz ? { name: 'stargz', address: stargz.address } : undefined;
   let ctd: Containerd;
   try {
-    ctd = await startContainerd({ workDir: join(o.dir, 'ctd'), snapshotters: snap ? [{ name: 'nydus', address: snap.address }] : [] });
+    ctd = await startContainerd({ workDir: join(o.dir, 'ctd'), snapshotters: plugin ? [plugin] : [] });
   } catch (e) {
     await snap?.stop();
+    await stargz?.stop();
     throw e;
   }
   return {
     ctd,
     snap,
-    snapshotter: snap ? 'nydus' : undefined,
+    stargz,
+    snapshotter: plugin?.name,
     stop: async () => {
       await ctd.stop();
       await snap?.stop();
+      await stargz?.stop();
       await rm(o.dir, { recursive: true, force: true });
     },
   };
+}
+
+/** FUSE mounts below `dir` (the stargz snapshotter serves each layer as one). */
+export function fuseMountsUnder(dir: string): number {
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => {
+    const f = l.split(' ');
+    const fstype = f[f.indexOf('-') + 1] ?? '';
+    return (f[4] ?? '').startsWith(prefix) && fstype.startsWith('fuse');
+  }).length;
 }

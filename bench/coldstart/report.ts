@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { barChartSvg } from './chart.js';
-import { MODE_LABELS, type Mode } from './node.js';
+import { MODE_LABELS, isStargz, type Mode } from './node.js';
 
 export interface RunResult {
   image: string;
@@ -27,7 +27,8 @@ export interface RunResult {
   /** Busy CPU of the machine minus the registry's namespace and the benchmark itself. */
   nodeCpuSeconds: number;
   containerdRssBytes: number;
-  nydusdRssBytes?: number;
+  /** The process serving the rootfs: nydusd, or the stargz snapshotter (its FUSE servers run in it). */
+  daemonRssBytes?: number;
   snapshotterRssBytes?: number;
   daemonCpuSeconds?: number;
   /** nydusd's backend counters: bytes and requests it fetched. */
@@ -47,7 +48,7 @@ export interface ModeSummary {
   servedBytes: number;
   servedRequests: number;
   nodeCpuSeconds: number;
-  nydusdRssBytes?: number;
+  daemonRssBytes?: number;
 }
 
 export interface ImageSummary {
@@ -57,6 +58,8 @@ export interface ImageSummary {
   uncompressedBytes: number;
   ociBytes: number;
   nydusBytes: number;
+  estargzBytes?: number;
+  estargzOptBytes?: number;
   ready: { args: string[]; expect: string };
   byMode: Partial<Record<Mode, ModeSummary>>;
 }
@@ -65,7 +68,7 @@ export interface Report {
   date: string;
   machine: string;
   link: string;
-  options: { reps: number; prefetch: boolean; amplifyIo: number; dropCaches: boolean; modes: Mode[] };
+  options: { reps: number; prefetch: boolean; amplifyIo: number; daemonMode: string; dropCaches: boolean; modes: Mode[] };
   /** Modes asked for that could not run, with the reason. */
   skipped: Record<string, string>;
   images: ImageSummary[];
@@ -86,18 +89,19 @@ function imageSection(img: ImageSummary, r: Report): string[] {
   const lines = [
     `### ${img.name}: ${img.description}`,
     '',
-    `${img.layers} layers, ${mib(img.uncompressedBytes)} MiB of files; OCIv1 ${mib(img.ociBytes)} MiB (gzip), Nydus ${mib(img.nydusBytes)} MiB. ` +
+    `${img.layers} layers, ${mib(img.uncompressedBytes)} MiB of files; OCIv1 ${mib(img.ociBytes)} MiB (gzip), Nydus ${mib(img.nydusBytes)} MiB` +
+      `${img.estargzBytes ? `, eStargz ${mib(img.estargzBytes)} MiB (optimized ${mib(img.estargzOptBytes ?? 0)} MiB)` : ''}. ` +
       `Ready: \`${img.ready.args.join(' ')}\` prints \`${img.ready.expect}\`.`,
     '',
-    '| mode | ready (median) | min – max | speed-up vs OCIv1 | pulled from registry | share of image | requests | node CPU | nydusd RSS |',
+    '| mode | ready (median) | min – max | speed-up vs OCIv1 | pulled from registry | share of image | requests | node CPU | daemon RSS |',
     '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const mode of r.options.modes) {
     const m = img.byMode[mode];
     if (!m) continue;
-    const size = mode === 'oci' ? img.ociBytes : img.nydusBytes;
+    const size = layerBytes(img, mode);
     lines.push(`| ${MODE_LABELS[mode]} | ${s(m.readyMs)} s | ${s(m.readyMinMs)} – ${s(m.readyMaxMs)} s | ${mode === 'oci' ? '1.0x' : ratio(oci?.readyMs, m.readyMs)} | ` +
-      `${mib(m.servedBytes)} MiB | ${((100 * m.servedBytes) / size).toFixed(1)}% | ${m.servedRequests} | ${m.nodeCpuSeconds.toFixed(2)} s | ${m.nydusdRssBytes ? `${mib(m.nydusdRssBytes)} MiB` : '–'} |`);
+      `${mib(m.servedBytes)} MiB | ${((100 * m.servedBytes) / size).toFixed(1)}% | ${m.servedRequests} | ${m.nodeCpuSeconds.toFixed(2)} s | ${m.daemonRssBytes ? `${mib(m.daemonRssBytes)} MiB` : '–'} |`);
   }
   lines.push('', '| mode | pull | container Prepare (mount) | run to ready |', '|---|---|---|---|');
   for (const mode of r.options.modes) {
@@ -110,6 +114,13 @@ function imageSection(img: ImageSummary, r: Report): string[] {
 
 const chartName = (r: Report, image: string) => `${r.date}-coldstart-${image}.svg`;
 
+/** The layer bytes of the form of the image a mode runs. */
+function layerBytes(img: ImageSummary, mode: Mode): number {
+  if (mode === 'oci') return img.ociBytes;
+  if (mode === 'estargz-opt') return img.estargzOptBytes ?? 0;
+  return isStargz(mode) ? (img.estargzBytes ?? 0) : img.nydusBytes;
+}
+
 export function renderMarkdown(r: Report): string {
   const lines = [
     `# Cold start, ${r.date}`,
@@ -121,10 +132,15 @@ export function renderMarkdown(r: Report): string {
     '',
     `- Machine: ${r.machine}`,
     `- Link: ${r.link}, both directions`,
-    `- Repetitions: ${r.options.reps}; page cache ${r.options.dropCaches ? 'dropped before every run' : 'kept'}; nydusd ${r.options.prefetch ? 'prefetching the whole image' : 'on demand only (no prefetch)'}, amplify_io ${mib(r.options.amplifyIo)} MiB`,
+    `- Repetitions: ${r.options.reps}; page cache ${r.options.dropCaches ? 'dropped before every run' : 'kept'}; nydusd ${r.options.prefetch ? 'prefetching the whole image' : 'on demand only (no prefetch)'}, amplify_io ${mib(r.options.amplifyIo)} MiB, daemon_mode ${r.options.daemonMode ?? 'dedicated'}`,
     '- OCIv1: `ctr image pull` + `ctr run` (overlayfs). Nydus cold: `ctr-remote image rpull` + `ctr run` through',
     '  containerd-nydus-grpc, empty blob cache. Nydus warm: the same on a fresh node whose blob cache is the one a',
     '  cold run left (only the manifest, config and bootstrap come from the registry).',
+    '- eStargz: `ctr-remote image rpull` + `ctr run` through our build of the stargz snapshotter v0.18.2',
+    '  (bench/peers/stargz-grpc), images made by Debian\'s ctr-remote 0.12. On demand: `ctr-remote image convert',
+    '  --estargz --oci`, the snapshotter\'s prefetch and background fetch off. Default: the same image, the',
+    '  snapshotter\'s defaults. Optimized: `ctr-remote image optimize --oci` ran the ready command once and put',
+    '  what it read first, behind the prefetch landmark; the snapshotter\'s defaults (it prefetches that part).',
     '- "pulled from registry" is every byte the registry sent between the start and the ready line (its access log).',
     '  "node CPU" is the busy CPU of the machine minus the registry namespace and the benchmark process.',
     ...Object.entries(r.skipped).map(([m, why]) => `- ${m}: ${why}`),
@@ -136,10 +152,9 @@ export function renderMarkdown(r: Report): string {
 
 export function renderChart(r: Report, img: ImageSummary): string {
   const bars = (pick: (m: ModeSummary) => number, scale: number) =>
-    (['oci', 'nydus-cold', 'nydus-warm', 'estargz'] as Mode[]).map((mode) => {
+    (Object.keys(MODE_LABELS) as Mode[]).filter((mode) => img.byMode[mode] || r.skipped[mode]).map((mode) => {
       const m = img.byMode[mode];
-      const skipped = r.skipped[mode];
-      return { label: MODE_LABELS[mode], value: m ? pick(m) / scale : null, ...(m ? {} : { note: skipped ? 'no containerd-stargz-grpc here' : 'not measured' }) };
+      return { label: MODE_LABELS[mode], value: m ? pick(m) / scale : null, ...(m ? {} : { note: 'no containerd-stargz-grpc here' }) };
     });
   return barChartSvg({
     title: `${img.name}: cold start (${r.link}), median of ${r.options.reps}`,

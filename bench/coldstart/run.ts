@@ -4,14 +4,19 @@
  * the registry in its own network namespace behind a shaped link. Modes alternate within one run:
  * OCIv1 (ctr image pull + ctr run on overlayfs), Nydus cold (ctr-remote rpull + ctr run on our
  * snapshotter, empty blob cache), Nydus warm (same, with the cache a cold run left), and eStargz
- * when a containerd-stargz-grpc binary is on PATH.
+ * through our build of the stargz snapshotter (bench/peers/stargz-grpc): the image converted by
+ * `ctr-remote image convert --estargz` run purely on demand (prefetch and background fetch off)
+ * and with the snapshotter's defaults, and the image `ctr-remote image optimize` made for the same
+ * ready command, with the defaults (it prefetches what the workload read when it was recorded).
  *
  *   npm run build && npm run bench:coldstart -- [--images minimal,python3,nodejs,large]
- *       [--modes oci,nydus-cold,nydus-warm,estargz] [--reps 3] [--rate-mbit 100|none] [--rtt-ms 20]
+ *       [--modes oci,nydus-cold,nydus-warm,estargz,estargz-prefetch,estargz-opt] [--reps 3]
+ *       [--rate-mbit 100|none] [--rtt-ms 20]
  *
  * Every run is checked to be what its name says (a cold run found an empty cache and fetched
  * chunks lazily; a warm run fetched no data blob; a Nydus run's rootfs came from nydusd; an OCIv1
- * run downloaded its layers); a run that is not fails the benchmark with the reason.
+ * run downloaded its layers; an eStargz run's layers were the stargz snapshotter's FUSE mounts,
+ * and on demand it fetched part of them); a run that is not fails the benchmark with the reason.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
@@ -20,30 +25,35 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { ApiClient } from '../../nydusd/src/api/client.js';
+import { startContainerd, type Containerd } from '../../test/harness/containerd.js';
+import { stargzAvailable, STARGZ_BINARY } from '../peers/stargz.js';
 import { buildImage, IMAGE_NAMES, type BenchImage } from './images.js';
 import { checkRun, NotAsNamed } from './checks.js';
 import { createLink, type Link } from './link.js';
-import { MODE_LABELS, startNode, type BenchNode, type Mode } from './node.js';
+import { fuseMountsUnder, isNydus, isStargz, MODE_LABELS, startNode, type BenchNode, type Mode } from './node.js';
 import { describeMachine, dropCaches, machineCpuSeconds, peakRssBytes, processCpuSeconds } from './probe.js';
 import { startRegistry as startBenchRegistry, type BenchRegistry } from './registry.js';
 import { writeReport, type ImageSummary, type RunResult } from './report.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 2 ** 20;
-const ALL_MODES: Mode[] = ['oci', 'nydus-cold', 'nydus-warm', 'estargz'];
+const ALL_MODES: Mode[] = ['oci', 'nydus-cold', 'nydus-warm', 'estargz', 'estargz-prefetch', 'estargz-opt'];
 
-const HELP = `bench/coldstart: time from pull+run to a container's ready line, OCIv1 vs Nydus (cold, warm) vs eStargz
+const HELP = `bench/coldstart: time from pull+run to a container's ready line, OCIv1 vs Nydus (cold, warm) vs eStargz (on demand, default, optimized)
 
 Usage: npm run bench:coldstart -- [options]
 
 Options:
   --images LIST     comma-separated, from ${IMAGE_NAMES.join(', ')} (default: all)
-  --modes LIST      comma-separated, from ${ALL_MODES.join(', ')} (default: all; eStargz
-                    runs only when containerd-stargz-grpc is on PATH, and is reported as skipped otherwise)
+  --modes LIST      comma-separated, from ${ALL_MODES.join(', ')} (default: all; the eStargz
+                    modes need containerd-stargz-grpc, built by scripts/build-peers.sh, and are
+                    reported as skipped without it)
   --reps N          runs per image and mode (default: 3)
   --rate-mbit N     link rate each way in Mbit/s, or "none" (default: 100)
   --rtt-ms N        added round-trip time in ms, 0 for none (default: 20)
   --prefetch        let nydusd prefetch the whole image in the background (default: on-demand only)
+  --daemon-mode M   our snapshotter's daemon_mode: shared (one warm nydusd per node, started with
+                    the snapshotter; default) or dedicated (one nydusd per image, started in Prepare)
   --amplify-io N    nydusd amplify_io: an on-demand fetch is widened over the following missing
                     chunks up to N bytes (default: 1048576, Nydus's default)
   --no-drop-caches  keep the page cache between runs (default: dropped before every run)
@@ -61,6 +71,7 @@ interface Options {
   rttMs: number;
   prefetch: boolean;
   amplifyIo: number;
+  daemonMode: 'shared' | 'dedicated';
   dropCaches: boolean;
   work: string;
   out: string;
@@ -71,7 +82,7 @@ function parseOptions(argv: string[]): Options {
     args: argv,
     options: {
       images: { type: 'string' }, modes: { type: 'string' }, reps: { type: 'string' },
-      'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, prefetch: { type: 'boolean' }, 'amplify-io': { type: 'string' },
+      'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, prefetch: { type: 'boolean' }, 'amplify-io': { type: 'string' }, 'daemon-mode': { type: 'string' },
       'no-drop-caches': { type: 'boolean' }, work: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
@@ -97,6 +108,7 @@ function parseOptions(argv: string[]): Options {
     rttMs: num(v['rtt-ms'], 20, 'rtt-ms', 0),
     prefetch: v.prefetch ?? false,
     amplifyIo: Math.floor(num(v['amplify-io'], MiB, 'amplify-io', 0)),
+    daemonMode: list(v['daemon-mode'] ?? 'shared', ['shared', 'dedicated'], 'daemon-mode')[0] as 'shared' | 'dedicated',
     dropCaches: !v['no-drop-caches'],
     work: resolve(v.work ?? '/var/tmp/nydus-bench-coldstart'),
     out: resolve(v.out ?? join(ROOT, 'bench', 'results')),
@@ -152,9 +164,14 @@ interface PreparedImage {
   image: BenchImage;
   ociRef: string;
   nydusRef: string;
+  /** eStargz forms (when an eStargz mode runs): converted, and optimized for the ready command. */
+  estargzRef?: string;
+  estargzOptRef?: string;
   /** Layer bytes of each form, from the registry's manifests. */
   ociBytes: number;
   nydusBytes: number;
+  estargzBytes?: number;
+  estargzOptBytes?: number;
   nydusBlobDigests: string[];
 }
 
@@ -165,6 +182,40 @@ async function manifestLayers(ref: string): Promise<{ digest: string; mediaType:
 
 async function exists(ref: string): Promise<boolean> {
   return run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]).then(() => true, () => false);
+}
+
+/** A command of the converting containerd that must succeed. */
+async function ctrRemote(ctd: Containerd, args: string[]): Promise<void> {
+  const r = await ctd.ctrRemote(args, { timeoutMs: 30 * 60_000 });
+  if (r.code !== 0) throw new Error(`ctr-remote ${args.join(' ')} failed (${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}`);
+}
+
+/**
+ * The eStargz forms, made once per work dir with Debian's ctr-remote (stargz-snapshotter 0.12) in
+ * a containerd of their own: `image convert --estargz --oci`, and `image optimize --oci`, which runs
+ * the image's command (the ready command) once, records the files it read, and puts them first in
+ * each layer behind a prefetch landmark.
+ */
+async function prepareEstargz(p: PreparedImage, registry: BenchRegistry, ctd: Containerd): Promise<void> {
+  const name = p.image.name;
+  const esgz = `${registry.address}/bench/${name}:esgz`;
+  const opt = `${registry.address}/bench/${name}:esgz-opt`;
+  const missing = [!(await exists(esgz)), !(await exists(opt))];
+  if (missing.some(Boolean)) {
+    log(`${name}: converting to eStargz with ctr-remote`);
+    await ctrRemote(ctd, ['image', 'pull', '--plain-http', p.ociRef]);
+    if (missing[0]) {
+      await ctrRemote(ctd, ['image', 'convert', '--estargz', '--oci', p.ociRef, esgz]);
+      await ctrRemote(ctd, ['image', 'push', '--plain-http', esgz]);
+    }
+    if (missing[1]) {
+      log(`${name}: ctr-remote image optimize (runs ${p.image.ready.args.join(' ')} and records what it reads)`);
+      await ctrRemote(ctd, ['image', 'optimize', '--oci', '--period', '20', p.ociRef, opt]);
+      await ctrRemote(ctd, ['image', 'push', '--plain-http', opt]);
+    }
+  }
+  const size = async (ref: string) => (await manifestLayers(ref)).reduce((n, l) => n + l.size, 0);
+  Object.assign(p, { estargzRef: esgz, estargzOptRef: opt, estargzBytes: await size(esgz), estargzOptBytes: await size(opt) });
 }
 
 async function prepareImage(name: string, o: Options, registry: BenchRegistry): Promise<PreparedImage> {
@@ -212,17 +263,17 @@ async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, li
   const cached = existsSync(cacheDir) ? readdirSync(cacheDir).filter((f) => f.endsWith('.blob.data')).length : 0;
   mkdirSync(cacheDir, { recursive: true });
 
-  const node = await startNode({ dir: join(o.work, 'node'), mode, cacheDir, prefetch: o.prefetch, amplifyIo: o.amplifyIo });
+  const node = await startNode({ dir: join(o.work, 'node'), mode, cacheDir, prefetch: o.prefetch, amplifyIo: o.amplifyIo, daemonMode: o.daemonMode, registry: registry.address });
   try {
     if (o.dropCaches && !dropCaches()) throw new Error('cannot drop the page cache (write to /proc/sys/vm/drop_caches failed); pass --no-drop-caches');
-    const ref = mode === 'oci' ? p.ociRef : p.nydusRef;
+    const ref = mode === 'oci' ? p.ociRef : isNydus(mode) ? p.nydusRef : mode === 'estargz-opt' ? p.estargzOptRef! : p.estargzRef!;
     const id = `bench-${name}-${rep}`;
     const mark = await registry.mark();
     const cpu0 = nodeCpuSeconds(link);
     const t0 = performance.now();
 
     if (mode === 'oci') await run('ctr', ['-a', node.ctd.address, 'image', 'pull', '--plain-http', ref]);
-    else await run('ctr-remote', ['-a', node.ctd.address, 'image', 'rpull', '--plain-http', '--snapshotter', 'nydus', ref]);
+    else await run('ctr-remote', ['-a', node.ctd.address, 'image', 'rpull', '--plain-http', '--snapshotter', node.snapshotter!, ref]);
     const tPull = performance.now();
     const snapshotterArgs = node.snapshotter ? ['--snapshotter', node.snapshotter] : [];
     const ready = await runUntilReady(node.ctd, ['run', '--rm', ...snapshotterArgs, ref, id, ...p.image.ready.args], p.image.ready.expect);
@@ -242,9 +293,16 @@ async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, li
       containerdRssBytes: peakRssBytes(node.ctd.pid),
     };
     const nydusdCount = node.snap ? await nydusFacts(node, id, r) : 0;
+    let stargzMounts: number | undefined;
+    if (node.stargz) {
+      stargzMounts = fuseMountsUnder(node.stargz.root);
+      r.daemonRssBytes = peakRssBytes(node.stargz.pid);
+      r.daemonCpuSeconds = processCpuSeconds(node.stargz.pid);
+    }
+    const layerBytes = mode === 'oci' ? p.ociBytes : mode === 'estargz-opt' ? p.estargzOptBytes! : isStargz(mode) ? p.estargzBytes! : p.nydusBytes;
     checkRun({
-      image: name, mode, cachedBlobsBefore: cached, registryBlobBytes: r.blobBytes, imageLayerBytes: p.ociBytes,
-      nydusdCount, fetchRequests: r.fetchRequests, fetchedBytes: r.fetchedBytes, servedBytes: r.readBytes,
+      image: name, mode, cachedBlobsBefore: cached, registryBlobBytes: r.blobBytes, imageLayerBytes: layerBytes,
+      nydusdCount, fetchRequests: r.fetchRequests, fetchedBytes: r.fetchedBytes, servedBytes: r.readBytes, stargzMounts,
     });
     return r;
   } finally {
@@ -263,7 +321,7 @@ async function nydusFacts(node: BenchNode, id: string, r: RunResult): Promise<nu
     r.fetchedBytes = backend.read_amount_total;
     r.fetchRequests = backend.read_count;
     r.readBytes = (await api.metrics('')).data_read;
-    r.nydusdRssBytes = peakRssBytes(d.pid);
+    r.daemonRssBytes = peakRssBytes(d.pid);
     r.daemonCpuSeconds = processCpuSeconds(d.pid) + processCpuSeconds(snap.proc.pid);
   }
   r.snapshotterRssBytes = peakRssBytes(snap.proc.pid);
@@ -296,15 +354,13 @@ function order(modes: Mode[], rep: number): Mode[] {
 
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
-  const stargz = process.env.PATH?.split(':').some((d) => existsSync(join(d, 'containerd-stargz-grpc'))) ?? false;
   const skipped: Record<string, string> = {};
   let modes = o.modes;
-  if (modes.includes('estargz') && !stargz) {
-    skipped.estargz = 'containerd-stargz-grpc is not on PATH (Debian 12 packages only ctr-remote); eStargz was not run';
-    modes = modes.filter((m) => m !== 'estargz');
-    log(`skipping eStargz: ${skipped.estargz}`);
+  if (modes.some(isStargz) && !stargzAvailable()) {
+    for (const m of modes.filter(isStargz)) skipped[m] = `${STARGZ_BINARY} is missing (scripts/build-peers.sh builds it); eStargz was not run`;
+    modes = modes.filter((m) => !isStargz(m));
+    log(`skipping eStargz: ${STARGZ_BINARY} is missing`);
   }
-  if (modes.includes('estargz')) throw new Error('eStargz runs are not implemented yet although containerd-stargz-grpc was found');
   mkdirSync(o.work, { recursive: true });
 
   const link = await createLink({ rateMbit: o.rateMbit, rttMs: o.rttMs });
@@ -314,6 +370,14 @@ async function main(): Promise<void> {
     registry = await startBenchRegistry(link, { storageDir: join(o.work, 'registry'), logFile: join(o.work, 'registry.log') });
     const prepared: PreparedImage[] = [];
     for (const name of o.images) prepared.push(await prepareImage(name, o, registry));
+    if (modes.some(isStargz)) {
+      const ctd = await startContainerd({ workDir: join(o.work, 'convert-ctd') });
+      try {
+        for (const p of prepared) await prepareEstargz(p, registry, ctd);
+      } finally {
+        await ctd.stop();
+      }
+    }
 
     const results: RunResult[] = [];
     for (let rep = 0; rep < o.reps; rep++) {
@@ -339,12 +403,13 @@ async function main(): Promise<void> {
           servedBytes: median(rs.map((r) => r.servedBytes)),
           servedRequests: median(rs.map((r) => r.servedRequests)),
           nodeCpuSeconds: median(rs.map((r) => r.nodeCpuSeconds)),
-          nydusdRssBytes: rs.some((r) => r.nydusdRssBytes) ? median(rs.map((r) => r.nydusdRssBytes ?? 0)) : undefined,
+          daemonRssBytes: rs.some((r) => r.daemonRssBytes) ? median(rs.map((r) => r.daemonRssBytes ?? 0)) : undefined,
         }];
       }));
       return {
         name: p.image.name, description: p.image.description, layers: p.image.layers,
         uncompressedBytes: p.image.uncompressedBytes, ociBytes: p.ociBytes, nydusBytes: p.nydusBytes,
+        estargzBytes: p.estargzBytes, estargzOptBytes: p.estargzOptBytes,
         ready: p.image.ready, byMode,
       };
     });
@@ -352,7 +417,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString().slice(0, 10),
       machine: describeMachine(),
       link: link.describe(),
-      options: { reps: o.reps, prefetch: o.prefetch, amplifyIo: o.amplifyIo, dropCaches: o.dropCaches, modes },
+      options: { reps: o.reps, prefetch: o.prefetch, amplifyIo: o.amplifyIo, daemonMode: o.daemonMode, dropCaches: o.dropCaches, modes },
       skipped,
       images: summaries,
       runs: results,

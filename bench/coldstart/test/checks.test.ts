@@ -9,10 +9,12 @@ import { checkRun, NotAsNamed, type RunFacts } from '../checks.js';
 const cold: RunFacts = { image: 'large', mode: 'nydus-cold', cachedBlobsBefore: 0, registryBlobBytes: 25e6, imageLayerBytes: 4e8, nydusdCount: 1, fetchRequests: 37, fetchedBytes: 23e6, servedBytes: 20e6 };
 const warm: RunFacts = { ...cold, mode: 'nydus-warm', cachedBlobsBefore: 4, registryBlobBytes: 2e6, fetchRequests: 0, fetchedBytes: 0 };
 const oci: RunFacts = { image: 'large', mode: 'oci', cachedBlobsBefore: 0, registryBlobBytes: 4e8, imageLayerBytes: 4e8, nydusdCount: 0 };
+const esgz: RunFacts = { image: 'large', mode: 'estargz', cachedBlobsBefore: 0, registryBlobBytes: 3e7, imageLayerBytes: 4.2e8, stargzMounts: 4 };
+const esgzOpt: RunFacts = { ...esgz, mode: 'estargz-opt', registryBlobBytes: 4.2e8 };
 
 describe('checkRun', () => {
   it('accepts runs that are what they are called', () => {
-    for (const f of [cold, warm, oci]) expect(() => checkRun(f)).not.toThrow();
+    for (const f of [cold, warm, oci, esgz, esgzOpt]) expect(() => checkRun(f)).not.toThrow();
   });
 
   it.each([
@@ -24,6 +26,9 @@ describe('checkRun', () => {
     ['a Nydus run whose nydusd served no data', { ...cold, servedBytes: 0 }, /served no file data/],
     ['an OCIv1 run that did not download its layers', { ...oci, registryBlobBytes: 1e6 }, /not all downloaded/],
     ['an OCIv1 run with a nydusd', { ...oci, nydusdCount: 1 }, /overlayfs alone/],
+    ['an eStargz run without the stargz FUSE mounts', { ...esgz, stargzMounts: 0 }, /did not come from it/],
+    ['an eStargz run that fetched nothing', { ...esgzOpt, registryBlobBytes: 0 }, /not cold/],
+    ['an on-demand eStargz run that downloaded the whole image', { ...esgz, registryBlobBytes: 4.2e8 }, /not lazy/],
   ])('refuses %s', (_what, facts, reason) => {
     expect(() => checkRun(facts as RunFacts)).toThrow(NotAsNamed);
     expect(() => checkRun(facts as RunFacts)).toThrow(reason);

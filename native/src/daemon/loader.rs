@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use super::fetch::{Fetcher, Priority};
 use super::inflight::{Claim, Inflight};
+use super::readahead::Readahead;
 use super::stats::Stats;
 use crate::cache::BlobCache;
 use crate::codec::{self, Compressor};
@@ -81,9 +82,12 @@ struct BlobState {
     /// One bit per chunk: checked against its digest since this process
     /// started (only kept when `validate` is on).
     validated: Vec<AtomicU64>,
+    readahead: Readahead,
 }
 
 pub struct LoaderOptions {
+    /// The most an on-demand fetch is widened to (compressed bytes); the
+    /// read-ahead window grows to it only along sequential streams.
     pub amplify_io: u64,
     /// Re-verify cached chunks on their first read by this process
     /// (fetched chunks are always verified).
@@ -115,7 +119,7 @@ impl ChunkLoader {
             let cache = BlobCache::open(work_dir, &spec.id, spec.uncompressed_size, spec.chunk_count)?;
             let words = if opts.validate { (spec.chunk_count as usize).div_ceil(64) } else { 0 };
             let validated = (0..words).map(|_| AtomicU64::new(0)).collect();
-            blobs.push(BlobState { spec, cache, validated });
+            blobs.push(BlobState { spec, cache, validated, readahead: Readahead::default() });
         }
         Ok(ChunkLoader { blobs, inflight: Inflight::default(), fetcher, stats, opts, errors: Mutex::default() })
     }
@@ -265,6 +269,7 @@ impl ChunkLoader {
         let Ok(state) = self.blob(run[0].blob) else { return };
         let chunks = &state.spec.chunks;
         let last = run[run.len() - 1];
+        let limit = state.readahead.window(run[0].compressed_offset, last.compressed_end(), limit);
         let start = chunks.partition_point(|c| c.ci <= last.ci);
         let first_offset = run[0].compressed_offset;
         let mut end = last.compressed_end();
@@ -281,6 +286,7 @@ impl ChunkLoader {
             run.push(*c);
             end = c.compressed_end();
         }
+        state.readahead.extend_to(end);
     }
 
     /// Fetches one contiguous run and settles every chunk in it.

@@ -11,6 +11,7 @@ mod inflight;
 pub mod instance;
 pub mod loader;
 pub mod prefetch;
+mod readahead;
 pub mod stats;
 pub mod vfs;
 
