@@ -74,6 +74,9 @@ export interface InstanceStats {
   prefetch_chunks: number;
   prefetch_bytes: number;
   prefetch_requests: number;
+  /** Distinct chunks readers asked for, and their compressed bytes (what the workload needed). */
+  demand_chunks: number;
+  demand_bytes: number;
   fop_hits: Record<string, number>;
   fop_errors: Record<string, number>;
   block_count_read: Record<string, number>;

@@ -12,18 +12,19 @@ import { startContainerd, type Containerd } from '../../test/harness/containerd.
 import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
 import { startStargzSnapshotter, type RunningStargz } from '../../test/harness/stargz.js';
 
-export type Mode = 'oci' | 'nydus-cold' | 'nydus-warm' | 'estargz' | 'estargz-prefetch' | 'estargz-opt';
+export type Mode = 'oci' | 'nydus-cold' | 'nydus-warm' | 'nydus-opt' | 'estargz' | 'estargz-prefetch' | 'estargz-opt';
 
 export const MODE_LABELS: Record<Mode, string> = {
   oci: 'OCIv1',
   'nydus-cold': 'Nydus cold',
   'nydus-warm': 'Nydus warm',
+  'nydus-opt': 'Nydus optimized',
   estargz: 'eStargz on demand',
   'estargz-prefetch': 'eStargz default',
   'estargz-opt': 'eStargz optimized',
 };
 
-export const isNydus = (m: Mode) => m === 'nydus-cold' || m === 'nydus-warm';
+export const isNydus = (m: Mode) => m.startsWith('nydus');
 export const isStargz = (m: Mode) => m.startsWith('estargz');
 
 export interface NodeOptions {
@@ -50,8 +51,11 @@ export interface BenchNode {
   stop(): Promise<void>;
 }
 
-/** The nydusd template of the benchmark: the registry is plain HTTP, so no scheme detection per node. */
-export function benchNydusdConfig(prefetch: boolean, amplifyIo: number): object {
+/**
+ * The nydusd template of the benchmark: the registry is plain HTTP, so no scheme detection per node.
+ * Prefetch: none (on demand only), the image's prefetch table (an optimized image), or everything.
+ */
+export function benchNydusdConfig(prefetch: 'none' | 'table' | 'all', amplifyIo: number): object {
   return {
     device: {
       backend: { type: 'registry', config: { scheme: 'http', timeout: 30, connect_timeout: 10, retry_limit: 2 } },
@@ -61,7 +65,7 @@ export function benchNydusdConfig(prefetch: boolean, amplifyIo: number): object 
     amplify_io: amplifyIo,
     digest_validate: false,
     enable_xattr: true,
-    fs_prefetch: prefetch ? { enable: true, threads_count: 4, merging_size: 1048576, prefetch_all: true } : { enable: false },
+    fs_prefetch: prefetch === 'none' ? { enable: false } : { enable: true, threads_count: 4, merging_size: 1048576, prefetch_all: prefetch === 'all' },
   };
 }
 
@@ -73,7 +77,7 @@ export async function startNode(o: NodeOptions): Promise<BenchNode> {
   if (isNydus(o.mode)) {
     snap = await startSnapshotter({
       workDir: join(o.dir, 'snap'),
-      nydusdConfig: benchNydusdConfig(o.prefetch, o.amplifyIo),
+      nydusdConfig: benchNydusdConfig(o.mode === 'nydus-opt' ? 'table' : o.prefetch ? 'all' : 'none', o.amplifyIo),
       daemonMode: o.daemonMode,
       // The cache outlives the node (warm runs); GC would empty it when the image goes.
       configToml: `[cache_manager]\ndisable = true\ncache_dir = ${JSON.stringify(o.cacheDir)}\n`,

@@ -36,6 +36,8 @@ export interface RunResult {
   fetchRequests?: number;
   /** Bytes nydusd returned to readers. */
   readBytes?: number;
+  /** Compressed bytes of the distinct chunks the container read (what the workload needed). */
+  demandBytes?: number;
 }
 
 export interface ModeSummary {
@@ -49,6 +51,8 @@ export interface ModeSummary {
   servedRequests: number;
   nodeCpuSeconds: number;
   daemonRssBytes?: number;
+  fetchedBytes?: number;
+  demandBytes?: number;
 }
 
 export interface ImageSummary {
@@ -68,6 +72,8 @@ export interface Report {
   date: string;
   machine: string;
   link: string;
+  /** Measured usable rate of the link (bytes/s). */
+  linkBytesPerSecond?: number;
   options: { reps: number; prefetch: boolean; amplifyIo: number; daemonMode: string; dropCaches: boolean; modes: Mode[] };
   /** Modes asked for that could not run, with the reason. */
   skipped: Record<string, string>;
@@ -84,8 +90,21 @@ function ratio(a: number | undefined, b: number | undefined): string {
   return `${(a / b).toFixed(1)}x`;
 }
 
+/**
+ * The physical limit of a cold start: the warm start (everything but the data) plus the bytes the
+ * workload needs (the compressed chunks the container read, counted by nydusd in the cold runs)
+ * at the link's measured rate. Undefined without a warm run, a cold run or a measured rate.
+ */
+export function physicalLimitMs(img: ImageSummary, r: Report): number | undefined {
+  const warm = img.byMode['nydus-warm']?.readyMs;
+  const demand = img.byMode['nydus-cold']?.demandBytes;
+  if (warm === undefined || demand === undefined || !r.linkBytesPerSecond) return undefined;
+  return warm + (demand / r.linkBytesPerSecond) * 1000;
+}
+
 function imageSection(img: ImageSummary, r: Report): string[] {
   const oci = img.byMode.oci;
+  const limit = physicalLimitMs(img, r);
   const lines = [
     `### ${img.name}: ${img.description}`,
     '',
@@ -93,15 +112,21 @@ function imageSection(img: ImageSummary, r: Report): string[] {
       `${img.estargzBytes ? `, eStargz ${mib(img.estargzBytes)} MiB (optimized ${mib(img.estargzOptBytes ?? 0)} MiB)` : ''}. ` +
       `Ready: \`${img.ready.args.join(' ')}\` prints \`${img.ready.expect}\`.`,
     '',
-    '| mode | ready (median) | min – max | speed-up vs OCIv1 | pulled from registry | share of image | requests | node CPU | daemon RSS |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| mode | ready (median) | min – max | speed-up vs OCIv1 | x physical limit | pulled from registry | share of image | requests | node CPU | daemon RSS |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const mode of r.options.modes) {
     const m = img.byMode[mode];
     if (!m) continue;
     const size = layerBytes(img, mode);
-    lines.push(`| ${MODE_LABELS[mode]} | ${s(m.readyMs)} s | ${s(m.readyMinMs)} – ${s(m.readyMaxMs)} s | ${mode === 'oci' ? '1.0x' : ratio(oci?.readyMs, m.readyMs)} | ` +
+    lines.push(`| ${MODE_LABELS[mode]} | ${s(m.readyMs)} s | ${s(m.readyMinMs)} – ${s(m.readyMaxMs)} s | ${mode === 'oci' ? '1.0x' : ratio(oci?.readyMs, m.readyMs)} | ${limit === undefined ? '–' : (m.readyMs / limit).toFixed(2)} | ` +
       `${mib(m.servedBytes)} MiB | ${((100 * m.servedBytes) / size).toFixed(1)}% | ${m.servedRequests} | ${m.nodeCpuSeconds.toFixed(2)} s | ${m.daemonRssBytes ? `${mib(m.daemonRssBytes)} MiB` : '–'} |`);
+  }
+  const cold = img.byMode['nydus-cold'];
+  if (limit !== undefined && cold?.demandBytes) {
+    lines.push('', `Physical limit ${s(limit)} s: Nydus warm ${s(img.byMode['nydus-warm']!.readyMs)} s + ${mib(cold.demandBytes)} MiB the container read ` +
+      `(compressed chunks) at the measured ${((r.linkBytesPerSecond! * 8) / 1e6).toFixed(1)} Mbit/s. ` +
+      `Nydus cold fetched ${mib(cold.fetchedBytes ?? 0)} MiB of chunks before ready: amplification ${((cold.fetchedBytes ?? 0) / cold.demandBytes).toFixed(2)}.`);
   }
   lines.push('', '| mode | pull | container Prepare (mount) | run to ready |', '|---|---|---|---|');
   for (const mode of r.options.modes) {

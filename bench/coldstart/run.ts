@@ -10,7 +10,7 @@
  * ready command, with the defaults (it prefetches what the workload read when it was recorded).
  *
  *   npm run build && npm run bench:coldstart -- [--images minimal,python3,nodejs,large]
- *       [--modes oci,nydus-cold,nydus-warm,estargz,estargz-prefetch,estargz-opt] [--reps 3]
+ *       [--modes oci,nydus-cold,nydus-warm,nydus-opt,estargz,estargz-prefetch,estargz-opt] [--reps 3]
  *       [--rate-mbit 100|none] [--rtt-ms 20]
  *
  * Every run is checked to be what its name says (a cold run found an empty cache and fetched
@@ -37,7 +37,7 @@ import { writeReport, type ImageSummary, type RunResult } from './report.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 2 ** 20;
-const ALL_MODES: Mode[] = ['oci', 'nydus-cold', 'nydus-warm', 'estargz', 'estargz-prefetch', 'estargz-opt'];
+const ALL_MODES: Mode[] = ['oci', 'nydus-cold', 'nydus-warm', 'nydus-opt', 'estargz', 'estargz-prefetch', 'estargz-opt'];
 
 const HELP = `bench/coldstart: time from pull+run to a container's ready line, OCIv1 vs Nydus (cold, warm) vs eStargz (on demand, default, optimized)
 
@@ -164,6 +164,8 @@ interface PreparedImage {
   image: BenchImage;
   ociRef: string;
   nydusRef: string;
+  /** `nydusify optimize` for the ready command: prefetch table = what it read (when nydus-opt runs). */
+  nydusOptRef?: string;
   /** eStargz forms (when an eStargz mode runs): converted, and optimized for the ready command. */
   estargzRef?: string;
   estargzOptRef?: string;
@@ -230,15 +232,46 @@ async function prepareImage(name: string, o: Options, registry: BenchRegistry): 
     log(`${name}: converting to Nydus`);
     await run(process.execPath, ['bin/nydusify.js', 'convert', '--source', `oci:${image.layout}:${image.tag}`, '--target', nydusRef, '--target-insecure', '--quiet']);
   }
+  let nydusOptRef: string | undefined;
+  if (o.modes.includes('nydus-opt')) {
+    nydusOptRef = `${registry.address}/bench/${name}:nydus-opt`;
+    if (!(await exists(nydusOptRef))) {
+      log(`${name}: nydusify optimize (runs ${image.ready.args.join(' ')} and records what it reads)`);
+      await run(process.execPath, ['bin/nydusify.js', 'optimize', '--source', `oci:${image.layout}:${image.tag}`, '--target', nydusOptRef, '--target-insecure', '--quiet',
+        '--command', JSON.stringify(image.ready.args)]);
+    }
+  }
   const oci = await manifestLayers(ociRef);
   const nydus = await manifestLayers(nydusRef);
   const blobs = nydus.filter((l) => l.mediaType.endsWith('nydus.blob.v1'));
   return {
-    image, ociRef, nydusRef,
+    image, ociRef, nydusRef, nydusOptRef,
     ociBytes: oci.reduce((n, l) => n + l.size, 0),
     nydusBytes: nydus.reduce((n, l) => n + l.size, 0),
     nydusBlobDigests: blobs.map((b) => b.digest),
   };
+}
+
+/**
+ * The link's usable rate, in bytes per second: one 16 MiB ranged read of a layer blob through it,
+ * timed from the first body byte to the last (the round trip before it is not rate).
+ */
+async function measureLinkRate(registry: BenchRegistry, prepared: PreparedImage[]): Promise<number> {
+  const { request } = await import('undici');
+  const repo = `bench/${prepared[0]!.image.name}`;
+  const layers = await manifestLayers(prepared[0]!.ociRef);
+  const blob = layers.reduce((a, b) => (b.size > a.size ? b : a));
+  const len = Math.min(blob.size, 16 * MiB);
+  const res = await request(`${registry.url}/v2/${repo}/blobs/${blob.digest}`, { headers: { range: `bytes=0-${len - 1}` } });
+  let first: number | undefined;
+  let got = 0;
+  for await (const chunk of res.body) {
+    first ??= performance.now();
+    got += (chunk as Buffer).length;
+  }
+  const secs = (performance.now() - first!) / 1000;
+  if (got !== len) throw new Error(`link rate probe: got ${got} of ${len} bytes`);
+  return got / secs;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -259,14 +292,14 @@ function namespaceCpuSeconds(link: Link): number {
 async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, link: Link, registry: BenchRegistry): Promise<RunResult> {
   const name = p.image.name;
   const cacheDir = join(o.work, 'cache', name);
-  if (mode === 'nydus-cold') await rm(cacheDir, { recursive: true, force: true });
+  if (mode === 'nydus-cold' || mode === 'nydus-opt') await rm(cacheDir, { recursive: true, force: true });
   const cached = existsSync(cacheDir) ? readdirSync(cacheDir).filter((f) => f.endsWith('.blob.data')).length : 0;
   mkdirSync(cacheDir, { recursive: true });
 
   const node = await startNode({ dir: join(o.work, 'node'), mode, cacheDir, prefetch: o.prefetch, amplifyIo: o.amplifyIo, daemonMode: o.daemonMode, registry: registry.address });
   try {
     if (o.dropCaches && !dropCaches()) throw new Error('cannot drop the page cache (write to /proc/sys/vm/drop_caches failed); pass --no-drop-caches');
-    const ref = mode === 'oci' ? p.ociRef : isNydus(mode) ? p.nydusRef : mode === 'estargz-opt' ? p.estargzOptRef! : p.estargzRef!;
+    const ref = mode === 'oci' ? p.ociRef : mode === 'nydus-opt' ? p.nydusOptRef! : isNydus(mode) ? p.nydusRef : mode === 'estargz-opt' ? p.estargzOptRef! : p.estargzRef!;
     const id = `bench-${name}-${rep}`;
     const mark = await registry.mark();
     const cpu0 = nodeCpuSeconds(link);
@@ -319,6 +352,7 @@ async function nydusFacts(node: BenchNode, id: string, r: RunResult): Promise<nu
     const api = new ApiClient(d.api_socket);
     const backend = await api.metrics('backend');
     r.fetchedBytes = backend.read_amount_total;
+    r.demandBytes = (await api.metrics('blobcache')).demand_bytes;
     r.fetchRequests = backend.read_count;
     r.readBytes = (await api.metrics('')).data_read;
     r.daemonRssBytes = peakRssBytes(d.pid);
@@ -379,6 +413,8 @@ async function main(): Promise<void> {
       }
     }
 
+    const linkRate = await measureLinkRate(registry, prepared);
+    log(`link: ${(linkRate * 8 / 1e6).toFixed(1)} Mbit/s measured (one ranged blob read through the link)`);
     const results: RunResult[] = [];
     for (let rep = 0; rep < o.reps; rep++) {
       for (const p of prepared) {
@@ -401,6 +437,8 @@ async function main(): Promise<void> {
           runMs: median(rs.map((r) => r.runMs)),
           mountMs: rs.some((r) => r.mountMs !== undefined) ? median(rs.map((r) => r.mountMs ?? 0)) : undefined,
           servedBytes: median(rs.map((r) => r.servedBytes)),
+          fetchedBytes: rs.some((r) => r.fetchedBytes !== undefined) ? median(rs.map((r) => r.fetchedBytes ?? 0)) : undefined,
+          demandBytes: rs.some((r) => r.demandBytes !== undefined) ? median(rs.map((r) => r.demandBytes ?? 0)) : undefined,
           servedRequests: median(rs.map((r) => r.servedRequests)),
           nodeCpuSeconds: median(rs.map((r) => r.nodeCpuSeconds)),
           daemonRssBytes: rs.some((r) => r.daemonRssBytes) ? median(rs.map((r) => r.daemonRssBytes ?? 0)) : undefined,
@@ -417,6 +455,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString().slice(0, 10),
       machine: describeMachine(),
       link: link.describe(),
+      linkBytesPerSecond: linkRate,
       options: { reps: o.reps, prefetch: o.prefetch, amplifyIo: o.amplifyIo, daemonMode: o.daemonMode, dropCaches: o.dropCaches, modes },
       skipped,
       images: summaries,

@@ -82,6 +82,8 @@ struct BlobState {
     /// One bit per chunk: checked against its digest since this process
     /// started (only kept when `validate` is on).
     validated: Vec<AtomicU64>,
+    /// One bit per chunk: asked for by a reader since this process started.
+    demanded: Vec<AtomicU64>,
     readahead: Readahead,
 }
 
@@ -119,7 +121,8 @@ impl ChunkLoader {
             let cache = BlobCache::open(work_dir, &spec.id, spec.uncompressed_size, spec.chunk_count)?;
             let words = if opts.validate { (spec.chunk_count as usize).div_ceil(64) } else { 0 };
             let validated = (0..words).map(|_| AtomicU64::new(0)).collect();
-            blobs.push(BlobState { spec, cache, validated, readahead: Readahead::default() });
+            let demanded = (0..(spec.chunk_count as usize).div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+            blobs.push(BlobState { spec, cache, validated, demanded, readahead: Readahead::default() });
         }
         Ok(ChunkLoader { blobs, inflight: Inflight::default(), fetcher, stats, opts, errors: Mutex::default() })
     }
@@ -174,6 +177,7 @@ impl ChunkLoader {
             if chunks[..i].iter().any(|p| p.key() == c.key()) {
                 continue;
             }
+            self.note_demand(c);
             if self.is_ready(c) {
                 Stats::add(&self.stats.cache_hits, 1);
                 continue;
@@ -203,6 +207,16 @@ impl ChunkLoader {
             return Ok(());
         }
         Err(first_err.unwrap_or(LoadError::Waited))
+    }
+
+    /// Counts `c` into the workload's demand the first time a reader asks for it.
+    fn note_demand(&self, c: &ChunkLoc) {
+        let Some(word) = self.blobs.get(c.blob as usize).and_then(|b| b.demanded.get(c.ci as usize / 64)) else { return };
+        let bit = 1u64 << (c.ci % 64);
+        if word.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            Stats::add(&self.stats.demand_chunks, 1);
+            Stats::add(&self.stats.demand_bytes, c.compressed_size as u64);
+        }
     }
 
     /// Fetches the missing chunks among `chunks` in requests of at most

@@ -66,6 +66,7 @@ export function renderPrometheus(instances: readonly InstanceSnapshot[], daemon?
   w.counter('nydusd_fetch_requests_total', 'Backend range requests made by the data path.', per((i) => i.stats.fetch_requests));
   w.counter('nydusd_fetch_bytes_total', 'Compressed bytes fetched from backends.', per((i) => i.stats.fetch_bytes));
   w.counter('nydusd_fetch_errors_total', 'Backend fetches that failed.', per((i) => i.stats.fetch_errors));
+  w.counter('nydusd_demand_bytes_total', 'Compressed bytes of the distinct chunks readers asked for (what the workload needed).', per((i) => i.stats.demand_bytes));
   w.counter('nydusd_prefetch_bytes_total', 'Bytes fetched by prefetch.', per((i) => i.stats.prefetch_bytes));
   w.counter('nydusd_prefetch_requests_total', 'Backend requests made by prefetch.', per((i) => i.stats.prefetch_requests));
   w.gauge('nydusd_prefetch_workers', 'Prefetch workers configured.', per((i) => i.prefetchWorkers));

@@ -79,6 +79,8 @@ export interface BlobcacheMetricsJson {
   fetch_bytes: number;
   fetch_errors: number;
   digest_errors: number;
+  /** Ours: compressed bytes of the distinct chunks readers asked for; fetch_bytes / demand_bytes is the amplification. */
+  demand_bytes: number;
   blobs: BlobSnapshot[];
 }
 
@@ -116,6 +118,7 @@ export function blobcacheMetricsJson(i: InstanceSnapshot, now: number = Date.now
     fetch_bytes: s.fetch_bytes,
     fetch_errors: s.fetch_errors,
     digest_errors: s.digest_errors,
+    demand_bytes: s.demand_bytes ?? 0,
     blobs,
   };
 }

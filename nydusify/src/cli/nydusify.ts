@@ -1,9 +1,10 @@
 /**
  * nydusify: convert OCI images into Nydus images and check the result, with Nydus's flag names.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { check } from '../check.js';
-import { convert } from '../convert.js';
+import { convert, type ConvertOptions } from '../convert.js';
+import { optimize } from '../optimize.js';
 import { hostPlatform } from '../image/types.js';
 import { setLogLevel } from '../util/log.js';
 import { humanBytes } from '../util/progress.js';
@@ -18,6 +19,18 @@ const common = {
   quiet: { type: 'boolean', short: 'q', default: false, help: 'no progress output' },
 } as const;
 
+const convertOptions = {
+  'source-insecure': { type: 'boolean', default: false, help: 'talk plain http to the source registry' },
+  'target-insecure': { type: 'boolean', default: false, help: 'talk plain http to the target registry' },
+  'fs-version': { type: 'string', default: '6', value: 'version', help: 'RAFS version; only 6' },
+  compressor: { type: 'string', default: 'zstd', value: 'algo', help: 'none, lz4_block or zstd' },
+  'chunk-size': { type: 'string', default: '0x100000', value: 'size', help: 'chunk size, power of two 0x1000..0x1000000' },
+  'chunk-dict': { type: 'string', value: 'spec', help: 'bootstrap:registry:REF or bootstrap:local:PATH of an earlier image' },
+  'chunk-dict-insecure': { type: 'boolean', default: false, help: 'plain http for the chunk dict registry' },
+  oci: { type: 'boolean', default: false, help: 'write OCI media types even for Docker sources' },
+  'max-layer-size': { type: 'string', value: 'size', help: 'refuse layers that expand past this (default 64GiB)' },
+} as const;
+
 const COMMANDS: Record<string, CommandSpec> = {
   convert: {
     name: 'convert', summary: 'convert an OCI/Docker image into a Nydus image',
@@ -29,16 +42,28 @@ const COMMANDS: Record<string, CommandSpec> = {
       source: { type: 'string', value: 'ref', help: 'image to convert' },
       target: { type: 'string', value: 'ref', help: 'registry reference to push the Nydus image to' },
       'output-dir': { type: 'string', value: 'dir', help: 'write the Nydus image as an OCI layout here instead of pushing' },
-      'source-insecure': { type: 'boolean', default: false, help: 'talk plain http to the source registry' },
-      'target-insecure': { type: 'boolean', default: false, help: 'talk plain http to the target registry' },
-      'fs-version': { type: 'string', default: '6', value: 'version', help: 'RAFS version; only 6' },
-      compressor: { type: 'string', default: 'zstd', value: 'algo', help: 'none, lz4_block or zstd' },
-      'chunk-size': { type: 'string', default: '0x100000', value: 'size', help: 'chunk size, power of two 0x1000..0x1000000' },
-      'chunk-dict': { type: 'string', value: 'spec', help: 'bootstrap:registry:REF or bootstrap:local:PATH of an earlier image' },
-      'chunk-dict-insecure': { type: 'boolean', default: false, help: 'plain http for the chunk dict registry' },
+      ...convertOptions,
       'prefetch-patterns': { type: 'boolean', default: false, help: 'read prefetch paths from stdin (default: /)' },
-      oci: { type: 'boolean', default: false, help: 'write OCI media types even for Docker sources' },
-      'max-layer-size': { type: 'string', value: 'size', help: 'refuse layers that expand past this (default 64GiB)' },
+      'prefetch-files': { type: 'string', value: 'file', help: 'prefetch these paths, one per line, in this order (e.g. a trace from optimize)' },
+      ...common,
+    },
+  },
+  optimize: {
+    name: 'optimize', summary: 'convert an image so that it prefetches what its workload reads',
+    usage: 'optimize --source REF (--target REF | --output-dir DIR) [--command ARGV] [options]\n\n'
+      + 'Converts the image, runs its entrypoint and command (or --command) once in a sandbox over\n'
+      + 'our nydusd, records the files it reads in order, and converts again with that trace as the\n'
+      + 'prefetch table: at mount, nydusd fetches those chunks first, in a few large requests.\n'
+      + 'The data blobs are those of a plain conversion; only the bootstrap differs. Needs root.',
+    options: {
+      source: { type: 'string', value: 'ref', help: 'image to convert' },
+      target: { type: 'string', value: 'ref', help: 'registry reference to push the optimized Nydus image to' },
+      'output-dir': { type: 'string', value: 'dir', help: 'write it as an OCI layout here instead of pushing' },
+      command: { type: 'string', value: 'json', help: 'the workload as a JSON argv, e.g. \'["/usr/bin/python3","-c","print(1)"]\' (default: Entrypoint + Cmd)' },
+      timeout: { type: 'string', default: '60', value: 'seconds', help: 'stop the workload after this long and use the trace so far' },
+      'trace-out': { type: 'string', value: 'file', help: 'also write the trace here (a file for convert --prefetch-files)' },
+      nydusd: { type: 'string', value: 'path', help: 'nydusd to run the workload over (default: ours)' },
+      ...convertOptions,
       ...common,
     },
   },
@@ -54,6 +79,19 @@ const COMMANDS: Record<string, CommandSpec> = {
     },
   },
 };
+
+/** `--command` as a JSON array of strings. */
+function parseArgv(s: string | undefined): string[] | undefined {
+  if (s === undefined) return undefined;
+  let argv: unknown;
+  try {
+    argv = JSON.parse(s);
+  } catch {
+    throw new UsageError(`--command must be a JSON array of strings, e.g. '["/bin/sh","-c","true"]' (got ${s})`);
+  }
+  if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string')) throw new UsageError('--command must be a non-empty JSON array of strings');
+  return argv as string[];
+}
 
 const topHelp = (): string => programHelp(PROGRAM, 'convert OCI images to Nydus images', COMMANDS);
 
@@ -74,19 +112,30 @@ export async function main(argv: string[]): Promise<number> {
   const json = async (x: unknown) => {
     if (typeof v['output-json'] === 'string') await writeFile(v['output-json'], `${JSON.stringify(x, null, 2)}\n`);
   };
-  if (name === 'convert') {
+  if (name === 'convert' || name === 'optimize') {
     if (!v.source) throw new UsageError('--source is required');
     if (!v.target && !v['output-dir']) throw new UsageError('--target or --output-dir is required');
     if (v['fs-version'] !== '6') throw new UsageError('only --fs-version 6 is supported');
-    const r = await convert({
+    const base: ConvertOptions = {
       source: v.source as string, target: v.target as string | undefined, outputDir: v['output-dir'] as string | undefined,
       sourceInsecure: !!v['source-insecure'], targetInsecure: !!v['target-insecure'], platform: v.platform as string,
       workDir: v['work-dir'] as string | undefined, compressor: oneOf(v.compressor, ['none', 'lz4_block', 'zstd'] as const, '--compressor'),
       chunkSize: parseSize(v['chunk-size'] as string, '--chunk-size'), chunkDict: v['chunk-dict'] as string | undefined,
       chunkDictInsecure: !!v['chunk-dict-insecure'], oci: !!v.oci, quiet: !!v.quiet,
-      prefetchPatterns: v['prefetch-patterns'] ? await readStdinLines() : undefined,
       limits: v['max-layer-size'] ? { maxBytes: parseSize(v['max-layer-size'] as string, '--max-layer-size') } : undefined,
-    });
+    };
+    let r;
+    if (name === 'optimize') {
+      const timeout = Number(v.timeout);
+      if (!(timeout > 0)) throw new UsageError('--timeout must be a number of seconds > 0');
+      const o = await optimize({ ...base, command: parseArgv(v.command as string | undefined), timeoutMs: timeout * 1000,
+        traceOut: v['trace-out'] as string | undefined, nydusd: v.nydusd as string | undefined });
+      process.stdout.write(`trace: ${o.trace.length} files read by the workload (exit ${o.workloadExit}), now the image's prefetch table\n`);
+      r = o;
+    } else {
+      const files = typeof v['prefetch-files'] === 'string' ? (await readFile(v['prefetch-files'], 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean) : undefined;
+      r = await convert({ ...base, prefetchPatterns: files ?? (v['prefetch-patterns'] ? await readStdinLines() : undefined) });
+    }
     const s = r.stats;
     process.stdout.write(`root digest: ${r.rootDigest}\n`);
     process.stdout.write(`converted ${r.layers.length} layers in ${r.seconds.toFixed(1)}s: source ${humanBytes(r.sourceBytes)} -> blobs ${humanBytes(r.blobBytes)} `

@@ -1,0 +1,174 @@
+/**
+ * nydusify optimize: a Nydus image that prefetches what its workload reads first.
+ *
+ * The source image is converted once into a scratch OCI layout and served by our nydusd from those
+ * blobs (localfs backend) with per-file access records on. The workload (the image's entrypoint and
+ * command, or `--command`) runs once in a sandbox over that mount: an overlay with a throw-away upper
+ * directory, chrooted, in its own mount and PID namespaces, with the image's environment and working
+ * directory. The files it read, in first-access order, are the trace. The image is then converted
+ * again to the target with the trace as its prefetch table, so nydusd fetches those chunks at mount,
+ * in a few large requests, before the container asks for them. The data blobs are byte-identical to
+ * a plain conversion: only the bootstrap layer differs, and a registry that has the blobs keeps them.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { ApiClient } from '../../nydusd/src/api/client.js';
+import { convert, type ConvertOptions, type ConvertResult } from './convert.js';
+import { unpackBootstrapLayer } from './image/nydus-manifest.js';
+import { blobPath, openOciLayout } from './image/oci-layout.js';
+import { logger } from './util/log.js';
+
+/** Our nydusd, beside this package: from source (nydusify/src) and from dist/nydusify/src alike. */
+function defaultNydusd(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const root = resolve(here, '..', '..');
+  return join(root.endsWith('dist') ? resolve(root, '..') : root, 'bin', 'nydusd.js');
+}
+
+export interface OptimizeOptions extends Omit<ConvertOptions, 'prefetchPatterns'> {
+  /** The workload's argv; default: the image's Entrypoint + Cmd. */
+  command?: string[];
+  /** How long the workload may run before it is stopped and the trace taken (default 60 s). */
+  timeoutMs?: number;
+  /** Write the trace (one path per line, in first-access order) here. */
+  traceOut?: string;
+  /** nydusd to serve the image with (default: ours, bin/nydusd.js). */
+  nydusd?: string;
+}
+
+export interface OptimizeResult extends ConvertResult {
+  /** Files the workload read, in first-access order: the image's prefetch table. */
+  trace: string[];
+  /** The workload's exit code, or the signal that stopped it at the timeout. */
+  workloadExit: string;
+}
+
+/** argv, env and working directory of the workload, from the image config unless overridden. */
+function workloadOf(config: Record<string, unknown> | undefined, command: string[] | undefined) {
+  const c = (config ?? {}) as { Entrypoint?: string[] | null; Cmd?: string[] | null; Env?: string[] | null; WorkingDir?: string };
+  const argv = command ?? [...(c.Entrypoint ?? []), ...(c.Cmd ?? [])];
+  if (argv.length === 0) throw new Error('the image has no Entrypoint or Cmd: give the workload with --command');
+  const env = c.Env?.length ? c.Env : ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
+  return { argv, env, cwd: c.WorkingDir || '/' };
+}
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((res, rej) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d: Buffer) => (err += d));
+    p.on('error', rej);
+    p.on('close', (code) => (code === 0 ? res() : rej(new Error(`${cmd} ${args.join(' ')} failed (${code}): ${err.trim()}`))));
+  });
+}
+
+function exited(p: ChildProcess): Promise<string> {
+  return new Promise((res) => p.once('close', (code, signal) => res(signal ?? String(code))));
+}
+
+/**
+ * Runs the workload chrooted into `root` in new mount and PID namespaces (/proc and /dev inside,
+ * gone with it), and resolves with its exit code, or the signal, after at most `timeoutMs`.
+ */
+async function runSandboxed(root: string, w: { argv: string[]; env: string[]; cwd: string }, timeoutMs: number): Promise<string> {
+  const script = 'mount --rbind /dev "$1/dev" && root="$1" && cwd="$2" && shift 2 && exec chroot "$root" /usr/bin/env -i "$@"';
+  // The working directory is entered inside the chroot by the shell of the image, if it has one;
+  // without one the workload starts at "/".
+  const inner = w.cwd === '/' ? [...w.env, ...w.argv] : [...w.env, '/bin/sh', '-c', 'cd "$0" && exec "$@"', w.cwd, ...w.argv];
+  const p = spawn('unshare', ['--mount', '--propagation', 'private', '--pid', '--fork', `--mount-proc=${join(root, 'proc')}`,
+    '/bin/sh', '-c', script, 'sandbox', root, w.cwd, ...inner], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const out = (d: Buffer) => logger.debug('workload output', { text: d.toString('utf8').slice(0, 2000) });
+  p.stdout!.on('data', out);
+  p.stderr!.on('data', out);
+  const done = exited(p);
+  const timer = setTimeout(() => {
+    logger.info('workload still running at the timeout: stopping it and taking the trace so far', { timeout_ms: timeoutMs });
+    // Its own process group (detached): the PID namespace's init, and with it everything inside.
+    try {
+      process.kill(-p.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }, timeoutMs);
+  try {
+    return await done;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Files read through the mount, in first-access order, from nydusd's access records. */
+async function traceOf(api: ApiClient): Promise<string[]> {
+  const records = (await api.metrics('pattern')) as { path: string; first_access_time_secs: number; first_access_time_nanos: number }[];
+  return records
+    .filter((r) => r.path !== '')
+    .sort((a, b) => a.first_access_time_secs - b.first_access_time_secs || a.first_access_time_nanos - b.first_access_time_nanos)
+    .map((r) => r.path);
+}
+
+/** Serves the bootstrap with our nydusd from `blobDir`, runs the workload over it, returns the trace. */
+async function recordTrace(work: string, bootstrap: string, blobDir: string, w: { argv: string[]; env: string[]; cwd: string }, o: OptimizeOptions) {
+  const mnt = join(work, 'rafs');
+  const [upper, scratch, root] = ['upper', 'overlay-work', 'root'].map((d) => join(work, d));
+  for (const d of [mnt, upper, scratch, root]) await mkdir(d, { recursive: true });
+  const config = {
+    device: { backend: { type: 'localfs', config: { dir: blobDir } }, cache: { type: 'blobcache', config: { work_dir: join(work, 'cache') } } },
+    mode: 'direct', enable_xattr: true, access_pattern: true, fs_prefetch: { enable: false },
+  };
+  await writeFile(join(work, 'nydusd.json'), JSON.stringify(config));
+  const apisock = join(work, 'api.sock');
+  const daemon = spawn(process.execPath, [o.nydusd ?? defaultNydusd(), '--config', join(work, 'nydusd.json'), '--bootstrap', bootstrap,
+    '--mountpoint', mnt, '--apisock', apisock, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let daemonErr = '';
+  daemon.stderr!.on('data', (d: Buffer) => (daemonErr = (daemonErr + d.toString('utf8')).slice(-4000)));
+  const daemonGone = exited(daemon);
+  const api = new ApiClient(apisock);
+  let mounted = false;
+  try {
+    await Promise.race([
+      api.waitUntilState('RUNNING', 30_000),
+      daemonGone.then((s) => Promise.reject(new Error(`nydusd exited (${s}) before serving the image: ${daemonErr.trim()}`))),
+    ]);
+    await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${mnt},upperdir=${upper},workdir=${scratch}`, root]);
+    mounted = true;
+    logger.info('running the workload to record what it reads', { command: w.argv.join(' ') });
+    const workloadExit = await runSandboxed(root, w, o.timeoutMs ?? 60_000);
+    const trace = await traceOf(api);
+    logger.info('workload done', { exit: workloadExit, files_read: trace.length });
+    return { trace, workloadExit };
+  } finally {
+    if (mounted) await run('umount', [root]).catch((e: Error) => logger.warn('overlay umount failed', { error: e.message }));
+    daemon.kill('SIGTERM');
+    await daemonGone;
+  }
+}
+
+export async function optimize(o: OptimizeOptions): Promise<OptimizeResult> {
+  const own = o.workDir === undefined;
+  const work = o.workDir ?? (await mkdtemp(join(tmpdir(), 'nydusify-optimize-')));
+  try {
+    // 1. A scratch conversion to serve the workload from.
+    const layout = join(work, 'layout');
+    await convert({ ...o, target: 'optimize', outputDir: layout, workDir: join(work, 'convert'), quiet: true });
+    const image = await openOciLayout(layout, 'optimize', o.platform);
+    const bootLayer = image.manifest.layers[image.manifest.layers.length - 1]!;
+    const bootstrap = join(work, 'image.boot');
+    await writeFile(bootstrap, await unpackBootstrapLayer(await readFile(blobPath(layout, bootLayer.digest))));
+    const w = workloadOf(image.config.config, o.command);
+
+    // 2. The trace.
+    const { trace, workloadExit } = await recordTrace(work, bootstrap, dirname(blobPath(layout, bootLayer.digest)), w, o);
+    if (trace.length === 0) throw new Error(`the workload (${w.argv.join(' ')}) read no file of the image (exit ${workloadExit}): nothing to optimize for`);
+    if (o.traceOut) await writeFile(o.traceOut, `${trace.join('\n')}\n`);
+
+    // 3. The image with the trace as its prefetch table.
+    const result = await convert({ ...o, prefetchPatterns: trace, workDir: join(work, 'convert-final') });
+    return { ...result, trace, workloadExit };
+  } finally {
+    if (own) await rm(work, { recursive: true, force: true });
+  }
+}
