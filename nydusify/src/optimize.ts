@@ -72,15 +72,16 @@ function exited(p: ChildProcess): Promise<string> {
 
 /**
  * Runs the workload chrooted into `root` in new mount and PID namespaces (/proc and /dev inside,
- * gone with it), and resolves with its exit code, or the signal, after at most `timeoutMs`.
+ * gone with it) with exactly the image's environment, and resolves with its exit code, or the
+ * signal, after at most `timeoutMs`. Nothing of the image is needed to start it (no shell, no env):
+ * the host's unshare changes root and working directory and executes argv[0] of the image.
  */
 async function runSandboxed(root: string, w: { argv: string[]; env: string[]; cwd: string }, timeoutMs: number): Promise<string> {
-  const script = 'mount --rbind /dev "$1/dev" && root="$1" && cwd="$2" && shift 2 && exec chroot "$root" /usr/bin/env -i "$@"';
-  // The working directory is entered inside the chroot by the shell of the image, if it has one;
-  // without one the workload starts at "/".
-  const inner = w.cwd === '/' ? [...w.env, ...w.argv] : [...w.env, '/bin/sh', '-c', 'cd "$0" && exec "$@"', w.cwd, ...w.argv];
-  const p = spawn('unshare', ['--mount', '--propagation', 'private', '--pid', '--fork', `--mount-proc=${join(root, 'proc')}`,
-    '/bin/sh', '-c', script, 'sandbox', root, w.cwd, ...inner], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const script = '/bin/mkdir -p "$1/dev" "$1/proc" && /bin/mount --rbind /dev "$1/dev" && /bin/mount -t proc proc "$1/proc" '
+    + '&& root="$1" && cwd="$2" && shift 2 && exec /usr/bin/unshare --root="$root" --wd="$cwd" -- "$@"';
+  const env = Object.fromEntries(w.env.map((kv) => [kv.slice(0, Math.max(0, kv.indexOf('='))), kv.slice(kv.indexOf('=') + 1)]).filter(([k]) => k));
+  const p = spawn('/usr/bin/unshare', ['--mount', '--propagation', 'private', '--pid', '--fork', '/bin/sh', '-c', script, 'sandbox', root, w.cwd, ...w.argv],
+    { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env });
   const out = (d: Buffer) => logger.debug('workload output', { text: d.toString('utf8').slice(0, 2000) });
   p.stdout!.on('data', out);
   p.stderr!.on('data', out);

@@ -30,10 +30,22 @@ export interface FaultProxyStats {
   blobHeaders: Record<string, string | string[] | undefined>[];
 }
 
+/** Blob GETs whose Range a gate matches wait in it until it is opened. */
+export interface Gate {
+  /** Requests waiting now. */
+  readonly held: number;
+  /** Resolves once at least `n` requests have waited in the gate (an event, not a poll). */
+  whenHeld(n: number): Promise<void>;
+  /** Lets every waiting request, and every later one, through. */
+  open(): void;
+}
+
 export interface FaultProxy {
   url: string;
   host: string;
   stats: FaultProxyStats;
+  /** Holds blob GETs whose byte range [start, end] `match` accepts, until the gate is opened. */
+  gate(match: (start: number, end: number) => boolean): Gate;
   /** Faults for the next blob GETs, one per request, in order. */
   inject(...faults: Fault[]): void;
   /** A fault applied to every blob GET while set (undefined = stop). */
@@ -49,6 +61,36 @@ export async function startFaultProxy(origin: string): Promise<FaultProxy> {
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   const stats: FaultProxyStats = { requests: 0, blobRequests: 0, bytes: 0, faults: 0, connections: 0, blobHeaders: [] };
+  const gates: { match: (start: number, end: number) => boolean; hold(go: () => void): boolean }[] = [];
+
+  function gate(match: (start: number, end: number) => boolean): Gate {
+    let opened = false;
+    let waiting: (() => void)[] = [];
+    let total = 0;
+    const watchers: { n: number; resolve: () => void }[] = [];
+    gates.push({
+      match,
+      hold(go) {
+        if (opened) return false;
+        waiting.push(go);
+        total++;
+        for (const w of watchers.filter((x) => total >= x.n)) w.resolve();
+        return true;
+      },
+    });
+    return {
+      get held() {
+        return waiting.length;
+      },
+      whenHeld: (n) => (total >= n ? Promise.resolve() : new Promise((resolve) => watchers.push({ n, resolve }))),
+      open() {
+        opened = true;
+        const go = waiting;
+        waiting = [];
+        for (const g of go) g();
+      },
+    };
+  }
 
   const later = (ms: number, fn: () => void) => {
     const t = setTimeout(() => {
@@ -102,6 +144,11 @@ export async function startFaultProxy(origin: string): Promise<FaultProxy> {
     if (!blob) return forward(req, res, false, undefined);
     stats.blobRequests++;
     stats.blobHeaders.push({ ...req.headers });
+    const range = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers.range ?? ''));
+    if (range) {
+      const g = gates.find((x) => x.match(Number(range[1]), Number(range[2])));
+      if (g?.hold(() => forward(req, res, true, undefined))) return;
+    }
     const fault = queue.shift() ?? always;
     if (!fault) return forward(req, res, true, undefined);
     stats.faults++;
@@ -130,6 +177,7 @@ export async function startFaultProxy(origin: string): Promise<FaultProxy> {
     url: `http://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
     stats,
+    gate,
     inject: (...f) => void queue.push(...f),
     always: (f) => (always = f),
     async stop() {
