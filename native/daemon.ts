@@ -48,8 +48,11 @@ export interface FileAccess {
   firstAccessMs: number;
 }
 
-/** 'table-or-all': the image's prefetch table, or every blob when the table is empty. */
-export type PrefetchMode = 'all' | 'table' | 'table-or-all' | 'paths';
+/**
+ * 'table-or-all': the image's prefetch table, or every blob when the table is empty. 'chunks': the
+ * chunks of a trace (`BLOB_ID CHUNK_INDEX` lines, passed as the paths).
+ */
+export type PrefetchMode = 'all' | 'table' | 'table-or-all' | 'paths' | 'chunks';
 
 export interface BlobCacheState {
   id: string;
@@ -94,6 +97,7 @@ interface DaemonBinding {
   daemonCreate(onEvent: (e: DaemonEvent) => void): object;
   daemonAddRafs(h: object, mountpoint: string, bootstrap: string, workDir: string, amplifyIo: number, validate: boolean, enableXattr: boolean, recordAccess: boolean): void;
   daemonFileAccess(h: object, mountpoint: string): Record<string, FileAccess>;
+  daemonDemandLog(h: object, mountpoint: string): string;
   daemonRemoveRafs(h: object, mountpoint: string): void;
   daemonMountFuse(h: object, mountpoint: string, threads: number): void;
   daemonUnmountFuse(h: object): void;
@@ -141,6 +145,11 @@ export class NativeDaemon {
   /** Files read since mount, in first-access order (empty unless recordAccess). */
   fileAccess(mountpoint: string): FileAccess[] {
     return Object.values(this.#b.daemonFileAccess(this.#h, mountpoint));
+  }
+
+  /** Chunks readers asked for, in first-demand order, as `BLOB_ID CHUNK_INDEX` lines (empty unless recordAccess). */
+  demandLog(mountpoint: string): string {
+    return this.#b.daemonDemandLog(this.#h, mountpoint);
   }
 
   stats(): DaemonStats {

@@ -21,7 +21,7 @@ use crate::daemon::Daemon;
 use crate::napi::tsfn::{external, external_arc, ThreadsafeFn, ToJs};
 use crate::napi::{CallContext, Env, Function, JsError, Result, Value, ValueType};
 
-pub static FUNCTIONS: [Function; 10] = [
+pub static FUNCTIONS: [Function; 11] = [
     Function::new("daemonCreate", daemon_create),
     Function::new("daemonAddRafs", daemon_add_rafs),
     Function::new("daemonRemoveRafs", daemon_remove_rafs),
@@ -31,6 +31,7 @@ pub static FUNCTIONS: [Function; 10] = [
     Function::new("daemonPrefetch", daemon_prefetch),
     Function::new("daemonStats", daemon_stats),
     Function::new("daemonFileAccess", daemon_file_access),
+    Function::new("daemonDemandLog", daemon_demand_log),
     Function::new("daemonClose", daemon_close),
 ];
 
@@ -211,7 +212,7 @@ fn daemon_fetch_done(ctx: &CallContext<'_>) -> Result<Value> {
     ctx.env().boolean(delivered)
 }
 
-/// `daemonPrefetch(handle, mountpoint, mode: "all"|"table"|"table-or-all"|"paths", paths: string (newline-separated), threads, mergingSize)`:
+/// `daemonPrefetch(handle, mountpoint, mode: "all"|"table"|"table-or-all"|"paths"|"chunks", paths: string (newline-separated paths, or a chunk trace), threads, mergingSize)`:
 /// returns the number of chunks planned; a `prefetch-done` event follows.
 fn daemon_prefetch(ctx: &CallContext<'_>) -> Result<Value> {
     let h = handle(ctx)?;
@@ -221,6 +222,7 @@ fn daemon_prefetch(ctx: &CallContext<'_>) -> Result<Value> {
         "table" => Target::Table { or_all: false },
         "table-or-all" => Target::Table { or_all: true },
         "paths" => Target::Paths(ctx.string(3, "paths")?.lines().filter(|l| !l.is_empty()).map(String::from).collect()),
+        "chunks" => Target::Chunks(prefetch::parse_chunk_trace(&ctx.string(3, "paths")?).map_err(JsError::type_error)?),
         other => return Err(JsError::type_error(format!("unknown prefetch mode {other:?}"))),
     };
     let threads = ctx.integer(4, "threads", 1, 1024)? as usize;
@@ -297,6 +299,17 @@ fn daemon_file_access(ctx: &CallContext<'_>) -> Result<Value> {
         env.set_property(out, &i.to_string(), o)?;
     }
     Ok(out)
+}
+
+/// `daemonDemandLog(handle, mountpoint)`: the chunks readers asked for, in
+/// first-demand order, as `BLOB_ID CHUNK_INDEX` lines (empty unless access
+/// recording is on): the trace `nydusify optimize` ships as prefetch.chunks.
+fn daemon_demand_log(ctx: &CallContext<'_>) -> Result<Value> {
+    let h = handle(ctx)?;
+    let mountpoint = ctx.string(1, "mountpoint")?;
+    let instance = h.daemon.vfs.instance(&mountpoint).ok_or_else(|| JsError::error(format!("nothing mounted at {mountpoint:?}")))?;
+    let text: String = instance.loader.demand_log().into_iter().map(|(id, ci)| format!("{id} {ci}\n")).collect();
+    ctx.env().string(&text)
 }
 
 /// `daemonClose(handle)`: unmounts FUSE, fails waiting fetches, releases the callback.

@@ -133,6 +133,15 @@ export class DaemonController implements ApiController {
     return records.map((r) => ({ ino: r.nid, path: m.pathOf(r.nid) ?? '', nr_read: r.nrRead, first_access_time_secs: Math.floor(r.firstAccessMs / 1000), first_access_time_nanos: (r.firstAccessMs % 1000) * 1e6 }));
   }
 
+  /** `{blob_id, index}` of each chunk readers asked for, in first-demand order. */
+  chunkTrace(id?: string): unknown {
+    const { m } = this.#access(id);
+    return this.daemon.native.demandLog(m.mountpoint).split('\n').filter(Boolean).map((l) => {
+      const [blobId, index] = l.split(' ');
+      return { blob_id: blobId, index: Number(index) };
+    });
+  }
+
   backendMetrics(id?: string): unknown {
     return this.#mount(id).backend.metrics();
   }

@@ -6,11 +6,12 @@
 // ordered by the instance's FetchQueue, read from its backend and answered
 // with `fetchDone`. Everything else (metadata, cached reads) never reaches JS.
 
-import { stat } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { NativeDaemon, type DaemonEvent, type DaemonStats, type FetchEvent, type PrefetchDoneEvent } from '../../native/daemon.js';
 import { MNT_DETACH, umount } from '../../native/index.js';
+import { CHUNK_TRACE_NAME } from '../../nydusify/src/image/nydus-manifest.js';
 import { logger } from '../../nydusify/src/util/log.js';
 import { createBackend } from './backend/index.js';
 import type { DaemonConfig } from './config.js';
@@ -126,7 +127,7 @@ export class Nydusd {
     const state = new MountState(mountpoint, source, config, backend);
     this.mounts.set(mountpoint, state);
     this.event('mount', { mountpoint, source });
-    this.#startPrefetch(state, req.prefetchFiles);
+    this.#startPrefetch(state, req.prefetchFiles, await readChunkTrace(source));
   }
 
   async umount(mountpoint: string): Promise<void> {
@@ -138,13 +139,16 @@ export class Nydusd {
     this.event('umount', { mountpoint });
   }
 
-  #startPrefetch(state: MountState, files: string[] | undefined): void {
+  #startPrefetch(state: MountState, files: string[] | undefined, chunkTrace: string | undefined): void {
     const p = state.config.fsPrefetch;
     const explicit = files !== undefined && files.length > 0;
     if (!p.enable && !explicit) return;
     // Nydus: user paths override the image's table; with neither, prefetch_all warms every blob.
-    const mode = explicit ? 'paths' : p.prefetchAll ? 'table-or-all' : 'table';
-    const planned = this.native.prefetch(state.mountpoint, mode, files ?? [], Math.max(1, p.threadsCount), p.mergingSize);
+    // Ours: a chunk trace beside the bootstrap (nydusify optimize) is finer than the table's whole
+    // files, so it is used instead of the table when present.
+    const mode = explicit ? 'paths' : chunkTrace !== undefined ? 'chunks' : p.prefetchAll ? 'table-or-all' : 'table';
+    const list = mode === 'chunks' ? [chunkTrace!] : files ?? [];
+    const planned = this.native.prefetch(state.mountpoint, mode, list, Math.max(1, p.threadsCount), p.mergingSize);
     state.prefetch = { state: 'running', planned, loaded: 0, startedAt: Date.now(), errors: [] };
     logger.info('prefetch started', { mountpoint: state.mountpoint, mode, chunks: planned });
   }
@@ -204,6 +208,21 @@ export class Nydusd {
     logger.info('nydusd stopped', { mountpoint: this.opts.mountpoint });
     this.#resolveExited();
   }
+}
+
+/** Past this a chunk trace is ignored (about 200k chunks, 200 GiB of 1 MiB chunks). */
+const MAX_CHUNK_TRACE_BYTES = 16 << 20;
+
+/** The chunk trace beside `bootstrap` (nydusify optimize), if the image has one of a sane size. */
+async function readChunkTrace(bootstrap: string): Promise<string | undefined> {
+  const path = join(dirname(bootstrap), CHUNK_TRACE_NAME);
+  const st = await stat(path).catch(() => undefined);
+  if (st === undefined || !st.isFile()) return undefined;
+  if (st.size > MAX_CHUNK_TRACE_BYTES) {
+    logger.warn('chunk trace too large: ignored, the prefetch table is used', { path, bytes: st.size });
+    return undefined;
+  }
+  return readFile(path, 'utf8');
 }
 
 /** A mount/umount failure with the HTTP status the API should answer. */

@@ -144,6 +144,25 @@ describe('prefetch and on-demand reads', () => {
     expect((await d.api.metrics('backend')).read_count).toBeGreaterThan(before);
     await d.stop();
   });
+
+  it('a chunk trace beside the bootstrap prefetches exactly its chunks, not whole files', async () => {
+    // Two chunks out of big.bin's 24: what a workload reading that file sparsely would leave.
+    const dir = join(work, 'traced');
+    mkdirSync(dir);
+    const boot = join(dir, 'image.boot');
+    writeFileSync(boot, readFileSync(bootstrap));
+    const big = chunksOf(parsed, '/big.bin');
+    const picked = [big[3]!, big[17]!];
+    writeFileSync(join(dir, 'prefetch.chunks'), picked.map((c) => `${c.blob.blobId} ${c.index}\n`).join('') + `${'f'.repeat(64)} 0\n`);
+    const d = await start(config(join(work, 'cache-chunks'), { enable: true, threads_count: 4, merging_size: MiB }, { amplify_io: 0 }), boot);
+    await waitPrefetchDone(d);
+    const m = await d.api.metrics('blobcache');
+    // The unknown blob's line is skipped: a trace never widens what is fetched.
+    expect(m.prefetch_data_amount).toBe(picked.reduce((n, c) => n + c.compressedSize, 0));
+    expect(m.prefetch_requests_count).toBe(2);
+    expect((await readFile(join(work, 'mnt', 'big.bin'))).equals(readFileSync(join(src, 'big.bin')))).toBe(true);
+    await d.stop();
+  });
 });
 
 /** Waits until nydusd reports its prefetch finished (the state it answers, asked every 20 ms). */

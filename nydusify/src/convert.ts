@@ -37,6 +37,8 @@ export interface ConvertOptions {
   compressor?: CompressorName;
   chunkSize?: number;
   prefetchPatterns?: string[];
+  /** A workload's chunk trace to ship beside the bootstrap (see CHUNK_TRACE_NAME). */
+  chunkTrace?: string;
   /** `bootstrap:registry:REF`, `bootstrap:local:PATH` or a bootstrap path. */
   chunkDict?: string;
   chunkDictInsecure?: boolean;
@@ -106,7 +108,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertResult> {
     }
     const result = builder.finish();
     for (const p of result.missingPrefetch) logger.warn('prefetch pattern matched nothing', { pattern: p });
-    const boot = packBootstrapLayer(result.bootstrap);
+    const boot = packBootstrapLayer(result.bootstrap, o.chunkTrace);
     const reused = result.blobs.filter((b) => result.reusedBlobIds.includes(b.blobId));
     const blobs = [
       ...builder.layers.map((l) => ({ digest: `sha256:${l.blob.blob.blobId}`, size: l.blob.size, path: l.blob.path as string | undefined })),

@@ -102,6 +102,12 @@ async function runSandboxed(root: string, w: { argv: string[]; env: string[]; cw
   }
 }
 
+/** Chunks readers asked for, in first-demand order, as the `BLOB_ID CHUNK_INDEX` lines of a chunk trace. */
+async function chunkTraceOf(api: ApiClient): Promise<string> {
+  const chunks = (await api.metrics('chunks')) as { blob_id: string; index: number }[];
+  return chunks.map((c) => `${c.blob_id} ${c.index}\n`).join('');
+}
+
 /** Files read through the mount, in first-access order, from nydusd's access records. */
 async function traceOf(api: ApiClient): Promise<string[]> {
   const records = (await api.metrics('pattern')) as { path: string; first_access_time_secs: number; first_access_time_nanos: number }[];
@@ -139,8 +145,9 @@ async function recordTrace(work: string, bootstrap: string, blobDir: string, w: 
     logger.info('running the workload to record what it reads', { command: w.argv.join(' ') });
     const workloadExit = await runSandboxed(root, w, o.timeoutMs ?? 60_000);
     const trace = await traceOf(api);
-    logger.info('workload done', { exit: workloadExit, files_read: trace.length });
-    return { trace, workloadExit };
+    const chunkTrace = await chunkTraceOf(api);
+    logger.info('workload done', { exit: workloadExit, files_read: trace.length, chunks_read: chunkTrace.split('\n').length - 1 });
+    return { trace, chunkTrace, workloadExit };
   } finally {
     if (mounted) await run('umount', [root]).catch((e: Error) => logger.warn('overlay umount failed', { error: e.message }));
     daemon.kill('SIGTERM');
@@ -162,12 +169,13 @@ export async function optimize(o: OptimizeOptions): Promise<OptimizeResult> {
     const w = workloadOf(image.config.config, o.command);
 
     // 2. The trace.
-    const { trace, workloadExit } = await recordTrace(work, bootstrap, dirname(blobPath(layout, bootLayer.digest)), w, o);
+    const { trace, chunkTrace, workloadExit } = await recordTrace(work, bootstrap, dirname(blobPath(layout, bootLayer.digest)), w, o);
     if (trace.length === 0) throw new Error(`the workload (${w.argv.join(' ')}) read no file of the image (exit ${workloadExit}): nothing to optimize for`);
     if (o.traceOut) await writeFile(o.traceOut, `${trace.join('\n')}\n`);
 
-    // 3. The image with the trace as its prefetch table.
-    const result = await convert({ ...o, prefetchPatterns: trace, workDir: join(work, 'convert-final') });
+    // 3. The image with the trace as its prefetch table (whole files, for any Nydus), and the chunks
+    // read (for ours: only what was read of a large, sparsely read file) beside the bootstrap.
+    const result = await convert({ ...o, prefetchPatterns: trace, chunkTrace, workDir: join(work, 'convert-final') });
     return { ...result, trace, workloadExit };
   } finally {
     if (own) await rm(work, { recursive: true, force: true });

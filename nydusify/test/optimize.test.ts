@@ -51,6 +51,16 @@ describe('nydusify optimize', () => {
     expect(table.indexOf('/bin/busybox')).toBeGreaterThanOrEqual(0);
     expect(table.indexOf('/bin/busybox')).toBeLessThan(table.indexOf('/etc/motd'));
     expect(table.indexOf('/etc/motd')).toBeLessThan(table.indexOf('/opt/app/data.bin'));
+    // Beside it, the chunks read (blob id, chunk index), for our nydusd to prefetch only those.
+    const layer = join(work, 'opt', 'blobs', 'sha256', opt.at(-1)!.slice(7));
+    const chunks = (await exec('tar', ['-xzOf', layer, 'image/prefetch.chunks'])).stdout.split('\n').filter(Boolean);
+    expect(chunks.length).toBeGreaterThanOrEqual(3);
+    const blobIds = new Set(opt.slice(0, -1).map((d) => d.slice(7)));
+    for (const line of chunks) {
+      const [blob, index] = line.split(' ');
+      expect(blobIds.has(blob!)).toBe(true);
+      expect(Number.isInteger(Number(index))).toBe(true);
+    }
   }, 120_000);
 
   it('refuses a workload that reads nothing of the image', async () => {

@@ -84,7 +84,7 @@ impl Instance {
             specs,
             fetcher,
             stats.clone(),
-            LoaderOptions { amplify_io: opts.amplify_io, validate: opts.validate },
+            LoaderOptions { amplify_io: opts.amplify_io, validate: opts.validate, record_demand: opts.record_access },
         )
         .map_err(|e| format!("cache work dir {}: {e}", opts.work_dir.display()))?;
         let access = opts.record_access.then(Default::default);

@@ -94,6 +94,9 @@ pub struct LoaderOptions {
     /// Re-verify cached chunks on their first read by this process
     /// (fetched chunks are always verified).
     pub validate: bool,
+    /// Keep the order in which readers first asked for each chunk (a
+    /// workload's trace, for `nydusify optimize`).
+    pub record_demand: bool,
 }
 
 pub struct ChunkLoader {
@@ -103,6 +106,8 @@ pub struct ChunkLoader {
     stats: Arc<Stats>,
     opts: LoaderOptions,
     errors: Mutex<VecDeque<String>>,
+    /// (blob, ci) in first-demand order, when `record_demand` is on.
+    demand_log: Mutex<Vec<(u32, u32)>>,
 }
 
 /// How many recent error messages are kept for the control plane to log.
@@ -124,7 +129,7 @@ impl ChunkLoader {
             let demanded = (0..(spec.chunk_count as usize).div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
             blobs.push(BlobState { spec, cache, validated, demanded, readahead: Readahead::default() });
         }
-        Ok(ChunkLoader { blobs, inflight: Inflight::default(), fetcher, stats, opts, errors: Mutex::default() })
+        Ok(ChunkLoader { blobs, inflight: Inflight::default(), fetcher, stats, opts, errors: Mutex::default(), demand_log: Mutex::default() })
     }
 
     pub fn blob_count(&self) -> usize {
@@ -216,7 +221,24 @@ impl ChunkLoader {
         if word.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
             Stats::add(&self.stats.demand_chunks, 1);
             Stats::add(&self.stats.demand_bytes, c.compressed_size as u64);
+            if self.opts.record_demand {
+                self.demand_log.lock().unwrap_or_else(|e| e.into_inner()).push((c.blob, c.ci));
+            }
         }
+    }
+
+    /// The chunks readers asked for, as (blob id, chunk index), in the order
+    /// of their first demand; empty unless `record_demand` is on.
+    pub fn demand_log(&self) -> Vec<(String, u32)> {
+        let log = self.demand_log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter().filter_map(|&(b, ci)| self.blob_spec(b).map(|s| (s.id.clone(), ci))).collect()
+    }
+
+    /// The chunk `ci` of the blob with id `blob_id`, if the image references it.
+    pub fn find_chunk(&self, blob_id: &str, ci: u32) -> Option<ChunkLoc> {
+        let b = self.blobs.iter().find(|b| b.spec.id == blob_id)?;
+        let at = b.spec.chunks.binary_search_by_key(&ci, |c| c.ci).ok()?;
+        Some(b.spec.chunks[at])
     }
 
     /// Fetches the missing chunks among `chunks` in requests of at most

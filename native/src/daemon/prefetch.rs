@@ -22,12 +22,38 @@ pub enum Target {
     /// everything, as in Nydus. With `or_all`, an empty table means
     /// everything too (`prefetch_all`).
     Table { or_all: bool },
+    /// These chunks, as (blob id, chunk index): a workload's trace kept
+    /// beside the bootstrap (`prefetch.chunks`). Chunks the image does not
+    /// reference are skipped, so a hint can never widen what is fetched.
+    Chunks(Vec<(String, u32)>),
+}
+
+/// Parses a chunk trace: one `BLOB_ID CHUNK_INDEX` per line.
+pub fn parse_chunk_trace(text: &str) -> Result<Vec<(String, u32)>, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            let mut f = l.split_ascii_whitespace();
+            match (f.next(), f.next().map(str::parse::<u32>), f.next()) {
+                (Some(id), Some(Ok(ci)), None) => Ok((id.to_string(), ci)),
+                _ => Err(format!("chunk trace line {}: expected 'BLOB_ID CHUNK_INDEX', got {l:?}", i + 1)),
+            }
+        })
+        .collect()
 }
 
 /// Resolves `target` to the chunks it covers, in blob order.
 pub fn plan(instance: &Instance, target: &Target) -> Result<Vec<ChunkLoc>, String> {
     let nids = match target {
         Target::All => return Ok(instance.all_chunks()),
+        Target::Chunks(list) => {
+            let mut chunks: Vec<ChunkLoc> = list.iter().filter_map(|(id, ci)| instance.loader.find_chunk(id, *ci)).collect();
+            chunks.sort_by_key(|c| (c.blob, c.compressed_offset));
+            chunks.dedup_by_key(|c| (c.blob, c.ci));
+            return Ok(chunks);
+        }
         Target::Table { or_all } => {
             let nids = instance.bootstrap.prefetch_nids().map_err(|e| e.to_string())?;
             if (nids.len() == 1 && nids[0] == instance.root_nid()) || (nids.is_empty() && *or_all) {

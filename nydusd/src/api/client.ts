@@ -6,7 +6,7 @@ import { request } from 'node:http';
 import { ApiError } from './errors.js';
 import type { DaemonInfo, MountRequest } from './types.js';
 
-export type MetricsKind = '' | 'files' | 'pattern' | 'backend' | 'blobcache' | 'inflight';
+export type MetricsKind = '' | 'files' | 'pattern' | 'chunks' | 'backend' | 'blobcache' | 'inflight';
 
 /** Gap between polls of waitUntilState: quick enough for start-up, light on the daemon. */
 const POLL_MS = 10;

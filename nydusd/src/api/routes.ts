@@ -64,6 +64,7 @@ export const ROUTES: Record<string, Partial<Record<string, Handler>>> = {
   '/api/v1/metrics': { GET: (c, r) => json(c.fsMetrics(r.query('id'))) },
   '/api/v1/metrics/files': { GET: (c, r) => json(c.fileMetrics(r.query('id'), flag(r, 'latest'))) },
   '/api/v1/metrics/pattern': { GET: (c, r) => json(c.accessPattern(r.query('id'))) },
+  '/api/v1/metrics/chunks': { GET: (c, r) => json(c.chunkTrace(r.query('id'))) },
   '/api/v1/metrics/backend': { GET: (c, r) => json(c.backendMetrics(r.query('id'))) },
   '/api/v1/metrics/blobcache': { GET: (c, r) => json(c.blobcacheMetrics(r.query('id'))) },
   '/api/v1/metrics/inflight': { GET: (c) => json(c.inflight()) },

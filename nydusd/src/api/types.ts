@@ -39,6 +39,8 @@ export interface ApiController {
   fsMetrics(id?: string): unknown;
   fileMetrics(id?: string, latest?: boolean): unknown;
   accessPattern(id?: string): unknown;
+  /** Ours: chunks readers asked for, in first-demand order (a workload's trace). */
+  chunkTrace(id?: string): unknown;
   backendMetrics(id?: string): unknown;
   blobcacheMetrics(id?: string): unknown;
   inflight(): unknown;

@@ -13,14 +13,21 @@ export const ANNOTATION_NYDUS_BLOB = 'containerd.io/snapshot/nydus-blob';
 export const ANNOTATION_NYDUS_BOOTSTRAP = 'containerd.io/snapshot/nydus-bootstrap';
 export const ANNOTATION_NYDUS_FS_VERSION = 'containerd.io/snapshot/nydus-fs-version';
 export const BOOTSTRAP_PATH = 'image/image.boot';
+/**
+ * Ours: a workload's chunk trace (`BLOB_ID CHUNK_INDEX` lines, first-demand order), written by
+ * `nydusify optimize` beside image.boot. Our nydusd prefetches those chunks at mount; Nydus and
+ * the kernel ignore the file.
+ */
+export const CHUNK_TRACE_NAME = 'prefetch.chunks';
 
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-/** The bootstrap layer: tar.gz with `image/` (0755) and `image/image.boot` (0444). */
-export function packBootstrapLayer(bootstrap: Buffer): { gz: Buffer; digest: string; diffId: string } {
+/** The bootstrap layer: tar.gz with `image/` (0755), `image/image.boot` (0444) and, if given, the chunk trace. */
+export function packBootstrapLayer(bootstrap: Buffer, chunkTrace?: string): { gz: Buffer; digest: string; diffId: string } {
   const tar = buildTar([
     { path: 'image', type: 'directory', mode: 0o755 },
     { path: BOOTSTRAP_PATH, type: 'file', mode: 0o444, data: bootstrap },
+    ...(chunkTrace === undefined ? [] : [{ path: `image/${CHUNK_TRACE_NAME}`, type: 'file' as const, mode: 0o444, data: Buffer.from(chunkTrace) }]),
   ]);
   const gz = gzipSync(tar);
   return { gz, digest: sha256(gz), diffId: sha256(tar) };
