@@ -16,6 +16,9 @@ APT_PACKAGES=(
   squashfuse fio time
   # bench/coldstart: the shaped link (tc, a netns, an NFQUEUE delay line in python3)
   iproute2 iptables python3
+  # real Dragonfly (scripts/build-dragonfly.sh): dfdaemon's build needs protoc, libclang (bindgen,
+  # RocksDB) and OpenSSL headers; nsenter (util-linux) runs processes in the test's netns
+  protobuf-compiler libclang-dev clang libssl-dev util-linux
 )
 
 missing=()
@@ -37,5 +40,6 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm install --no-audit --no-fund
 fi
 scripts/build-peers.sh
+scripts/build-dragonfly.sh
 npm run build
 echo "setup: done"

@@ -20,8 +20,8 @@
  * process exit and on SIGINT/SIGTERM/SIGHUP.
  */
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { ip, netnsPids, sh, shortName, tryIp } from '../../test/harness/netns.js';
 import { onExitCleanup } from '../../test/harness/process.js';
 
 export interface LinkOptions {
@@ -67,7 +67,7 @@ export async function createLink(o: LinkOptions = {}): Promise<Link> {
   if (existsSync(`/run/netns/${netns}`)) throw new Error(`network namespace ${netns} already exists`);
 
   // Interface names are limited to 15 characters; the namespace name may be longer.
-  const hostInterface = `nyb-${createHash('sha256').update(netns).digest('hex').slice(0, 8)}`;
+  const hostInterface = shortName('nyb-', netns);
   const [hostAddress, nsAddress] = pickSubnet();
   let delayLine: ChildProcess | undefined;
   let closed = false;
@@ -167,34 +167,6 @@ function pickSubnet(): [string, string] {
     return [addr(1), addr(2)];
   }
   throw new Error('no free /30 left in 10.201.0.0/16');
-}
-
-function netnsPids(netns: string): number[] {
-  try {
-    const out = execFileSync('ip', ['netns', 'pids', netns], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    return out.split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-function sh(cmd: string, args: string[]): void {
-  try {
-    execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (e) {
-    const err = e as { stderr?: Buffer; message: string };
-    throw new Error(`${cmd} ${args.join(' ')}: ${err.stderr?.toString().trim() || err.message}`);
-  }
-}
-
-const ip = (args: string[]) => sh('ip', args);
-
-function tryIp(args: string[]): void {
-  try {
-    execFileSync('ip', args, { stdio: 'ignore' });
-  } catch {
-    // already gone
-  }
 }
 
 // The delay line. Packets arrive in order and all wait the same time, so one batch verdict

@@ -37,6 +37,8 @@ import { writeReport, type ImageSummary, type RunResult } from './report.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 2 ** 20;
+/** Bump when `nydusify optimize` changes what it writes (v2: the chunk trace beside the bootstrap). */
+const OPTIMIZE_VERSION = 'v2';
 const ALL_MODES: Mode[] = ['oci', 'nydus-cold', 'nydus-warm', 'nydus-opt', 'estargz', 'estargz-prefetch', 'estargz-opt'];
 
 const HELP = `bench/coldstart: time from pull+run to a container's ready line, OCIv1 vs Nydus (cold, warm) vs eStargz (on demand, default, optimized)
@@ -54,6 +56,7 @@ Options:
   --prefetch        let nydusd prefetch the whole image in the background (default: on-demand only)
   --daemon-mode M   our snapshotter's daemon_mode: shared (one warm nydusd per node, started with
                     the snapshotter; default) or dedicated (one nydusd per image, started in Prepare)
+  --chunk-size N    Nydus chunk size in bytes, a power of two (default: 1048576, Nydus's)
   --amplify-io N    nydusd amplify_io: an on-demand fetch is widened over the following missing
                     chunks up to N bytes (default: 1048576, Nydus's default)
   --no-drop-caches  keep the page cache between runs (default: dropped before every run)
@@ -72,6 +75,7 @@ interface Options {
   prefetch: boolean;
   amplifyIo: number;
   daemonMode: 'shared' | 'dedicated';
+  chunkSize: number;
   dropCaches: boolean;
   work: string;
   out: string;
@@ -82,7 +86,7 @@ function parseOptions(argv: string[]): Options {
     args: argv,
     options: {
       images: { type: 'string' }, modes: { type: 'string' }, reps: { type: 'string' },
-      'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, prefetch: { type: 'boolean' }, 'amplify-io': { type: 'string' }, 'daemon-mode': { type: 'string' },
+      'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, prefetch: { type: 'boolean' }, 'amplify-io': { type: 'string' }, 'daemon-mode': { type: 'string' }, 'chunk-size': { type: 'string' },
       'no-drop-caches': { type: 'boolean' }, work: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
@@ -108,11 +112,18 @@ function parseOptions(argv: string[]): Options {
     rttMs: num(v['rtt-ms'], 20, 'rtt-ms', 0),
     prefetch: v.prefetch ?? false,
     amplifyIo: Math.floor(num(v['amplify-io'], MiB, 'amplify-io', 0)),
+    chunkSize: chunkSizeOption(v['chunk-size']),
     daemonMode: list(v['daemon-mode'] ?? 'shared', ['shared', 'dedicated'], 'daemon-mode')[0] as 'shared' | 'dedicated',
     dropCaches: !v['no-drop-caches'],
     work: resolve(v.work ?? '/var/tmp/nydus-bench-coldstart'),
     out: resolve(v.out ?? join(ROOT, 'bench', 'results')),
   };
+}
+
+function chunkSizeOption(s: string | undefined): number {
+  const n = s === undefined ? MiB : Number(s);
+  if (!Number.isInteger(n) || n < 4096 || n > 16 * MiB || (n & (n - 1)) !== 0) throw new Error('--chunk-size must be a power of two from 4096 to 16777216');
+  return n;
 }
 
 const log = (msg: string) => process.stderr.write(`[coldstart ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -223,21 +234,25 @@ async function prepareEstargz(p: PreparedImage, registry: BenchRegistry, ctd: Co
 async function prepareImage(name: string, o: Options, registry: BenchRegistry): Promise<PreparedImage> {
   const image = await buildImage(name, join(o.work, 'images'), (m) => log(`${name}: ${m}`));
   const ociRef = `${registry.address}/bench/${name}:oci`;
-  const nydusRef = `${registry.address}/bench/${name}:nydus`;
+  // Tags carry a non-default chunk size, so images of different chunk sizes live side by side.
+  const chunkTag = o.chunkSize === MiB ? '' : `-c${o.chunkSize >> 10}k`;
+  const chunkArgs = ['--chunk-size', `0x${o.chunkSize.toString(16)}`];
+  const nydusRef = `${registry.address}/bench/${name}:nydus${chunkTag}`;
   if (!(await exists(ociRef))) {
     log(`${name}: pushing the OCIv1 image (${(image.compressedBytes / MiB).toFixed(0)} MiB)`);
     await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${image.layout}:${image.tag}`, `docker://${ociRef}`]);
   }
   if (!(await exists(nydusRef))) {
     log(`${name}: converting to Nydus`);
-    await run(process.execPath, ['bin/nydusify.js', 'convert', '--source', `oci:${image.layout}:${image.tag}`, '--target', nydusRef, '--target-insecure', '--quiet']);
+    await run(process.execPath, ['bin/nydusify.js', 'convert', '--source', `oci:${image.layout}:${image.tag}`, '--target', nydusRef, '--target-insecure', '--quiet', ...chunkArgs]);
   }
   let nydusOptRef: string | undefined;
   if (o.modes.includes('nydus-opt')) {
-    nydusOptRef = `${registry.address}/bench/${name}:nydus-opt`;
+    // The tag names the optimize procedure, so a changed one is never mistaken for a done one.
+    nydusOptRef = `${registry.address}/bench/${name}:nydus-opt-${OPTIMIZE_VERSION}${chunkTag}`;
     if (!(await exists(nydusOptRef))) {
       log(`${name}: nydusify optimize (runs ${image.ready.args.join(' ')} and records what it reads)`);
-      await run(process.execPath, ['bin/nydusify.js', 'optimize', '--source', `oci:${image.layout}:${image.tag}`, '--target', nydusOptRef, '--target-insecure', '--quiet',
+      await run(process.execPath, ['bin/nydusify.js', 'optimize', '--source', `oci:${image.layout}:${image.tag}`, '--target', nydusOptRef, '--target-insecure', '--quiet', ...chunkArgs,
         '--command', JSON.stringify(image.ready.args)]);
     }
   }
@@ -456,7 +471,7 @@ async function main(): Promise<void> {
       machine: describeMachine(),
       link: link.describe(),
       linkBytesPerSecond: linkRate,
-      options: { reps: o.reps, prefetch: o.prefetch, amplifyIo: o.amplifyIo, daemonMode: o.daemonMode, dropCaches: o.dropCaches, modes },
+      options: { reps: o.reps, prefetch: o.prefetch, amplifyIo: o.amplifyIo, daemonMode: o.daemonMode, chunkSize: o.chunkSize, dropCaches: o.dropCaches, modes },
       skipped,
       images: summaries,
       runs: results,

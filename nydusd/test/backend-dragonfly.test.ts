@@ -5,6 +5,7 @@
  * down is bypassed (fallback) and used again after a health check; the old
  * `mirrors` schema sends origin-form requests and disables failing mirrors.
  */
+// Kept only for faults the real dfdaemon cannot be made to produce (scripted 403/429/500 answers, exact request records); real P2P across nodes, fallback and recovery: dragonfly-p2p.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { RegistryBackend } from '../src/backend/registry.js';

@@ -109,6 +109,15 @@ export class Snapshotter {
       delete d.snapshots[key];
       d.snapshots[name] = { ...r, kind: 'committed', labels: merged, updatedAt: Date.now(), usage, ...(blobs ? { blobs } : {}) };
     });
+    // Shared mode: the image goes into the warm daemon now, at the end of the pull, so its
+    // prefetch (an optimized image's trace) overlaps the client's next steps instead of starting
+    // at the container's Prepare, which then finds it mounted. Adding an instance takes
+    // milliseconds; a failure here only defers it to the Prepare. Dedicated mode waits for a
+    // container: a daemon process per image that is only pulled would cost a node too much.
+    const committed = this.store.get(name);
+    if (blobs && committed && this.o.daemonMode === 'shared') {
+      await this.#ensureRafs(committed).catch((e: Error) => logger.warn('mounting a pulled image failed; the container Prepare tries again', { snapshot: committed.id, error: e.message }));
+    }
   }
 
   async remove(key: string): Promise<void> {
@@ -183,8 +192,12 @@ export class Snapshotter {
     const ids = (s: Readonly<StoreState>) => new Set(Object.values(s.snapshots).map((r) => r.id));
     const live = ids(this.store.state);
     for (const [id, d] of Object.entries(this.store.state.daemons)) {
-      if (this.#standing(id)) continue;
-      if (Object.values(d.instances).every((i) => !live.has(i.snapshotId))) await this.daemons.stop(id);
+      if (!this.#standing(id)) {
+        if (Object.values(d.instances).every((i) => !live.has(i.snapshotId))) await this.daemons.stop(id);
+        continue;
+      }
+      // The standing shared daemon stays; instances of images removed meanwhile go.
+      for (const inst of Object.values(d.instances)) if (!live.has(inst.snapshotId)) await this.#releaseRafs(inst.snapshotId);
     }
     await this.daemons.stopStrays();
     // Between transactions: a Prepare that has made its directory but not yet its record must not

@@ -66,9 +66,11 @@ afterAll(async () => {
 
 describe('shared mode with a private registry', () => {
   it('one nydusd serves both images, with credentials from the docker config', async () => {
-    // Started with the snapshotter, before any image: a Prepare never waits for a daemon to start.
+    // Started with the snapshotter, before any container: a Prepare never waits for a daemon to
+    // start; an image pulled already sits in it (mounted when its bootstrap layer was committed).
     const standing = await snap.daemons();
-    expect(standing.map((x) => [x.id, Object.keys(x.instances).length])).toEqual([['shared', 0]]);
+    expect(standing.map((x) => x.id)).toEqual(['shared']);
+    expect(Object.values(standing[0]!.instances).map((i) => i.image_id)).toEqual([ref('app:v1-nydus'), ref('app:v2-nydus')]);
     const sum = 'sha256sum /opt/app/data.bin | cut -c1-16';
     const [a, b] = await Promise.all([
       ctr(['run', '--rm', '--snapshotter', 'nydus', ref('app:v1-nydus'), 's1', '/bin/sh', '-c', sum]),

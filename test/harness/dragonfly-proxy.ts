@@ -1,6 +1,6 @@
 /**
- * A Dragonfly-dfdaemon-like proxy for backend tests (dfdaemon itself cannot
- * run here). One listener, like dfdaemon's:
+ * A Dragonfly-dfdaemon-like proxy for backend tests of faults the real dfdaemon
+ * cannot be made to produce (the real one: dragonfly.ts). One listener, like dfdaemon's:
  * - forward-proxy requests (absolute URI in the request line) go to that URI;
  * - registry-mirror requests (origin-form path) go to the `X-Dragonfly-Registry`
  *   header's origin (400 without one);

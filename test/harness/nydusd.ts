@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { ApiClient } from '../../nydusd/src/api/client.js';
+import { inNetns } from './netns.js';
 import { spawnProcess, type ManagedProcess } from './process.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
@@ -24,6 +25,8 @@ export interface StartNydusdOptions {
   prefetchFiles?: string;
   extraArgs?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Run in this network namespace (nsenter --net: the FUSE mount stays visible to the caller). */
+  netns?: string;
 }
 
 export interface RunningNydusd {
@@ -44,7 +47,8 @@ export async function startNydusd(o: StartNydusdOptions): Promise<RunningNydusd>
   if (o.bootstrap) args.push('--bootstrap', o.bootstrap);
   if (o.prefetchFiles) args.push('--prefetch-files', o.prefetchFiles);
   args.push(...(o.extraArgs ?? []));
-  const proc = spawnProcess(process.execPath, args, { name: 'nydusd', env: o.env ?? process.env });
+  const [cmd, argv] = o.netns ? inNetns(o.netns, process.execPath, args) : [process.execPath, args];
+  const proc = spawnProcess(cmd, argv, { name: o.netns ? `nydusd(${o.netns})` : 'nydusd', env: o.env ?? process.env });
   const api = new ApiClient(apisock);
   try {
     await Promise.race([

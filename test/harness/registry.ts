@@ -23,10 +23,12 @@ export interface StartRegistryOptions {
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   /** Extra top-level YAML appended to the generated config. */
   extraConfig?: string;
+  /** Address to listen on (e.g. a test LAN's host address, see netns.ts). Default 127.0.0.1. */
+  listenAddress?: string;
 }
 
 export interface RunningRegistry {
-  /** 127.0.0.1:PORT */
+  /** 127.0.0.1:PORT (or listenAddress:PORT) */
   host: string;
   /** http://127.0.0.1:PORT */
   url: string;
@@ -105,8 +107,9 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
         `    rootcertbundle: ${yamlString(tokenIssuer.certPath)}\n`;
     }
 
-    const port = await getFreePort('127.0.0.1');
-    const host = `127.0.0.1:${port}`;
+    const listen = opts.listenAddress ?? '127.0.0.1';
+    const port = await getFreePort(listen);
+    const host = `${listen}:${port}`;
     const config =
       `version: 0.1\n` +
       `log:\n  level: ${opts.logLevel ?? 'debug'}\n  formatter: text\n  fields:\n    service: registry\n` +

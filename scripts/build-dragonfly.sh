@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs the real Dragonfly P2P components the tests drive (nydusd/test/dragonfly-p2p.test.ts), by
+# name and pinned version from the registries, into a cache OUTSIDE the repository:
+#   ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/dragonfly/<key>/bin/{dfdaemon,scheduler,...}
+# - dfdaemon (the Rust client, crate dragonfly-client, with its own Cargo.lock: --locked). It builds
+#   RocksDB from source: slow (tens of minutes on 2 cores), so it is built once per key and reused.
+#   Needs Debian protobuf-compiler, libclang-dev, clang, pkg-config, libssl-dev (scripts/setup.sh).
+# - scheduler (Go, module d7y.io/dragonfly/v2 through the Go module proxy). Since 2.5.1 it runs
+#   without the manager (no MySQL/Redis): dfdaemon finds it through a static list in its dynconfig.
+# The key is the pinned versions plus the toolchains, so a new pin or toolchain builds a new
+# directory; the previous one is left as it is. Idempotent; prints what it did and how long it took.
+# Links the current build to ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/dragonfly/current.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DFDAEMON_VERSION=1.5.10   # crate dragonfly-client
+SCHEDULER_VERSION=v2.5.1  # module d7y.io/dragonfly/v2 (the newest the Go module proxy serves here)
+
+CACHE="${NYDUS_TS_CACHE:-/var/cache/nydus-ts}"
+export PATH="$PATH:$HOME/.cargo/bin"
+command -v cargo >/dev/null || { echo "build-dragonfly: cargo not found on PATH" >&2; exit 1; }
+command -v go >/dev/null || { echo "build-dragonfly: go not found on PATH" >&2; exit 1; }
+
+toolchains=$( { rustc --version; go env GOVERSION GOOS GOARCH; } | sha256sum | cut -c1-8)
+key="client-${DFDAEMON_VERSION}_scheduler-${SCHEDULER_VERSION#v}_${toolchains}"
+dir="$CACHE/dragonfly/$key"
+bin="$dir/bin"
+mkdir -p "$bin"
+
+total_start=$(date +%s)
+
+if [ -x "$bin/dfdaemon" ]; then
+  echo "build-dragonfly: dfdaemon $DFDAEMON_VERSION up to date ($bin/dfdaemon)"
+else
+  echo "build-dragonfly: cargo install dragonfly-client $DFDAEMON_VERSION (builds RocksDB: slow) ..."
+  start=$(date +%s)
+  # Into a temporary root, then move the binaries: an interrupted build never leaves a half-written
+  # dfdaemon that the next run would take as done. The build directory is cargo's temporary one.
+  tmp="$dir/tmp.$$"
+  rm -rf "$tmp"
+  cargo install dragonfly-client --version "=$DFDAEMON_VERSION" --locked --root "$tmp" --quiet
+  for f in "$tmp"/bin/*; do mv -f "$f" "$bin/"; done
+  rm -rf "$tmp"
+  echo "build-dragonfly: built dfdaemon in $(( $(date +%s) - start )) s ($(ls "$bin" | tr '\n' ' '))"
+fi
+
+if [ -x "$bin/scheduler" ]; then
+  echo "build-dragonfly: scheduler $SCHEDULER_VERSION up to date ($bin/scheduler)"
+else
+  echo "build-dragonfly: go install d7y.io/dragonfly/v2/cmd/scheduler@$SCHEDULER_VERSION ..."
+  start=$(date +%s)
+  tmp="$dir/gotmp.$$"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  # CGO off: a static binary; nothing the scheduler uses needs cgo.
+  GOBIN="$tmp" CGO_ENABLED=0 GOFLAGS=-trimpath go install "d7y.io/dragonfly/v2/cmd/scheduler@$SCHEDULER_VERSION"
+  mv -f "$tmp/scheduler" "$bin/scheduler"
+  rm -rf "$tmp"
+  echo "build-dragonfly: built scheduler in $(( $(date +%s) - start )) s"
+fi
+
+link="$CACHE/dragonfly/current"
+if [ "$(readlink "$link" 2>/dev/null || true)" != "$dir" ]; then
+  ln -sfn "$dir" "$link"
+  echo "build-dragonfly: linked $link -> $dir"
+fi
+echo "build-dragonfly: $bin ready ($(( $(date +%s) - total_start )) s)"
