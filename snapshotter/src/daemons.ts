@@ -308,12 +308,27 @@ export class Daemons {
     }
   }
 
-  /** Kills daemons started under our root that no record knows (left by a crash). */
+  /**
+   * The daemon id a process runs as, if its command line is exactly one we give our nydusd
+   * (argv()): our nydusd binary, then `fuse --mountpoint M --apisock <our daemons dir>/ID/api.sock`.
+   * Anything else that merely mentions our directories (an operator's `tail -f` of a log) is not ours.
+   */
+  #ownDaemonId(argv: string[]): string | undefined {
+    const rest = this.o.nydusdPath.endsWith('.js') ? (argv[1] === this.o.nydusdPath ? argv.slice(2) : undefined) : argv[0] === this.o.nydusdPath ? argv.slice(1) : undefined;
+    if (rest === undefined || rest[0] !== 'fuse' || rest[1] !== '--mountpoint' || rest[3] !== '--apisock') return undefined;
+    const m = /^(.*)\/([^/]+)\/api\.sock$/.exec(rest[4] ?? '');
+    return m && m[1] === join(this.o.root, 'daemons') && rest[5] === '--id' && rest[6] === m[2] ? m[2] : undefined;
+  }
+
+  /**
+   * Kills daemons we started that no record knows: a crash between spawning one and recording
+   * its pid. Only processes whose command line is exactly ours are touched.
+   */
   async stopStrays(): Promise<number> {
     const known = new Set(Object.values(this.store.state.daemons).map((d) => d.apiSocket));
-    const strays = processesNaming(join(this.o.root, 'daemons') + '/').filter((p) => !p.argv.some((a) => known.has(a)));
+    const strays = processesNaming(join(this.o.root, 'daemons') + '/').filter((p) => this.#ownDaemonId(p.argv) !== undefined && !p.argv.some((a) => known.has(a)));
     for (const p of strays) {
-      logger.warn('stopping a nydusd no record knows', { pid: p.pid });
+      logger.warn('stopping a nydusd no record knows', { pid: p.pid, id: this.#ownDaemonId(p.argv) });
       process.kill(p.pid, 'SIGKILL');
       const mp = p.argv[p.argv.indexOf('--mountpoint') + 1];
       for (const deadline = Date.now() + STOP_TIMEOUT_MS; liveArgv(p.pid) !== undefined && Date.now() < deadline;) await sleep(20);

@@ -247,8 +247,12 @@ export class Snapshotter {
         }
         const id = this.#allocateId(d);
         made.push(id);
-        await mkdir(join(this.dir(id), 'fs'), { recursive: true });
-        await mkdir(join(this.dir(id), 'work'), { recursive: true });
+        // As containerd's overlay snapshotter: the snapshot's own directory is owner-only, its fs
+        // 0755 (an overlay's root takes the upper dir's mode: the container's / must stay
+        // traversable for its non-root users) and work 0711.
+        await mkdir(this.dir(id), { recursive: true, mode: 0o700 });
+        await mkdir(join(this.dir(id), 'fs'), { mode: 0o755 });
+        await mkdir(join(this.dir(id), 'work'), { mode: 0o711 });
         const r = make(id);
         d.snapshots[key] = r;
         return r;

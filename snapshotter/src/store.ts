@@ -4,7 +4,7 @@
 // fsynced), and only then becomes the state everyone reads. A crash at any point leaves either the
 // old document or the new one on disk, never a mix; a failed write leaves memory unchanged too.
 
-import { open, readFile, rename, mkdir } from 'node:fs/promises';
+import { chmod, open, readFile, rename, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export type Kind = 'view' | 'active' | 'committed';
@@ -91,7 +91,11 @@ export class MetaStore {
   }
 
   static async open(root: string): Promise<MetaStore> {
-    await mkdir(root, { recursive: true });
+    // Owner-only, as containerd's own snapshotters: below it are the layers of every container
+    // (setuid binaries included) and its state; no other local user may walk in. A root made
+    // by an older version with the default mode is tightened too.
+    await mkdir(root, { recursive: true, mode: 0o700 });
+    await chmod(root, 0o700);
     const path = join(root, FILE);
     let text: string | undefined;
     try {

@@ -5,8 +5,8 @@
  * error codes containerd's errdefs expect, and a store that stays consistent when requests fail
  * or the process is killed mid-flight.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -298,5 +298,58 @@ describe('the store survives kill -9', () => {
     for (const s of await snap.client.list()) await snap.client.remove(s.name);
     await snap.client.cleanup();
     expect(snapshotDirs()).toEqual([]);
+  });
+});
+
+describe('what other local users and processes can touch', () => {
+  it('the root, the snapshots and the blob cache are owner-only; a container rootfs stays traversable', async () => {
+    const c = snap.client;
+    const m = await c.prepare('perm/a', '');
+    const mode = (p: string) => statSync(p).mode & 0o777;
+    expect(mode(snap.root)).toBe(0o700);
+    expect(mode(join(snap.root, 'snapshots'))).toBe(0o700);
+    const dir = join(snap.root, 'snapshots', idOf('perm/a'));
+    expect(mode(dir)).toBe(0o700);
+    expect(mode(join(dir, 'fs'))).toBe(0o755);
+    expect(m[0]!.source).toBe(join(dir, 'fs'));
+    await c.remove('perm/a');
+
+    // nydusd's blob cache files, written while a Nydus image is read: 0600 in a 0700 directory.
+    const cache = join(work, 'perm-cache');
+    const blob = readdirSync(blobDir)[0]!;
+    const { startNydusd } = await import('../../test/harness/nydusd.js');
+    mkdirSync(join(work, 'perm-mnt'), { recursive: true });
+    const boot = join(work, 'perm.boot');
+    writeFileSync(boot, goodBoot);
+    const d = await startNydusd({
+      config: { device: { backend: { type: 'localfs', config: { dir: blobDir } }, cache: { type: 'blobcache', config: { work_dir: cache } } }, mode: 'direct' },
+      mountpoint: join(work, 'perm-mnt'), bootstrap: boot, workDir: work,
+    });
+    try {
+      expect(readFileSync(join(work, 'perm-mnt', 'etc', 'hello'), 'utf8')).toContain('hello');
+      expect(mode(cache)).toBe(0o700);
+      for (const f of [`${blob}.blob.data`, `${blob}.blob.data.chunk_map`]) expect(mode(join(cache, f))).toBe(0o600);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it('Cleanup never kills a process that is not a daemon we started, however it names our directories', async () => {
+    // An operator watching a daemon's log: its command line names our daemons directory.
+    const logDir = join(snap.root, 'daemons', 'nydusd-fake');
+    mkdirSync(logDir, { recursive: true });
+    const watcher = spawn('bash', ['-c', `exec -a "tail -f ${logDir}/nydusd.log --mountpoint /" sleep 300`], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => watcher.once('spawn', r));
+      // exec -a has replaced bash by then only once its cmdline names the directory.
+      for (let i = 0; i < 500 && !readFileSync(`/proc/${watcher.pid}/cmdline`, 'utf8').includes(logDir); i++) await new Promise((r) => setImmediate(r));
+      await snap.client.cleanup();
+      expect(watcher.exitCode).toBeNull();
+      expect(watcher.signalCode).toBeNull();
+      expect(readFileSync(`/proc/${watcher.pid}/cmdline`, 'utf8')).toContain(logDir);
+    } finally {
+      watcher.kill('SIGKILL');
+      rmSync(logDir, { recursive: true, force: true });
+    }
   });
 });

@@ -5,9 +5,9 @@
 //! This is the layout Nydus's filecache uses and the one a kernel EROFS
 //! mount can read as the blob's device, which is why it is kept exact.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::chunk_map::ChunkMap;
@@ -24,10 +24,12 @@ impl BlobCache {
     /// A data file of the wrong size is extended (a smaller one) or the map is
     /// reset (a larger one cannot belong to this blob).
     pub fn open(work_dir: &Path, blob_id: &str, uncompressed_size: u64, chunk_count: u32) -> io::Result<BlobCache> {
-        std::fs::create_dir_all(work_dir)?;
+        // Owner-only: the cache holds image contents other local users must not read (the class
+        // of CVE-2021-41103). An existing directory keeps the mode its owner gave it.
+        DirBuilder::new().recursive(true).mode(0o700).create(work_dir)?;
         let data_path = work_dir.join(format!("{blob_id}.blob.data"));
         let map_path = work_dir.join(format!("{blob_id}.blob.data.chunk_map"));
-        let data = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&data_path)?;
+        let data = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&data_path)?;
         let size = data.metadata()?.len();
         if size > uncompressed_size {
             data.set_len(0)?;

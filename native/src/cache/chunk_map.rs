@@ -12,6 +12,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -47,7 +48,7 @@ impl ChunkMap {
     /// A file that is all zeros (created but never given a header), has a
     /// wrong magic, or the wrong length is reset: its bits cannot be trusted.
     pub fn open(path: &Path, chunk_count: u32) -> io::Result<ChunkMap> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
         let len = HEADER_SIZE + bitmap_len(chunk_count);
         let current = file.metadata()?.len();
         let mut header = [0u8; 16];

@@ -59,6 +59,12 @@ impl Inflight {
         Some(())
     }
 
+    /// Readers waiting for `key` right now (tests use it to order threads).
+    #[cfg(test)]
+    pub fn waiters(&self, key: (u32, u32)) -> usize {
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).get(&key).map_or(0, |p| Arc::strong_count(p) - 1)
+    }
+
     /// Publishes the owner's outcome and wakes every waiter.
     pub fn finish(&self, key: (u32, u32), ok: bool) {
         let pending = self.table.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);

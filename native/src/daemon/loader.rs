@@ -110,6 +110,10 @@ pub struct ChunkLoader {
     demand_log: Mutex<Vec<(u32, u32)>>,
 }
 
+/// The most chunks a demand log keeps (1 TiB of 1 MiB chunks): a trace is a
+/// hint, and a workload that reads more than this gains nothing from it.
+const DEMAND_LOG_LEN: usize = 1 << 20;
+
 /// How many recent error messages are kept for the control plane to log.
 const ERROR_LOG_LEN: usize = 64;
 
@@ -175,19 +179,47 @@ impl ChunkLoader {
     /// Makes every chunk in `chunks` ready in the cache (fetching what is
     /// missing), for an on-demand read.
     pub fn ensure(&self, chunks: &[ChunkLoc]) -> Result<(), LoadError> {
-        let mut owned: Vec<ChunkLoc> = Vec::new();
-        let mut waits = Vec::new();
         for (i, c) in chunks.iter().enumerate() {
-            // A file may use one chunk twice; claiming it twice would wait on ourselves.
+            // A file may use one chunk twice: count it once.
             if chunks[..i].iter().any(|p| p.key() == c.key()) {
                 continue;
             }
             self.note_demand(c);
             if self.is_ready(c) {
                 Stats::add(&self.stats.cache_hits, 1);
+            } else {
+                Stats::add(&self.stats.cache_misses, 1);
+            }
+        }
+        // A chunk someone else was fetching (a prefetch, another reader) whose
+        // fetch failed is tried once more by this reader, at on-demand
+        // priority, before its read fails: a prefetch's failure (fewer
+        // retries, a stalled proxy) must not become an application's error.
+        let mut first_err = None;
+        for _round in 0..2 {
+            match self.ensure_once(chunks) {
+                Ok(()) => return Ok(()),
+                Err(Some(e)) => {
+                    // Our own fetch failed, with the backend's retries spent.
+                    return Err(e);
+                }
+                Err(None) => first_err = Some(LoadError::Waited),
+            }
+        }
+        Err(first_err.unwrap_or(LoadError::Waited))
+    }
+
+    /// One pass of [`ensure`]: claims and fetches what is missing, waits for
+    /// what others fetch. `Err(Some)`: a fetch of ours failed; `Err(None)`:
+    /// only chunks others were fetching are still missing.
+    fn ensure_once(&self, chunks: &[ChunkLoc]) -> Result<(), Option<LoadError>> {
+        let mut owned: Vec<ChunkLoc> = Vec::new();
+        let mut waits = Vec::new();
+        for (i, c) in chunks.iter().enumerate() {
+            // Claiming one chunk twice would wait on ourselves.
+            if chunks[..i].iter().any(|p| p.key() == c.key()) || self.is_ready(c) {
                 continue;
             }
-            Stats::add(&self.stats.cache_misses, 1);
             match self.inflight.claim(c.key()) {
                 Claim::Owner if self.is_ready(c) => self.inflight.finish(c.key(), true),
                 Claim::Owner => owned.push(*c),
@@ -211,7 +243,7 @@ impl ChunkLoader {
         if chunks.iter().all(|c| self.is_ready(c)) {
             return Ok(());
         }
-        Err(first_err.unwrap_or(LoadError::Waited))
+        Err(first_err)
     }
 
     /// Counts `c` into the workload's demand the first time a reader asks for it.
@@ -222,7 +254,10 @@ impl ChunkLoader {
             Stats::add(&self.stats.demand_chunks, 1);
             Stats::add(&self.stats.demand_bytes, c.compressed_size as u64);
             if self.opts.record_demand {
-                self.demand_log.lock().unwrap_or_else(|e| e.into_inner()).push((c.blob, c.ci));
+                let mut log = self.demand_log.lock().unwrap_or_else(|e| e.into_inner());
+                if log.len() < DEMAND_LOG_LEN {
+                    log.push((c.blob, c.ci));
+                }
             }
         }
     }
@@ -463,5 +498,92 @@ impl ChunkLoader {
         }
         word.fetch_or(bit, Ordering::AcqRel);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::{channel, Receiver, Sender};
+    use std::time::{Duration, Instant};
+
+    const CHUNK: u32 = 4096;
+
+    /// Serves a blob from memory; a prefetch fetch blocks until released and then fails.
+    struct GatedFetcher {
+        data: Vec<u8>,
+        prefetch_started: Mutex<Sender<()>>,
+        release_prefetch: Mutex<Receiver<()>>,
+    }
+
+    impl Fetcher for GatedFetcher {
+        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, priority: Priority) -> Result<Vec<u8>, String> {
+            if priority == Priority::Prefetch {
+                let _ = self.prefetch_started.lock().unwrap().send(());
+                let _ = self.release_prefetch.lock().unwrap().recv();
+                return Err("injected prefetch failure".into());
+            }
+            Ok(self.data[offset as usize..(offset + len) as usize].to_vec())
+        }
+    }
+
+    fn chunk(ci: u32, data: &[u8]) -> ChunkLoc {
+        let at = (ci * CHUNK) as u64;
+        ChunkLoc {
+            blob: 0,
+            ci,
+            compressed_offset: at,
+            compressed_size: CHUNK,
+            uncompressed_offset: at,
+            uncompressed_size: CHUNK,
+            compressed: false,
+            digest: digest::digest(Digester::Blake3, &data[at as usize..at as usize + CHUNK as usize]),
+        }
+    }
+
+    #[test]
+    fn a_failed_prefetch_of_a_chunk_does_not_fail_the_reader_waiting_for_it() {
+        let work = std::env::temp_dir().join(format!("nydus-loader-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        let data: Vec<u8> = (0..2 * CHUNK).map(|i| if i < CHUNK { b'a' } else { b'b' }).collect();
+        let chunks = vec![chunk(0, &data), chunk(1, &data)];
+        let (started_tx, started_rx) = channel();
+        let (release_tx, release_rx) = channel();
+        let fetcher = Arc::new(GatedFetcher { data: data.clone(), prefetch_started: Mutex::new(started_tx), release_prefetch: Mutex::new(release_rx) });
+        let spec = BlobSpec {
+            id: "ab".repeat(32),
+            compressor: Compressor::None,
+            digester: Digester::Blake3,
+            chunk_count: 2,
+            uncompressed_size: (2 * CHUNK) as u64,
+            chunks: chunks.clone(),
+        };
+        let opts = LoaderOptions { amplify_io: 0, validate: false, record_demand: false };
+        let loader = Arc::new(ChunkLoader::new(&work, vec![spec], fetcher, Arc::new(Stats::default()), opts).unwrap());
+
+        // A prefetch claims chunk 0 and hangs in its fetch.
+        let prefetching = {
+            let (loader, c) = (loader.clone(), chunks[0]);
+            std::thread::spawn(move || loader.prefetch(&mut vec![c], 1 << 20))
+        };
+        started_rx.recv().unwrap();
+        // A reader of chunk 0 waits for that prefetch ...
+        let reading = {
+            let (loader, c) = (loader.clone(), chunks[0]);
+            std::thread::spawn(move || loader.ensure(&[c]))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while loader.inflight.waiters(chunks[0].key()) == 0 {
+            assert!(Instant::now() < deadline, "the reader never waited for the prefetch");
+            std::thread::yield_now();
+        }
+        // ... which then fails: the reader fetches the chunk itself and succeeds.
+        release_tx.send(()).unwrap();
+        assert!(prefetching.join().unwrap().is_err());
+        reading.join().unwrap().expect("the reader's read must not fail because a prefetch did");
+        let mut out = Vec::new();
+        loader.read(&chunks[0], 0, CHUNK, &mut out).unwrap();
+        assert!(out.iter().all(|&b| b == b'a'));
+        let _ = std::fs::remove_dir_all(&work);
     }
 }

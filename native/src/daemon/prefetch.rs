@@ -174,3 +174,18 @@ fn batches(chunks: Vec<ChunkLoc>, size: u64) -> Vec<Vec<ChunkLoc>> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_chunk_trace;
+
+    #[test]
+    fn chunk_traces_parse_and_bad_lines_are_named() {
+        let t = parse_chunk_trace("abc 3\n\n  def 0  \nabc 7\n").unwrap();
+        assert_eq!(t, vec![("abc".to_string(), 3), ("def".to_string(), 0), ("abc".to_string(), 7)]);
+        for bad in ["abc", "abc x", "abc 1 2", "abc -1"] {
+            let e = parse_chunk_trace(&format!("ok 1\n{bad}\n")).unwrap_err();
+            assert!(e.contains("line 2"), "{e}");
+        }
+    }
+}
