@@ -71,6 +71,10 @@ class FakeController implements ApiController {
     this.#rec('accessPattern', id);
     return { kind: 'pattern', id: id ?? null };
   }
+  chunkTrace(id?: string) {
+    this.#rec('chunkTrace', id);
+    return { kind: 'chunks', id: id ?? null };
+  }
   backendMetrics(id?: string) {
     this.#rec('backendMetrics', id);
     return { kind: 'backend', id: id ?? null };
@@ -191,6 +195,7 @@ describe('ApiServer routes (stand-in controller)', () => {
     expect((await client.request('GET', '/api/v1/metrics/files?latest=maybe')).status).toBe(400);
     expect(await client.metrics('', '')).toEqual({ kind: 'fs', id: null }); // an empty id is no id
     expect(await client.metrics('pattern', '/m')).toEqual({ kind: 'pattern', id: '/m' });
+    expect(await client.metrics('chunks', '/m')).toEqual({ kind: 'chunks', id: '/m' });
     expect(await client.metrics('backend', '/m')).toEqual({ kind: 'backend', id: '/m' });
     expect(await client.metrics('blobcache')).toEqual({ kind: 'blobcache', id: null });
     expect(await client.metrics('inflight')).toEqual({ values: [] });
@@ -222,7 +227,7 @@ describe('ApiServer routes (stand-in controller)', () => {
         seen.push(key);
       }
     }
-    expect(seen).toHaveLength(24);
+    expect(seen).toHaveLength(25);
   });
 
   it('answers 501 on Nydus routes for features this daemon lacks (failover, v2 blobs)', async () => {

@@ -37,32 +37,47 @@ export function imageAccess(imageRef: string, fromLabels: { username: string; pa
   return { ref, authSource: 'none' };
 }
 
-const schemeCache = new Map<string, Promise<'https' | 'http'>>();
+const schemeCache = new Map<string, 'https' | 'http'>();
+
+/** Loopback registries (127.0.0.0/8, ::1, localhost) may take credentials over plain HTTP, as Docker allows. */
+function isLoopback(host: string): boolean {
+  const name = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  return name === 'localhost' || name === '::1' || /^127\.\d+\.\d+\.\d+$/.test(name);
+}
 
 /**
- * https when the registry speaks TLS, http otherwise: a template that leaves `scheme` empty works
- * for both public registries and a plain-HTTP one on a private network.
+ * Credentials cross plain HTTP only where the operator said so (scheme "http" in the template, so
+ * never probed) or to a registry on this host, never because a probe found no TLS.
+ */
+export function detectedSchemeAllowsCredentials(host: string, detected: 'https' | 'http'): boolean {
+  return detected === 'https' || isLoopback(host);
+}
+
+/**
+ * https, or http only when the registry answered a TLS handshake in plain HTTP (OpenSSL's "wrong
+ * version number"): a template that leaves `scheme` empty works for public registries and for a
+ * plain-HTTP one on a private network. Anything else (a timeout, a reset, a refused connection, a
+ * certificate problem) is an error, never a downgrade, and nothing but an answer is remembered.
  */
 export function detectScheme(host: string): Promise<'https' | 'http'> {
-  let p = schemeCache.get(host);
-  if (p === undefined) {
-    p = new Promise((resolve) => {
-      const req = request({ host: host.replace(/:\d+$/, ''), port: /:(\d+)$/.exec(host)?.[1] ?? 443, path: '/v2/', method: 'GET', rejectUnauthorized: false, timeout: 3000 }, (res) => {
-        res.resume();
-        resolve('https');
-      });
-      req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', (e: NodeJS.ErrnoException) => {
-        // Only a TLS failure says "plain HTTP"; a registry that is down is asked again next time.
-        const tls = e.code === 'EPROTO' || (e.code ?? '').startsWith('ERR_SSL') || e.code === 'ECONNRESET';
-        if (!tls) schemeCache.delete(host);
-        resolve('http');
-      });
-      req.end();
+  const known = schemeCache.get(host);
+  if (known !== undefined) return Promise.resolve(known);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: host.replace(/:\d+$/, ''), port: /:(\d+)$/.exec(host)?.[1] ?? 443, path: '/v2/', method: 'GET', rejectUnauthorized: false, timeout: 3000 }, (res) => {
+      res.resume();
+      schemeCache.set(host, 'https');
+      resolve('https');
     });
-    schemeCache.set(host, p);
-  }
-  return p;
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timed out after 3 s'), { code: 'ETIMEDOUT' })));
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(e.message)) {
+        schemeCache.set(host, 'http');
+        return resolve('http');
+      }
+      reject(failedPrecondition(`cannot tell whether registry ${host} speaks https or http (${e.code ?? e.message}): set "scheme" in the nydusd config template`));
+    });
+    req.end();
+  });
 }
 
 /** The backend object of a v1 or v2 nydusd config. */
@@ -97,7 +112,12 @@ export async function imageDaemonConfig(template: unknown, access: ImageAccess |
     rc.host = host;
     rc.repo = access.ref.repository;
     if (access.auth !== undefined) rc.auth = access.auth;
-    if (typeof rc.scheme !== 'string' || rc.scheme === '') rc.scheme = await detectScheme(host);
+    if (typeof rc.scheme !== 'string' || rc.scheme === '') {
+      rc.scheme = await detectScheme(host);
+      if (rc.auth !== undefined && !detectedSchemeAllowsCredentials(host, rc.scheme as 'https' | 'http')) {
+        throw failedPrecondition(`registry ${host} answers only plain HTTP: refusing to send its credentials unencrypted; set "scheme": "http" in the nydusd config template to allow it`);
+      }
+    }
   } else if (type !== 'localfs') {
     throw new Error(`nydusd config template: backend type '${type}' cannot be completed per image (registry or localfs)`);
   }

@@ -6,6 +6,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { parseConfig } from '../../nydusd/src/config.js';
@@ -167,6 +168,41 @@ describe('per-image nydusd config', () => {
     expect((c.device as any).cache.type).toBe('blobcache');
     const hub = await imageDaemonConfig({ device: { backend: { type: 'registry', config: { scheme: 'https' } } } }, imageAccess('busybox', undefined), '/c');
     expect((hub.device as any).backend.config).toMatchObject({ host: 'registry-1.docker.io', repo: 'library/busybox' });
+  });
+
+  it('never downgrades to plain HTTP on a timeout, a reset or a refused connection, and remembers only answers', async () => {
+    // A server that accepts and says nothing (the probe times out), and one that resets at once.
+    const servers: TcpServer[] = [];
+    const listen = async (onConn: (s: import('node:net').Socket) => void) => {
+      const srv = createTcpServer(onConn);
+      servers.push(srv);
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+      return `127.0.0.1:${(srv.address() as { port: number }).port}`;
+    };
+    try {
+      const silent = await listen(() => undefined);
+      const resetting = await listen((sock) => sock.resetAndDestroy());
+      await expect(detectScheme(silent)).rejects.toThrow(/cannot tell whether registry .* speaks https or http \(ETIMEDOUT\)/);
+      await expect(detectScheme(resetting)).rejects.toThrow(/ECONNRESET/);
+      await expect(detectScheme('127.0.0.1:1')).rejects.toThrow(/ECONNREFUSED/);
+      // A Prepare over such a template fails with the reason instead of talking plain HTTP.
+      await expect(imageDaemonConfig({ device: { backend: { type: 'registry', config: {} } } }, imageAccess(`${resetting}/x/y:z`, undefined), '/c')).rejects.toThrow(/set "scheme"/);
+    } finally {
+      for (const srv of servers) srv.close();
+    }
+  }, 20_000);
+
+  it('sends credentials over a detected plain-HTTP link only to a registry on this host, or when configured', async () => {
+    const remote = '10.255.255.1:5000';
+    // The policy, without a network: as if the probe had found plain HTTP at a remote address.
+    const { detectedSchemeAllowsCredentials } = await import('../src/daemon-config.js');
+    expect(detectedSchemeAllowsCredentials(remote, 'http')).toBe(false);
+    expect(detectedSchemeAllowsCredentials(remote, 'https')).toBe(true);
+    expect(detectedSchemeAllowsCredentials(reg.host, 'http')).toBe(true);
+    expect(detectedSchemeAllowsCredentials('localhost:5000', 'http')).toBe(true);
+    // Configured "http" is the operator's word: credentials go, detection never runs.
+    const c = await imageDaemonConfig({ device: { backend: { type: 'registry', config: { scheme: 'http' } } } }, imageAccess(`${remote}/x/y:z`, { username: 'u', password: 'p' }), '/c');
+    expect((c.device as any).backend.config).toMatchObject({ scheme: 'http', auth: Buffer.from('u:p').toString('base64') });
   });
 
   it('takes credentials from the docker config when the labels have none; v2 templates too', async () => {
