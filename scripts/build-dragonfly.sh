@@ -35,12 +35,14 @@ else
   echo "build-dragonfly: cargo install dragonfly-client $DFDAEMON_VERSION (builds RocksDB: slow) ..."
   start=$(date +%s)
   # Into a temporary root, then move the binaries: an interrupted build never leaves a half-written
-  # dfdaemon that the next run would take as done. The build directory is cargo's temporary one.
+  # dfdaemon that the next run would take as done. The build directory is kept next to it until the
+  # install succeeds, so an interrupted build resumes where it stopped; then it is removed (~GBs).
   tmp="$dir/tmp.$$"
   rm -rf "$tmp"
-  cargo install dragonfly-client --version "=$DFDAEMON_VERSION" --locked --root "$tmp" --quiet
+  target="${CARGO_TARGET_DIR:-$dir/target}"
+  CARGO_TARGET_DIR="$target" cargo install dragonfly-client --version "=$DFDAEMON_VERSION" --locked --root "$tmp" --quiet
   for f in "$tmp"/bin/*; do mv -f "$f" "$bin/"; done
-  rm -rf "$tmp"
+  rm -rf "$tmp" "$target"
   echo "build-dragonfly: built dfdaemon in $(( $(date +%s) - start )) s ($(ls "$bin" | tr '\n' ' '))"
 fi
 

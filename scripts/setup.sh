@@ -16,9 +16,10 @@ APT_PACKAGES=(
   squashfuse fio time
   # bench/coldstart: the shaped link (tc, a netns, an NFQUEUE delay line in python3)
   iproute2 iptables python3
-  # real Dragonfly (scripts/build-dragonfly.sh): dfdaemon's build needs protoc, libclang (bindgen,
-  # RocksDB) and OpenSSL headers; nsenter (util-linux) runs processes in the test's netns
-  protobuf-compiler libclang-dev clang libssl-dev util-linux
+  # real Dragonfly (scripts/build-dragonfly.sh): dfdaemon's build needs protoc and the well-known
+  # .proto files, libclang (bindgen, RocksDB) and OpenSSL headers; nsenter (util-linux) runs the
+  # test's processes in their network namespaces
+  protobuf-compiler libprotobuf-dev libclang-dev clang libssl-dev util-linux
 )
 
 missing=()
