@@ -467,7 +467,9 @@ export class Snapshotter {
         return;
       }
     }
-    const files = await readdir(this.o.cacheDir).catch(() => [] as string[]);
+    // Each blob's chunk map goes before its data: a crash in between leaves data without a map
+    // (refetched), never a map vouching for data that is gone.
+    const files = (await readdir(this.o.cacheDir).catch(() => [] as string[])).sort((a, b) => Number(b.endsWith('.chunk_map')) - Number(a.endsWith('.chunk_map')));
     const removed: string[] = [];
     for (const f of files) {
       const m = /^([0-9a-f]{64})\.blob\.data(\.chunk_map)?$/.exec(f);

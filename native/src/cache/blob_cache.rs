@@ -21,8 +21,11 @@ pub struct BlobCache {
 impl BlobCache {
     /// Opens (creating if needed) the cache of blob `blob_id` in `work_dir`.
     ///
-    /// A data file of the wrong size is extended (a smaller one) or the map is
-    /// reset (a larger one cannot belong to this blob).
+    /// A data file shorter than the blob (new, or cut short by a crash or an
+    /// outside hand) loses its chunk map first, then is extended: a map never
+    /// vouches for bytes that are not there. A longer one is refused, never
+    /// truncated: another daemon may be serving it, and a blob's size follows
+    /// from its id, so an image declaring another size describes the blob wrongly.
     pub fn open(work_dir: &Path, blob_id: &str, uncompressed_size: u64, chunk_count: u32) -> io::Result<BlobCache> {
         // Owner-only: the cache holds image contents other local users must not read (the class
         // of CVE-2021-41103). An existing directory keeps the mode its owner gave it.
@@ -32,10 +35,16 @@ impl BlobCache {
         let data = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&data_path)?;
         let size = data.metadata()?.len();
         if size > uncompressed_size {
-            data.set_len(0)?;
-            let _ = std::fs::remove_file(&map_path);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("cache file {} holds {size} bytes but this image declares blob {blob_id} as {uncompressed_size}: refusing to truncate what another image may be reading", data_path.display()),
+            ));
         }
-        if size != uncompressed_size {
+        if size < uncompressed_size {
+            match std::fs::remove_file(&map_path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             data.set_len(uncompressed_size)?;
         }
         let map = ChunkMap::open(&map_path, chunk_count)?;
@@ -63,5 +72,74 @@ impl BlobCache {
     /// Makes written data durable; bits for it may be set afterwards.
     pub fn sync_data(&self) -> io::Result<()> {
         self.data.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn work(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("nydus-blobcache-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// A cache of 2 chunks of 4 KiB with chunk 0 written and marked ready.
+    fn filled(dir: &Path) -> BlobCache {
+        let c = BlobCache::open(dir, ID, 8192, 2).unwrap();
+        c.write_at(&[7u8; 4096], 0).unwrap();
+        c.sync_data().unwrap();
+        c.map().set_ready(0);
+        c
+    }
+
+    #[test]
+    fn a_map_never_outlives_the_data_it_vouches_for() {
+        // The data file lost (a crash, a GC deleting it first): its map is not trusted.
+        let dir = work("lost");
+        drop(filled(&dir));
+        std::fs::remove_file(dir.join(format!("{ID}.blob.data"))).unwrap();
+        assert!(!BlobCache::open(&dir, ID, 8192, 2).unwrap().map().is_ready(0));
+
+        // Cut short: the same.
+        let dir2 = work("short");
+        drop(filled(&dir2));
+        std::fs::OpenOptions::new().write(true).open(dir2.join(format!("{ID}.blob.data"))).unwrap().set_len(4096).unwrap();
+        let c = BlobCache::open(&dir2, ID, 8192, 2).unwrap();
+        assert!(!c.map().is_ready(0));
+        assert_eq!(std::fs::metadata(c.data_path()).unwrap().len(), 8192);
+
+        // Intact: kept, bits and bytes.
+        drop(c);
+        let dir3 = work("intact");
+        drop(filled(&dir3));
+        let c = BlobCache::open(&dir3, ID, 8192, 2).unwrap();
+        let mut b = [0u8; 4096];
+        assert!(c.map().is_ready(0));
+        c.read_at(&mut b, 0).unwrap();
+        assert_eq!(b, [7u8; 4096]);
+        for d in [dir, dir2, dir3] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+
+    #[test]
+    fn another_size_or_chunk_count_is_refused_and_nothing_is_truncated() {
+        let dir = work("declared");
+        let live = filled(&dir);
+        // An image declaring the blob smaller, or with another chunk count, gets an error ...
+        assert_eq!(BlobCache::open(&dir, ID, 4096, 1).err().map(|e| e.kind()), Some(io::ErrorKind::InvalidData));
+        // (The map file, in Nydus's layout, records no count: a count needing another bitmap length is caught.)
+        assert_eq!(BlobCache::open(&dir, ID, 8192, 20).err().map(|e| e.kind()), Some(io::ErrorKind::InvalidData));
+        // ... and the daemon already serving it keeps its bytes and its map.
+        assert_eq!(std::fs::metadata(live.data_path()).unwrap().len(), 8192);
+        assert!(live.map().is_ready(0));
+        let mut b = [0u8; 4096];
+        live.read_at(&mut b, 0).unwrap();
+        assert_eq!(b, [7u8; 4096]);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -45,21 +45,36 @@ fn bitmap_len(chunk_count: u32) -> usize {
 impl ChunkMap {
     /// Opens or creates the map for a blob of `chunk_count` chunks.
     ///
-    /// A file that is all zeros (created but never given a header), has a
-    /// wrong magic, or the wrong length is reset: its bits cannot be trusted.
+    /// A file without a valid header (all zeros: created but never given one,
+    /// or damaged) is reset: its bits cannot be trusted, and nobody maps such
+    /// a file. A valid map of another length is refused, never truncated:
+    /// another daemon may have it mapped (truncating would kill it with
+    /// SIGBUS), and a blob's chunk count follows from its id, so an image
+    /// declaring another count describes the blob wrongly. Daemons opening
+    /// one map at once are serialised by an exclusive flock.
     pub fn open(path: &Path, chunk_count: u32) -> io::Result<ChunkMap> {
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
+        // SAFETY: flock on a descriptor we own; released when `file` is closed or below.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         let len = HEADER_SIZE + bitmap_len(chunk_count);
         let current = file.metadata()?.len();
         let mut header = [0u8; 16];
-        let valid = current == len as u64 && {
+        let has_header = current >= HEADER_SIZE as u64 && {
             use std::os::unix::fs::FileExt;
             file.read_exact_at(&mut header, 0).is_ok()
                 && word(&header, 0) == MAGIC
                 && word(&header, 4) == VERSION
                 && word(&header, 8) == MAGIC2
         };
-        if !valid {
+        if has_header && current != len as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("chunk map {} is for another chunk count than this image's {chunk_count}: another image describes this blob differently", path.display()),
+            ));
+        }
+        if !has_header {
             // Full length, all zeros, then the header: the order Nydus uses, so
             // a crash in between leaves a file that the next open repairs.
             file.set_len(0)?;
@@ -79,6 +94,8 @@ impl ChunkMap {
         if map == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: as above; the mapping stays valid after the lock goes.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
         let mut this = ChunkMap { map: map as *mut u8, len, chunk_count, all_ready: word(&header, 12) == ALL_READY, _file: file };
         if !this.all_ready && chunk_count > 0 && this.ready_count() == chunk_count {
             this.mark_all_ready();
@@ -119,8 +136,14 @@ impl ChunkMap {
             return self.chunk_count;
         }
         let mut n = 0u32;
-        for i in 0..bitmap_len(self.chunk_count) {
-            n += self.byte(HEADER_SIZE + i).load(Ordering::Relaxed).count_ones();
+        let bytes = bitmap_len(self.chunk_count);
+        for i in 0..bytes {
+            let mut b = self.byte(HEADER_SIZE + i).load(Ordering::Relaxed);
+            // Bits past the last chunk are padding: a damaged map may have them set.
+            if i == bytes - 1 && self.chunk_count % 8 != 0 {
+                b &= 0xffu8 << (8 - self.chunk_count % 8);
+            }
+            n += b.count_ones();
         }
         n
     }
@@ -197,15 +220,30 @@ mod tests {
         assert!(map.all_ready);
         drop(map);
         assert_eq!(word(&std::fs::read(&path).unwrap(), 12), ALL_READY);
-        // A different chunk count means a different blob layout: start over.
-        let map = ChunkMap::open(&path, 30).unwrap();
-        assert_eq!(map.ready_count(), 0);
-        drop(map);
+        // A different chunk count: refused, the file left as it is (another daemon may map it).
+        let err = ChunkMap::open(&path, 30).err().expect("a map of another chunk count must be refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(ChunkMap::open(&path, 3).unwrap().all_ready);
+        std::fs::remove_file(&path).unwrap();
+        drop(ChunkMap::open(&path, 30).unwrap());
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[0] ^= 1;
         bytes[4096] = 0xff;
         std::fs::write(&path, bytes).unwrap();
         assert_eq!(ChunkMap::open(&path, 30).unwrap().ready_count(), 0);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn padding_bits_are_not_counted() {
+        let path = temp("padding");
+        drop(ChunkMap::open(&path, 3).unwrap());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER_SIZE] = 0b1001_1111; // chunk 0 ready, 1 and 2 not; the 5 padding bits set
+        std::fs::write(&path, bytes).unwrap();
+        let map = ChunkMap::open(&path, 3).unwrap();
+        assert_eq!(map.ready_count(), 1);
+        assert!(!map.all_ready);
         std::fs::remove_file(&path).unwrap();
     }
 }
