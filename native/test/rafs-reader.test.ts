@@ -472,3 +472,28 @@ it('the expectation helper agrees with the source tree (sizes, hashes, link targ
     expect([n.uid, n.gid, n.mode], n.path).toEqual([st.uid, st.gid, st.mode]);
   }
 });
+
+describe('blob ids', () => {
+  it('an uppercase blob id is refused: it would name a second cache file for one blob, never collected', async () => {
+    const { rafsCheck } = await import('../index.js');
+    const dir = mkdtempSync(join(tmpdir(), 'rafs-upper-'));
+    try {
+      mkdirSync(join(dir, 'src'));
+      writeFileSync(join(dir, 'src', 'f'), 'x'.repeat(10_000));
+      execFileSync(process.execPath, [CLI, 'create', '--type', 'dir-rafs', '--bootstrap', join(dir, 'boot'), '--blob-dir', join(dir, 'blobs'), '--log-level', 'warn', join(dir, 'src')]);
+      const boot = readFileSync(join(dir, 'boot'));
+      const id = readBootstrap(boot).blobs[0]!.blobId;
+      expect(rafsCheck(join(dir, 'boot')).blobs).toEqual([id]);
+      // Every copy: the device slot (the kernel's view) and the blob table.
+      let copies = 0;
+      for (let at = boot.indexOf(Buffer.from(id, 'ascii')); at >= 0; at = boot.indexOf(Buffer.from(id, 'ascii'), at + 1), copies++) {
+        Buffer.from(id.toUpperCase(), 'ascii').copy(boot, at);
+      }
+      expect(copies).toBeGreaterThanOrEqual(2);
+      writeFileSync(join(dir, 'upper'), boot);
+      expect(() => rafsCheck(join(dir, 'upper'))).toThrow(/lowercase hex/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

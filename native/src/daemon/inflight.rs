@@ -65,12 +65,34 @@ impl Inflight {
         self.table.lock().unwrap_or_else(|e| e.into_inner()).get(&key).map_or(0, |p| Arc::strong_count(p) - 1)
     }
 
+    /// A guard that fails `keys` if the thread unwinds before their owner
+    /// settled them: a panic between a claim and its `finish` must not leave
+    /// readers of those chunks waiting forever.
+    pub fn unwind_guard(&self, keys: Vec<(u32, u32)>) -> UnwindGuard<'_> {
+        UnwindGuard { inflight: self, keys }
+    }
+
     /// Publishes the owner's outcome and wakes every waiter.
     pub fn finish(&self, key: (u32, u32), ok: bool) {
         let pending = self.table.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         if let Some(p) = pending {
             *p.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(ok);
             p.cv.notify_all();
+        }
+    }
+}
+
+pub struct UnwindGuard<'a> {
+    inflight: &'a Inflight,
+    keys: Vec<(u32, u32)>,
+}
+
+impl Drop for UnwindGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for &k in &self.keys {
+                self.inflight.finish(k, false);
+            }
         }
     }
 }

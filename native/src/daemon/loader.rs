@@ -229,6 +229,7 @@ impl ChunkLoader {
         // Errors of chunks fetched only to widen a request must not fail
         // this read: what counts is whether the requested chunks are ready.
         let mut first_err = None;
+        let _unwinding = self.inflight.unwind_guard(owned.iter().map(|c| c.key()).collect());
         if !owned.is_empty() {
             owned.sort_by_key(|c| (c.blob, c.compressed_offset));
             for run in self.plan_runs(owned, self.opts.amplify_io, true) {
@@ -362,6 +363,7 @@ impl ChunkLoader {
 
     /// Fetches one contiguous run and settles every chunk in it.
     fn load_run(&self, run: &[ChunkLoc], priority: Priority) -> Result<(), LoadError> {
+        let _unwinding = self.inflight.unwind_guard(run.iter().map(|c| c.key()).collect());
         let outcome = self.fetch_and_store(run, priority);
         let ok_count = outcome.iter().filter(|r| r.is_ok()).count();
         let state = self.blob(run[0].blob);
@@ -584,6 +586,40 @@ mod tests {
         let mut out = Vec::new();
         loader.read(&chunks[0], 0, CHUNK, &mut out).unwrap();
         assert!(out.iter().all(|&b| b == b'a'));
+        let _ = std::fs::remove_dir_all(&work);
+    }
+
+    /// Panics on its first fetch, then serves.
+    struct PanicOnce {
+        data: Vec<u8>,
+        panicked: std::sync::atomic::AtomicBool,
+    }
+
+    impl Fetcher for PanicOnce {
+        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, _priority: Priority) -> Result<Vec<u8>, String> {
+            if !self.panicked.swap(true, Ordering::SeqCst) {
+                panic!("injected panic in a fetch");
+            }
+            Ok(self.data[offset as usize..(offset + len) as usize].to_vec())
+        }
+    }
+
+    #[test]
+    fn a_panic_during_a_fetch_releases_its_claims() {
+        let work = std::env::temp_dir().join(format!("nydus-loader-panic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        let data: Vec<u8> = vec![b'z'; CHUNK as usize];
+        let c = chunk(0, &data);
+        let spec = BlobSpec { id: "cd".repeat(32), compressor: Compressor::None, digester: Digester::Blake3, chunk_count: 1, uncompressed_size: CHUNK as u64, chunks: vec![c] };
+        let fetcher = Arc::new(PanicOnce { data, panicked: Default::default() });
+        let opts = LoaderOptions { amplify_io: 0, validate: false, record_demand: false };
+        let loader = Arc::new(ChunkLoader::new(&work, vec![spec], fetcher, Arc::new(Stats::default()), opts).unwrap());
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loader.ensure(&[c]))).is_err());
+        // The next reader must not wait for the dead claim: it fetches, within a bound.
+        let (tx, rx) = channel();
+        let l = loader.clone();
+        std::thread::spawn(move || tx.send(l.ensure(&[c]).is_ok()).unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true), "a reader hung on a claim left by a panic");
         let _ = std::fs::remove_dir_all(&work);
     }
 }

@@ -109,7 +109,13 @@ pub fn spawn(
     for i in 0..threads.max(1) {
         let (mine, instance) = (shared.clone(), instance.clone());
         let spawned = std::thread::Builder::new().name(format!("nydus-prefetch-{i}")).spawn(move || {
-            worker(&mine, &instance, merging_size);
+            // A panic in a batch (a bug, never an input) must still end this worker, or the
+            // run's `done` never fires and the prefetch reads as running forever.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker(&mine, &instance, merging_size)));
+            if outcome.is_err() {
+                mine.report.lock().unwrap_or_else(|e| e.into_inner()).errors.push("a prefetch worker panicked".into());
+                finish_one(&mine);
+            }
         });
         if spawned.is_err() {
             // Could not start this worker: count it as finished.

@@ -63,10 +63,13 @@ fn digester(id: u32, what: &str) -> Result<Digester> {
     })
 }
 
-/// A 64-character hex id stored in a 64-byte field (no NUL inside).
+/// A 64-character lowercase hex id stored in a 64-byte field (no NUL inside).
+/// Lowercase only: the id names cache files and registry digests, which are
+/// lowercase; an uppercase twin would be a second name for one blob (one the
+/// snapshotter's cache GC never collects).
 fn hex_id(raw: &[u8], what: &str) -> Result<String> {
-    if raw.len() != 64 || !raw.iter().all(u8::is_ascii_hexdigit) {
-        bail!("{what}: the blob id is not 64 hex characters");
+    if raw.len() != 64 || !raw.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+        bail!("{what}: the blob id is not 64 lowercase hex characters");
     }
     // All bytes are ASCII hex digits, so this cannot fail.
     Ok(raw.iter().map(|&c| c as char).collect())
