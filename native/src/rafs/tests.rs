@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::*;
 use crate::codec::{self, Compressor};
 
-const REPO: &str = "/work/main";
+/// The repository this crate sits in (native/..), wherever it was cloned.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
 
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);
@@ -102,9 +105,10 @@ fn make_tree(root: &Path) -> bool {
 
 /// Builds an image of `src` (a directory, or a tar of it when `tar`).
 fn build(scratch: &Path, src: &Path, tar: bool, compressor: &str, chunk_size: &str) -> (PathBuf, PathBuf) {
-    let cli = Path::new(REPO).join("bin/nydus-image.js");
-    let dist = Path::new(REPO).join("dist/nydusify/src/cli/nydus-image.js");
-    assert!(dist.exists(), "{} is missing: run `cd {REPO} && npm run build` first", dist.display());
+    let cli = repo().join("bin/nydus-image.js");
+    let dist = repo().join("dist/nydusify/src/cli/nydus-image.js");
+    // `npm test` builds the TypeScript before it runs these tests.
+    assert!(dist.exists(), "{} is missing: run `npm run build` in {} first", dist.display(), repo().display());
     let boot = scratch.join(format!("boot-{compressor}-{tar}"));
     let blobs = scratch.join(format!("blobs-{compressor}-{tar}"));
     let source = if tar {
