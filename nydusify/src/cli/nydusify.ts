@@ -52,9 +52,10 @@ const COMMANDS: Record<string, CommandSpec> = {
     name: 'optimize', summary: 'convert an image so that it prefetches what its workload reads',
     usage: 'optimize --source REF (--target REF | --output-dir DIR) [--command ARGV] [options]\n\n'
       + 'Converts the image, runs its entrypoint and command (or --command) once in a sandbox over\n'
-      + 'our nydusd, records the files it reads in order, and converts again with that trace as the\n'
-      + 'prefetch table: at mount, nydusd fetches those chunks first, in a few large requests.\n'
-      + 'The data blobs are those of a plain conversion; only the bootstrap differs. Needs root.',
+      + 'our nydusd, records the files and the chunks it reads in order, and converts again: the files\n'
+      + 'become the prefetch table (any Nydus), the chunks image/prefetch.chunks beside the bootstrap\n'
+      + '(our nydusd prefetches exactly those at mount). The data blobs are those of a plain\n'
+      + 'conversion; only the bootstrap layer differs. Needs root.',
     options: {
       source: { type: 'string', value: 'ref', help: 'image to convert' },
       target: { type: 'string', value: 'ref', help: 'registry reference to push the optimized Nydus image to' },
