@@ -92,20 +92,24 @@ async function main(): Promise<void> {
       await readFile(join(smnt, `i${i}`, 'read-me'));
       sharedRss.push(rssBytes(shared.proc.pid));
     }
+    // RSS moves with V8's collections, so a single step says little: the slope over all images
+    // and the median step are both reported.
     const perImage = (sharedRss[n]! - sharedRss[1]!) / Math.max(1, n - 1);
+    const steps = sharedRss.slice(2).map((r, i) => r - sharedRss[i + 1]!).sort((a, b) => a - b);
+    const medianStep = steps.length ? steps[steps.length >> 1]! : 0;
     const lines = [
       `| daemon | spawn to RUNNING | RSS |`,
       `|---|---|---|`,
       `| dedicated (one image, after a 1 MiB read) | ${spawnMs.toFixed(0)} ms | ${(dedicatedRss / MiB).toFixed(1)} MiB |`,
       ...sharedRss.map((r, i) => `| shared, ${i} image${i === 1 ? '' : 's'} mounted and read | ${i === 0 ? '–' : ''} | ${(r / MiB).toFixed(1)} MiB |`),
       '',
-      `Each further image in the shared daemon: ${(perImage / MiB).toFixed(2)} MiB.`,
+      `Each further image in the shared daemon: ${(perImage / MiB).toFixed(2)} MiB over all ${n} (slope), median step ${(medianStep / MiB).toFixed(2)} MiB.`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
     if (v.out) {
       const date = new Date().toISOString().slice(0, 10);
       mkdirSync(v.out, { recursive: true });
-      writeFileSync(join(v.out, `${date}-footprint.json`), JSON.stringify({ date, images: n, spawnMs, dedicatedRss, sharedRss, perImage }, null, 2));
+      writeFileSync(join(v.out, `${date}-footprint.json`), JSON.stringify({ date, images: n, spawnMs, dedicatedRss, sharedRss, perImage, medianStep }, null, 2));
       writeFileSync(join(v.out, `${date}-footprint.md`), `# bench/footprint, ${date}\n\nnydusd (Node ${process.version} + the native addon) serving images of 400 small files and one 1 MiB file from Debian's docker-registry on loopback.\n\n${lines.join('\n')}\n`);
     }
   } finally {
