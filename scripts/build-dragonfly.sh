@@ -5,7 +5,8 @@
 # - dfdaemon (the Rust client, crate dragonfly-client, with its own Cargo.lock: --locked). It builds
 #   RocksDB from source: slow (tens of minutes on 2 cores), so it is built once per key and reused.
 #   Needs Debian protobuf-compiler, libclang-dev, clang, pkg-config, libssl-dev (scripts/setup.sh).
-# - scheduler (Go, module d7y.io/dragonfly/v2 through the Go module proxy). Since 2.5.1 it runs
+# - scheduler (Go, module d7y.io/dragonfly/v2 through the Go module proxy; see below why go install
+#   may need a throwaway main module). Since 2.5.1 it runs
 #   without the manager (no MySQL/Redis): dfdaemon finds it through a static list in its dynconfig.
 # The key is the pinned versions plus the toolchains, so a new pin or toolchain builds a new
 # directory; the previous one is left as it is. Idempotent; prints what it did and how long it took.
@@ -39,24 +40,42 @@ else
   # install succeeds, so an interrupted build resumes where it stopped; then it is removed (~GBs).
   tmp="$dir/tmp.$$"
   rm -rf "$tmp"
-  target="${CARGO_TARGET_DIR:-$dir/target}"
-  CARGO_TARGET_DIR="$target" cargo install dragonfly-client --version "=$DFDAEMON_VERSION" --locked --root "$tmp" --quiet
+  CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$dir/target}" \
+    cargo install dragonfly-client --version "=$DFDAEMON_VERSION" --locked --root "$tmp" --quiet
   for f in "$tmp"/bin/*; do mv -f "$f" "$bin/"; done
-  rm -rf "$tmp" "$target"
+  rm -rf "$tmp" "$dir/target"
   echo "build-dragonfly: built dfdaemon in $(( $(date +%s) - start )) s ($(ls "$bin" | tr '\n' ' '))"
 fi
 
 if [ -x "$bin/scheduler" ]; then
   echo "build-dragonfly: scheduler $SCHEDULER_VERSION up to date ($bin/scheduler)"
 else
-  echo "build-dragonfly: go install d7y.io/dragonfly/v2/cmd/scheduler@$SCHEDULER_VERSION ..."
   start=$(date +%s)
-  tmp="$dir/gotmp.$$"
-  rm -rf "$tmp" && mkdir -p "$tmp"
-  # CGO off: a static binary; nothing the scheduler uses needs cgo.
-  GOBIN="$tmp" CGO_ENABLED=0 GOFLAGS=-trimpath go install "d7y.io/dragonfly/v2/cmd/scheduler@$SCHEDULER_VERSION"
-  mv -f "$tmp/scheduler" "$bin/scheduler"
-  rm -rf "$tmp"
+  pkg=d7y.io/dragonfly/v2/cmd/scheduler
+  echo "build-dragonfly: go install $pkg@$SCHEDULER_VERSION ..."
+  # CGO off: a static binary; nothing the scheduler uses needs cgo. Into a temporary name, then rename.
+  if ! GOBIN="$dir/gobin.$$" CGO_ENABLED=0 GOFLAGS=-trimpath go install "$pkg@$SCHEDULER_VERSION"; then
+    # go install checks whether the module is deprecated, which needs the module's version list
+    # (/@v/list); a module proxy that refuses that list (403 here) makes go install fail although
+    # the version itself is served. Same build by name and version: a throwaway main module that
+    # requires exactly that version, verified with the module's own go.sum (as go install does),
+    # then go build of the package.
+    echo "build-dragonfly: go install failed; building $pkg@$SCHEDULER_VERSION through a throwaway main module"
+    mod="$dir/gomod.$$"
+    rm -rf "$mod" && mkdir -p "$mod"
+    (
+      cd "$mod"
+      go mod init nydus-ts/dragonfly-scheduler >/dev/null 2>&1
+      go mod download "d7y.io/dragonfly/v2@$SCHEDULER_VERSION"
+      cp "$(go env GOMODCACHE)/d7y.io/dragonfly/v2@$SCHEDULER_VERSION/go.sum" go.sum && chmod u+w go.sum
+      go get "$pkg@$SCHEDULER_VERSION" 2>/dev/null
+      mkdir -p "$dir/gobin.$$"
+      CGO_ENABLED=0 go build -trimpath -o "$dir/gobin.$$/scheduler" "$pkg"
+    )
+    rm -rf "$mod"
+  fi
+  mv -f "$dir/gobin.$$/scheduler" "$bin/scheduler"
+  rm -rf "$dir/gobin.$$"
   echo "build-dragonfly: built scheduler in $(( $(date +%s) - start )) s"
 fi
 

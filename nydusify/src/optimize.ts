@@ -70,17 +70,23 @@ function exited(p: ChildProcess): Promise<string> {
   return new Promise((res) => p.once('close', (code, signal) => res(signal ?? String(code))));
 }
 
+/** The device nodes a container runtime gives every container; nothing else of the host's /dev. */
+const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
+
 /**
- * Runs the workload chrooted into `root` in new mount and PID namespaces (/proc and /dev inside,
- * gone with it) with exactly the image's environment, and resolves with its exit code, or the
- * signal, after at most `timeoutMs`. Nothing of the image is needed to start it (no shell, no env):
- * the host's unshare changes root and working directory and executes argv[0] of the image.
+ * Runs the workload chrooted into `root` in new mount, PID, network (no interface but loopback),
+ * IPC and UTS namespaces, with /proc and a minimal /dev inside (gone with it) and exactly the
+ * image's environment; resolves with its exit code, or the signal, after at most `timeoutMs`.
+ * Nothing of the image is needed to start it (no shell, no env): the host's unshare changes root
+ * and working directory and executes argv[0] of the image. It runs as root: namespaces are not a
+ * security boundary against a hostile image, so optimize only images you would run.
  */
 async function runSandboxed(root: string, w: { argv: string[]; env: string[]; cwd: string }, timeoutMs: number): Promise<string> {
-  const script = '/bin/mkdir -p "$1/dev" "$1/proc" && /bin/mount --rbind /dev "$1/dev" && /bin/mount -t proc proc "$1/proc" '
-    + '&& root="$1" && cwd="$2" && shift 2 && exec /usr/bin/unshare --root="$root" --wd="$cwd" -- "$@"';
+  const devices = DEVICES.map((d) => `/bin/touch "$1/dev/${d}" && /bin/mount --bind /dev/${d} "$1/dev/${d}"`).join(' && ');
+  const script = `/bin/mkdir -p "$1/dev" "$1/proc" && /bin/mount -t tmpfs -o mode=755,nosuid tmpfs "$1/dev" && ${devices} `
+    + '&& /bin/mount -t proc proc "$1/proc" && root="$1" && cwd="$2" && shift 2 && exec /usr/bin/unshare --root="$root" --wd="$cwd" -- "$@"';
   const env = Object.fromEntries(w.env.map((kv) => [kv.slice(0, Math.max(0, kv.indexOf('='))), kv.slice(kv.indexOf('=') + 1)]).filter(([k]) => k));
-  const p = spawn('/usr/bin/unshare', ['--mount', '--propagation', 'private', '--pid', '--fork', '/bin/sh', '-c', script, 'sandbox', root, w.cwd, ...w.argv],
+  const p = spawn('/usr/bin/unshare', ['--mount', '--propagation', 'private', '--pid', '--fork', '--net', '--ipc', '--uts', '/bin/sh', '-c', script, 'sandbox', root, w.cwd, ...w.argv],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env });
   const out = (d: Buffer) => logger.debug('workload output', { text: d.toString('utf8').slice(0, 2000) });
   p.stdout!.on('data', out);

@@ -55,7 +55,9 @@ const COMMANDS: Record<string, CommandSpec> = {
       + 'our nydusd, records the files and the chunks it reads in order, and converts again: the files\n'
       + 'become the prefetch table (any Nydus), the chunks image/prefetch.chunks beside the bootstrap\n'
       + '(our nydusd prefetches exactly those at mount). The data blobs are those of a plain\n'
-      + 'conversion; only the bootstrap layer differs. Needs root.',
+      + 'conversion; only the bootstrap layer differs. Needs root; the workload runs as root in\n'
+      + 'its own namespaces (no network), which is no defence against a hostile image: optimize\n'
+      + 'images you would run.',
     options: {
       source: { type: 'string', value: 'ref', help: 'image to convert' },
       target: { type: 'string', value: 'ref', help: 'registry reference to push the optimized Nydus image to' },
