@@ -68,7 +68,7 @@ else
       go mod init nydus-ts/dragonfly-scheduler >/dev/null 2>&1
       go mod download "d7y.io/dragonfly/v2@$SCHEDULER_VERSION"
       cp "$(go env GOMODCACHE)/d7y.io/dragonfly/v2@$SCHEDULER_VERSION/go.sum" go.sum && chmod u+w go.sum
-      go get "$pkg@$SCHEDULER_VERSION" 2>/dev/null
+      go get "$pkg@$SCHEDULER_VERSION" 2>go-get.log || { cat go-get.log >&2; exit 1; }
       mkdir -p "$dir/gobin.$$"
       CGO_ENABLED=0 go build -trimpath -o "$dir/gobin.$$/scheduler" "$pkg"
     )
