@@ -687,3 +687,39 @@ fn structural_corruption_is_reported() {
     assert!(Bootstrap::open(&fifo).unwrap_err().to_string().contains("not a regular file"));
     assert!(Bootstrap::open(&scratch.0).is_err());
 }
+
+/// A deep chain of long names above a wide directory: the walk's memory is
+/// linear in the entries (paths are links, built on demand), and every path
+/// it reports is still the full one.
+#[test]
+fn deep_and_wide_trees_walk_in_linear_memory() {
+    let scratch = Scratch::new("deep");
+    let src = scratch.0.join("src");
+    let name = "d".repeat(200);
+    let mut deep = src.clone();
+    // As deep as PATH_MAX lets the source be made (18 x 201 bytes below the scratch dir).
+    for _ in 0..18 {
+        deep.push(&name);
+    }
+    fs::create_dir_all(&deep).unwrap();
+    for i in 0..300 {
+        fs::write(deep.join(format!("f{i}")), b"x").unwrap();
+    }
+    let (boot, _) = build(&scratch.0, &src, false, "none", "0x100000");
+    let bs = Bootstrap::open(&boot).unwrap();
+    bs.validate().unwrap();
+    let mut deepest = 0;
+    let mut files = 0;
+    bs.walk_nodes(&mut |paths, at, inode| {
+        if inode.is_reg() {
+            files += 1;
+            let p = paths.path(at);
+            deepest = deepest.max(p.len());
+            assert_eq!(bs.path_to_nid(&p).unwrap(), Some(inode.nid));
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(files, 300);
+    assert_eq!(deepest, 18 * 201 + "/f299".len());
+}
