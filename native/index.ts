@@ -35,6 +35,7 @@ interface NativeBinding {
   listXattrs(path: string): Record<string, Buffer>;
   rafsDump(bootstrapPath: string): string;
   rafsCheck(bootstrapPath: string): string;
+  rafsCheckAsync(bootstrapPath: string): Promise<string>;
   MS_RDONLY: number;
   MNT_DETACH: number;
 }
@@ -141,6 +142,11 @@ export function rafsDump(bootstrapPath: string): string {
  */
 export function rafsCheck(bootstrapPath: string): { inodeCount: number; blobs: string[] } {
   return JSON.parse(native.rafsCheck(bootstrapPath)) as { inodeCount: number; blobs: string[] };
+}
+
+/** `rafsCheck` on the libuv thread pool: the caller's event loop keeps serving meanwhile. */
+export async function rafsCheckAsync(bootstrapPath: string): Promise<{ inodeCount: number; blobs: string[] }> {
+  return JSON.parse(await native.rafsCheckAsync(bootstrapPath)) as { inodeCount: number; blobs: string[] };
 }
 
 export const MS_RDONLY: number = native.MS_RDONLY;

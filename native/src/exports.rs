@@ -15,7 +15,7 @@ use crate::xattr;
 use crate::napi::{spawn_promise, CallContext, Env, Function, JsError, Result, SendSlice, Value};
 
 /// Every exported function, in registration order.
-pub static FUNCTIONS: [Function; 11] = [
+pub static FUNCTIONS: [Function; 12] = [
     Function::new("processChunk", process_chunk),
     Function::new("processChunkAsync", process_chunk_async),
     Function::new("compress", compress),
@@ -27,6 +27,7 @@ pub static FUNCTIONS: [Function; 11] = [
     Function::new("listXattrs", list_xattrs),
     Function::new("rafsDump", rafs_dump),
     Function::new("rafsCheck", rafs_check),
+    Function::new("rafsCheckAsync", rafs_check_async),
 ];
 
 /// Numeric constants exported alongside the functions.
@@ -212,13 +213,23 @@ fn rafs_dump(ctx: &CallContext<'_>) -> Result<Value> {
 /// What a snapshotter needs before it serves an image, and to know which
 /// cached blobs an image still uses.
 fn rafs_check(ctx: &CallContext<'_>) -> Result<Value> {
+    let json = check_bootstrap(&ctx.string(0, "bootstrapPath")?)?;
+    ctx.env().string(&json)
+}
+
+/// `rafsCheckAsync(bootstrapPath)`: the same on the libuv thread pool, so a
+/// large or hostile bootstrap never holds a server's event loop.
+fn rafs_check_async(ctx: &CallContext<'_>) -> Result<Value> {
     let path = ctx.string(0, "bootstrapPath")?;
+    spawn_promise(ctx.env(), ctx.name(), &[], move || check_bootstrap(&path), |env, json, _| env.string(&json))
+}
+
+fn check_bootstrap(path: &str) -> Result<String> {
     let check = || -> std::result::Result<String, crate::rafs::RafsError> {
-        let bs = crate::rafs::Bootstrap::open(std::path::Path::new(&path))?;
+        let bs = crate::rafs::Bootstrap::open(std::path::Path::new(path))?;
         bs.validate()?;
         let ids: Vec<String> = bs.blobs().iter().map(|b| format!("\"{}\"", b.id)).collect();
         Ok(format!("{{\"inodeCount\":{},\"blobs\":[{}]}}", bs.inode_count(), ids.join(",")))
     };
-    let json = check().map_err(|e| JsError::error(e.to_string()).with_code("ERR_NYDUS_RAFS"))?;
-    ctx.env().string(&json)
+    check().map_err(|e| JsError::error(e.to_string()).with_code("ERR_NYDUS_RAFS"))
 }

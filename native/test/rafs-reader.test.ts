@@ -475,7 +475,7 @@ it('the expectation helper agrees with the source tree (sizes, hashes, link targ
 
 describe('blob ids', () => {
   it('an uppercase blob id is refused: it would name a second cache file for one blob, never collected', async () => {
-    const { rafsCheck } = await import('../index.js');
+    const { rafsCheck, rafsCheckAsync } = await import('../index.js');
     const dir = mkdtempSync(join(tmpdir(), 'rafs-upper-'));
     try {
       mkdirSync(join(dir, 'src'));
@@ -492,6 +492,9 @@ describe('blob ids', () => {
       expect(copies).toBeGreaterThanOrEqual(2);
       writeFileSync(join(dir, 'upper'), boot);
       expect(() => rafsCheck(join(dir, 'upper'))).toThrow(/lowercase hex/);
+      // The thread-pool variant the snapshotter's Commit uses answers the same.
+      expect(await rafsCheckAsync(join(dir, 'boot'))).toEqual(rafsCheck(join(dir, 'boot')));
+      await expect(rafsCheckAsync(join(dir, 'upper'))).rejects.toMatchObject({ code: 'ERR_NYDUS_RAFS', message: expect.stringMatching(/lowercase hex/) });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { rafsCheck } from '../../native/index.js';
+import { rafsCheck, rafsCheckAsync } from '../../native/index.js';
 import { logger } from '../../nydusify/src/util/log.js';
 import type { DaemonMode } from './config.js';
 import { imageAccess, imageDaemonConfig, isLocalfsTemplate } from './daemon-config.js';
@@ -101,7 +101,7 @@ export class Snapshotter {
     if (this.store.get(name) !== undefined) throw alreadyExists(`snapshot ${JSON.stringify(name)} already exists`);
     // The unpacker commits with the labels it prepared with; keep both (the image ref lives there).
     const merged = { ...r.labels, ...labels };
-    const blobs = isNydusBootstrap(merged) ? this.#checkBootstrap(r.id) : undefined;
+    const blobs = isNydusBootstrap(merged) ? await this.#checkBootstrap(r.id) : undefined;
     const usage = await diskUsage(this.#fs(r.id));
     await this.store.update((d) => {
       if (d.snapshots[key]?.id !== r.id) throw notFound(`snapshot ${JSON.stringify(key)} was removed meanwhile`);
@@ -329,11 +329,12 @@ export class Snapshotter {
   }
 
   /** The whole bootstrap read as nydusd will read it; a bad one is FAILED_PRECONDITION. */
-  #checkBootstrap(id: string): string[] {
+  async #checkBootstrap(id: string): Promise<string[]> {
     const path = this.#bootstrapPath(id);
     if (!existsSync(path)) throw failedPrecondition(`the Nydus bootstrap layer (snapshot ${id}) has no image/image.boot`);
     try {
-      return rafsCheck(path).blobs;
+      // Off the event loop: a large or hostile bootstrap must not stall every other RPC.
+      return (await rafsCheckAsync(path)).blobs;
     } catch (e) {
       throw failedPrecondition(`the Nydus bootstrap layer (snapshot ${id}) is corrupt: ${(e as Error).message}`);
     }
@@ -404,7 +405,7 @@ export class Snapshotter {
 
   /** Checks the bootstrap and writes the image's nydusd config (mode 0600: it may hold credentials). */
   async #instance(meta: SnapshotRecord, configPath: string, mountpoint: string): Promise<InstanceRecord> {
-    this.#checkBootstrap(meta.id);
+    await this.#checkBootstrap(meta.id);
     const ref = imageRef(meta.labels) ?? this.#imageRefBelow(meta);
     // A localfs template serves blobs from a directory: no registry, so no reference needed.
     if (ref === undefined && !isLocalfsTemplate(this.o.nydusdTemplate)) {
