@@ -7,18 +7,16 @@
  *   npm run build && node dist/bench/footprint/run.js [--images 8] [--out bench/results]
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
+import { buildAndPushDir } from '../../test/harness/dir-image.js';
 import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
-import { RegistryClient } from '../../nydusify/src/registry/client.js';
 
-const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 1 << 20;
 
 const HELP = `bench/footprint: nydusd start time and memory, dedicated and shared
@@ -50,7 +48,6 @@ async function main(): Promise<void> {
   try {
     // n images of a few hundred files each, every one different (own blob, own bootstrap).
     const images: { boot: string; repo: string }[] = [];
-    const client = new RegistryClient(reg.host, { insecure: true });
     for (let i = 0; i < n; i++) {
       const src = join(work, `src${i}`);
       for (let d = 0; d < 20; d++) {
@@ -58,17 +55,10 @@ async function main(): Promise<void> {
         for (let f = 0; f < 20; f++) writeFileSync(join(src, `d${d}`, `f${f}`), randomBytes(4096 + f * 512));
       }
       writeFileSync(join(src, 'read-me'), randomBytes(MiB));
-      const boot = join(work, `image${i}.boot`);
-      const blobs = join(work, `blobs${i}`);
-      execFileSync(process.execPath, [join(ROOT, 'bin/nydus-image.js'), 'create', '--type', 'dir-rafs', '--bootstrap', boot, '--blob-dir', blobs, src], { stdio: 'ignore' });
       const repo = `footprint/i${i}`;
-      for (const b of readdirSync(blobs)) {
-        const data = readFileSync(join(blobs, b));
-        await client.pushBlob(repo, `sha256:${b}`, data.length, () => data);
-      }
-      images.push({ boot, repo });
+      const { bootstrap } = await buildAndPushDir({ src, bootstrap: join(work, `image${i}.boot`), blobDir: join(work, `blobs${i}`), host: reg.host, repo });
+      images.push({ boot: bootstrap, repo });
     }
-    await client.close();
 
     // Dedicated: spawn to RUNNING, then RSS after one read.
     const dmnt = join(work, 'dedicated');

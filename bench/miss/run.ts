@@ -3,10 +3,10 @@
  *
  * A tree of incompressible files is built with our builder (zstd, 1 MiB chunks), its blob pushed
  * to Debian's docker-registry on loopback, and mounted by a fresh nydusd (bin/nydusd.js, empty
- * cache). Each file is read once, cold, through the mount; nydusd's backend counters give the
- * ranged requests it made. Then the same number of ranges of the same sizes are fetched straight
- * from the registry with one HTTP client (undici, keep-alive), which is the floor: the backend's
- * own time. The difference, divided by the number of requests, is nydusd's own cost per miss.
+ * cache), once as the daemon's first read and once after it fetched another file (warm). nydusd's
+ * backend counters give the requests it made and the time its backend spent in them; the read time
+ * minus that, per request, is nydusd's own cost per miss. The same ranges fetched straight from the
+ * registry over a warm connection are reported beside it, for comparison.
  *
  *   npm run build && node dist/bench/miss/run.js [--reps 5] [--amplify-io 1048576] [--out bench/results]
  */
@@ -14,16 +14,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { execFileSync } from 'node:child_process';
 import { Agent, request } from 'undici';
 
 import { startNydusd } from '../../test/harness/nydusd.js';
+import { buildAndPushDir } from '../../test/harness/dir-image.js';
 import { startRegistry } from '../../test/harness/registry.js';
-import { RegistryClient } from '../../nydusify/src/registry/client.js';
 
-const ROOT = resolve(import.meta.dirname, '../../..');
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
@@ -83,16 +81,8 @@ async function main(): Promise<void> {
     const src = join(work, 'src');
     mkdirSync(src);
     for (const f of [WARMUP, ...FILES]) writeFileSync(join(src, f.name), randomBytes(f.size));
-    const blobs = join(work, 'blobs');
-    const bootstrap = join(work, 'image.boot');
-    execFileSync(process.execPath, [join(ROOT, 'bin/nydus-image.js'), 'create', '--type', 'dir-rafs', '--compressor', 'zstd', '--bootstrap', bootstrap, '--blob-dir', blobs, src], { stdio: 'ignore' });
-    const client = new RegistryClient(reg.host, { insecure: true });
-    const { readdirSync, createReadStream, statSync } = await import('node:fs');
-    for (const b of readdirSync(blobs)) {
-      const path = join(blobs, b);
-      await client.pushBlob('miss', `sha256:${b}`, statSync(path).size, () => createReadStream(path));
-    }
-    const blobId = readdirSync(blobs)[0]!;
+    const { bootstrap, blobIds } = await buildAndPushDir({ src, bootstrap: join(work, 'image.boot'), blobDir: join(work, 'blobs'), host: reg.host, repo: 'miss', createArgs: ['--compressor', 'zstd'] });
+    const blobId = blobIds[0]!;
     const agent = new Agent({ connections: 4 });
     const rows: Row[] = FILES.map((f) => ({ file: f.name, size: f.size, requests: 0, fetchedBytes: 0, nydusdMs: [], warmDaemonMs: [], backendInNydusdMs: [], warmBackendInNydusdMs: [], backendMs: [] }));
 

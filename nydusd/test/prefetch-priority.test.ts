@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +17,7 @@ import { lookup } from '../../rafs-spec/src/tree.js';
 import { startFaultProxy, type FaultProxy } from '../../test/harness/fault-proxy.js';
 import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
 import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
-import { pushBlob } from './backend-helpers.js';
+import { buildAndPushDir } from '../../test/harness/dir-image.js';
 import { exec } from './helpers/image.js';
 
 const REPO = 'test/prefetch';
@@ -31,17 +31,6 @@ let bootstrap: string;
 let parsed: ParsedBootstrap;
 const running: RunningNydusd[] = [];
 
-/** Builds `src` with our builder (zstd, 1 MiB chunks) and pushes its blob. */
-async function buildAndPush(dir: string, boot: string): Promise<ParsedBootstrap> {
-  const blobs = join(work, `blobs-${Date.now()}`);
-  await exec(process.execPath, ['bin/nydus-image.js', 'create', '--type', 'dir-rafs', '--bootstrap', boot, '--blob-dir', blobs, dir]);
-  for (const id of readdirSync(blobs)) {
-    const data = readFileSync(join(blobs, id));
-    expect(createHash('sha256').update(data).digest('hex')).toBe(id);
-    await pushBlob(reg, REPO, { id, data });
-  }
-  return readBootstrap(readFileSync(boot));
-}
 
 function chunksOf(p: ParsedBootstrap, path: string) {
   const n = lookup(p.root, path);
@@ -60,7 +49,9 @@ beforeAll(async () => {
   writeFileSync(join(src, 'big.bin'), randomBytes(24 * MiB));
   writeFileSync(join(src, 'c-other.txt'), 'outside the trace\n');
   bootstrap = join(work, 'image.boot');
-  parsed = await buildAndPush(src, bootstrap);
+  const { blobIds } = await buildAndPushDir({ src, bootstrap, blobDir: join(work, 'blobs'), host: reg.host, repo: REPO });
+  for (const id of blobIds) expect(createHash('sha256').update(readFileSync(join(work, 'blobs', id))).digest('hex')).toBe(id);
+  parsed = readBootstrap(readFileSync(bootstrap));
 }, 120_000);
 
 afterAll(async () => {
