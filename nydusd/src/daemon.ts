@@ -9,7 +9,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
-import { NativeDaemon, type DaemonEvent, type DaemonStats, type FetchEvent, type PrefetchDoneEvent } from '../../native/daemon.js';
+import { NativeDaemon, type DaemonEvent, type DaemonStats, type FetchEvent, type PrefetchDoneEvent, type PrefetchMode } from '../../native/daemon.js';
 import { MNT_DETACH, umount } from '../../native/index.js';
 import { CHUNK_TRACE_NAME } from '../../nydusify/src/image/nydus-manifest.js';
 import { logger } from '../../nydusify/src/util/log.js';
@@ -127,7 +127,9 @@ export class Nydusd {
     const state = new MountState(mountpoint, source, config, backend);
     this.mounts.set(mountpoint, state);
     this.event('mount', { mountpoint, source });
-    this.#startPrefetch(state, req.prefetchFiles, await readChunkTrace(source));
+    // The image's chunk trace matters only to a prefetch of its own choosing.
+    const ownPrefetch = config.fsPrefetch.enable && !(req.prefetchFiles?.length);
+    this.#startPrefetch(state, req.prefetchFiles, ownPrefetch ? await readChunkTrace(source) : undefined);
   }
 
   async umount(mountpoint: string): Promise<void> {
@@ -146,9 +148,19 @@ export class Nydusd {
     // Nydus: user paths override the image's table; with neither, prefetch_all warms every blob.
     // Ours: a chunk trace beside the bootstrap (nydusify optimize) is finer than the table's whole
     // files, so it is used instead of the table when present.
-    const mode = explicit ? 'paths' : chunkTrace !== undefined ? 'chunks' : p.prefetchAll ? 'table-or-all' : 'table';
-    const list = mode === 'chunks' ? [chunkTrace!] : files ?? [];
-    const planned = this.native.prefetch(state.mountpoint, mode, list, Math.max(1, p.threadsCount), p.mergingSize);
+    const fromImage: PrefetchMode = p.prefetchAll ? 'table-or-all' : 'table';
+    const start = (m: PrefetchMode, list: string[]) => this.native.prefetch(state.mountpoint, m, list, Math.max(1, p.threadsCount), p.mergingSize);
+    let mode: PrefetchMode = explicit ? 'paths' : chunkTrace !== undefined ? 'chunks' : fromImage;
+    let planned: number;
+    try {
+      planned = start(mode, mode === 'chunks' ? [chunkTrace!] : files ?? []);
+    } catch (e) {
+      if (mode !== 'chunks') throw e;
+      // The trace is a hint from the image: a malformed one must not fail the mount.
+      logger.warn('chunk trace unreadable: prefetching the table instead', { mountpoint: state.mountpoint, error: (e as Error).message });
+      mode = fromImage;
+      planned = start(mode, []);
+    }
     state.prefetch = { state: 'running', planned, loaded: 0, startedAt: Date.now(), errors: [] };
     logger.info('prefetch started', { mountpoint: state.mountpoint, mode, chunks: planned });
   }

@@ -153,6 +153,14 @@ describe('prefetch and on-demand reads', () => {
     expect(m.prefetch_requests_count).toBe(2);
     expect((await readFile(join(work, 'mnt', 'big.bin'))).equals(readFileSync(join(src, 'big.bin')))).toBe(true);
     await d.stop();
+
+    // A malformed trace is a hint gone wrong, not a broken image: the mount works, the table is used.
+    writeFileSync(join(dir, 'prefetch.chunks'), 'not a chunk line\n');
+    const d2 = await start(config(join(work, 'cache-bad-trace'), { enable: true, threads_count: 4, merging_size: MiB }), boot);
+    expect(await readFile(join(work, 'mnt', 'a-small.txt'), 'utf8')).toBe('read me while the prefetch is stuck\n');
+    expect(d2.proc.logs()).toMatch(/chunk trace unreadable: prefetching the table instead/);
+    await waitPrefetchDone(d2);
+    await d2.stop();
   });
 });
 
