@@ -197,6 +197,15 @@ async function exists(ref: string): Promise<boolean> {
   return run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]).then(() => true, () => false);
 }
 
+/** The form of the image a mode runs: its reference and its layer bytes. */
+function formOf(p: PreparedImage, mode: Mode): { ref: string; layerBytes: number } {
+  if (mode === 'oci') return { ref: p.ociRef, layerBytes: p.ociBytes };
+  // The optimized Nydus image has the plain conversion's data blobs.
+  if (isNydus(mode)) return { ref: mode === 'nydus-opt' ? p.nydusOptRef! : p.nydusRef, layerBytes: p.nydusBytes };
+  if (mode === 'estargz-opt') return { ref: p.estargzOptRef!, layerBytes: p.estargzOptBytes! };
+  return { ref: p.estargzRef!, layerBytes: p.estargzBytes! };
+}
+
 /** A command of the converting containerd that must succeed. */
 async function ctrRemote(ctd: Containerd, args: string[]): Promise<void> {
   const r = await ctd.ctrRemote(args, { timeoutMs: 30 * 60_000 });
@@ -314,7 +323,7 @@ async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, li
   const node = await startNode({ dir: join(o.work, 'node'), mode, cacheDir, prefetch: o.prefetch, amplifyIo: o.amplifyIo, daemonMode: o.daemonMode, registry: registry.address });
   try {
     if (o.dropCaches && !dropCaches()) throw new Error('cannot drop the page cache (write to /proc/sys/vm/drop_caches failed); pass --no-drop-caches');
-    const ref = mode === 'oci' ? p.ociRef : mode === 'nydus-opt' ? p.nydusOptRef! : isNydus(mode) ? p.nydusRef : mode === 'estargz-opt' ? p.estargzOptRef! : p.estargzRef!;
+    const { ref, layerBytes } = formOf(p, mode);
     const id = `bench-${name}-${rep}`;
     const mark = await registry.mark();
     const cpu0 = nodeCpuSeconds(link);
@@ -347,7 +356,6 @@ async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, li
       r.daemonRssBytes = peakRssBytes(node.stargz.pid);
       r.daemonCpuSeconds = processCpuSeconds(node.stargz.pid);
     }
-    const layerBytes = mode === 'oci' ? p.ociBytes : mode === 'estargz-opt' ? p.estargzOptBytes! : isStargz(mode) ? p.estargzBytes! : p.nydusBytes;
     checkRun({
       image: name, mode, cachedBlobsBefore: cached, registryBlobBytes: r.blobBytes, imageLayerBytes: layerBytes,
       nydusdCount, fetchRequests: r.fetchRequests, fetchedBytes: r.fetchedBytes, servedBytes: r.readBytes, stargzMounts,
