@@ -195,18 +195,15 @@ impl ChunkLoader {
         // fetch failed is tried once more by this reader, at on-demand
         // priority, before its read fails: a prefetch's failure (fewer
         // retries, a stalled proxy) must not become an application's error.
-        let mut first_err = None;
         for _round in 0..2 {
             match self.ensure_once(chunks) {
                 Ok(()) => return Ok(()),
-                Err(Some(e)) => {
-                    // Our own fetch failed, with the backend's retries spent.
-                    return Err(e);
-                }
-                Err(None) => first_err = Some(LoadError::Waited),
+                // Our own fetch failed, with the backend's retries spent.
+                Err(Some(e)) => return Err(e),
+                Err(None) => {}
             }
         }
-        Err(first_err.unwrap_or(LoadError::Waited))
+        Err(LoadError::Waited)
     }
 
     /// One pass of [`ensure`]: claims and fetches what is missing, waits for
