@@ -12,10 +12,11 @@ import { startContainerd, type Containerd } from '../../test/harness/containerd.
 import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
 import { startStargzSnapshotter, type RunningStargz } from '../../test/harness/stargz.js';
 
-export type Mode = 'oci' | 'nydus-cold' | 'nydus-warm' | 'nydus-opt' | 'estargz' | 'estargz-prefetch' | 'estargz-opt';
+export type Mode = 'oci' | 'nydus-lazy' | 'nydus-cold' | 'nydus-warm' | 'nydus-opt' | 'estargz' | 'estargz-prefetch' | 'estargz-opt';
 
 export const MODE_LABELS: Record<Mode, string> = {
   oci: 'OCIv1',
+  'nydus-lazy': 'Nydus on demand',
   'nydus-cold': 'Nydus cold',
   'nydus-warm': 'Nydus warm',
   'nydus-opt': 'Nydus optimized',
@@ -32,7 +33,7 @@ export interface NodeOptions {
   mode: Mode;
   /** The snapshotter's blob cache: empty for a cold run, kept from a cold run for a warm one. */
   cacheDir: string;
-  /** nydusd template: on-demand reads only unless prefetch is asked for. */
+  /** Prefetch the whole image instead of the image's prefetch table (never in on-demand mode). */
   prefetch: boolean;
   /** nydusd amplify_io: bytes an on-demand fetch may be widened to over following missing chunks. */
   amplifyIo: number;
@@ -77,7 +78,9 @@ export async function startNode(o: NodeOptions): Promise<BenchNode> {
   if (isNydus(o.mode)) {
     snap = await startSnapshotter({
       workDir: join(o.dir, 'snap'),
-      nydusdConfig: benchNydusdConfig(o.mode === 'nydus-opt' ? 'table' : o.prefetch ? 'all' : 'none', o.amplifyIo),
+      // On demand: nothing but what the container reads. Every other mode runs as the snapshotter
+      // does by default: nydusd prefetches the image's prefetch table at mount.
+      nydusdConfig: benchNydusdConfig(o.mode === 'nydus-lazy' ? 'none' : o.prefetch && o.mode !== 'nydus-opt' ? 'all' : 'table', o.amplifyIo),
       daemonMode: o.daemonMode,
       // The cache outlives the node (warm runs); GC would empty it when the image goes.
       configToml: `[cache_manager]\ndisable = true\ncache_dir = ${JSON.stringify(o.cacheDir)}\n`,

@@ -91,13 +91,21 @@ function ratio(a: number | undefined, b: number | undefined): string {
 }
 
 /**
+ * The bytes the workload needs: the compressed chunks the container read, counted by nydusd in the
+ * on-demand runs (or, without them, the cold runs: prefetch does not change what a reader asks for).
+ */
+function demandBytes(img: ImageSummary): number | undefined {
+  return img.byMode['nydus-lazy']?.demandBytes ?? img.byMode['nydus-cold']?.demandBytes;
+}
+
+/**
  * The physical limit of a cold start: the warm start (everything but the data) plus the bytes the
- * workload needs (the compressed chunks the container read, counted by nydusd in the cold runs)
- * at the link's measured rate. Undefined without a warm run, a cold run or a measured rate.
+ * workload needs at the link's measured rate. Undefined without a warm run, a cold or on-demand
+ * run, or a measured rate.
  */
 export function physicalLimitMs(img: ImageSummary, r: Report): number | undefined {
   const warm = img.byMode['nydus-warm']?.readyMs;
-  const demand = img.byMode['nydus-cold']?.demandBytes;
+  const demand = demandBytes(img);
   if (warm === undefined || demand === undefined || !r.linkBytesPerSecond) return undefined;
   return warm + (demand / r.linkBytesPerSecond) * 1000;
 }
@@ -122,11 +130,12 @@ function imageSection(img: ImageSummary, r: Report): string[] {
     lines.push(`| ${MODE_LABELS[mode]} | ${s(m.readyMs)} s | ${s(m.readyMinMs)} – ${s(m.readyMaxMs)} s | ${mode === 'oci' ? '1.0x' : ratio(oci?.readyMs, m.readyMs)} | ${limit === undefined ? '–' : (m.readyMs / limit).toFixed(2)} | ` +
       `${mib(m.servedBytes)} MiB | ${((100 * m.servedBytes) / size).toFixed(1)}% | ${m.servedRequests} | ${m.nodeCpuSeconds.toFixed(2)} s | ${m.daemonRssBytes ? `${mib(m.daemonRssBytes)} MiB` : '–'} |`);
   }
-  const cold = img.byMode['nydus-cold'];
-  if (limit !== undefined && cold?.demandBytes) {
-    lines.push('', `Physical limit ${s(limit)} s: Nydus warm ${s(img.byMode['nydus-warm']!.readyMs)} s + ${mib(cold.demandBytes)} MiB the container read ` +
-      `(compressed chunks) at the measured ${((r.linkBytesPerSecond! * 8) / 1e6).toFixed(1)} Mbit/s. ` +
-      `Nydus cold fetched ${mib(cold.fetchedBytes ?? 0)} MiB of chunks before ready: amplification ${((cold.fetchedBytes ?? 0) / cold.demandBytes).toFixed(2)}.`);
+  const demand = demandBytes(img);
+  if (limit !== undefined && demand) {
+    const amplification = (['nydus-lazy', 'nydus-cold', 'nydus-opt'] as const).filter((m) => img.byMode[m]).map((m) =>
+      `${MODE_LABELS[m]} fetched ${mib(img.byMode[m]!.fetchedBytes ?? 0)} MiB of chunks before ready (amplification ${((img.byMode[m]!.fetchedBytes ?? 0) / demand).toFixed(2)})`);
+    lines.push('', `Physical limit ${s(limit)} s: Nydus warm ${s(img.byMode['nydus-warm']!.readyMs)} s + ${mib(demand)} MiB the container read ` +
+      `(compressed chunks) at the measured ${((r.linkBytesPerSecond! * 8) / 1e6).toFixed(1)} Mbit/s. ${amplification.join('; ')}.`);
   }
   lines.push('', '| mode | pull | container Prepare (mount) | run to ready |', '|---|---|---|---|');
   for (const mode of r.options.modes) {

@@ -2,15 +2,18 @@
  * bench/coldstart: HelloBench-style cold start. For each image, the time from "pull and run" on a
  * node that has never seen it to the container's ready line, through the real containerd, with
  * the registry in its own network namespace behind a shaped link. Modes alternate within one run:
- * OCIv1 (ctr image pull + ctr run on overlayfs), Nydus cold (ctr-remote rpull + ctr run on our
- * snapshotter, empty blob cache), Nydus warm (same, with the cache a cold run left), and eStargz
+ * OCIv1 (ctr image pull + ctr run on overlayfs), Nydus on demand (ctr-remote rpull + ctr run on our
+ * snapshotter, empty blob cache, prefetch off), Nydus cold (the same with the snapshotter's default
+ * prefetch of the image's prefetch table: for a plain conversion, the files its entrypoint needs to
+ * start), Nydus warm (same, with the cache a cold run left), Nydus optimized (`nydusify optimize`
+ * for the ready command, so the table is what it read), and eStargz
  * through our build of the stargz snapshotter (bench/peers/stargz-grpc): the image converted by
  * `ctr-remote image convert --estargz` run purely on demand (prefetch and background fetch off)
  * and with the snapshotter's defaults, and the image `ctr-remote image optimize` made for the same
  * ready command, with the defaults (it prefetches what the workload read when it was recorded).
  *
  *   npm run build && npm run bench:coldstart -- [--images minimal,python3,nodejs,large]
- *       [--modes oci,nydus-cold,nydus-warm,nydus-opt,estargz,estargz-prefetch,estargz-opt] [--reps 3]
+ *       [--modes oci,nydus-lazy,nydus-cold,nydus-warm,nydus-opt,estargz,estargz-prefetch,estargz-opt] [--reps 3]
  *       [--rate-mbit 100|none] [--rtt-ms 20]
  *
  * Every run is checked to be what its name says (a cold run found an empty cache and fetched
@@ -39,7 +42,9 @@ const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 2 ** 20;
 /** Bump when `nydusify optimize` changes what it writes (v2: the chunk trace beside the bootstrap). */
 const OPTIMIZE_VERSION = 'v2';
-const ALL_MODES: Mode[] = ['oci', 'nydus-cold', 'nydus-warm', 'nydus-opt', 'estargz', 'estargz-prefetch', 'estargz-opt'];
+/** Bump when a plain `nydusify convert` changes what it writes (v2: the entrypoint's files as prefetch table). */
+const CONVERT_VERSION = 'v3';
+const ALL_MODES: Mode[] = ['oci', 'nydus-lazy', 'nydus-cold', 'nydus-warm', 'nydus-opt', 'estargz', 'estargz-prefetch', 'estargz-opt'];
 
 const HELP = `bench/coldstart: time from pull+run to a container's ready line, OCIv1 vs Nydus (cold, warm) vs eStargz (on demand, default, optimized)
 
@@ -53,7 +58,8 @@ Options:
   --reps N          runs per image and mode (default: 3)
   --rate-mbit N     link rate each way in Mbit/s, or "none" (default: 100)
   --rtt-ms N        added round-trip time in ms, 0 for none (default: 20)
-  --prefetch        let nydusd prefetch the whole image in the background (default: on-demand only)
+  --prefetch        Nydus cold and warm: nydusd prefetches the whole image in the background
+                    (default: the image's prefetch table, as the snapshotter does by default)
   --daemon-mode M   our snapshotter's daemon_mode: shared (one warm nydusd per node, started with
                     the snapshotter; default) or dedicated (one nydusd per image, started in Prepare)
   --chunk-size N    Nydus chunk size in bytes, a power of two (default: 1048576, Nydus's)
@@ -246,7 +252,7 @@ async function prepareImage(name: string, o: Options, registry: BenchRegistry): 
   // Tags carry a non-default chunk size, so images of different chunk sizes live side by side.
   const chunkTag = o.chunkSize === MiB ? '' : `-c${o.chunkSize >> 10}k`;
   const chunkArgs = ['--chunk-size', `0x${o.chunkSize.toString(16)}`];
-  const nydusRef = `${registry.address}/bench/${name}:nydus${chunkTag}`;
+  const nydusRef = `${registry.address}/bench/${name}:nydus-${CONVERT_VERSION}${chunkTag}`;
   if (!(await exists(ociRef))) {
     log(`${name}: pushing the OCIv1 image (${(image.compressedBytes / MiB).toFixed(0)} MiB)`);
     await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${image.layout}:${image.tag}`, `docker://${ociRef}`]);
@@ -316,7 +322,7 @@ function namespaceCpuSeconds(link: Link): number {
 async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, link: Link, registry: BenchRegistry): Promise<RunResult> {
   const name = p.image.name;
   const cacheDir = join(o.work, 'cache', name);
-  if (mode === 'nydus-cold' || mode === 'nydus-opt') await rm(cacheDir, { recursive: true, force: true });
+  if (mode === 'nydus-lazy' || mode === 'nydus-cold' || mode === 'nydus-opt') await rm(cacheDir, { recursive: true, force: true });
   const cached = existsSync(cacheDir) ? readdirSync(cacheDir).filter((f) => f.endsWith('.blob.data')).length : 0;
   mkdirSync(cacheDir, { recursive: true });
 

@@ -176,10 +176,21 @@ export class Nydusd {
       this.native.fetchDone(e.id, null, `no mount at ${e.mountpoint}`);
       return;
     }
+    const queued = performance.now();
+    let started = 0;
     state.queue
-      .submit(e.priority, e.length, () => state.backend.read(e.blobId, e.offset, e.length, { priority: e.priority }))
+      .submit(e.priority, e.length, () => {
+        started = performance.now();
+        return state.backend.read(e.blobId, e.offset, e.length, { priority: e.priority });
+      })
       .then(
-        (data) => this.#native?.fetchDone(e.id, data),
+        (data) => {
+          this.#native?.fetchDone(e.id, data);
+          logger.trace('backend read', {
+            blob: e.blobId.slice(0, 12), offset: e.offset, length: e.length, priority: e.priority,
+            queued_ms: Math.round(started - queued), read_ms: Math.round(performance.now() - started),
+          });
+        },
         (err: Error) => {
           logger.warn('backend read failed', { mountpoint: e.mountpoint, blob: e.blobId, offset: e.offset, length: e.length, priority: e.priority, error: err.message });
           this.#native?.fetchDone(e.id, null, err.message);

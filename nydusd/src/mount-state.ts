@@ -29,9 +29,12 @@ export class MountState {
     readonly backend: BlobBackend,
   ) {
     const p = config.fsPrefetch;
+    // Prefetch may use all its threads' requests at once, and on-demand reads keep two more of
+    // their own, so a miss never waits behind a prefetch in flight for a connection.
+    const reserved = 2;
     this.queue = new FetchQueue({
-      concurrency: Math.max(4, p.enable ? p.threadsCount : 0),
-      reservedForOnDemand: 2,
+      concurrency: Math.max(4, (p.enable ? p.threadsCount : 0) + reserved),
+      reservedForOnDemand: reserved,
       prefetchBandwidth: p.bandwidthRate,
     });
   }

@@ -17,7 +17,9 @@ import type { DedupStats } from './builder/chunk-store.js';
 import { buildNydusManifest, packBootstrapLayer, unpackBootstrapLayer } from './image/nydus-manifest.js';
 import { OciLayoutWriter } from './image/oci-layout.js';
 import { openImage } from './image/resolve.js';
-import type { ImageSource } from './image/types.js';
+import type { ImageConfig, ImageSource } from './image/types.js';
+import { LocalFileReader } from './builder/local-file-reader.js';
+import { entrypointPrefetch, type ImageRunConfig } from './prefetch/entrypoint.js';
 import { RegistryClient } from './registry/client.js';
 import { OCI_MANIFEST } from './registry/media-types.js';
 import { parseReference } from './registry/reference.js';
@@ -36,7 +38,10 @@ export interface ConvertOptions {
   workDir?: string;
   compressor?: CompressorName;
   chunkSize?: number;
+  /** The prefetch table's paths. Default: the entrypoint's files (see prefetch/entrypoint.ts). */
   prefetchPatterns?: string[];
+  /** Without prefetchPatterns: the table lists the whole image instead of the entrypoint's files. */
+  noEntrypointPrefetch?: boolean;
   /** A workload's chunk trace to ship beside the bootstrap (see CHUNK_TRACE_NAME). */
   chunkTrace?: string;
   /** `bootstrap:registry:REF`, `bootstrap:local:PATH` or a bootstrap path. */
@@ -75,6 +80,25 @@ export async function loadChunkDict(spec: string, insecure?: boolean): Promise<{
   return { dict: readBootstrap(boot), repo: { host: ref.registryHost, repository: ref.repository } };
 }
 
+/** Bytes of entrypoint files a plain image prefetches at most: beyond it, on demand does better. */
+export const ENTRYPOINT_PREFETCH_BUDGET = 32 * 1024 * 1024;
+
+/** The prefetch table of an image converted without a trace: what its command needs to start. */
+function entrypointTable(builder: ImageBuilder, config: ImageConfig): string[] | undefined {
+  const root = builder.root;
+  if (!root) return undefined;
+  const reader = new LocalFileReader(builder.layers.map((l) => l.blob), builder.opts.chunkSize);
+  try {
+    const found = entrypointPrefetch(root, (config.config ?? {}) as ImageRunConfig, (n, off, len) => reader.read(n, off, len), ENTRYPOINT_PREFETCH_BUDGET);
+    logger.info('prefetch table: the entrypoint\'s files', {
+      command: found.argv0, files: found.files.length, bytes: found.bytes, ...(found.overBudget.length ? { over_budget: found.overBudget.join(',') } : {}),
+    });
+    return found.files.length > 0 ? found.files : undefined;
+  } finally {
+    reader.close();
+  }
+}
+
 export async function convert(o: ConvertOptions): Promise<ConvertResult> {
   if (!o.target && !o.outputDir) throw new Error('convert needs --target or --output-dir');
   const started = Date.now();
@@ -106,7 +130,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertResult> {
       layerFacts.push({ source: layer.digest, blob: `sha256:${out.blob.blob.blobId}`, size: out.blob.size, newChunks: out.stats.newChunks, sourceSize: facts.compressedBytes });
       logger.debug('layer converted', { layer: layer.digest, blob: out.blob.blob.blobId, newChunks: out.stats.newChunks });
     }
-    const result = builder.finish();
+    const result = builder.finish(o.prefetchPatterns ?? (o.noEntrypointPrefetch ? undefined : entrypointTable(builder, source.config)));
     for (const p of result.missingPrefetch) logger.warn('prefetch pattern matched nothing', { pattern: p });
     const boot = packBootstrapLayer(result.bootstrap, o.chunkTrace);
     const reused = result.blobs.filter((b) => result.reusedBlobIds.includes(b.blobId));

@@ -167,7 +167,7 @@ export async function optimize(o: OptimizeOptions): Promise<OptimizeResult> {
   try {
     // 1. A scratch conversion to serve the workload from.
     const layout = join(work, 'layout');
-    await convert({ ...o, target: 'optimize', outputDir: layout, workDir: join(work, 'convert'), quiet: true });
+    await convert({ ...o, target: 'optimize', outputDir: layout, workDir: join(work, 'convert'), quiet: true, noEntrypointPrefetch: true });
     const image = await openOciLayout(layout, 'optimize', o.platform);
     const bootLayer = image.manifest.layers[image.manifest.layers.length - 1]!;
     const bootstrap = join(work, 'image.boot');

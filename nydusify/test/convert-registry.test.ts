@@ -14,6 +14,7 @@ import { startRegistry, type RunningRegistry } from '../../test/harness/registry
 import { RegistryClient } from '../src/registry/client.js';
 import { OciLayoutWriter } from '../src/image/oci-layout.js';
 import { writeSampleImage } from '../src/sample/sample-image.js';
+import { unpackBootstrapLayer } from '../src/image/nydus-manifest.js';
 
 let work: string;
 let basic: RunningRegistry;
@@ -32,6 +33,18 @@ async function run(cmd: string, args: string[], runEnv: NodeJS.ProcessEnv = env)
     const x = e as { code?: number; stdout?: string; stderr?: string };
     return { code: typeof x.code === 'number' ? x.code : -1, out: `${x.stdout ?? ''}${x.stderr ?? ''}`, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
   }
+}
+
+/** The prefetch table of the Nydus image tagged `tag` in an OCI layout. */
+async function prefetchTable(layout: string, tag: string): Promise<string[]> {
+  const blob = (d: string) => readFileSync(join(layout, 'blobs', 'sha256', d.slice(7)));
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
+  const m = index.manifests.find((x) => x.annotations?.['org.opencontainers.image.ref.name'] === tag)!;
+  const manifest = JSON.parse(blob(m.digest).toString()) as { layers: Array<{ digest: string }> };
+  const boot = join(work, `${tag}-${Math.random().toString(36).slice(2)}.boot`);
+  writeFileSync(boot, await unpackBootstrapLayer(blob(manifest.layers.at(-1)!.digest)));
+  const r = await run('node', ['bin/nydus-image.js', 'inspect', '-R', 'prefetch', boot]);
+  return JSON.parse(r.stdout) as string[];
 }
 
 const nydusify = (args: string[]) => run('node', ['bin/nydusify.js', ...args, '--quiet']);
@@ -141,6 +154,12 @@ describe('local sources and outputs', () => {
     expect(conv.code, conv.out).toBe(0);
     const chk = await nydusify(['check', '--source', `docker-archive:${archive}`, '--target', `oci:${out}:nydus`]);
     expect(chk.code, chk.out).toBe(0);
+    // A plain conversion prefetches what the image's command (/bin/sh, a link to static busybox)
+    // needs to start; --no-entrypoint-prefetch keeps the old table, the whole image.
+    expect(await prefetchTable(out, 'nydus')).toEqual(['/etc/passwd', '/etc/group', '/bin/busybox']);
+    const whole = join(work, 'out-whole');
+    expect((await nydusify(['convert', '--source', archive, '--output-dir', whole, '--target', 'nydus', '--no-entrypoint-prefetch'])).code).toBe(0);
+    expect(await prefetchTable(whole, 'nydus')).toEqual(['/']);
 
     const zstdLayout = join(work, 'zstd-layout');
     await skopeo(['copy', '--quiet', '--dest-compress-format', 'zstd', `oci:${join(work, 'layout')}:latest`, `oci:${zstdLayout}:latest`]);

@@ -63,7 +63,12 @@ async function loadTemplate(path: string): Promise<unknown> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || path !== DEFAULT_NYDUSD_CONFIG) throw new UsageError(`cannot read the nydusd config ${path}: ${(e as Error).message}`);
     logger.warn('no nydusd config; using a registry backend with a blob cache', { path });
-    return { device: { backend: { type: 'registry', config: {} }, cache: { type: 'blobcache', config: {} } }, mode: 'direct', fs_prefetch: { enable: false } };
+    // Prefetch the image's own table (a plain conversion's: the files its entrypoint needs to start;
+    // an optimized one's: what its workload read), never the whole image behind the reader's back.
+    return {
+      device: { backend: { type: 'registry', config: {} }, cache: { type: 'blobcache', config: {} } }, mode: 'direct',
+      fs_prefetch: { enable: true, threads_count: 4, merging_size: 1048576, prefetch_all: false },
+    };
   }
   try {
     return JSON.parse(text);

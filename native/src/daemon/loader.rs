@@ -43,6 +43,34 @@ impl ChunkLoc {
     }
 }
 
+/// The largest hole a ranged request reads through and drops (chunks of other
+/// images, or already cached): when small, one request beats two round trips.
+fn run_gap(limit: u64) -> u64 {
+    (limit / 8).max(4096)
+}
+
+/// Groups chunks sorted by blob and offset into runs that one ranged request
+/// of at most `limit` bytes can fetch.
+pub fn group_runs(chunks: Vec<ChunkLoc>, limit: u64) -> Vec<Vec<ChunkLoc>> {
+    let gap = run_gap(limit);
+    let mut runs: Vec<Vec<ChunkLoc>> = Vec::new();
+    for c in chunks {
+        if let Some(run) = runs.last_mut() {
+            let (first, last) = (run[0], run[run.len() - 1]);
+            if first.blob == c.blob
+                && c.compressed_offset >= last.compressed_end()
+                && c.compressed_offset - last.compressed_end() <= gap
+                && c.compressed_end() - first.compressed_offset <= limit
+            {
+                run.push(c);
+                continue;
+            }
+        }
+        runs.push(vec![c]);
+    }
+    runs
+}
+
 /// What the loader needs to know about a blob.
 #[derive(Debug, Clone)]
 pub struct BlobSpec {
@@ -308,27 +336,10 @@ impl ChunkLoader {
     /// With `widen`, a request is extended over the following chunks of the
     /// blob that are missing and unclaimed, up to `limit` bytes.
     fn plan_runs(&self, claimed: Vec<ChunkLoc>, limit: u64, widen: bool) -> Vec<Vec<ChunkLoc>> {
-        // Gaps (chunks of other images, or already cached) are read and
-        // dropped when small: one request beats two round trips.
-        let gap = (limit / 8).max(4096);
-        let mut runs: Vec<Vec<ChunkLoc>> = Vec::new();
-        for c in claimed {
-            if let Some(run) = runs.last_mut() {
-                let (first, last) = (run[0], run[run.len() - 1]);
-                if first.blob == c.blob
-                    && c.compressed_offset >= last.compressed_end()
-                    && c.compressed_offset - last.compressed_end() <= gap
-                    && c.compressed_end() - first.compressed_offset <= limit
-                {
-                    run.push(c);
-                    continue;
-                }
-            }
-            runs.push(vec![c]);
-        }
+        let mut runs = group_runs(claimed, limit);
         if widen {
             for run in runs.iter_mut() {
-                self.widen(run, limit, gap);
+                self.widen(run, limit, run_gap(limit));
             }
         }
         runs

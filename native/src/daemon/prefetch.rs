@@ -1,8 +1,8 @@
 //! Background prefetch: warms the cache with the chunks of chosen files (or
 //! the whole image) on dedicated threads, so on-demand reads find them.
 //!
-//! Work is cut into batches of about `merging_size` compressed bytes, taken
-//! by `threads` workers from one queue. Prefetch never blocks on-demand
+//! Work is cut into batches of one ranged request each (up to `merging_size`
+//! compressed bytes), taken by `threads` workers from one queue. Prefetch never blocks on-demand
 //! reads: it skips chunks someone is already fetching, and the backend
 //! serves on-demand requests first.
 
@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use super::instance::Instance;
-use super::loader::ChunkLoc;
+use super::loader::{group_runs, ChunkLoc};
 
 /// What to prefetch.
 pub enum Target {
@@ -160,30 +160,50 @@ fn finish_one(shared: &Shared) {
     }
 }
 
-/// Cuts blob-ordered chunks into batches of about `size` compressed bytes.
+/// Cuts blob-ordered chunks into batches that are one ranged request each (at
+/// most `size` bytes), so the workers fetch scattered files in parallel rather
+/// than one worker fetching them one request after another.
 fn batches(chunks: Vec<ChunkLoc>, size: u64) -> Vec<Vec<ChunkLoc>> {
-    let mut out: Vec<Vec<ChunkLoc>> = Vec::new();
-    let mut bytes = 0u64;
-    for c in chunks {
-        let start_new = match out.last() {
-            None => true,
-            Some(b) => b[0].blob != c.blob || bytes + c.compressed_size as u64 > size.max(1),
-        };
-        if start_new {
-            out.push(Vec::new());
-            bytes = 0;
-        }
-        bytes += c.compressed_size as u64;
-        if let Some(b) = out.last_mut() {
-            b.push(c);
-        }
-    }
-    out
+    group_runs(chunks, size.max(1))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_chunk_trace;
+    use super::{batches, parse_chunk_trace};
+    use crate::daemon::loader::ChunkLoc;
+
+    fn chunk(blob: u32, ci: u32, offset: u64, size: u32) -> ChunkLoc {
+        ChunkLoc {
+            blob,
+            ci,
+            compressed_offset: offset,
+            compressed_size: size,
+            uncompressed_offset: 0,
+            uncompressed_size: size,
+            compressed: true,
+            digest: [0; 32],
+        }
+    }
+
+    #[test]
+    fn batches_are_one_request_each_so_workers_fetch_scattered_files_in_parallel() {
+        let mib = 1 << 20;
+        // Three small scattered files of blob 0 (well under merging_size together), a neighbour
+        // pair, and a chunk of another blob: five chunks, four requests, four batches.
+        let plan = vec![
+            chunk(0, 0, 0, 1000),
+            chunk(0, 1, 1000, 2000),
+            chunk(0, 7, 5 * mib, 16_000),
+            chunk(0, 9, 13 * mib, 100_000),
+            chunk(1, 0, 0, 500_000),
+        ];
+        let b = batches(plan, mib);
+        let sizes: Vec<usize> = b.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![2, 1, 1, 1]);
+        // A run longer than merging_size is cut.
+        let long: Vec<ChunkLoc> = (0..4).map(|i| chunk(0, i, i as u64 * 400_000, 400_000)).collect();
+        assert_eq!(batches(long, mib).iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2]);
+    }
 
     #[test]
     fn chunk_traces_parse_and_bad_lines_are_named() {

@@ -109,24 +109,32 @@ export class ImageBuilder {
     }
   }
 
+  /** The image as merged so far (undefined before the first layer). */
+  get root(): FsNode | undefined {
+    return this.merged;
+  }
+
   private formatOptions() {
     const o = this.opts;
     return { chunkSize: o.chunkSize, compressor: o.compressor, digester: o.digester, forceExtended: o.forceExtended };
   }
 
-  /** The merged image. Prefetch patterns that match nothing are reported in `missingPrefetch`. */
-  finish(): BuildResult & { missingPrefetch: string[] } {
+  /**
+   * The merged image, with `prefetch` (default: the options' patterns, else everything) as its
+   * prefetch table. Patterns that match nothing are reported in `missingPrefetch`.
+   */
+  finish(prefetch = this.opts.prefetchPatterns): BuildResult & { missingPrefetch: string[] } {
     const root = this.merged ?? (() => {
       throw new Error('no layers were added');
     })();
     const missingPrefetch: string[] = [];
-    const prefetch: FsNode[] = [];
-    for (const p of this.opts.prefetchPatterns ?? ['/']) {
+    const table: FsNode[] = [];
+    for (const p of prefetch ?? ['/']) {
       const n = lookup(root, p);
-      if (n) prefetch.push(n);
+      if (n) table.push(n);
       else missingPrefetch.push(p);
     }
-    const written = writeBootstrap(root, { ...this.formatOptions(), prefetch });
+    const written = writeBootstrap(root, { ...this.formatOptions(), prefetch: table });
     const stats = emptyStats();
     for (const l of this.layers) addStats(stats, l.stats);
     const built = new Set(this.layers.map((l) => l.blob.blob.blobId));

@@ -43,7 +43,8 @@ const COMMANDS: Record<string, CommandSpec> = {
       target: { type: 'string', value: 'ref', help: 'registry reference to push the Nydus image to' },
       'output-dir': { type: 'string', value: 'dir', help: 'write the Nydus image as an OCI layout here instead of pushing' },
       ...convertOptions,
-      'prefetch-patterns': { type: 'boolean', default: false, help: 'read prefetch paths from stdin (default: /)' },
+      'prefetch-patterns': { type: 'boolean', default: false, help: 'read prefetch paths from stdin (default: the files the image\'s Entrypoint + Cmd needs to start: executable, interpreter, loader, shared libraries)' },
+      'no-entrypoint-prefetch': { type: 'boolean', default: false, help: 'without a prefetch list, make / (the whole image) the prefetch table instead of the entrypoint\'s files' },
       'prefetch-files': { type: 'string', value: 'file', help: 'prefetch these paths, one per line, in this order (e.g. a trace from optimize)' },
       ...common,
     },
@@ -137,7 +138,7 @@ export async function main(argv: string[]): Promise<number> {
       r = o;
     } else {
       const files = typeof v['prefetch-files'] === 'string' ? (await readFile(v['prefetch-files'], 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean) : undefined;
-      r = await convert({ ...base, prefetchPatterns: files ?? (v['prefetch-patterns'] ? await readStdinLines() : undefined) });
+      r = await convert({ ...base, prefetchPatterns: files ?? (v['prefetch-patterns'] ? await readStdinLines() : undefined), noEntrypointPrefetch: !!v['no-entrypoint-prefetch'] });
     }
     const s = r.stats;
     process.stdout.write(`root digest: ${r.rootDigest}\n`);

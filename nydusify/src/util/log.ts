@@ -34,6 +34,7 @@ export function log(level: Level, msg: string, fields: Record<string, unknown> =
 }
 
 export const logger = {
+  trace: (msg: string, f?: Record<string, unknown>) => log('trace', msg, f),
   debug: (msg: string, f?: Record<string, unknown>) => log('debug', msg, f),
   info: (msg: string, f?: Record<string, unknown>) => log('info', msg, f),
   warn: (msg: string, f?: Record<string, unknown>) => log('warn', msg, f),
