@@ -42,8 +42,8 @@ const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 2 ** 20;
 /** Bump when `nydusify optimize` changes what it writes (v2: the chunk trace beside the bootstrap). */
 const OPTIMIZE_VERSION = 'v2';
-/** Bump when a plain `nydusify convert` changes what it writes (v2: the entrypoint's files as prefetch table). */
-const CONVERT_VERSION = 'v3';
+/** Bump when a plain `nydusify convert` changes what it writes (v3: the entrypoint's files as prefetch table; v4: no merkle table, only its root). */
+const CONVERT_VERSION = 'v4';
 const ALL_MODES: Mode[] = ['oci', 'nydus-lazy', 'nydus-cold', 'nydus-warm', 'nydus-opt', 'estargz', 'estargz-prefetch', 'estargz-opt'];
 
 const HELP = `bench/coldstart: time from pull+run to a container's ready line, OCIv1 vs Nydus (cold, warm) vs eStargz (on demand, default, optimized)

@@ -42,6 +42,12 @@ export interface ConvertOptions {
   prefetchPatterns?: string[];
   /** Without prefetchPatterns: the table lists the whole image instead of the entrypoint's files. */
   noEntrypointPrefetch?: boolean;
+  /**
+   * Store every inode's merkle digest in the bootstrap (default: only the root digest, which
+   * covers the same tree; the table would add 32 incompressible bytes per inode to the layer
+   * every cold start downloads first).
+   */
+  merkleTable?: boolean;
   /** A workload's chunk trace to ship beside the bootstrap (see CHUNK_TRACE_NAME). */
   chunkTrace?: string;
   /** `bootstrap:registry:REF`, `bootstrap:local:PATH` or a bootstrap path. */
@@ -111,7 +117,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertResult> {
     const dict = o.chunkDict ? await loadChunkDict(o.chunkDict, o.chunkDictInsecure) : undefined;
     const builder = new ImageBuilder({
       chunkSize: o.chunkSize ?? 0x100000, compressor: o.compressor ?? 'zstd', digester: 'blake3', blobDir,
-      whiteoutSpec: 'oci', inlineBootstrap: true, prefetchPatterns: o.prefetchPatterns,
+      whiteoutSpec: 'oci', inlineBootstrap: true, prefetchPatterns: o.prefetchPatterns, merkleTable: o.merkleTable ?? false,
     }, undefined, dict?.dict);
 
     let sourceBytes = 0;

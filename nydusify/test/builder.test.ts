@@ -53,7 +53,31 @@ describe('chunk dedup', () => {
     // Identical content gives identical chunk digests, so the file digests match across images.
     const p2 = readBootstrap(image2.bootstrap);
     const p1 = readBootstrap(image1.bootstrap);
-    expect(p2.merkle!.digests.get(lookup(p2.root, 'base-a')!)).toEqual(p1.merkle!.digests.get(lookup(p1.root, 'a')!));
+    expect(p2.merkle!.digests!.get(lookup(p2.root, 'base-a')!)).toEqual(p1.merkle!.digests!.get(lookup(p1.root, 'a')!));
+  });
+
+  it('without the merkle table the bootstrap carries the same root and derives inode digests', async () => {
+    const files = Array.from({ length: 300 }, (_, i) => ({ path: `f${i}`, type: 'file' as const, data: Buffer.from(`file ${i}`) }));
+    const build = async (merkleTable: boolean) => {
+      const b = builder(join(work, `merkle-${merkleTable}`), { merkleTable });
+      await addTarLayer(b, files);
+      return b.finish();
+    };
+    const [full, rootOnly] = [await build(true), await build(false)];
+    expect(rootOnly.rootDigest).toEqual(full.rootDigest);
+    // 301 inodes x 32 bytes: three 4K blocks fewer.
+    expect(full.bootstrap.length - rootOnly.bootstrap.length).toBe(3 * 4096);
+    const p = readBootstrap(rootOnly.bootstrap);
+    expect(p.merkle?.root).toEqual(full.rootDigest);
+    expect(p.merkle?.digests).toBeUndefined();
+    const path = join(work, 'root-only.boot');
+    writeFileSync(path, rootOnly.bootstrap);
+    const checked = execFileSync('node', ['bin/nydus-image.js', 'check', '-B', path], { encoding: 'utf8' });
+    expect(checked).toContain(full.rootDigest.toString('hex'));
+    // inspect derives the digest a stored table would hold.
+    const stat = JSON.parse(execFileSync('node', ['bin/nydus-image.js', 'inspect', path, '-R', 'stat /f7'], { encoding: 'utf8' }));
+    const stored = readBootstrap(full.bootstrap);
+    expect(stat.digest).toBe(stored.merkle!.digests!.get(lookup(stored.root, 'f7')!)!.toString('hex'));
   });
 
   it('stat counts unique chunks over images (CLI)', () => {

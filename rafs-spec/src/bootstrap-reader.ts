@@ -32,7 +32,7 @@ export interface ParsedBootstrap {
   nids: Map<FsNode, number>;
   inos: Map<FsNode, number>;
   /** Our merkle extension, when the bootstrap carries it. */
-  merkle?: { root: Buffer; digests: Map<FsNode, Buffer> };
+  merkle?: { root: Buffer; digests?: Map<FsNode, Buffer> };
   size: number;
 }
 
@@ -223,12 +223,16 @@ export function readBootstrap(buf: Buffer): ParsedBootstrap {
   let merkle: ParsedBootstrap['merkle'];
   if (ext.merkle) {
     const { tableOffset, tableSize, rootDigest } = ext.merkle;
-    checkRange('merkle table', tableOffset, tableSize, buf.length, EROFS_BLOCK_SIZE);
-    const digests = new Map<FsNode, Buffer>();
-    for (const [node, ino] of inos) {
-      const off = tableOffset + (ino - 1) * 32;
-      if (ino < 1 || off + 32 > tableOffset + tableSize) throw new FormatError(`inode number ${ino} has no merkle table entry`);
-      digests.set(node, Buffer.from(v.slice(off, 32)));
+    // Offset and size 0: only the root is stored; inode digests derive from the tree (SPEC §4.5).
+    let digests: Map<FsNode, Buffer> | undefined;
+    if (tableOffset !== 0 || tableSize !== 0) {
+      checkRange('merkle table', tableOffset, tableSize, buf.length, EROFS_BLOCK_SIZE);
+      digests = new Map();
+      for (const [node, ino] of inos) {
+        const off = tableOffset + (ino - 1) * 32;
+        if (ino < 1 || off + 32 > tableOffset + tableSize) throw new FormatError(`inode number ${ino} has no merkle table entry`);
+        digests.set(node, Buffer.from(v.slice(off, 32)));
+      }
     }
     merkle = { root: rootDigest, digests };
   }

@@ -34,6 +34,12 @@ export interface WriteBootstrapOptions {
   prefetch?: FsNode[];
   /** Blob ids and table order are normally first use in breadth-first order; this fixes the order instead. */
   blobOrder?: string[];
+  /**
+   * Store every inode's merkle digest (SPEC §4.5; default true). Without the table the header
+   * still carries the root digest, and readers derive inode digests from the tree: the bootstrap
+   * is 32 incompressible bytes per inode smaller, which a cold start downloads before anything.
+   */
+  merkleTable?: boolean;
 }
 
 export interface WrittenBootstrap {
@@ -230,9 +236,10 @@ export function writeBootstrap(root: FsNode, opts: WriteBootstrapOptions): Writt
   const sortedRows = [...rows.values()].sort((a, b) => Buffer.compare(a.digest, b.digest) || a.blobIndex - b.blobIndex || a.index - b.index);
   const chunkTableOffset = align(dataCursor, EROFS_BLOCK_SIZE);
   const chunkTableSize = sortedRows.length * CHUNK_TABLE_ROW_SIZE;
-  const merkleOffset = align(chunkTableOffset + chunkTableSize, EROFS_BLOCK_SIZE);
-  const merkleSize = order.length * 32;
-  const total = align(merkleOffset + merkleSize, EROFS_BLOCK_SIZE);
+  const storeMerkle = opts.merkleTable ?? true;
+  const merkleOffset = storeMerkle ? align(chunkTableOffset + chunkTableSize, EROFS_BLOCK_SIZE) : 0;
+  const merkleSize = storeMerkle ? order.length * 32 : 0;
+  const total = align(storeMerkle ? merkleOffset + merkleSize : chunkTableOffset + chunkTableSize, EROFS_BLOCK_SIZE);
   if (total > MAX_METADATA_SIZE) throw new BuildError(`bootstrap would be ${total} bytes, over the 2 GiB limit`);
 
   const out = Buffer.alloc(total);
@@ -269,7 +276,7 @@ export function writeBootstrap(root: FsNode, opts: WriteBootstrapOptions): Writt
         idx += CHUNK_INDEX_SIZE;
       }
     }
-    merkle.digests.get(n)!.copy(out, merkleOffset + (p.ino - 1) * 32);
+    if (storeMerkle) merkle.digests.get(n)!.copy(out, merkleOffset + (p.ino - 1) * 32);
   }
   sortedRows.forEach((r, i) => encodeChunkRow(r).copy(out, chunkTableOffset + i * CHUNK_TABLE_ROW_SIZE));
 

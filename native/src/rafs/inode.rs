@@ -155,8 +155,8 @@ pub fn read(b: &Bytes, sup: &Super, nid: u64) -> Result<Inode> {
 
     // With our merkle extension every inode needs its table entry
     // (SPEC §4.5), which also keeps `i_ino` in 1..=table entries.
-    if let Some(m) = &sup.merkle {
-        if inode.ino == 0 || inode.ino as u64 * 32 > m.table.1 {
+    if let Some((_, size)) = sup.merkle.and_then(|m| m.table) {
+        if inode.ino == 0 || inode.ino as u64 * 32 > size {
             bail!("inode {nid}: inode number {} has no merkle table entry", inode.ino);
         }
     }

@@ -275,11 +275,11 @@ impl Bootstrap {
     }
 
     /// The inode's content digest from the merkle table (SPEC §4.5), when
-    /// the image has one. Not verified here; that is `check`'s job.
+    /// the image stores one. Not verified here; that is `check`'s job.
     pub fn merkle_digest(&self, inode: &Inode) -> Result<Option<[u8; 32]>> {
-        let Some(m) = &self.sup.merkle else { return Ok(None) };
+        let Some((table, _)) = self.sup.merkle.and_then(|m| m.table) else { return Ok(None) };
         // inode::read checked 1 <= i_ino and i_ino * 32 <= table size.
-        let Some(at) = (inode.ino as u64).checked_sub(1).map(|i| m.table.0 + i * 32) else {
+        let Some(at) = (inode.ino as u64).checked_sub(1).map(|i| table + i * 32) else {
             bail!("inode {}: inode number 0 has no merkle table entry", inode.nid)
         };
         let mut d = [0u8; 32];

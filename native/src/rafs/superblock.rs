@@ -33,8 +33,9 @@ const MERKLE_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy)]
 pub struct Merkle {
     pub root: [u8; 32],
-    /// (offset, size), in bounds and 4K-aligned.
-    pub table: (u64, u64),
+    /// (offset, size), in bounds and 4K-aligned; None when the image
+    /// carries only the root (offset and size 0: derive digests from the tree).
+    pub table: Option<(u64, u64)>,
 }
 
 /// Everything the reader needs from the superblocks, validated.
@@ -161,15 +162,20 @@ pub fn read(b: &Bytes) -> Result<(Super, Vec<BlobInfo>)> {
             bail!("unknown merkle header version {}", le32(ext, 60));
         }
         let (off, size) = (safe(le64(ext, 64), "merkle table offset")?, safe(le64(ext, 72), "merkle table size")?);
-        table_range(b, "merkle table", off, size, BLOCK, true)?;
-        // Entry i_ino - 1 per inode; i_ino runs 1..=s_inos. Each inode's
-        // own entry is checked again when the inode is read.
-        if inos.checked_mul(32).is_none_or(|need| need > size) {
-            bail!("merkle table of {size} bytes cannot hold {inos} inodes");
-        }
+        let table = if (off, size) == (0, 0) {
+            None
+        } else {
+            table_range(b, "merkle table", off, size, BLOCK, true)?;
+            // Entry i_ino - 1 per inode; i_ino runs 1..=s_inos. Each inode's
+            // own entry is checked again when the inode is read.
+            if inos.checked_mul(32).is_none_or(|need| need > size) {
+                bail!("merkle table of {size} bytes cannot hold {inos} inodes");
+            }
+            Some((off, size))
+        };
         let mut root = [0u8; 32];
         root.copy_from_slice(&ext[80..112]);
-        Some(Merkle { root, table: (off, size) })
+        Some(Merkle { root, table })
     } else {
         None
     };

@@ -678,6 +678,16 @@ fn structural_corruption_is_reported() {
     let bad = Bootstrap::from_bytes(b).unwrap();
     assert!(bad.inode(a).unwrap_err().to_string().contains("no merkle table entry"));
 
+    // An image that stores only the merkle root (offset and size 0, the
+    // table cut off) reads the same, with no per-inode digests.
+    let table_at = u64::from_le_bytes(image[1216..1224].try_into().unwrap()) as usize;
+    let mut b = image[..table_at].to_vec();
+    b[1216..1232].fill(0);
+    let rootless = Bootstrap::from_bytes(b).unwrap();
+    assert_eq!(rootless.merkle_root(), bs.merkle_root());
+    let inode = rootless.inode(a).unwrap();
+    assert_eq!(rootless.merkle_digest(&inode).unwrap(), None);
+
     // Opening something that is not a regular file fails instead of
     // blocking (a FIFO) or mapping garbage.
     let fifo = scratch.0.join("fifo");

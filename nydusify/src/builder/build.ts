@@ -27,6 +27,8 @@ export interface BuildOptions {
   prefetchPatterns?: string[];
   /** Compute digests and layout only; no blob files are kept. */
   discardBlobs?: boolean;
+  /** The merged bootstrap stores every inode's merkle digest, not only the root (default true). */
+  merkleTable?: boolean;
 }
 
 export type SourceEntry = LayerEntry;
@@ -134,7 +136,7 @@ export class ImageBuilder {
       if (n) table.push(n);
       else missingPrefetch.push(p);
     }
-    const written = writeBootstrap(root, { ...this.formatOptions(), prefetch: table });
+    const written = writeBootstrap(root, { ...this.formatOptions(), prefetch: table, merkleTable: this.opts.merkleTable });
     const stats = emptyStats();
     for (const l of this.layers) addStats(stats, l.stats);
     const built = new Set(this.layers.map((l) => l.blob.blob.blobId));

@@ -1,5 +1,6 @@
 /** Human-readable views of a bootstrap: a summary, one path's details, and dedup statistics. */
 import type { ParsedBootstrap } from '../../../rafs-spec/src/bootstrap-reader.js';
+import { computeMerkle } from '../../../rafs-spec/src/merkle.js';
 import { lookup, modeOf, walk, type FsNode } from '../../../rafs-spec/src/tree.js';
 
 export function summarize(p: ParsedBootstrap) {
@@ -36,7 +37,7 @@ export function describePath(p: ParsedBootstrap, path: string) {
   const base = {
     path, type: n.kind, mode: `0${modeOf(n).toString(8)}`, uid: n.uid, gid: n.gid, nid: p.nids.get(n), ino: p.inos.get(n),
     mtime: n.mtimeSec, xattrs: Object.fromEntries([...n.xattrs].map(([k, v]) => [k, v.toString('base64')])),
-    digest: p.merkle?.digests.get(n)?.toString('hex'),
+    digest: (p.merkle?.digests ?? (p.merkle && computeMerkle(p.root, p.digester).digests))?.get(n)?.toString('hex'),
   };
   if (n.kind === 'file') {
     return {

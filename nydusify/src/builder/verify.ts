@@ -25,7 +25,7 @@ export async function verifyImage(
   else {
     if (!merkle.root.equals(p.merkle.root)) problems.push(`root digest mismatch: stored ${p.merkle.root.toString('hex')}, computed ${merkle.root.toString('hex')}`);
     for (const [path, node] of walk(p.root)) {
-      const stored = p.merkle.digests.get(node);
+      const stored = p.merkle.digests?.get(node);
       if (stored && !stored.equals(merkle.digests.get(node)!)) problems.push(`${path}: merkle digest mismatch`);
     }
   }

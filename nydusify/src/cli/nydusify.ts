@@ -44,6 +44,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       'output-dir': { type: 'string', value: 'dir', help: 'write the Nydus image as an OCI layout here instead of pushing' },
       ...convertOptions,
       'prefetch-patterns': { type: 'boolean', default: false, help: 'read prefetch paths from stdin (default: the files the image\'s Entrypoint + Cmd needs to start: executable, interpreter, loader, shared libraries)' },
+      'merkle-table': { type: 'boolean', default: false, help: 'store every inode\'s merkle digest in the bootstrap (default: the root digest only; inode digests derive from the tree)' },
       'no-entrypoint-prefetch': { type: 'boolean', default: false, help: 'without a prefetch list, make / (the whole image) the prefetch table instead of the entrypoint\'s files' },
       'prefetch-files': { type: 'string', value: 'file', help: 'prefetch these paths, one per line, in this order (e.g. a trace from optimize)' },
       ...common,
@@ -138,7 +139,7 @@ export async function main(argv: string[]): Promise<number> {
       r = o;
     } else {
       const files = typeof v['prefetch-files'] === 'string' ? (await readFile(v['prefetch-files'], 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean) : undefined;
-      r = await convert({ ...base, prefetchPatterns: files ?? (v['prefetch-patterns'] ? await readStdinLines() : undefined), noEntrypointPrefetch: !!v['no-entrypoint-prefetch'] });
+      r = await convert({ ...base, prefetchPatterns: files ?? (v['prefetch-patterns'] ? await readStdinLines() : undefined), noEntrypointPrefetch: !!v['no-entrypoint-prefetch'], merkleTable: !!v['merkle-table'] });
     }
     const s = r.stats;
     process.stdout.write(`root digest: ${r.rootDigest}\n`);
