@@ -41,6 +41,8 @@ export interface NodeOptions {
   daemonMode: 'shared' | 'dedicated';
   /** The plain-http registry (host:port), for the stargz snapshotter's resolver. */
   registry: string;
+  /** Nydus: read blobs through this Dragonfly dfdaemon proxy (falling back to the registry). */
+  proxy?: { url: string; pingUrl: string; prefetchWholeBlob?: boolean };
 }
 
 export interface BenchNode {
@@ -56,10 +58,11 @@ export interface BenchNode {
  * The nydusd template of the benchmark: the registry is plain HTTP, so no scheme detection per node.
  * Prefetch: none (on demand only), the image's prefetch table (an optimized image), or everything.
  */
-export function benchNydusdConfig(prefetch: 'none' | 'table' | 'all', amplifyIo: number): object {
+export function benchNydusdConfig(prefetch: 'none' | 'table' | 'all', amplifyIo: number, proxy?: NodeOptions['proxy']): object {
+  const viaProxy = proxy ? { proxy: { url: proxy.url, ping_url: proxy.pingUrl, fallback: true, check_interval: 5, prefetch_whole_blob: proxy.prefetchWholeBlob === true } } : {};
   return {
     device: {
-      backend: { type: 'registry', config: { scheme: 'http', timeout: 30, connect_timeout: 10, retry_limit: 2 } },
+      backend: { type: 'registry', config: { scheme: 'http', timeout: 5, connect_timeout: 5, retry_limit: 2, ...viaProxy } },
       cache: { type: 'blobcache', config: { work_dir: '/replaced-per-image' } },
     },
     mode: 'direct',
@@ -80,7 +83,7 @@ export async function startNode(o: NodeOptions): Promise<BenchNode> {
       workDir: join(o.dir, 'snap'),
       // On demand: nothing but what the container reads. Every other mode runs as the snapshotter
       // does by default: nydusd prefetches the image's prefetch table at mount.
-      nydusdConfig: benchNydusdConfig(o.mode === 'nydus-lazy' ? 'none' : o.prefetch && o.mode !== 'nydus-opt' ? 'all' : 'table', o.amplifyIo),
+      nydusdConfig: benchNydusdConfig(o.mode === 'nydus-lazy' ? 'none' : o.prefetch && o.mode !== 'nydus-opt' ? 'all' : 'table', o.amplifyIo, o.proxy),
       daemonMode: o.daemonMode,
       // The cache outlives the node (warm runs); GC would empty it when the image goes.
       configToml: `[cache_manager]\ndisable = true\ncache_dir = ${JSON.stringify(o.cacheDir)}\n`,

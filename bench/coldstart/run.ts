@@ -21,29 +21,27 @@
  * run downloaded its layers; an eStargz run's layers were the stargz snapshotter's FUSE mounts,
  * and on demand it fetched part of them); a run that is not fails the benchmark with the reason.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { ApiClient } from '../../nydusd/src/api/client.js';
-import { startContainerd, type Containerd } from '../../test/harness/containerd.js';
+import { startContainerd } from '../../test/harness/containerd.js';
 import { stargzAvailable, STARGZ_BINARY } from '../peers/stargz.js';
-import { buildImage, IMAGE_NAMES, type BenchImage } from './images.js';
+import { IMAGE_NAMES } from './images.js';
 import { checkRun, NotAsNamed } from './checks.js';
+import { run, runUntilReady } from './commands.js';
+import { formOf, manifestLayers, prepareEstargz, prepareImage, type PreparedImage } from './prepare.js';
 import { createLink, type Link } from './link.js';
-import { fuseMountsUnder, isNydus, isStargz, MODE_LABELS, startNode, type BenchNode, type Mode } from './node.js';
+import { fuseMountsUnder, isStargz, MODE_LABELS, startNode, type BenchNode, type Mode } from './node.js';
 import { describeMachine, dropCaches, machineCpuSeconds, peakRssBytes, processCpuSeconds } from './probe.js';
 import { startRegistry as startBenchRegistry, type BenchRegistry } from './registry.js';
 import { writeReport, type ImageSummary, type RunResult } from './report.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 2 ** 20;
-/** Bump when `nydusify optimize` changes what it writes (v2: the chunk trace beside the bootstrap). */
-const OPTIMIZE_VERSION = 'v2';
-/** Bump when a plain `nydusify convert` changes what it writes (v3: the entrypoint's files as prefetch table; v4: no merkle table, only its root). */
-const CONVERT_VERSION = 'v4';
 const ALL_MODES: Mode[] = ['oci', 'nydus-lazy', 'nydus-cold', 'nydus-warm', 'nydus-opt', 'estargz', 'estargz-prefetch', 'estargz-opt'];
 
 const HELP = `bench/coldstart: time from pull+run to a container's ready line, OCIv1 vs Nydus (cold, warm) vs eStargz (on demand, default, optimized)
@@ -134,153 +132,6 @@ function chunkSizeOption(s: string | undefined): number {
 
 const log = (msg: string) => process.stderr.write(`[coldstart ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
-
-// ---------------------------------------------------------------------------------------------
-// Commands
-
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  return new Promise((res, rej) => {
-    const p = spawn(cmd, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => (out += d));
-    p.stderr.on('data', (d: Buffer) => (err += d));
-    p.on('error', rej);
-    p.on('close', (code) => (code === 0 ? res(out) : rej(new Error(`${cmd} ${args.join(' ')} failed (${code}): ${(err || out).trim().split('\n').slice(-5).join(' | ')}`))));
-  });
-}
-
-/**
- * Runs `ctr run` and resolves when its stdout shows the ready line (the time that counts), then
- * waits for the container to exit.
- */
-function runUntilReady(ctd: BenchNode['ctd'], args: string[], expect: string): Promise<{ readyAt: number; output: string }> {
-  return new Promise((res, rej) => {
-    const p = spawn('ctr', ['-a', ctd.address, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    let readyAt: number | undefined;
-    p.stdout.on('data', (d: Buffer) => {
-      out += d;
-      if (readyAt === undefined && out.split('\n').some((l) => l.trim() === expect)) readyAt = performance.now();
-    });
-    p.stderr.on('data', (d: Buffer) => (err += d));
-    p.on('error', rej);
-    p.on('close', (code) => {
-      if (code !== 0) rej(new Error(`ctr ${args.join(' ')} failed (${code}): ${err.trim()}`));
-      else if (readyAt === undefined) rej(new NotAsNamed(`the container exited without printing its ready line '${expect}' (stdout: ${out.slice(0, 300)})`));
-      else res({ readyAt, output: out });
-    });
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Images: built from Debian packages, pushed as OCIv1 and converted to Nydus once per work dir
-
-interface PreparedImage {
-  image: BenchImage;
-  ociRef: string;
-  nydusRef: string;
-  /** `nydusify optimize` for the ready command: prefetch table = what it read (when nydus-opt runs). */
-  nydusOptRef?: string;
-  /** eStargz forms (when an eStargz mode runs): converted, and optimized for the ready command. */
-  estargzRef?: string;
-  estargzOptRef?: string;
-  /** Layer bytes of each form, from the registry's manifests. */
-  ociBytes: number;
-  nydusBytes: number;
-  estargzBytes?: number;
-  estargzOptBytes?: number;
-  nydusBlobDigests: string[];
-}
-
-async function manifestLayers(ref: string): Promise<{ digest: string; mediaType: string; size: number }[]> {
-  const raw = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]);
-  return (JSON.parse(raw) as { layers: { digest: string; mediaType: string; size: number }[] }).layers;
-}
-
-async function exists(ref: string): Promise<boolean> {
-  return run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]).then(() => true, () => false);
-}
-
-/** The form of the image a mode runs: its reference and its layer bytes. */
-function formOf(p: PreparedImage, mode: Mode): { ref: string; layerBytes: number } {
-  if (mode === 'oci') return { ref: p.ociRef, layerBytes: p.ociBytes };
-  // The optimized Nydus image has the plain conversion's data blobs.
-  if (isNydus(mode)) return { ref: mode === 'nydus-opt' ? p.nydusOptRef! : p.nydusRef, layerBytes: p.nydusBytes };
-  if (mode === 'estargz-opt') return { ref: p.estargzOptRef!, layerBytes: p.estargzOptBytes! };
-  return { ref: p.estargzRef!, layerBytes: p.estargzBytes! };
-}
-
-/** A command of the converting containerd that must succeed. */
-async function ctrRemote(ctd: Containerd, args: string[]): Promise<void> {
-  const r = await ctd.ctrRemote(args, { timeoutMs: 30 * 60_000 });
-  if (r.code !== 0) throw new Error(`ctr-remote ${args.join(' ')} failed (${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}`);
-}
-
-/**
- * The eStargz forms, made once per work dir with Debian's ctr-remote (stargz-snapshotter 0.12) in
- * a containerd of their own: `image convert --estargz --oci`, and `image optimize --oci`, which runs
- * the image's command (the ready command) once, records the files it read, and puts them first in
- * each layer behind a prefetch landmark.
- */
-async function prepareEstargz(p: PreparedImage, registry: BenchRegistry, ctd: Containerd): Promise<void> {
-  const name = p.image.name;
-  const esgz = `${registry.address}/bench/${name}:esgz`;
-  const opt = `${registry.address}/bench/${name}:esgz-opt`;
-  const missing = [!(await exists(esgz)), !(await exists(opt))];
-  if (missing.some(Boolean)) {
-    log(`${name}: converting to eStargz with ctr-remote`);
-    await ctrRemote(ctd, ['image', 'pull', '--plain-http', p.ociRef]);
-    if (missing[0]) {
-      await ctrRemote(ctd, ['image', 'convert', '--estargz', '--oci', p.ociRef, esgz]);
-      await ctrRemote(ctd, ['image', 'push', '--plain-http', esgz]);
-    }
-    if (missing[1]) {
-      log(`${name}: ctr-remote image optimize (runs ${p.image.ready.args.join(' ')} and records what it reads)`);
-      await ctrRemote(ctd, ['image', 'optimize', '--oci', '--period', '20', p.ociRef, opt]);
-      await ctrRemote(ctd, ['image', 'push', '--plain-http', opt]);
-    }
-  }
-  const size = async (ref: string) => (await manifestLayers(ref)).reduce((n, l) => n + l.size, 0);
-  Object.assign(p, { estargzRef: esgz, estargzOptRef: opt, estargzBytes: await size(esgz), estargzOptBytes: await size(opt) });
-}
-
-async function prepareImage(name: string, o: Options, registry: BenchRegistry): Promise<PreparedImage> {
-  const image = await buildImage(name, join(o.work, 'images'), (m) => log(`${name}: ${m}`));
-  const ociRef = `${registry.address}/bench/${name}:oci`;
-  // Tags carry a non-default chunk size, so images of different chunk sizes live side by side.
-  const chunkTag = o.chunkSize === MiB ? '' : `-c${o.chunkSize >> 10}k`;
-  const chunkArgs = ['--chunk-size', `0x${o.chunkSize.toString(16)}`];
-  const nydusRef = `${registry.address}/bench/${name}:nydus-${CONVERT_VERSION}${chunkTag}`;
-  if (!(await exists(ociRef))) {
-    log(`${name}: pushing the OCIv1 image (${(image.compressedBytes / MiB).toFixed(0)} MiB)`);
-    await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${image.layout}:${image.tag}`, `docker://${ociRef}`]);
-  }
-  if (!(await exists(nydusRef))) {
-    log(`${name}: converting to Nydus`);
-    await run(process.execPath, ['bin/nydusify.js', 'convert', '--source', `oci:${image.layout}:${image.tag}`, '--target', nydusRef, '--target-insecure', '--quiet', ...chunkArgs]);
-  }
-  let nydusOptRef: string | undefined;
-  if (o.modes.includes('nydus-opt')) {
-    // The tag names the optimize procedure, so a changed one is never mistaken for a done one.
-    nydusOptRef = `${registry.address}/bench/${name}:nydus-opt-${OPTIMIZE_VERSION}${chunkTag}`;
-    if (!(await exists(nydusOptRef))) {
-      log(`${name}: nydusify optimize (runs ${image.ready.args.join(' ')} and records what it reads)`);
-      await run(process.execPath, ['bin/nydusify.js', 'optimize', '--source', `oci:${image.layout}:${image.tag}`, '--target', nydusOptRef, '--target-insecure', '--quiet', ...chunkArgs,
-        '--command', JSON.stringify(image.ready.args)]);
-    }
-  }
-  const oci = await manifestLayers(ociRef);
-  const nydus = await manifestLayers(nydusRef);
-  const blobs = nydus.filter((l) => l.mediaType.endsWith('nydus.blob.v1'));
-  return {
-    image, ociRef, nydusRef, nydusOptRef,
-    ociBytes: oci.reduce((n, l) => n + l.size, 0),
-    nydusBytes: nydus.reduce((n, l) => n + l.size, 0),
-    nydusBlobDigests: blobs.map((b) => b.digest),
-  };
-}
 
 /**
  * The link's usable rate, in bytes per second: one 16 MiB ranged read of a layer blob through it,
@@ -432,11 +283,11 @@ async function main(): Promise<void> {
     log(`link: ${link.describe()} (registry at ${link.nsAddress})`);
     registry = await startBenchRegistry(link, { storageDir: join(o.work, 'registry'), logFile: join(o.work, 'registry.log') });
     const prepared: PreparedImage[] = [];
-    for (const name of o.images) prepared.push(await prepareImage(name, o, registry));
+    for (const name of o.images) prepared.push(await prepareImage(name, { work: o.work, chunkSize: o.chunkSize, optimized: modes.includes('nydus-opt'), log }, registry));
     if (modes.some(isStargz)) {
       const ctd = await startContainerd({ workDir: join(o.work, 'convert-ctd') });
       try {
-        for (const p of prepared) await prepareEstargz(p, registry, ctd);
+        for (const p of prepared) await prepareEstargz(p, registry, ctd, log);
       } finally {
         await ctd.stop();
       }

@@ -56,7 +56,7 @@ export function checkShape(value: unknown, schema: Schema, path: string, unknown
 
 const PROXY: Schema = {
   url: 'string', ping_url: 'string', fallback: 'boolean', check_interval: 'number', use_http: 'boolean',
-  check_pause_elapsed: 'number', dragonfly_scheduler_endpoint: 'string',
+  check_pause_elapsed: 'number', dragonfly_scheduler_endpoint: 'string', prefetch_whole_blob: 'boolean',
 };
 
 /** The old `mirrors` schema (Nydus ≤ 2.3.x); `auth_through` is older still. */

@@ -148,11 +148,17 @@ describe('Dragonfly proxy', () => {
     const { DragonflyProxy } = await import('../src/backend/proxy.js');
     const { Transport } = await import('../../nydusify/src/registry/transport.js');
     const t = new Transport({ timeoutMs: 1000, userAgent: 'test' });
-    const p = new DragonflyProxy({ url: new URL(df.url), fallback: true, checkIntervalMs: 5000, useHttp: true, checkPauseElapsedMs: 300_000 }, 'https://reg.example:5000', 1000, t);
+    const opts = { url: new URL(df.url), fallback: true, checkIntervalMs: 5000, useHttp: true, checkPauseElapsedMs: 300_000, prefetchWholeBlob: false };
+    const p = new DragonflyProxy(opts, 'https://reg.example:5000', 1000, t);
     const hop = p.hop(new URL('https://reg.example:5000/v2/a/b/blobs/sha256:00'), 'prefetch');
     expect(hop.url.href).toBe('http://reg.example:5000/v2/a/b/blobs/sha256:00');
     expect(hop.proxy?.origin).toBe(df.url);
     expect(hop.headers).toMatchObject({ 'X-Dragonfly-Use-P2P': 'true', 'X-Dragonfly-Priority': '3' });
+    // Whole-blob background downloads only when asked (proxy.prefetch_whole_blob).
+    expect(hop.headers).not.toHaveProperty('X-Dragonfly-Prefetch');
+    const whole = new DragonflyProxy({ ...opts, prefetchWholeBlob: true }, 'https://reg.example:5000', 1000, t);
+    expect(whole.hop(new URL('https://reg.example:5000/v2/a/b/blobs/sha256:00'), 'on-demand').headers).toMatchObject({ 'X-Dragonfly-Prefetch': 'true', 'X-Dragonfly-Priority': '6' });
+    whole.close();
     p.close();
     await t.close();
   });

@@ -5,8 +5,8 @@
  * registry backend's `proxy` pointing at its own node's dfdaemon.
  *
  * - A reads a file: its blob ranges come from the registry (through A's dfdaemon or the seed peer
- *   it was scheduled to); nydusd's X-Dragonfly-Prefetch makes dfdaemon fetch the whole blob in the
- *   background, so once that settles the registry has served the blob once.
+ *   it was scheduled to), as whole 4 MiB pieces; the sample's blob is one piece, so once that
+ *   download settles the registry has served the blob once.
  * - B reads the same file: the registry serves nothing more of that blob, and B's dfdaemon counts
  *   the bytes as downloaded from a remote peer (dragonfly_client_download_traffic{type=REMOTE_PEER}).
  *   dfdaemon works in pieces (4 MiB, the minimum piece length), not in the exact ranges nydusd
@@ -140,8 +140,8 @@ describe.skipIf(unavailable !== undefined)(title, () => {
     const aBackend = await backend(a.d);
     expect(aBackend.via_proxy_count).toBeGreaterThan(0);
     expect(aBackend.via_origin_count).toBe(0);
-    // The whole-blob download dfdaemon starts for X-Dragonfly-Prefetch settles: the registry has
-    // served every byte of the blob, and no dfdaemon has a download in flight.
+    // The piece download settles: the registry has served every byte of the (one-piece) blob, and
+    // no dfdaemon has a download in flight.
     await until('the blob fetched from the registry and no download in flight', async () => {
       if (sum(blobGets(mark, dataBlob)) < blobSize) return undefined;
       for (const p of [A, seed]) if ((await p.metric('dragonfly_client_concurrent_download_task_total')) > 0) return undefined;

@@ -20,6 +20,7 @@ import { ApiClient } from '../../nydusd/src/api/client.js';
 import { convert, type ConvertOptions, type ConvertResult } from './convert.js';
 import { unpackBootstrapLayer } from './image/nydus-manifest.js';
 import { blobPath, openOciLayout } from './image/oci-layout.js';
+import { RUNTIME_FILES } from './prefetch/entrypoint.js';
 import { logger } from './util/log.js';
 
 /** Our nydusd, beside this package: from source (nydusify/src) and from dist/nydusify/src alike. */
@@ -148,6 +149,8 @@ async function recordTrace(work: string, bootstrap: string, blobDir: string, w: 
     ]);
     await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${mnt},upperdir=${upper},workdir=${scratch}`, root]);
     mounted = true;
+    // What the runtime reads before exec (the user and its groups), first, as a container start does.
+    for (const f of RUNTIME_FILES) await readFile(join(root, f)).catch(() => undefined);
     logger.info('running the workload to record what it reads', { command: w.argv.join(' ') });
     const workloadExit = await runSandboxed(root, w, o.timeoutMs ?? 60_000);
     const trace = await traceOf(api);
@@ -176,7 +179,7 @@ export async function optimize(o: OptimizeOptions): Promise<OptimizeResult> {
 
     // 2. The trace.
     const { trace, chunkTrace, workloadExit } = await recordTrace(work, bootstrap, dirname(blobPath(layout, bootLayer.digest)), w, o);
-    if (trace.length === 0) throw new Error(`the workload (${w.argv.join(' ')}) read no file of the image (exit ${workloadExit}): nothing to optimize for`);
+    if (trace.every((f) => RUNTIME_FILES.includes(f))) throw new Error(`the workload (${w.argv.join(' ')}) read no file of the image (exit ${workloadExit}): nothing to optimize for`);
     if (o.traceOut) await writeFile(o.traceOut, `${trace.join('\n')}\n`);
 
     // 3. The image with the trace as its prefetch table (whole files, for any Nydus), and the chunks

@@ -29,9 +29,10 @@ describe('nydusify optimize', () => {
     const trace = join(work, 'trace.txt');
     const { stdout } = await exec(process.execPath, ['bin/nydusify.js', 'optimize', '--source', layout, '--output-dir', join(work, 'opt'), '--target', 'opt',
       '--command', JSON.stringify(['/bin/cat', '/etc/motd', '/opt/app/data.bin']), '--trace-out', trace, '--quiet']);
-    expect(stdout).toMatch(/trace: 3 files read by the workload \(exit 0\)/);
-    // busybox runs cat (the applet link resolves to it), which reads its arguments in order.
-    expect(readFileSync(trace, 'utf8').split('\n').filter(Boolean)).toEqual(['/bin/busybox', '/etc/motd', '/opt/app/data.bin']);
+    expect(stdout).toMatch(/trace: 5 files read by the workload \(exit 0\)/);
+    // First what the runtime reads before exec (the user and its groups); then busybox runs cat
+    // (the applet link resolves to it), which reads its arguments in order.
+    expect(readFileSync(trace, 'utf8').split('\n').filter(Boolean)).toEqual(['/etc/passwd', '/etc/group', '/bin/busybox', '/etc/motd', '/opt/app/data.bin']);
 
     await exec(process.execPath, ['bin/nydusify.js', 'convert', '--source', layout, '--output-dir', join(work, 'plain'), '--target', 'plain', '--quiet']);
     const layers = (dir: string, tag: string) => {

@@ -84,6 +84,11 @@ export interface StartDragonflyOptions {
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   /** How long to wait for each component; default 60 s. */
   timeoutMs?: number;
+  /**
+   * How long a dfdaemon waits for the scheduler to name a parent before it goes back to the
+   * source itself; default 30 s, dfdaemon's own default.
+   */
+  scheduleTimeoutS?: number;
 }
 
 const q = (s: string) => JSON.stringify(s); // JSON strings are valid YAML scalars
@@ -135,7 +140,7 @@ schedulerClusterClientConfig:
   loadLimit: 200
 `;
 
-function dfdaemonConfig(p: { name: string; seed: boolean; address: string; dir: string }): string {
+function dfdaemonConfig(p: { name: string; seed: boolean; address: string; dir: string; scheduleTimeoutS: number }): string {
   return `# dfdaemon ${p.name} ${p.address}${p.seed ? ' (seed peer)' : ''}
 host:
   hostname: nydf-${p.name}
@@ -157,7 +162,7 @@ upload:
   disableShared: false
 scheduler:
   announceInterval: 5s
-  scheduleTimeout: 30s
+  scheduleTimeout: ${p.scheduleTimeoutS}s
   maxScheduleCount: 5
   enableBackToSource: true
 seedPeer:
@@ -264,7 +269,7 @@ export async function startDragonfly(o: StartDragonflyOptions = {}): Promise<Dra
       const seed = spec.seed === true;
       const config = path.join(dir, 'dfdaemon.yaml');
       const dynconfig = path.join(dir, 'dynconfig.yaml');
-      writeFileSync(config, dfdaemonConfig({ name: spec.name, seed, address: node.address, dir }));
+      writeFileSync(config, dfdaemonConfig({ name: spec.name, seed, address: node.address, dir, scheduleTimeoutS: o.scheduleTimeoutS ?? 30 }));
       writeFileSync(dynconfig, `scheduler:\n  addrs: [${q(schedulerAddress)}]\n`);
       const logFile = path.join(dir, 'dfdaemon.log');
       let proc: ManagedProcess | undefined;

@@ -54,7 +54,7 @@ export class DragonflyProxy implements Relay {
       headers: {
         'X-Dragonfly-Use-P2P': 'true',
         'X-Dragonfly-Priority': PRIORITY[priority],
-        'X-Dragonfly-Prefetch': 'true',
+        ...(this.opts.prefetchWholeBlob ? { 'X-Dragonfly-Prefetch': 'true' } : {}),
         // Ignored by dfdaemon for absolute-URI requests; lets mirror-mode-only peers find the origin.
         'X-Dragonfly-Registry': new URL(this.registry).origin,
       },

@@ -12,6 +12,12 @@ export interface ProxyOptions {
   /** Rewrite https:// to http:// for requests sent through the proxy. */
   useHttp: boolean;
   checkPauseElapsedMs: number;
+  /**
+   * Ask dfdaemon to fetch the whole blob in the background on a range read (X-Dragonfly-Prefetch).
+   * Off by default: the registry then serves the pieces containers read, once per fleet, not every
+   * layer whole; on, later reads anywhere in the blob come from peers.
+   */
+  prefetchWholeBlob: boolean;
 }
 
 export interface MirrorOptions {
@@ -110,6 +116,7 @@ function proxyOptions(p: Obj): ProxyOptions | undefined {
     checkIntervalMs: secondsToMs(p.check_interval, 5),
     useHttp: p.use_http === true,
     checkPauseElapsedMs: secondsToMs(p.check_pause_elapsed, 300),
+    prefetchWholeBlob: p.prefetch_whole_blob === true,
   };
 }
 

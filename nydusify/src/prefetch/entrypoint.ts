@@ -35,7 +35,8 @@ const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 const MAX_SYMLINK_HOPS = 40;
 const MAX_FILES = 512;
 const MAX_CONF_BYTES = 64 * 1024;
-const RUNTIME_FILES = ['/etc/passwd', '/etc/group'];
+/** Read by the runtime in the container's rootfs before it execs anything (user and groups). */
+export const RUNTIME_FILES = ['/etc/passwd', '/etc/group'];
 
 interface Resolved {
   path: string;
