@@ -337,6 +337,35 @@ function nydusifyTool(img: SourceImage): Tool {
   };
 }
 
+/** The reference Nydus (crate nydus-rs, scripts/build-nydus-ref.sh), when it is installed. */
+const NYDUS_REF_BIN = join(process.env.NYDUS_TS_CACHE ?? '/var/cache/nydus-ts', 'nydus-ref', 'current', 'bin');
+
+/**
+ * Nydus's own builder on the same layers, the way nydusify drives it: one `nydus-image create
+ * --type targz-rafs` per gzip layer, each on top of the previous layer's bootstrap (so chunks
+ * dedup across layers), same chunk size and compressor as ours. Output: the blobs plus the last
+ * (whole-image) bootstrap.
+ */
+function nydusRefTool(img: SourceImage): Tool {
+  const bin = join(NYDUS_REF_BIN, 'nydus-image');
+  return async (rep) => {
+    const out = join(work, 'out-nydus-ref');
+    await rm(out, { recursive: true, force: true });
+    await mkdir(join(out, 'blobs'), { recursive: true });
+    const steps = img.layers.map((l, i) => [
+      bin, 'create', '--type', 'targz-rafs', '--fs-version', '6', '--chunk-size', '0x100000', '--compressor', 'zstd',
+      '--blob-dir', join(out, 'blobs'), '--bootstrap', join(out, `layer${i}.boot`), '--log-level', 'warn',
+      ...(i > 0 ? ['--parent-bootstrap', join(out, `layer${i - 1}.boot`)] : []),
+      join(img.layout, 'blobs/sha256', l.digest.slice(7)),
+    ].map((a) => `'${a}'`).join(' '));
+    const t = await timed('sh', ['-ec', steps.join('\n')]);
+    const blobs = Number((await run('du', ['-sb', join(out, 'blobs')])).stdout.split('\t')[0]);
+    const boot = (await stat(join(out, `layer${img.layers.length - 1}.boot`))).size;
+    await rm(out, { recursive: true, force: true });
+    return { tool: 'nydus-image (reference)', rep, seconds: t.seconds, cpu: t.cpu, maxRssKiB: t.maxRssKiB, outputBytes: blobs + boot, detail: `blobs ${fmtMiB(blobs)} MiB + bootstrap ${fmtMiB(boot)} MiB (uncompressed)` };
+  };
+}
+
 function mksquashfsTool(img: SourceImage, name: string, extra: string[]): Tool {
   return async (rep) => {
     const out = join(work, 'out.sqfs');
@@ -449,6 +478,7 @@ async function versions(): Promise<Record<string, string>> {
   const commit = await firstLine('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']);
   return {
     nydusify: `${pkg.name} ${pkg.version} (commit ${commit}), Node ${process.version}`,
+    'nydus-image (reference)': await firstLine(join(NYDUS_REF_BIN, 'nydus-image'), ['--version']),
     mksquashfs: `${await firstLine('mksquashfs', ['-version'])} (${await firstLine('dpkg-query', ['-W', '-f', '${Package} ${Version}', 'squashfs-tools'])})`,
     'ctr-remote': `${await firstLine('dpkg-query', ['-W', '-f', '${Package} ${Version}', 'stargz-snapshotter'])}; \`ctr-remote --version\`: ${await firstLine('ctr-remote', ['--version'])}`,
     containerd: await firstLine('containerd', ['--version']),
@@ -544,6 +574,8 @@ async function main(): Promise<void> {
   const skipped: Record<string, string> = {};
   const notes: string[] = [];
   tools.set('nydusify', nydusifyTool(img));
+  if (existsSync(join(NYDUS_REF_BIN, 'nydus-image'))) tools.set('nydus-image (reference)', nydusRefTool(img));
+  else skipped['nydus-image (reference)'] = `${join(NYDUS_REF_BIN, 'nydus-image')} is not installed (scripts/build-nydus-ref.sh builds it)`;
   tools.set('mksquashfs zstd', mksquashfsTool(img, 'mksquashfs zstd', []));
   if (!o['no-extra']) tools.set('mksquashfs zstd -Xcompression-level 3', mksquashfsTool(img, 'mksquashfs zstd -Xcompression-level 3', ['-Xcompression-level', '3']));
   try {

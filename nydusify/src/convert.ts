@@ -19,6 +19,7 @@ import { OciLayoutWriter } from './image/oci-layout.js';
 import { openImage } from './image/resolve.js';
 import type { ImageConfig, ImageSource } from './image/types.js';
 import { LocalFileReader } from './builder/local-file-reader.js';
+import { formatChunkTrace, parseChunkTrace } from './builder/hot-blob.js';
 import { entrypointPrefetch, type ImageRunConfig } from './prefetch/entrypoint.js';
 import { RegistryClient } from './registry/client.js';
 import { OCI_MANIFEST } from './registry/media-types.js';
@@ -50,6 +51,11 @@ export interface ConvertOptions {
   merkleTable?: boolean;
   /** A workload's chunk trace to ship beside the bootstrap (see CHUNK_TRACE_NAME). */
   chunkTrace?: string;
+  /**
+   * With a chunk trace: copy the traced chunks, in order, into one extra blob the image reads them
+   * from (builder/hot-blob.ts), and ship the trace rewritten to it.
+   */
+  hotRegion?: boolean;
   /** `bootstrap:registry:REF`, `bootstrap:local:PATH` or a bootstrap path. */
   chunkDict?: string;
   chunkDictInsecure?: boolean;
@@ -136,12 +142,21 @@ export async function convert(o: ConvertOptions): Promise<ConvertResult> {
       layerFacts.push({ source: layer.digest, blob: `sha256:${out.blob.blob.blobId}`, size: out.blob.size, newChunks: out.stats.newChunks, sourceSize: facts.compressedBytes });
       logger.debug('layer converted', { layer: layer.digest, blob: out.blob.blob.blobId, newChunks: out.stats.newChunks });
     }
+    let chunkTrace = o.chunkTrace;
+    if (chunkTrace !== undefined && o.hotRegion) {
+      const hot = await builder.addHotBlob(parseChunkTrace(chunkTrace));
+      if (hot) {
+        chunkTrace = formatChunkTrace(hot.trace);
+        logger.info('hot region: the traced chunks in one blob', { blob: hot.blob.blob.blobId, chunks: hot.trace.length, bytes: hot.blob.size });
+      }
+    }
     const result = builder.finish(o.prefetchPatterns ?? (o.noEntrypointPrefetch ? undefined : entrypointTable(builder, source.config)));
     for (const p of result.missingPrefetch) logger.warn('prefetch pattern matched nothing', { pattern: p });
-    const boot = packBootstrapLayer(result.bootstrap, o.chunkTrace);
+    const boot = packBootstrapLayer(result.bootstrap, chunkTrace);
     const reused = result.blobs.filter((b) => result.reusedBlobIds.includes(b.blobId));
     const blobs = [
-      ...builder.layers.map((l) => ({ digest: `sha256:${l.blob.blob.blobId}`, size: l.blob.size, path: l.blob.path as string | undefined })),
+      ...[...builder.layers.map((l) => l.blob), ...(builder.hot ? [builder.hot.blob] : [])]
+        .map((b) => ({ digest: `sha256:${b.blob.blobId}`, size: b.size, path: b.path as string | undefined })),
       ...reused.map((b) => ({ digest: `sha256:${b.blobId}`, size: b.compressedSize, path: undefined })),
     ];
     const oci = o.oci || source.manifestMediaType === OCI_MANIFEST;

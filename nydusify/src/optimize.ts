@@ -118,10 +118,13 @@ async function chunkTraceOf(api: ApiClient): Promise<string> {
 /** Files read through the mount, in first-access order, from nydusd's access records. */
 async function traceOf(api: ApiClient): Promise<string[]> {
   const records = (await api.metrics('pattern')) as { path: string; first_access_time_secs: number; first_access_time_nanos: number }[];
-  return records
+  const order = records
     .filter((r) => r.path !== '')
     .sort((a, b) => a.first_access_time_secs - b.first_access_time_secs || a.first_access_time_nanos - b.first_access_time_nanos)
     .map((r) => r.path);
+  // The runtime's files lead, in the runtime's order, whatever the clock said about them.
+  const runtime = RUNTIME_FILES.filter((f) => order.includes(f));
+  return [...runtime, ...order.filter((f) => !runtime.includes(f))];
 }
 
 /** Serves the bootstrap with our nydusd from `blobDir`, runs the workload over it, returns the trace. */
@@ -184,7 +187,7 @@ export async function optimize(o: OptimizeOptions): Promise<OptimizeResult> {
 
     // 3. The image with the trace as its prefetch table (whole files, for any Nydus), and the chunks
     // read (for ours: only what was read of a large, sparsely read file) beside the bootstrap.
-    const result = await convert({ ...o, prefetchPatterns: trace, chunkTrace, workDir: join(work, 'convert-final') });
+    const result = await convert({ ...o, prefetchPatterns: trace, chunkTrace, hotRegion: o.hotRegion ?? true, workDir: join(work, 'convert-final') });
     return { ...result, trace, workloadExit };
   } finally {
     if (own) await rm(work, { recursive: true, force: true });

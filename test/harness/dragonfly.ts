@@ -89,6 +89,8 @@ export interface StartDragonflyOptions {
    * source itself; default 30 s, dfdaemon's own default.
    */
   scheduleTimeoutS?: number;
+  /** Namespace name prefix of the LAN (default `nydf-<pid>`): several clusters in one process need their own. */
+  lanPrefix?: string;
 }
 
 const q = (s: string) => JSON.stringify(s); // JSON strings are valid YAML scalars
@@ -233,7 +235,7 @@ export async function startDragonfly(o: StartDragonflyOptions = {}): Promise<Dra
   const specs = o.peers ?? [{ name: 'seed', seed: true }, { name: 'a' }, { name: 'b' }];
   const timeoutMs = o.timeoutMs ?? 60_000;
   const tmp = makeTempDir('dragonfly');
-  const lan = createLan({ nodes: ['scheduler', ...specs.map((s) => s.name)] });
+  const lan = createLan({ nodes: ['scheduler', ...specs.map((s) => s.name)], prefix: o.lanPrefix });
   const started: ManagedProcess[] = [];
   const peers: Record<string, DfPeer> = {};
   let stopped = false;

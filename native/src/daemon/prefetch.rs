@@ -160,11 +160,34 @@ fn finish_one(shared: &Shared) {
     }
 }
 
-/// Cuts blob-ordered chunks into batches that are one ranged request each (at
-/// most `size` bytes), so the workers fetch scattered files in parallel rather
-/// than one worker fetching them one request after another.
+/// The first batch's size limit; each next batch may be twice the previous,
+/// up to `merging_size`.
+const FIRST_BATCH: u64 = 256 * 1024;
+
+/// Cuts blob-ordered chunks into batches that are one ranged request each, so
+/// the workers fetch scattered files in parallel rather than one worker
+/// fetching them one request after another. Sizes ramp up from FIRST_BATCH to
+/// `size`: a contiguous region (an optimized image's hot blob, in the order the
+/// workload reads it) arrives head first in parallel requests, instead of as
+/// one large response whose first bytes wait for its last.
 fn batches(chunks: Vec<ChunkLoc>, size: u64) -> Vec<Vec<ChunkLoc>> {
-    group_runs(chunks, size.max(1))
+    let size = size.max(1);
+    let mut limit = FIRST_BATCH.min(size);
+    let mut out = Vec::new();
+    for run in group_runs(chunks, size) {
+        let mut rest = run.as_slice();
+        while !rest.is_empty() {
+            let base = rest[0].compressed_offset;
+            let mut take = 1;
+            while take < rest.len() && rest[take].compressed_offset + rest[take].compressed_size as u64 - base <= limit {
+                take += 1;
+            }
+            out.push(rest[..take].to_vec());
+            rest = &rest[take..];
+            limit = (limit * 2).min(size);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -200,9 +223,9 @@ mod tests {
         let b = batches(plan, mib);
         let sizes: Vec<usize> = b.iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![2, 1, 1, 1]);
-        // A run longer than merging_size is cut.
-        let long: Vec<ChunkLoc> = (0..4).map(|i| chunk(0, i, i as u64 * 400_000, 400_000)).collect();
-        assert_eq!(batches(long, mib).iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2]);
+        // A long run is cut into batches that start small and double up to merging_size.
+        let long: Vec<ChunkLoc> = (0..8).map(|i| chunk(0, i, i as u64 * 200_000, 200_000)).collect();
+        assert_eq!(batches(long, mib).iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 2, 2, 3]);
     }
 
     #[test]

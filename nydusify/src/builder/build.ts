@@ -8,6 +8,7 @@ import { writeBootstrap, type WrittenBootstrap } from '../../../rafs-spec/src/bo
 import type { CompressorName, DigesterName } from '../../../rafs-spec/src/constants.js';
 import { lookup, type FsNode } from '../../../rafs-spec/src/tree.js';
 import { BlobWriter, type FinishedBlob } from './blob-writer.js';
+import { writeHotBlob, type HotBlob, type TracedChunk } from './hot-blob.js';
 import { ChunkPipeline } from './chunk-pipeline.js';
 import { ChunkStore, addStats, emptyStats, type DedupStats } from './chunk-store.js';
 import { LayerTree, inheritImplicitAttrs, type LayerEntry } from './layer-tree.js';
@@ -54,6 +55,8 @@ export interface BuildResult extends WrittenBootstrap {
 export class ImageBuilder {
   readonly store = new ChunkStore();
   readonly layers: LayerOutput[] = [];
+  /** The hot region's blob, once `addHotBlob` made one. */
+  hot: HotBlob | undefined;
   private merged: FsNode | undefined;
 
   constructor(readonly opts: BuildOptions, parent?: ParsedBootstrap, dict?: ParsedBootstrap) {
@@ -111,6 +114,20 @@ export class ImageBuilder {
     }
   }
 
+  /**
+   * Copies the chunks of a workload trace, in trace order, into one extra blob the image then reads
+   * them from (see hot-blob.ts). Call after the last layer, before `finish`.
+   */
+  async addHotBlob(trace: TracedChunk[]): Promise<HotBlob | undefined> {
+    if (!this.merged) throw new Error('no layers were added');
+    if (this.hot) throw new Error('the image already has a hot region');
+    const o = this.opts;
+    this.hot = await writeHotBlob(this.merged, this.layers.map((l) => l.blob), trace, {
+      blobDir: o.blobDir, chunkSize: o.chunkSize, compressor: o.compressor, digester: o.digester,
+    });
+    return this.hot;
+  }
+
   /** The image as merged so far (undefined before the first layer). */
   get root(): FsNode | undefined {
     return this.merged;
@@ -139,7 +156,7 @@ export class ImageBuilder {
     const written = writeBootstrap(root, { ...this.formatOptions(), prefetch: table, merkleTable: this.opts.merkleTable });
     const stats = emptyStats();
     for (const l of this.layers) addStats(stats, l.stats);
-    const built = new Set(this.layers.map((l) => l.blob.blob.blobId));
+    const built = new Set([...this.layers.map((l) => l.blob.blob.blobId), ...(this.hot ? [this.hot.blob.blob.blobId] : [])]);
     return {
       ...written, layers: this.layers, stats, missingPrefetch,
       reusedBlobIds: written.blobs.map((b) => b.blobId).filter((id) => !built.has(id)),

@@ -38,6 +38,16 @@ export class LocalFileReader {
     this.cache.clear();
   }
 
+  /** A chunk's bytes as its blob stores them (compressed), checked against its digest. */
+  stored(ref: ChunkRef): Buffer | undefined {
+    const fd = this.fd(ref.blob);
+    if (fd === undefined) return undefined;
+    const stored = Buffer.alloc(ref.compressedSize);
+    if (readSync(fd, stored, 0, stored.length, ref.compressedOffset) !== stored.length) return undefined;
+    decodeChunk(ref, stored);
+    return stored;
+  }
+
   private chunk(ref: ChunkRef): Buffer | undefined {
     const hit = this.cache.get(ref);
     if (hit) return hit;

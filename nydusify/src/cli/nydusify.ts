@@ -56,8 +56,9 @@ const COMMANDS: Record<string, CommandSpec> = {
       + 'Converts the image, runs its entrypoint and command (or --command) once in a sandbox over\n'
       + 'our nydusd, records the files and the chunks it reads in order, and converts again: the files\n'
       + 'become the prefetch table (any Nydus), the chunks image/prefetch.chunks beside the bootstrap\n'
-      + '(our nydusd prefetches exactly those at mount). The data blobs are those of a plain\n'
-      + 'conversion; only the bootstrap layer differs. Needs root; the workload runs as root in\n'
+      + '(our nydusd prefetches exactly those at mount), copied in read order into one extra blob\n'
+      + '(the hot region) so a cold start fetches them in a few large requests. The layer blobs are\n'
+      + 'those of a plain conversion. Needs root; the workload runs as root in\n'
       + 'its own namespaces (no network), which is no defence against a hostile image: optimize\n'
       + 'images you would run.',
     options: {
@@ -68,6 +69,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       timeout: { type: 'string', default: '60', value: 'seconds', help: 'stop the workload after this long and use the trace so far' },
       'trace-out': { type: 'string', value: 'file', help: 'also write the trace here (a file for convert --prefetch-files)' },
       nydusd: { type: 'string', value: 'path', help: 'nydusd to run the workload over (default: ours)' },
+      'no-hot-region': { type: 'boolean', default: false, help: 'keep the chunks the workload read where they are, instead of copying them in read order into one extra blob (the hot region)' },
       ...convertOptions,
       ...common,
     },
@@ -134,7 +136,7 @@ export async function main(argv: string[]): Promise<number> {
       const timeout = Number(v.timeout);
       if (!(timeout > 0)) throw new UsageError('--timeout must be a number of seconds > 0');
       const o = await optimize({ ...base, command: parseArgv(v.command as string | undefined), timeoutMs: timeout * 1000,
-        traceOut: v['trace-out'] as string | undefined, nydusd: v.nydusd as string | undefined });
+        traceOut: v['trace-out'] as string | undefined, nydusd: v.nydusd as string | undefined, hotRegion: !v['no-hot-region'] });
       process.stdout.write(`trace: ${o.trace.length} files read by the workload (exit ${o.workloadExit}), now the image's prefetch table\n`);
       r = o;
     } else {
