@@ -1,40 +1,39 @@
 #!/usr/bin/env bash
-# Installs the reference Nydus (the upstream nydus-image, nydusd and nydusctl, crate nydus-rs, the
-# last release published to crates.io) for the benchmarks that compare against it, by name and
-# pinned version, into a cache OUTSIDE the repository:
-#   ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/nydus-ref/<key>/bin/{nydus-image,nydusd,nydusctl}
-# linked as ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/nydus-ref/current. A peer for benchmarks only:
-# nothing in the project runs it at runtime.
+# Builds the reference Nydus builder the benchmarks compare against: bench/peers/nydus-ref, our own
+# small CLI over Nydus's published builder library (crate nydus-builder 0.2.0 with nydus-rafs,
+# nydus-storage and nydus-utils, the code behind upstream `nydus-image create`), into a cache
+# OUTSIDE the repository, keyed by a hash of the sources and the toolchain:
+#   ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/nydus-ref/<hash>/bin/nydus-ref-build
+# linked as ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/nydus-ref/current. Crates come from the registry
+# through the committed Cargo.lock (--locked: nothing is re-resolved). A peer for benchmarks and
+# tests only; nothing in the project runs it at runtime. Idempotent; prints what it did.
 #
-# Not --locked: the crate's own Cargo.lock pins time 0.3.14, which current compilers refuse (type
-# inference change in Rust 1.80); cargo resolves the newest semver-compatible dependencies instead.
-# The key is the pinned version plus the toolchain. Idempotent; prints what it did and how long.
+# (The last upstream binaries on crates.io, nydus-rs 2.2.0, no longer build: with their own lock file
+# the old `time` crate fails on current compilers, and without it newer nydus-storage releases break
+# nydus-rafs 0.2.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-NYDUS_VERSION=2.2.0   # crate nydus-rs
-
 CACHE="${NYDUS_TS_CACHE:-/var/cache/nydus-ts}"
+SRC=bench/peers/nydus-ref
 export PATH="$PATH:$HOME/.cargo/bin"
 command -v cargo >/dev/null || { echo "build-nydus-ref: cargo not found on PATH" >&2; exit 1; }
 
-toolchain=$(rustc --version | sha256sum | cut -c1-8)
-dir="$CACHE/nydus-ref/nydus-rs-${NYDUS_VERSION}_${toolchain}"
-bin="$dir/bin"
-mkdir -p "$bin"
+hash=$( { cat "$SRC/Cargo.toml" "$SRC/Cargo.lock" "$SRC/src/main.rs"; rustc --version; } | sha256sum | cut -c1-16)
+dir="$CACHE/nydus-ref/$hash"
+bin="$dir/bin/nydus-ref-build"
 
-if [ -x "$bin/nydus-image" ] && [ -x "$bin/nydusd" ]; then
-  echo "build-nydus-ref: nydus-rs $NYDUS_VERSION up to date ($bin)"
+if [ -x "$bin" ]; then
+  echo "build-nydus-ref: up to date ($bin)"
 else
-  echo "build-nydus-ref: cargo install nydus-rs $NYDUS_VERSION ..."
+  echo "build-nydus-ref: building nydus-ref-build (sources $hash) ..."
   start=$(date +%s)
-  # Into a temporary root, then move the binaries: an interrupted build never leaves a half-written
-  # binary that the next run would take as done; the target dir is kept until the install succeeds.
-  tmp="$dir/tmp.$$"
-  rm -rf "$tmp"
-  CARGO_TARGET_DIR="$dir/target" cargo install nydus-rs --version "=$NYDUS_VERSION" --root "$tmp" --quiet
-  for f in "$tmp"/bin/*; do mv -f "$f" "$bin/"; done
-  rm -rf "$tmp" "$dir/target"
-  echo "build-nydus-ref: built in $(( $(date +%s) - start )) s ($(ls "$bin" | tr '\n' ' '))"
+  mkdir -p "$dir/bin"
+  # The target dir stays in the cache (a rebuild after a source change reuses the dependencies);
+  # the binary is copied under a temporary name, then renamed.
+  CARGO_TARGET_DIR="$CACHE/nydus-ref/target" cargo build --release --locked --quiet --manifest-path "$SRC/Cargo.toml"
+  cp "$CACHE/nydus-ref/target/release/nydus-ref-build" "$bin.tmp.$$"
+  mv -f "$bin.tmp.$$" "$bin"
+  echo "build-nydus-ref: built $bin in $(( $(date +%s) - start )) s"
 fi
 ln -sfn "$dir" "$CACHE/nydus-ref/current"

@@ -42,5 +42,6 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 scripts/build-peers.sh
 scripts/build-dragonfly.sh
+scripts/build-nydus-ref.sh
 npm run build
 echo "setup: done"

@@ -1,5 +1,6 @@
 /**
- * bench/convert: one source image converted by nydusify, by `mksquashfs -comp zstd` and by
+ * bench/convert: one source image converted by nydusify, by Nydus's own builder library (the
+ * reference, bench/peers/nydus-ref), by `mksquashfs -comp zstd` and by
  * `ctr-remote image convert --estargz --oci`, in one run; wall time, CPU, peak RSS and output size,
  * reported as medians and as ratios to nydusify. Also checks the streaming claim: one 2 GiB layer
  * goes through `nydus-image create --type tar-rafs` within a bounded RSS.
@@ -337,32 +338,31 @@ function nydusifyTool(img: SourceImage): Tool {
   };
 }
 
-/** The reference Nydus (crate nydus-rs, scripts/build-nydus-ref.sh), when it is installed. */
-const NYDUS_REF_BIN = join(process.env.NYDUS_TS_CACHE ?? '/var/cache/nydus-ts', 'nydus-ref', 'current', 'bin');
+/** The reference Nydus builder (bench/peers/nydus-ref, built by scripts/build-nydus-ref.sh). */
+const NYDUS_REF = join(process.env.NYDUS_TS_CACHE ?? '/var/cache/nydus-ts', 'nydus-ref', 'current', 'bin', 'nydus-ref-build');
 
 /**
- * Nydus's own builder on the same layers, the way nydusify drives it: one `nydus-image create
- * --type targz-rafs` per gzip layer, each on top of the previous layer's bootstrap (so chunks
- * dedup across layers), same chunk size and compressor as ours. Output: the blobs plus the last
- * (whole-image) bootstrap.
+ * Nydus's own builder library (crate nydus-builder, the code behind upstream `nydus-image create
+ * --type targz-rafs`) on the same gzip layers, the way nydusify drives it: one build per layer on
+ * top of the previous layer's bootstrap (so chunks dedup across layers), same chunk size,
+ * compressor and digester as ours. Output: the blobs plus the last (whole-image) bootstrap.
  */
 function nydusRefTool(img: SourceImage): Tool {
-  const bin = join(NYDUS_REF_BIN, 'nydus-image');
   return async (rep) => {
     const out = join(work, 'out-nydus-ref');
     await rm(out, { recursive: true, force: true });
     await mkdir(join(out, 'blobs'), { recursive: true });
     const steps = img.layers.map((l, i) => [
-      bin, 'create', '--type', 'targz-rafs', '--fs-version', '6', '--chunk-size', '0x100000', '--compressor', 'zstd',
-      '--blob-dir', join(out, 'blobs'), '--bootstrap', join(out, `layer${i}.boot`), '--log-level', 'warn',
+      NYDUS_REF, '--gzip', '--chunk-size', '0x100000', '--compressor', 'zstd',
+      '--blob-dir', join(out, 'blobs'), '--bootstrap', join(out, `layer${i}.boot`),
       ...(i > 0 ? ['--parent-bootstrap', join(out, `layer${i - 1}.boot`)] : []),
-      join(img.layout, 'blobs/sha256', l.digest.slice(7)),
-    ].map((a) => `'${a}'`).join(' '));
+      '--source', join(img.layout, 'blobs/sha256', l.digest.slice(7)),
+    ].map((a) => `'${a}'`).join(' ') + ' >/dev/null');
     const t = await timed('sh', ['-ec', steps.join('\n')]);
     const blobs = Number((await run('du', ['-sb', join(out, 'blobs')])).stdout.split('\t')[0]);
     const boot = (await stat(join(out, `layer${img.layers.length - 1}.boot`))).size;
     await rm(out, { recursive: true, force: true });
-    return { tool: 'nydus-image (reference)', rep, seconds: t.seconds, cpu: t.cpu, maxRssKiB: t.maxRssKiB, outputBytes: blobs + boot, detail: `blobs ${fmtMiB(blobs)} MiB + bootstrap ${fmtMiB(boot)} MiB (uncompressed)` };
+    return { tool: 'Nydus builder (reference)', rep, seconds: t.seconds, cpu: t.cpu, maxRssKiB: t.maxRssKiB, outputBytes: blobs + boot, detail: `blobs ${fmtMiB(blobs)} MiB + bootstrap ${fmtMiB(boot)} MiB (uncompressed)` };
   };
 }
 
@@ -478,7 +478,7 @@ async function versions(): Promise<Record<string, string>> {
   const commit = await firstLine('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']);
   return {
     nydusify: `${pkg.name} ${pkg.version} (commit ${commit}), Node ${process.version}`,
-    'nydus-image (reference)': await firstLine(join(NYDUS_REF_BIN, 'nydus-image'), ['--version']),
+    'Nydus builder (reference)': 'crate nydus-builder 0.2.0 (bench/peers/nydus-ref)',
     mksquashfs: `${await firstLine('mksquashfs', ['-version'])} (${await firstLine('dpkg-query', ['-W', '-f', '${Package} ${Version}', 'squashfs-tools'])})`,
     'ctr-remote': `${await firstLine('dpkg-query', ['-W', '-f', '${Package} ${Version}', 'stargz-snapshotter'])}; \`ctr-remote --version\`: ${await firstLine('ctr-remote', ['--version'])}`,
     containerd: await firstLine('containerd', ['--version']),
@@ -574,8 +574,8 @@ async function main(): Promise<void> {
   const skipped: Record<string, string> = {};
   const notes: string[] = [];
   tools.set('nydusify', nydusifyTool(img));
-  if (existsSync(join(NYDUS_REF_BIN, 'nydus-image'))) tools.set('nydus-image (reference)', nydusRefTool(img));
-  else skipped['nydus-image (reference)'] = `${join(NYDUS_REF_BIN, 'nydus-image')} is not installed (scripts/build-nydus-ref.sh builds it)`;
+  if (existsSync(NYDUS_REF)) tools.set('Nydus builder (reference)', nydusRefTool(img));
+  else skipped['Nydus builder (reference)'] = `${NYDUS_REF} is not installed (scripts/build-nydus-ref.sh builds it)`;
   tools.set('mksquashfs zstd', mksquashfsTool(img, 'mksquashfs zstd', []));
   if (!o['no-extra']) tools.set('mksquashfs zstd -Xcompression-level 3', mksquashfsTool(img, 'mksquashfs zstd -Xcompression-level 3', ['-Xcompression-level', '3']));
   try {
@@ -675,6 +675,7 @@ async function main(): Promise<void> {
       + 'reads and gunzips each layer, checks its digest, cuts files into 1 MiB chunks, BLAKE3-digests and zstd-compresses them (level 3), '
       + 'deduplicates chunks within and across layers, writes one data blob per layer plus the merged RAFS v6 bootstrap as an OCI layout. '
       + 'Output = the blob layers + the bootstrap layer (gzip tar) of the written manifest.',
+    '- **Nydus builder (reference)** (`bench/peers/nydus-ref --source LAYER.tar.gz --gzip --chunk-size 0x100000 --compressor zstd [--parent-bootstrap PREV]`, once per layer): Nydus\'s own builder library (crate nydus-builder 0.2.0, the code behind upstream `nydus-image create --type targz-rafs`) on the same gzip layers, each layer built on the previous layer\'s bootstrap, BLAKE3 and zstd as ours. It writes blobs and bootstraps only: no layer digest check, no OCI layout. Output = the blobs + the last (whole-image) bootstrap, uncompressed.',
     '- **mksquashfs zstd** (`mksquashfs ROOTFS out.sqfs -comp zstd -noappend -quiet`): starts from the **already unpacked rootfs** '
       + '(the same tree as the image\'s merged layers), so it does less work: no layer reading, gunzip or digest checks. '
       + 'It compresses 128 KiB blocks at zstd **level 15** (its default) on all cores and detects duplicate whole files. '

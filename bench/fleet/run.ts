@@ -332,7 +332,7 @@ async function main(): Promise<void> {
     }
     mkdirSync(o.out, { recursive: true });
     const date = new Date().toISOString().slice(0, 10);
-    const base = join(o.out, `${date}-fleet`);
+    const base = join(o.out, `${date}-fleet-n${o.nodes}`);
     writeFileSync(`${base}.json`, `${JSON.stringify({ date, options: { ...o, modes }, image: p.image.name, ociBytes: p.ociBytes, nydusBytes: p.nydusBytes, skipped, runs }, null, 2)}\n`);
     writeFileSync(`${base}.md`, report({ ...o, modes }, p, runs, skipped, link.describe()));
     log(`wrote ${base}.json and ${base}.md`);

@@ -127,6 +127,9 @@ export class Nydusd {
     const state = new MountState(mountpoint, source, config, backend);
     this.mounts.set(mountpoint, state);
     this.event('mount', { mountpoint, source });
+    // What opening the cache had to say (e.g. a blob cached privately because another image
+    // sharing the work dir described it differently), logged now rather than at the next stats.
+    this.stats();
     // The image's chunk trace matters only to a prefetch of its own choosing.
     const ownPrefetch = config.fsPrefetch.enable && !(req.prefetchFiles?.length);
     this.#startPrefetch(state, req.prefetchFiles, ownPrefetch ? await readChunkTrace(source) : undefined);

@@ -451,7 +451,7 @@ export class Snapshotter {
   // --- cache ------------------------------------------------------------------------------
 
   /**
-   * Deletes cache files (<blob id>.blob.data and its .chunk_map) of blobs no bootstrap in the
+   * Deletes cache files (<blob id>.blob.data, its .chunk_map and .claims) of blobs no bootstrap in the
    * store refers to. Skipped entirely when any bootstrap cannot be read: only a complete picture
    * of what is in use allows deleting.
    */
@@ -468,12 +468,15 @@ export class Snapshotter {
         return;
       }
     }
-    // Each blob's chunk map goes before its data: a crash in between leaves data without a map
-    // (refetched), never a map vouching for data that is gone.
-    const files = (await readdir(this.o.cacheDir).catch(() => [] as string[])).sort((a, b) => Number(b.endsWith('.chunk_map')) - Number(a.endsWith('.chunk_map')));
+    // Each blob's chunk map goes before its data, and the claims last: a crash in between leaves
+    // data without a map (refetched), never a map vouching for data that is gone; a map without
+    // claims is dropped by the next daemon. Private files (<blob id>.<fingerprint>.*, an image
+    // whose claims about the blob disagreed with another's) go with their blob.
+    const rank = (f: string) => (f.endsWith('.chunk_map') ? 0 : f.endsWith('.claims') ? 2 : 1);
+    const files = (await readdir(this.o.cacheDir).catch(() => [] as string[])).sort((a, b) => rank(a) - rank(b));
     const removed: string[] = [];
     for (const f of files) {
-      const m = /^([0-9a-f]{64})\.blob\.data(\.chunk_map)?$/.exec(f);
+      const m = /^([0-9a-f]{64})(?:\.[0-9a-f]{16})?\.blob\.data(\.chunk_map|\.claims)?$/.exec(f);
       if (!m || used.has(m[1]!)) continue;
       await rm(join(this.o.cacheDir, f), { force: true });
       removed.push(f);

@@ -4,6 +4,9 @@
 //!
 //! This is the layout Nydus's filecache uses and the one a kernel EROFS
 //! mount can read as the blob's device, which is why it is kept exact.
+//!
+//! Images share these files only when their claims about the blob agree
+//! (`claims.rs`); an image that disagrees gets `<blob_id>.<fingerprint>.*`.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
@@ -11,11 +14,14 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::chunk_map::ChunkMap;
+use super::claims::{self, Claim, Settled};
 
 pub struct BlobCache {
     data: File,
     map: ChunkMap,
     data_path: PathBuf,
+    /// Why this image's cache files are private, when they are.
+    private: Option<String>,
 }
 
 impl BlobCache {
@@ -26,12 +32,35 @@ impl BlobCache {
     /// vouches for bytes that are not there. A longer one is refused, never
     /// truncated: another daemon may be serving it, and a blob's size follows
     /// from its id, so an image declaring another size describes the blob wrongly.
-    pub fn open(work_dir: &Path, blob_id: &str, uncompressed_size: u64, chunk_count: u32) -> io::Result<BlobCache> {
+    ///
+    /// `claims` are the image's facts about the chunks it references; the
+    /// shared files are used only if they agree with every other user's.
+    pub fn open(work_dir: &Path, blob_id: &str, uncompressed_size: u64, chunk_count: u32, claims: &[Claim]) -> io::Result<BlobCache> {
         // Owner-only: the cache holds image contents other local users must not read (the class
         // of CVE-2021-41103). An existing directory keeps the mode its owner gave it.
         DirBuilder::new().recursive(true).mode(0o700).create(work_dir)?;
-        let data_path = work_dir.join(format!("{blob_id}.blob.data"));
-        let map_path = work_dir.join(format!("{blob_id}.blob.data.chunk_map"));
+        let claims_of = |stem: &str| work_dir.join(format!("{stem}.blob.data.claims"));
+        let (stem, fresh, private) = match claims::settle(&claims_of(blob_id), chunk_count, uncompressed_size, claims)? {
+            Settled::Shared { fresh } => (blob_id.to_string(), fresh, None),
+            Settled::Conflict(why) => {
+                let stem = claims::private_stem(blob_id, chunk_count, uncompressed_size, claims);
+                match claims::settle(&claims_of(&stem), chunk_count, uncompressed_size, claims)? {
+                    Settled::Shared { fresh } => (stem, fresh, Some(why)),
+                    Settled::Conflict(again) => {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("blob {blob_id}: {why}; and its private cache: {again}")))
+                    }
+                }
+            }
+        };
+        let data_path = work_dir.join(format!("{stem}.blob.data"));
+        let map_path = work_dir.join(format!("{stem}.blob.data.chunk_map"));
+        if fresh {
+            // Bits set before any claims were recorded vouch for nobody's layout.
+            match std::fs::remove_file(&map_path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
         let data = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&data_path)?;
         let size = data.metadata()?.len();
         if size > uncompressed_size {
@@ -48,7 +77,13 @@ impl BlobCache {
             data.set_len(uncompressed_size)?;
         }
         let map = ChunkMap::open(&map_path, chunk_count)?;
-        Ok(BlobCache { data, map, data_path })
+        Ok(BlobCache { data, map, data_path, private })
+    }
+
+    /// Why this image reads and writes private cache files rather than the
+    /// shared ones (its claims about the blob contradict another image's).
+    pub fn private(&self) -> Option<&str> {
+        self.private.as_deref()
     }
 
     pub fn map(&self) -> &ChunkMap {
@@ -89,7 +124,7 @@ mod tests {
 
     /// A cache of 2 chunks of 4 KiB with chunk 0 written and marked ready.
     fn filled(dir: &Path) -> BlobCache {
-        let c = BlobCache::open(dir, ID, 8192, 2).unwrap();
+        let c = BlobCache::open(dir, ID, 8192, 2, &[]).unwrap();
         c.write_at(&[7u8; 4096], 0).unwrap();
         c.sync_data().unwrap();
         c.map().set_ready(0);
@@ -102,13 +137,13 @@ mod tests {
         let dir = work("lost");
         drop(filled(&dir));
         std::fs::remove_file(dir.join(format!("{ID}.blob.data"))).unwrap();
-        assert!(!BlobCache::open(&dir, ID, 8192, 2).unwrap().map().is_ready(0));
+        assert!(!BlobCache::open(&dir, ID, 8192, 2, &[]).unwrap().map().is_ready(0));
 
         // Cut short: the same.
         let dir2 = work("short");
         drop(filled(&dir2));
         std::fs::OpenOptions::new().write(true).open(dir2.join(format!("{ID}.blob.data"))).unwrap().set_len(4096).unwrap();
-        let c = BlobCache::open(&dir2, ID, 8192, 2).unwrap();
+        let c = BlobCache::open(&dir2, ID, 8192, 2, &[]).unwrap();
         assert!(!c.map().is_ready(0));
         assert_eq!(std::fs::metadata(c.data_path()).unwrap().len(), 8192);
 
@@ -116,7 +151,7 @@ mod tests {
         drop(c);
         let dir3 = work("intact");
         drop(filled(&dir3));
-        let c = BlobCache::open(&dir3, ID, 8192, 2).unwrap();
+        let c = BlobCache::open(&dir3, ID, 8192, 2, &[]).unwrap();
         let mut b = [0u8; 4096];
         assert!(c.map().is_ready(0));
         c.read_at(&mut b, 0).unwrap();
@@ -126,20 +161,73 @@ mod tests {
         }
     }
 
+    fn claim(ci: u32, offset: u64, fill: u8) -> Claim {
+        Claim { ci, offset, size: 4096, digest: [fill; 32] }
+    }
+
     #[test]
-    fn another_size_or_chunk_count_is_refused_and_nothing_is_truncated() {
+    fn another_size_or_chunk_count_gets_private_files_and_nothing_is_truncated() {
         let dir = work("declared");
         let live = filled(&dir);
-        // An image declaring the blob smaller, or with another chunk count, gets an error ...
-        assert_eq!(BlobCache::open(&dir, ID, 4096, 1).err().map(|e| e.kind()), Some(io::ErrorKind::InvalidData));
-        // (The map file, in Nydus's layout, records no count: a count needing another bitmap length is caught.)
-        assert_eq!(BlobCache::open(&dir, ID, 8192, 20).err().map(|e| e.kind()), Some(io::ErrorKind::InvalidData));
+        // An image declaring the blob smaller, or with another chunk count, gets files of its own ...
+        for (size, count) in [(4096, 1), (8192 * 10, 20)] {
+            let other = BlobCache::open(&dir, ID, size, count, &[]).unwrap();
+            assert!(other.private().unwrap().contains("is recorded as 2 chunks in 8192 bytes"), "{:?}", other.private());
+            assert_ne!(other.data_path(), live.data_path());
+            assert!(!other.map().is_ready(0));
+        }
         // ... and the daemon already serving it keeps its bytes and its map.
         assert_eq!(std::fs::metadata(live.data_path()).unwrap().len(), 8192);
         assert!(live.map().is_ready(0));
         let mut b = [0u8; 4096];
         live.read_at(&mut b, 0).unwrap();
         assert_eq!(b, [7u8; 4096]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn images_share_a_blob_only_when_their_claims_agree() {
+        let dir = work("claims");
+        let a = BlobCache::open(&dir, ID, 8192, 2, &[claim(0, 0, 0xaa)]).unwrap();
+        a.write_at(&[0xaa; 4096], 0).unwrap();
+        a.map().set_ready(0);
+        // Another image referencing the same chunk the same way, plus one more: shared.
+        let b = BlobCache::open(&dir, ID, 8192, 2, &[claim(0, 0, 0xaa), claim(1, 4096, 0xbb)]).unwrap();
+        assert_eq!((b.private(), b.data_path()), (None, a.data_path()));
+        assert!(b.map().is_ready(0));
+        // Another digest for chunk 0 (a hostile image naming A's blob): private, and A's bit and
+        // bytes are not its to see or change.
+        let h = BlobCache::open(&dir, ID, 8192, 2, &[claim(0, 0, 0x66)]).unwrap();
+        assert!(h.private().unwrap().contains("chunk 0 is recorded at 0+4096"), "{:?}", h.private());
+        assert_ne!(h.data_path(), a.data_path());
+        assert!(!h.map().is_ready(0));
+        h.write_at(&[0x66; 4096], 0).unwrap();
+        let mut got = [0u8; 4096];
+        a.read_at(&mut got, 0).unwrap();
+        assert_eq!(got, [0xaa; 4096]);
+        // A chunk placed over another's bytes (same digest, other offset): private too.
+        let o = BlobCache::open(&dir, ID, 8192, 2, &[claim(1, 2048, 0xbb)]).unwrap();
+        assert!(o.private().is_some());
+        // Chunk 1 unclaimed so far, but overlapping chunk 0: private.
+        let dir2 = work("claims-overlap");
+        drop(BlobCache::open(&dir2, ID, 8192, 2, &[claim(0, 0, 1)]).unwrap());
+        assert!(BlobCache::open(&dir2, ID, 8192, 2, &[claim(1, 1024, 2)]).unwrap().private().unwrap().contains("overlaps"));
+        // The same conflicting claims twice share their private files.
+        let h2 = BlobCache::open(&dir, ID, 8192, 2, &[claim(0, 0, 0x66)]).unwrap();
+        assert_eq!(h2.data_path(), h.data_path());
+        for d in [dir, dir2] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+
+    #[test]
+    fn bits_set_before_claims_were_recorded_are_dropped() {
+        // A cache from before claims existed (or whose claims file was lost): its map is not trusted.
+        let dir = work("unclaimed");
+        drop(filled(&dir));
+        std::fs::remove_file(dir.join(format!("{ID}.blob.data.claims"))).unwrap();
+        let c = BlobCache::open(&dir, ID, 8192, 2, &[claim(0, 0, 7)]).unwrap();
+        assert!(!c.map().is_ready(0));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -1,6 +1,6 @@
 //! The persisted chunk-ready bitmap, in Nydus's `.chunk_map` file format.
 //!
-//! Layout (see `rafs-spec/SPEC.md`, "Local cache"): a 4096-byte header
+//! Layout (Nydus's): a 4096-byte header
 //! (`magic`, `version`, `magic2`, `all_ready`, then zeros) followed by one bit
 //! per chunk, most significant bit first: chunk `i` is bit `1 << (7 - i % 8)`
 //! of byte `4096 + i / 8`.

@@ -5,6 +5,7 @@
 
 mod blob_cache;
 pub mod chunk_map;
+pub mod claims;
 
 pub use blob_cache::BlobCache;
 pub use chunk_map::ChunkMap;

@@ -16,6 +16,7 @@ use super::fetch::{Fetcher, Priority};
 use super::inflight::{Claim, Inflight};
 use super::readahead::Readahead;
 use super::stats::Stats;
+use crate::cache::claims::Claim as CacheClaim;
 use crate::cache::BlobCache;
 use crate::codec::{self, Compressor};
 use crate::digest::{self, Digester};
@@ -154,14 +155,23 @@ impl ChunkLoader {
         opts: LoaderOptions,
     ) -> std::io::Result<ChunkLoader> {
         let mut blobs = Vec::with_capacity(specs.len());
+        let mut notes = VecDeque::new();
         for spec in specs {
-            let cache = BlobCache::open(work_dir, &spec.id, spec.uncompressed_size, spec.chunk_count)?;
+            let claims: Vec<CacheClaim> = spec
+                .chunks
+                .iter()
+                .map(|c| CacheClaim { ci: c.ci, offset: c.uncompressed_offset, size: c.uncompressed_size, digest: c.digest })
+                .collect();
+            let cache = BlobCache::open(work_dir, &spec.id, spec.uncompressed_size, spec.chunk_count, &claims)?;
+            if let Some(why) = cache.private() {
+                notes.push_back(format!("blob {}: cached privately, not shared with other images: {why}", spec.id));
+            }
             let words = if opts.validate { (spec.chunk_count as usize).div_ceil(64) } else { 0 };
             let validated = (0..words).map(|_| AtomicU64::new(0)).collect();
             let demanded = (0..(spec.chunk_count as usize).div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
             blobs.push(BlobState { spec, cache, validated, demanded, readahead: Readahead::default() });
         }
-        Ok(ChunkLoader { blobs, inflight: Inflight::default(), fetcher, stats, opts, errors: Mutex::default(), demand_log: Mutex::default() })
+        Ok(ChunkLoader { blobs, inflight: Inflight::default(), fetcher, stats, opts, errors: Mutex::new(notes), demand_log: Mutex::default() })
     }
 
     pub fn blob_count(&self) -> usize {
