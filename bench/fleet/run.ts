@@ -333,7 +333,9 @@ async function main(): Promise<void> {
     mkdirSync(o.out, { recursive: true });
     const date = new Date().toISOString().slice(0, 10);
     const base = join(o.out, `${date}-fleet-n${o.nodes}`);
-    writeFileSync(`${base}.json`, `${JSON.stringify({ date, options: { ...o, modes }, image: p.image.name, ociBytes: p.ociBytes, nydusBytes: p.nydusBytes, skipped, runs }, null, 2)}\n`);
+    // Options as run, minus this machine's paths (a results file is read from any checkout).
+    const { work: _work, out: _out, ...options } = o;
+    writeFileSync(`${base}.json`, `${JSON.stringify({ date, options: { ...options, modes }, image: p.image.name, ociBytes: p.ociBytes, nydusBytes: p.nydusBytes, skipped, runs }, null, 2)}\n`);
     writeFileSync(`${base}.md`, report({ ...o, modes }, p, runs, skipped, link.describe()));
     log(`wrote ${base}.json and ${base}.md`);
   } finally {
