@@ -104,6 +104,8 @@ describe('shared mode with a private registry', () => {
     const left = await snap.daemons();
     expect(left.map((x) => [x.id, Object.keys(x.instances).length])).toEqual([['shared', 0]]);
     expect(cacheFiles()).toEqual([]);
+    // Not their chunk maps nor their claims either.
+    expect(readdirSync(join(snap.root, 'cache'))).toEqual([]);
     expect(mountsUnder(snap.root)).toEqual([left[0]!.mountpoint]);
   });
 });
