@@ -39,6 +39,7 @@ import { fuseMountsUnder, isStargz, MODE_LABELS, startNode, type BenchNode, type
 import { describeMachine, dropCaches, machineCpuSeconds, peakRssBytes, processCpuSeconds } from './probe.js';
 import { startRegistry as startBenchRegistry, type BenchRegistry } from './registry.js';
 import { writeReport, type ImageSummary, type RunResult } from './report.js';
+import { median } from '../median.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 2 ** 20;
@@ -247,11 +248,6 @@ async function nydusFacts(node: BenchNode, id: string, r: RunResult): Promise<nu
 
 // ---------------------------------------------------------------------------------------------
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 /** Modes in the order a repetition runs them: alternating, and a warm run always after a cold one. */
 function order(modes: Mode[], rep: number): Mode[] {

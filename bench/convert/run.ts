@@ -19,6 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OciLayoutWriter } from '../../nydusify/src/image/oci-layout.js';
 import { OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '../../nydusify/src/registry/media-types.js';
+import { median } from '../median.js';
 
 /** The repository root (this file runs as dist/bench/convert/run.js). */
 const ROOT = resolve(import.meta.dirname, '../../..');
@@ -446,11 +447,6 @@ async function rssCheck(mib: number): Promise<RssCheck> {
 // ---------------------------------------------------------------------------------------------
 // Reporting.
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const fmtMiB = (bytes: number, d = 1) => (bytes / MiB).toFixed(d);
 
 async function firstLine(cmd: string, args: string[]): Promise<string> {

@@ -37,6 +37,7 @@ import { startNode, type BenchNode } from '../coldstart/node.js';
 import { prepareImage, type PreparedImage } from '../coldstart/prepare.js';
 import { describeMachine, dropCaches } from '../coldstart/probe.js';
 import { startRegistry, type BenchRegistry } from '../coldstart/registry.js';
+import { median } from '../median.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 2 ** 20;
@@ -246,11 +247,6 @@ async function nydusFacts(node: BenchNode, r: NodeResult): Promise<void> {
   r.viaOriginRequests = backend.via_origin_count ?? 0;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Report

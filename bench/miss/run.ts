@@ -21,6 +21,7 @@ import { Agent, request } from 'undici';
 import { startNydusd } from '../../test/harness/nydusd.js';
 import { buildAndPushDir } from '../../test/harness/dir-image.js';
 import { startRegistry } from '../../test/harness/registry.js';
+import { median } from '../median.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -61,11 +62,6 @@ interface Row {
   backendMs: number[];
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 async function main(): Promise<void> {
   const { values: v } = parseArgs({ options: { reps: { type: 'string' }, 'amplify-io': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
