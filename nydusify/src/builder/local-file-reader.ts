@@ -40,21 +40,24 @@ export class LocalFileReader {
 
   /** A chunk's bytes as its blob stores them (compressed), checked against its digest. */
   stored(ref: ChunkRef): Buffer | undefined {
+    const stored = this.raw(ref);
+    if (stored) decodeChunk(ref, stored);
+    return stored;
+  }
+
+  /** A chunk's stored bytes, unchecked; undefined when its blob is not local or is short. */
+  private raw(ref: ChunkRef): Buffer | undefined {
     const fd = this.fd(ref.blob);
     if (fd === undefined) return undefined;
     const stored = Buffer.alloc(ref.compressedSize);
-    if (readSync(fd, stored, 0, stored.length, ref.compressedOffset) !== stored.length) return undefined;
-    decodeChunk(ref, stored);
-    return stored;
+    return readSync(fd, stored, 0, stored.length, ref.compressedOffset) === stored.length ? stored : undefined;
   }
 
   private chunk(ref: ChunkRef): Buffer | undefined {
     const hit = this.cache.get(ref);
     if (hit) return hit;
-    const fd = this.fd(ref.blob);
-    if (fd === undefined) return undefined;
-    const stored = Buffer.alloc(ref.compressedSize);
-    if (readSync(fd, stored, 0, stored.length, ref.compressedOffset) !== stored.length) return undefined;
+    const stored = this.raw(ref);
+    if (!stored) return undefined;
     const data = decodeChunk(ref, stored);
     if (this.cache.size >= CACHED_CHUNKS) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(ref, data);
