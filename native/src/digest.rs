@@ -49,13 +49,14 @@ pub fn digest(digester: Digester, data: &[u8]) -> [u8; DIGEST_LEN] {
     }
 }
 
+/// Lower-case hex of `bytes` (digests in messages and file names).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
 
     #[test]
     fn known_vectors() {

@@ -26,7 +26,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
-use crate::digest::{self, Digester};
+use crate::digest::{self, hex, Digester};
 
 const MAGIC: u32 = 0x4C43_594E; // "NYCL"
 const VERSION: u32 = 1;
@@ -175,7 +175,4 @@ fn entry(e: &[u8]) -> Option<Claim> {
     })
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
