@@ -312,11 +312,13 @@ fn daemon_demand_log(ctx: &CallContext<'_>) -> Result<Value> {
     ctx.env().string(&text)
 }
 
-/// `daemonClose(handle)`: unmounts FUSE, fails waiting fetches, releases the callback.
+/// `daemonClose(handle)`: unmounts FUSE, fails waiting fetches, makes fetched
+/// chunks durable in the cache, releases the callback.
 fn daemon_close(ctx: &CallContext<'_>) -> Result<Value> {
     let h = handle(ctx)?;
     h.fetcher.close();
     let r = h.daemon.unmount_fuse();
+    h.daemon.flush_caches();
     r.map_err(|e| JsError::error(e).with_code("ERR_NYDUS_FUSE"))?;
     ctx.env().undefined()
 }

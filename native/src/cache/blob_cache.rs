@@ -12,6 +12,8 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use super::chunk_map::ChunkMap;
 use super::claims::{self, Claim, Settled};
@@ -22,6 +24,14 @@ pub struct BlobCache {
     data_path: PathBuf,
     /// Why this image's cache files are private, when they are.
     private: Option<String>,
+    /// One bit per chunk: its verified bytes are written (in the page cache)
+    /// but maybe not durable yet. This process may serve them; the persisted
+    /// map vouches for them only after [`BlobCache::commit`].
+    written: Vec<AtomicU64>,
+    /// Written chunks not yet marked in the persisted map.
+    pending: Mutex<Vec<u32>>,
+    /// Serialises commits, so a chunk is never marked before its own sync.
+    committing: Mutex<()>,
 }
 
 impl BlobCache {
@@ -77,7 +87,8 @@ impl BlobCache {
             data.set_len(uncompressed_size)?;
         }
         let map = ChunkMap::open(&map_path, chunk_count)?;
-        Ok(BlobCache { data, map, data_path, private })
+        let written = (0..(chunk_count as usize).div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+        Ok(BlobCache { data, map, data_path, private, written, pending: Mutex::default(), committing: Mutex::default() })
     }
 
     /// Why this image reads and writes private cache files rather than the
@@ -107,6 +118,61 @@ impl BlobCache {
     /// Makes written data durable; bits for it may be set afterwards.
     pub fn sync_data(&self) -> io::Result<()> {
         self.data.sync_data()
+    }
+
+    /// Whether this process may read chunk `ci` from the data file: marked in
+    /// the persisted map, or written by this process and awaiting its commit.
+    pub fn is_present(&self, ci: u32) -> bool {
+        self.map.is_ready(ci) || self.written.get(ci as usize / 64).is_some_and(|w| w.load(Ordering::Acquire) & (1 << (ci % 64)) != 0)
+    }
+
+    /// Records that chunk `ci`'s verified bytes were written with
+    /// [`BlobCache::write_at`]: readers of this process may have them now,
+    /// the persisted map after the next [`BlobCache::commit`].
+    pub fn mark_written(&self, ci: u32) {
+        let Some(word) = self.written.get(ci as usize / 64) else { return };
+        if word.fetch_or(1 << (ci % 64), Ordering::AcqRel) & (1 << (ci % 64)) == 0 {
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(ci);
+        }
+    }
+
+    /// Whether written chunks await a commit.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// Makes the written chunks durable (one fdatasync), then marks them in
+    /// the persisted map: a crash can lose a fetch, never leave a bit set
+    /// for bytes that are not on disk. Returns how many chunks it marked. If
+    /// the sync fails, those chunks count as never written (they will be
+    /// fetched again) and the error is returned.
+    pub fn commit(&self) -> io::Result<usize> {
+        let _one_at_a_time = self.committing.lock().unwrap_or_else(|e| e.into_inner());
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        if let Err(e) = self.data.sync_data() {
+            for &ci in &batch {
+                if let Some(w) = self.written.get(ci as usize / 64) {
+                    w.fetch_and(!(1 << (ci % 64)), Ordering::AcqRel);
+                }
+            }
+            return Err(e);
+        }
+        for &ci in &batch {
+            self.map.set_ready(ci);
+        }
+        Ok(batch.len())
+    }
+
+    /// Chunks this process may read: persisted or awaiting their commit.
+    pub fn present_count(&self) -> u32 {
+        let count = self.map.chunk_count();
+        if self.map.ready_count() == count {
+            return count;
+        }
+        (0..count).filter(|&ci| self.is_present(ci)).count() as u32
     }
 }
 
@@ -159,6 +225,28 @@ mod tests {
         for d in [dir, dir2, dir3] {
             let _ = std::fs::remove_dir_all(d);
         }
+    }
+
+    #[test]
+    fn a_written_chunk_is_served_at_once_and_vouched_for_only_after_its_commit() {
+        let dir = work("commit");
+        let c = BlobCache::open(&dir, ID, 8192, 2, &[]).unwrap();
+        c.write_at(&[9u8; 4096], 4096).unwrap();
+        c.mark_written(1);
+        // This process reads it now; the persisted map (what another daemon, or this one after a
+        // crash, trusts) does not have it yet.
+        assert!(c.is_present(1) && !c.is_present(0));
+        assert!(!c.map().is_ready(1));
+        assert_eq!(c.present_count(), 1);
+        assert!(!BlobCache::open(&dir, ID, 8192, 2, &[]).unwrap().map().is_ready(1));
+        assert!(c.has_pending());
+        assert_eq!(c.commit().unwrap(), 1);
+        assert!(!c.has_pending());
+        assert!(c.map().is_ready(1));
+        assert!(BlobCache::open(&dir, ID, 8192, 2, &[]).unwrap().map().is_ready(1));
+        // Nothing left: a second commit marks nothing.
+        assert_eq!(c.commit().unwrap(), 0);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     fn claim(ci: u32, offset: u64, fill: u8) -> Claim {

@@ -3,8 +3,9 @@
 //! The one path every byte takes: a chunk missing from the cache is claimed
 //! (so concurrent readers wait instead of fetching twice), fetched together
 //! with neighbouring missing chunks in one ranged request (up to the amplify
-//! size), decompressed, checked against its digest, written to the blob's
-//! cache file, made durable, and only then marked ready. A chunk whose digest
+//! size), decompressed, checked against its digest and written to the blob's
+//! cache file, from where the waiting reader is served; the persisted chunk
+//! map marks it once it is durable ([`super::syncer`]). A chunk whose digest
 //! does not match is never written, so it can never be served.
 
 use std::collections::VecDeque;
@@ -16,6 +17,7 @@ use super::fetch::{Fetcher, Priority};
 use super::inflight::{Claim, Inflight};
 use super::readahead::Readahead;
 use super::stats::Stats;
+use super::syncer::Syncer;
 use crate::cache::claims::Claim as CacheClaim;
 use crate::cache::BlobCache;
 use crate::codec::{self, Compressor};
@@ -107,7 +109,7 @@ impl std::fmt::Display for LoadError {
 
 struct BlobState {
     spec: BlobSpec,
-    cache: BlobCache,
+    cache: Arc<BlobCache>,
     /// One bit per chunk: checked against its digest since this process
     /// started (only kept when `validate` is on).
     validated: Vec<AtomicU64>,
@@ -134,9 +136,10 @@ pub struct ChunkLoader {
     fetcher: Arc<dyn Fetcher>,
     stats: Arc<Stats>,
     opts: LoaderOptions,
-    errors: Mutex<VecDeque<String>>,
+    errors: Arc<Mutex<VecDeque<String>>>,
     /// (blob, ci) in first-demand order, when `record_demand` is on.
     demand_log: Mutex<Vec<(u32, u32)>>,
+    syncer: Syncer,
 }
 
 /// The most chunks a demand log keeps (1 TiB of 1 MiB chunks): a trace is a
@@ -169,9 +172,11 @@ impl ChunkLoader {
             let words = if opts.validate { (spec.chunk_count as usize).div_ceil(64) } else { 0 };
             let validated = (0..words).map(|_| AtomicU64::new(0)).collect();
             let demanded = (0..(spec.chunk_count as usize).div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
-            blobs.push(BlobState { spec, cache, validated, demanded, readahead: Readahead::default() });
+            blobs.push(BlobState { spec, cache: Arc::new(cache), validated, demanded, readahead: Readahead::default() });
         }
-        Ok(ChunkLoader { blobs, inflight: Inflight::default(), fetcher, stats, opts, errors: Mutex::new(notes), demand_log: Mutex::default() })
+        let errors = Arc::new(Mutex::new(notes));
+        let syncer = Syncer::new(blobs.iter().map(|b| b.cache.clone()).collect(), stats.clone(), errors.clone(), ERROR_LOG_LEN);
+        Ok(ChunkLoader { blobs, inflight: Inflight::default(), fetcher, stats, opts, errors, demand_log: Mutex::default(), syncer })
     }
 
     pub fn blob_count(&self) -> usize {
@@ -188,11 +193,17 @@ impl ChunkLoader {
 
     /// (ready chunks, total chunks) of one blob's cache.
     pub fn cache_state(&self, blob: u32) -> (u32, u32) {
-        self.blobs.get(blob as usize).map_or((0, 0), |b| (b.cache.map().ready_count(), b.spec.chunk_count))
+        self.blobs.get(blob as usize).map_or((0, 0), |b| (b.cache.present_count(), b.spec.chunk_count))
     }
 
     pub fn is_ready(&self, c: &ChunkLoc) -> bool {
-        self.blobs.get(c.blob as usize).is_some_and(|b| b.cache.map().is_ready(c.ci))
+        self.blobs.get(c.blob as usize).is_some_and(|b| b.cache.is_present(c.ci))
+    }
+
+    /// Makes every chunk fetched so far durable and marked in the persisted
+    /// maps, on the calling thread (at shutdown).
+    pub fn flush(&self) {
+        self.syncer.flush();
     }
 
     /// Drains the messages of errors seen since the last call.
@@ -367,7 +378,7 @@ impl ChunkLoader {
             if c.compressed_offset < end || c.compressed_offset - end > gap || c.compressed_end() - first_offset > limit {
                 break;
             }
-            if state.cache.map().is_ready(c.ci) {
+            if state.cache.is_present(c.ci) {
                 continue;
             }
             if !self.inflight.try_claim(c.key()) {
@@ -379,31 +390,22 @@ impl ChunkLoader {
         state.readahead.extend_to(end);
     }
 
-    /// Fetches one contiguous run and settles every chunk in it.
+    /// Fetches one contiguous run and settles every chunk in it: verified
+    /// and written chunks are served at once. An on-demand reader does not
+    /// wait for the fdatasync (the syncer does it); a prefetch, which nobody
+    /// waits on, commits its own chunks before it reports them loaded.
     fn load_run(&self, run: &[ChunkLoc], priority: Priority) -> Result<(), LoadError> {
         let _unwinding = self.inflight.unwind_guard(run.iter().map(|c| c.key()).collect());
         let outcome = self.fetch_and_store(run, priority);
-        let ok_count = outcome.iter().filter(|r| r.is_ok()).count();
         let state = self.blob(run[0].blob);
-        if ok_count > 0 {
-            if let Ok(state) = state {
-                // Durable first, then the bits: a crash can lose a fetch, never
-                // mark a chunk whose bytes are not on disk.
-                if let Err(e) = state.cache.sync_data() {
-                    Stats::add(&self.stats.cache_write_errors, 1);
-                    let err = LoadError::Io { blob: state.spec.id.clone(), message: format!("fdatasync: {e}") };
-                    self.note(&err);
-                    run.iter().for_each(|c| self.inflight.finish(c.key(), false));
-                    return Err(err);
-                }
-            }
-        }
         let mut first_err = None;
+        let mut written = 0;
         for (c, r) in run.iter().zip(outcome) {
             match r {
                 Ok(()) => {
                     if let Ok(state) = state {
-                        state.cache.map().set_ready(c.ci);
+                        state.cache.mark_written(c.ci);
+                        written += 1;
                     }
                     self.inflight.finish(c.key(), true);
                 }
@@ -412,6 +414,18 @@ impl ChunkLoader {
                     self.inflight.finish(c.key(), false);
                     first_err.get_or_insert(e);
                 }
+            }
+        }
+        if let (Ok(state), true) = (state, written > 0) {
+            if priority == Priority::Prefetch {
+                if let Err(e) = state.cache.commit() {
+                    Stats::add(&self.stats.cache_write_errors, 1);
+                    let err = LoadError::Io { blob: state.spec.id.clone(), message: format!("fdatasync: {e}") };
+                    self.note(&err);
+                    return Err(err);
+                }
+            } else {
+                self.syncer.notify();
             }
         }
         first_err.map_or(Ok(()), Err)

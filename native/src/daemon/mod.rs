@@ -13,6 +13,7 @@ pub mod loader;
 pub mod prefetch;
 mod readahead;
 pub mod stats;
+mod syncer;
 pub mod vfs;
 
 use std::path::Path;
@@ -60,6 +61,14 @@ impl Daemon {
         match session {
             Some(s) => s.unmount().map_err(|e| format!("unmounting FUSE: {e}")),
             None => Ok(()),
+        }
+    }
+
+    /// Makes every fetched chunk of every instance durable and marked in
+    /// its persisted chunk map (at shutdown: the next daemon trusts only those).
+    pub fn flush_caches(&self) {
+        for (_, instance) in self.vfs.mounts() {
+            instance.loader.flush();
         }
     }
 
