@@ -4,7 +4,6 @@
 import { readFile } from 'node:fs/promises';
 
 import { helpText, parseCommand, UsageError, type CommandSpec } from '../../nydusify/src/cli/args.js';
-import { loadHttpClient } from '../../nydusify/src/registry/transport.js';
 import { logger, setLogLevel } from '../../nydusify/src/util/log.js';
 import { ApiServer } from './api/server.js';
 import { loadConfigFile, localfsConfig } from './config.js';
@@ -83,14 +82,9 @@ export async function main(argv: string[]): Promise<number> {
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
   await daemon.start();
-  // The HTTP client is loaded after whoever started us has seen RUNNING, so its load does not
-  // delay that answer; it is ready (or nearly) by the first cache miss.
-  const preload = () => void loadHttpClient();
   if (typeof v.apisock === 'string') {
-    api = new ApiServer(new DaemonController(daemon, () => shutdown('API exit'), preload));
+    api = new ApiServer(new DaemonController(daemon, () => shutdown('API exit')));
     await api.listen(v.apisock);
-  } else {
-    preload();
   }
   await daemon.exited;
   return 0;

@@ -17,21 +17,13 @@ const pkg = createRequire(import.meta.url)('../../../package.json') as { version
 type MountBody = { source: string; fs_type: string; config: string; prefetch_files?: string[] };
 
 export class DaemonController implements ApiController {
-  #runningSeen = false;
-
   constructor(
     readonly daemon: Nydusd,
     readonly onExit: () => Promise<void>,
-    /** Called once, after the first answer that says RUNNING (what a controller waits for). */
-    readonly onRunningSeen?: () => void,
   ) {}
 
   info(): Record<string, unknown> {
     const d = this.daemon;
-    if (d.state === 'RUNNING' && !this.#runningSeen) {
-      this.#runningSeen = true;
-      if (this.onRunningSeen) setImmediate(this.onRunningSeen);
-    }
     return {
       version: { package_ver: pkg.version, git_commit: 'unknown', build_time: '', profile: 'release', rustc: 'n/a (nydus-ts)' },
       id: d.opts.id ?? '',

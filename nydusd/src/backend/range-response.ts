@@ -4,7 +4,7 @@
 // or breaks is a transient error (the read is retried); a range that starts
 // elsewhere is an integrity error.
 
-import { errorFromResponse, abandon, connectionReleased, header, type HttpResponse } from '../../../nydusify/src/registry/transport.js';
+import { errorFromResponse, abandon, bodyComplete, connectionReleased, header, type HttpResponse } from '../../../nydusify/src/registry/transport.js';
 import { BackendError, type BackendErrorKind } from './backend.js';
 
 /** Parse `Content-Range: bytes start-end/total` (total may be `*`). */
@@ -37,7 +37,9 @@ async function readUpTo(res: HttpResponse, length: number, what: string): Promis
       const n = Math.min(c.length, length - got);
       c.copy(buf, got, 0, n);
       got += n;
-      if (got === length) break;
+      // Read on to the message's end when it has arrived (the connection is then reused);
+      // stop, dropping the connection, when the server sends more than was asked.
+      if (got === length && !bodyComplete(res.body)) break;
     }
   } catch (e) {
     throw new BackendError('transient', `${what}: the body broke after ${got} of ${length} bytes (${(e as Error).message})`, { cause: e });

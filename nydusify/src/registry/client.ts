@@ -2,7 +2,7 @@
  * OCI distribution API client (one registry host).
  *
  * Shared by nydusify (pull source images, push Nydus images) and the daemon
- * (ranged blob reads). Features: keep-alive connection pools (undici Agent),
+ * (ranged blob reads). Features: keep-alive connections (transport.ts),
  * Basic/Bearer auth with token cache and re-authentication, retries with
  * exponential backoff for transient failures, redirects to blob storage
  * without credentials, chunked streaming uploads and cross-repo mounts.
