@@ -4,6 +4,7 @@
  * failures), and a Dragonfly-like proxy (a stand-in: dfdaemon cannot run here) serves blob reads
  * until it goes down, when reads fall back to the origin and later return to the peer.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -35,17 +36,47 @@ afterAll(async () => {
   for (const d of running) await d.stop().catch(() => undefined);
   await faults?.stop();
   await reg?.stop();
-  for (const m of ['mnt-faults', 'mnt-df']) await exec('umount', ['-l', join(work, m)]).catch(() => undefined);
+  for (const m of ['mnt-faults', 'mnt-df', 'mnt-stall']) await exec('umount', ['-l', join(work, m)]).catch(() => undefined);
   rmSync(work, { recursive: true, force: true });
 });
 
-async function start(name: string, host: string, extra: Record<string, unknown> = {}): Promise<{ d: RunningNydusd; mnt: string }> {
+async function start(name: string, host: string, extra: Record<string, unknown> = {}, o: { top?: Record<string, unknown>; threads?: number } = {}): Promise<{ d: RunningNydusd; mnt: string }> {
   const mnt = join(work, `mnt-${name}`);
   mkdirSync(mnt, { recursive: true });
-  const config = registryConfig({ host, repo: image.repo, workDir: join(work, `cache-${name}`), auth, extra: { timeout: 1, ...extra } });
-  const d = await startNydusd({ config, mountpoint: mnt, bootstrap: image.bootstrap, workDir: work });
+  const config = registryConfig({ host, repo: image.repo, workDir: join(work, `cache-${name}`), auth, extra: { timeout: 1, ...extra }, ...(o.top ? { top: o.top } : {}) });
+  const d = await startNydusd({ config, mountpoint: mnt, bootstrap: image.bootstrap, workDir: work, ...(o.threads ? { threads: o.threads } : {}) });
   running.push(d);
   return { d, mnt };
+}
+
+/** The child's exit, or `undefined` if it has not exited within `ms` (a timer, not a sleep: the exit wins as soon as it happens). */
+function exitWithin(child: ChildProcess, ms: number): Promise<number | string | null | undefined> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode ?? child.signalCode);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), ms);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve(code ?? signal);
+    });
+  });
+}
+
+/** Runs a command to completion, collecting its stdout; killed (and failing the test) after `ms`. */
+function run(cmd: string, args: string[], ms: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const out: Buffer[] = [];
+    child.stdout!.on('data', (b: Buffer) => out.push(b));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${cmd} ${args.join(' ')}: no answer within ${ms} ms`));
+    }, ms);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(Buffer.concat(out));
+      else reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`));
+    });
+  });
 }
 
 const same = async (mnt: string, path: string) => (await readFile(join(mnt, path))).equals(await readFile(join(image.rootfs, path)));
@@ -107,5 +138,39 @@ describe('faults between nydusd and the registry', () => {
     } finally {
       await peer.close();
     }
+  });
+
+  it('a stalled registry holds no FUSE worker: metadata and cached files stay served, and a reader stuck on it can be killed', async () => {
+    // One FUSE worker, no widening: each stuck reader below is a READ of its own.
+    const { d, mnt } = await start('stall', faults.host, { timeout: 60 }, { threads: 1, top: { amplify_io: 0 } });
+    expect(await same(mnt, 'bin/busybox')).toBe(true);
+    const gate = faults.gate(() => true);
+    const stuck = ['etc/motd', 'etc/group', 'opt/app/run.sh', 'var/cache/junk/fresh'].map((f) => ({ f, child: spawn('cat', [join(mnt, f)], { stdio: ['ignore', 'pipe', 'inherit'] }) }));
+    const outputs = stuck.map(({ child }) => {
+      const out: Buffer[] = [];
+      child.stdout!.on('data', (b: Buffer) => out.push(b));
+      return out;
+    });
+    // O_DIRECT: a synchronous READ, which the kernel waits for until answered, even for SIGKILL.
+    const dd = spawn('dd', [`if=${join(mnt, 'opt/app/data.bin')}`, 'iflag=direct', 'bs=4096', 'count=1', 'of=/dev/null', 'status=none'], { stdio: 'ignore' });
+    try {
+      await gate.whenHeld(1);
+      // The registry is stuck: the directory tree and cached files are still served, promptly.
+      expect((await run('ls', [join(mnt, 'etc')], 10_000)).toString()).toContain('passwd');
+      expect((await run('stat', ['-c', '%s', join(mnt, 'opt/app/data.bin')], 10_000)).toString().trim()).toBe(String(3 * 1024 * 1024));
+      expect((await run('cat', [join(mnt, 'bin/busybox')], 10_000)).equals(await readFile(join(image.rootfs, 'bin/busybox')))).toBe(true);
+      // The stuck direct reader can be killed: its read is answered EINTR when the kernel interrupts it.
+      dd.kill('SIGKILL');
+      expect(await exitWithin(dd, 10_000)).toBe('SIGKILL');
+      for (const { child } of stuck) expect(child.exitCode).toBeNull();
+    } finally {
+      gate.open();
+    }
+    // The registry answers again: every stuck reader gets its file.
+    for (const [i, { f, child }] of stuck.entries()) {
+      expect(await exitWithin(child, 30_000)).toBe(0);
+      expect(Buffer.concat(outputs[i]!).equals(await readFile(join(image.rootfs, f)))).toBe(true);
+    }
+    await d.stop();
   });
 });

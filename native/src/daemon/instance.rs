@@ -160,6 +160,17 @@ impl Instance {
         (first..=last).map(|i| self.bootstrap.chunk(inode, i).map(|c| loc(&c)).map_err(eio)).collect()
     }
 
+    /// Whether reading `size` bytes of file `nid` at `offset` needs a chunk
+    /// that is not in the cache (so the read would wait for the backend).
+    pub fn read_would_fetch(&self, nid: u64, offset: u64, size: u32) -> bool {
+        let Ok(inode) = self.inode(nid) else { return false };
+        if !inode.is_reg() || offset >= inode.size || size == 0 {
+            return false;
+        }
+        let end = inode.size.min(offset + size as u64);
+        self.chunks(&inode, offset, end).is_ok_and(|chunks| chunks.iter().any(|c| !self.loader.is_ready(c)))
+    }
+
     /// Appends up to `size` bytes of file `nid` at `offset` to `out`.
     pub fn read(&self, nid: u64, offset: u64, size: u32, out: &mut Vec<u8>) -> FsResult<()> {
         let inode = self.inode(nid)?;

@@ -215,6 +215,10 @@ impl Filesystem for Vfs {
         })
     }
 
+    fn read_would_block(&self, nodeid: u64, offset: u64, size: u32) -> bool {
+        matches!(self.node(nodeid), Ok(Node::Image { nid, instance, .. }) if instance.read_would_fetch(nid, offset, size))
+    }
+
     fn read(&self, nodeid: u64, _fh: u64, offset: u64, size: u32, out: &mut Vec<u8>) -> FsResult<()> {
         self.counted(nodeid, Fop::Read, |node| match node {
             Node::PseudoRoot => Err(Errno(libc::EISDIR)),

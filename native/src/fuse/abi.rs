@@ -205,6 +205,13 @@ pub struct OpenOut {
 
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
+pub struct InterruptIn {
+    /// The request the kernel wants abandoned.
+    pub unique: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
 pub struct ReadIn {
     pub fh: u64,
     pub offset: u64,
@@ -298,6 +305,7 @@ unsafe impl Pod for AttrOut {}
 unsafe impl Pod for OpenIn {}
 unsafe impl Pod for OpenOut {}
 unsafe impl Pod for ReadIn {}
+unsafe impl Pod for InterruptIn {}
 unsafe impl Pod for ReleaseIn {}
 unsafe impl Pod for GetxattrIn {}
 unsafe impl Pod for GetxattrOut {}
@@ -339,6 +347,7 @@ const _: () = {
     assert!(size_of::<OpenIn>() == 8);
     assert!(size_of::<OpenOut>() == 16);
     assert!(size_of::<ReadIn>() == 40);
+    assert!(size_of::<InterruptIn>() == 8);
     assert!(size_of::<ReleaseIn>() == 24);
     assert!(size_of::<GetxattrIn>() == 8);
     assert!(size_of::<GetxattrOut>() == 8);

@@ -1,9 +1,11 @@
 //! The contract between the FUSE session (which speaks the kernel protocol
 //! on `/dev/fuse`) and a read-only filesystem implementation.
 //!
-//! Every method is called on a session worker thread and may block (a cache
-//! miss waits for the network). Errors are plain errno values: the session
-//! turns them into the negative `error` of the reply header.
+//! Every method is called on a session thread and may block; a READ that
+//! [`Filesystem::read_would_block`] says will (a cache miss) gets a thread of
+//! its own so the workers keep serving everything else. Errors are plain
+//! errno values: the session turns them into the negative `error` of the
+//! reply header.
 
 /// A positive errno value (`libc::ENOENT`, `libc::EIO`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +95,12 @@ pub trait Filesystem: Send + Sync + 'static {
     fn getattr(&self, nodeid: u64) -> FsResult<Attr>;
     fn readlink(&self, nodeid: u64) -> FsResult<Vec<u8>>;
     fn open(&self, nodeid: u64, flags: u32) -> FsResult<Opened>;
+    /// Whether answering this READ would wait for something slow (the
+    /// network): such reads are answered on threads of their own, so that
+    /// the workers keep serving everything else meanwhile.
+    fn read_would_block(&self, _nodeid: u64, _offset: u64, _size: u32) -> bool {
+        false
+    }
     /// Appends at most `size` bytes read at `offset` to `out` (fewer only at EOF).
     fn read(&self, nodeid: u64, fh: u64, offset: u64, size: u32, out: &mut Vec<u8>) -> FsResult<()>;
     fn release(&self, _nodeid: u64, _fh: u64) {}

@@ -3,10 +3,12 @@
 //! each request to a [`filesystem::Filesystem`].
 //!
 //! Layout: `abi` is the wire format, `sys` the mount system calls, `worker`
-//! the per-thread read loop, `dispatch` one request, `dirent` directory
-//! listings, `reply` the encoding and sending of answers.
+//! the per-thread read loop, `deferred` the reads that wait for the network,
+//! `dispatch` one request, `dirent` directory listings, `reply` the encoding
+//! and sending of answers.
 
 mod abi;
+mod deferred;
 mod dirent;
 mod dispatch;
 pub mod filesystem;

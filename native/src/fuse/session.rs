@@ -92,6 +92,7 @@ impl Session {
             running: AtomicUsize::new(threads),
             reply_errors: AtomicU64::new(0),
             init: InitState::default(),
+            deferred: Default::default(),
         });
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::abi::{self, op, InHeader};
@@ -47,6 +47,11 @@ struct MemFs {
     lookups: AtomicU64,
     forgets: AtomicU64,
     open_files: AtomicUsize,
+    /// While set, reads of `big` wait (a backend that stalls) and say so in `read_would_block`.
+    stall: Mutex<bool>,
+    unstalled: Condvar,
+    /// Reads of `big` waiting in the stall now.
+    stalled: AtomicUsize,
 }
 
 fn attr(ino: u64, mode: u32, size: u64) -> Attr {
@@ -129,6 +134,16 @@ impl Filesystem for MemFs {
             return Err(Errno(libc::EBADF)); // the fh from open must come back
         }
         self.max_read.fetch_max(size, Ordering::Relaxed);
+        if nodeid == BIG {
+            let mut stall = self.stall.lock().unwrap();
+            if *stall {
+                self.stalled.fetch_add(1, Ordering::SeqCst);
+                while *stall {
+                    stall = self.unstalled.wait(stall).unwrap();
+                }
+                self.stalled.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         let len = self.attr_of(nodeid)?.size;
         let end = len.min(offset.saturating_add(size as u64));
         match nodeid {
@@ -139,6 +154,10 @@ impl Filesystem for MemFs {
             _ => {}
         }
         Ok(())
+    }
+
+    fn read_would_block(&self, nodeid: u64, _offset: u64, _size: u32) -> bool {
+        nodeid == BIG && *self.stall.lock().unwrap()
     }
 
     fn release(&self, _nodeid: u64, _fh: u64) {
@@ -456,8 +475,8 @@ fn fuse_mount_replaces_a_dead_daemons_mount() {
 
 /// A fake session on `/dev/null`: replies vanish, but everything up to the
 /// write runs for real.
-fn null_shared(fs: Arc<MemFs>) -> Shared {
-    Shared {
+fn null_shared(fs: Arc<MemFs>) -> Arc<Shared> {
+    Arc::new(Shared {
         dev: File::options().read(true).write(true).open("/dev/null").unwrap(),
         fs,
         attr_valid: 1,
@@ -466,7 +485,8 @@ fn null_shared(fs: Arc<MemFs>) -> Shared {
         running: AtomicUsize::new(1),
         reply_errors: AtomicU64::new(0),
         init: Default::default(),
-    }
+        deferred: Default::default(),
+    })
 }
 
 fn request(opcode: u32, nodeid: u64, body: &[u8]) -> Vec<u8> {
@@ -577,5 +597,102 @@ fn fuse_busy_unmount_detaches_and_workers_end_with_the_last_file() {
             std::thread::sleep(Duration::from_millis(5));
         }
     });
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+/// Waits for `child` to exit, up to `timeout`; kills it (and returns `None`) if it does not.
+fn exit_within(child: &mut std::process::Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs a command (a separate process, so that a request it leaves stuck in
+/// this daemon's mount cannot keep the test process from exiting) and
+/// returns its stdout, or fails after `timeout`.
+fn output_within(cmd: &str, args: &[&str], timeout: Duration) -> Vec<u8> {
+    let mut child = std::process::Command::new(cmd).args(args).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let status = exit_within(&mut child, timeout);
+    assert!(status.is_some_and(|s| s.success()), "{cmd} {args:?}: no answer within {timeout:?} ({status:?})");
+    reader.join().unwrap()
+}
+
+#[test]
+fn fuse_reads_stalled_on_the_network_hold_no_worker_and_can_be_interrupted() {
+    if !fuse_available() {
+        return;
+    }
+    let dir = temp_mountpoint("stall");
+    let fs = Arc::new(MemFs::default());
+    *fs.stall.lock().unwrap() = true;
+    // Ends the stall however the test ends, so a failure leaves nothing stuck.
+    struct Unstall(Arc<MemFs>);
+    impl Drop for Unstall {
+        fn drop(&mut self) {
+            *self.0.stall.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            self.0.unstalled.notify_all();
+        }
+    }
+    let unstall = Unstall(fs.clone());
+    // One worker: without the hand-off, the first stalled read would take it.
+    let opts = SessionOptions { threads: 1, ..Default::default() };
+    let mounted = Mounted(Some(Session::mount(fs.clone(), &dir, opts).unwrap()));
+
+    // Three readers of `big` stall (more than there are workers). O_DIRECT
+    // makes each a synchronous READ, which the kernel waits for until it is
+    // answered, even when the reader is killed.
+    let big = dir.join("big");
+    let mut readers: Vec<std::process::Child> = (0..3)
+        .map(|i| {
+            std::process::Command::new("dd")
+                .arg(format!("if={}", big.display()))
+                .args(["iflag=direct", "bs=4096", "count=1", "status=none", &format!("skip={}", i * 256)])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while fs.stalled.load(Ordering::SeqCst) < 3 {
+        assert!(std::time::Instant::now() < deadline, "only {} of 3 reads reached the filesystem", fs.stalled.load(Ordering::SeqCst));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    // Metadata and other files are still served.
+    let d = dir.join("dir");
+    let listing = output_within("ls", &[d.to_str().unwrap()], Duration::from_secs(10));
+    assert_eq!(listing.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(), CHILDREN as usize);
+    assert_eq!(output_within("cat", &[d.join(child_name(7)).to_str().unwrap()], Duration::from_secs(10)), child_name(7).as_bytes());
+
+    // A stalled reader can be killed: the kernel interrupts its READ, which is answered EINTR.
+    readers[1].kill().unwrap();
+    assert!(exit_within(&mut readers[1], Duration::from_secs(10)).is_some(), "a reader stuck on a stalled read could not be killed");
+    assert!(readers[0].try_wait().unwrap().is_none() && readers[2].try_wait().unwrap().is_none());
+
+    // The backend comes back: the others get their bytes.
+    drop(unstall);
+    for i in [0u64, 2] {
+        let mut out = Vec::new();
+        readers[i as usize].stdout.take().unwrap().read_to_end(&mut out).unwrap();
+        assert!(exit_within(&mut readers[i as usize], Duration::from_secs(10)).is_some_and(|s| s.success()));
+        assert_eq!(out, ((i << 20)..(i << 20) + 4096).map(pattern).collect::<Vec<u8>>(), "reader {i}");
+    }
+    assert_eq!(mounted.session().reply_errors(), 0);
+    mounted.unmount().unwrap();
     std::fs::remove_dir(&dir).unwrap();
 }

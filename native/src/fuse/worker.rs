@@ -5,6 +5,8 @@
 //! READ once, at start), so the hot path neither locks nor allocates beyond
 //! what the filesystem itself does. A panic in the filesystem is caught and
 //! answered `EIO`: the kernel would otherwise wait forever for the reply.
+//! A READ that would wait for the network goes to [`super::deferred`], so a
+//! worker is never stuck behind a backend.
 
 use std::fs::File;
 use std::io;
@@ -16,6 +18,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::abi::{self, op, InHeader};
+use super::deferred::Deferred;
 use super::dispatch::{dispatch, Outcome, Scratch, MAX_IO};
 use super::filesystem::Filesystem;
 use super::reply;
@@ -42,6 +45,8 @@ pub struct Shared {
     pub reply_errors: AtomicU64,
     /// Whether INIT was answered, and how: `Some(true)` once it succeeded.
     pub init: InitState,
+    /// Reads waiting for the network, answered by threads of their own.
+    pub deferred: Deferred,
 }
 
 /// INIT's outcome, for [`super::session::Session::mount`] to wait on.
@@ -67,7 +72,7 @@ impl InitState {
 
 /// Serves requests until the connection is gone (ENODEV after unmount or
 /// abort). Returns the error that ended it when it was anything else.
-pub fn run(s: &Shared) -> io::Result<()> {
+pub fn run(s: &Arc<Shared>) -> io::Result<()> {
     let mut request = vec![0u8; REQUEST_BUFFER];
     let mut out: Vec<u8> = Vec::with_capacity(REQUEST_BUFFER);
     let mut scratch = Scratch::default();
@@ -88,26 +93,67 @@ pub fn run(s: &Shared) -> io::Result<()> {
     }
 }
 
-/// Answers one request read from the device.
-pub fn handle(s: &Shared, req: &[u8], scratch: &mut Scratch, out: &mut Vec<u8>) {
+/// Answers one request read from the device, or hands a READ that would
+/// wait for the network to [`Deferred`].
+pub fn handle(s: &Arc<Shared>, req: &[u8], scratch: &mut Scratch, out: &mut Vec<u8>) {
     // Without a whole header there is not even a `unique` to answer to.
     let Some(h) = abi::read::<InHeader>(req) else { return };
     if h.len as usize != req.len() {
-        return answer(s, &h, libc::EINVAL, &[]);
+        return answer(s, h.unique, libc::EINVAL, &[]);
     }
     let body = &req[size_of::<InHeader>()..];
-    out.clear();
-    let outcome = catch_unwind(AssertUnwindSafe(|| dispatch(s, &h, body, scratch, out)));
-    if h.opcode == op::INIT {
-        return init(s, &h, outcome.ok(), out);
+    match h.opcode {
+        op::INTERRUPT => {
+            // Only a handed-off read can be abandoned; anything else is
+            // answered soon anyway.
+            if let Some(i) = abi::read::<abi::InterruptIn>(body) {
+                if s.deferred.interrupt(i.unique) {
+                    answer(s, i.unique, libc::EINTR, &[]);
+                }
+            }
+            return;
+        }
+        op::READ => {
+            if let Some(r) = abi::read::<abi::ReadIn>(body) {
+                let blocks = catch_unwind(AssertUnwindSafe(|| s.fs.read_would_block(h.nodeid, r.offset, r.size))).unwrap_or(false);
+                if blocks && s.deferred.submit(s, h.unique, req.to_vec()) {
+                    return;
+                }
+            }
+        }
+        _ => {}
     }
-    match outcome {
-        Ok(Outcome::Reply) => answer(s, &h, 0, out),
+    respond(s, &h, body, scratch, out, || true);
+}
+
+/// Answers a READ handed to [`Deferred`], unless an INTERRUPT answered it first.
+pub fn handle_deferred(s: &Shared, req: &[u8], scratch: &mut Scratch, out: &mut Vec<u8>) {
+    let Some(h) = abi::read::<InHeader>(req) else { return };
+    if !s.deferred.wanted(h.unique) {
+        return;
+    }
+    respond(s, &h, &req[size_of::<InHeader>()..], scratch, out, || s.deferred.claim(h.unique));
+}
+
+/// Runs the request and sends its answer if `may_answer` still agrees.
+fn respond(s: &Shared, h: &InHeader, body: &[u8], scratch: &mut Scratch, out: &mut Vec<u8>, may_answer: impl FnOnce() -> bool) {
+    out.clear();
+    let outcome = catch_unwind(AssertUnwindSafe(|| dispatch(s, h, body, scratch, out)));
+    if h.opcode == op::INIT {
+        return init(s, h, outcome.ok(), out);
+    }
+    let answer_with = match outcome {
+        Ok(Outcome::Reply) => Some((0, &out[..])),
         // The kernel rejects errors outside 1..1000; 0 would claim success
         // with an empty payload.
-        Ok(Outcome::Error(e)) => answer(s, &h, if (1..1000).contains(&e.0) { e.0 } else { libc::EIO }, &[]),
-        Ok(Outcome::Silent) => {}
-        Err(_) => answer(s, &h, libc::EIO, &[]),
+        Ok(Outcome::Error(e)) => Some((if (1..1000).contains(&e.0) { e.0 } else { libc::EIO }, &[][..])),
+        Ok(Outcome::Silent) => None,
+        Err(_) => Some((libc::EIO, &[][..])),
+    };
+    if let Some((errno, payload)) = answer_with {
+        if may_answer() {
+            answer(s, h.unique, errno, payload);
+        }
     }
     // A reply that grew huge (a filesystem returning a giant xattr) should
     // not pin its memory for the life of the worker.
@@ -116,8 +162,8 @@ pub fn handle(s: &Shared, req: &[u8], scratch: &mut Scratch, out: &mut Vec<u8>) 
     }
 }
 
-fn answer(s: &Shared, h: &InHeader, errno: i32, payload: &[u8]) {
-    if let Err(e) = reply::send(s.dev.as_raw_fd(), h.unique, errno, payload) {
+fn answer(s: &Shared, unique: u64, errno: i32, payload: &[u8]) {
+    if let Err(e) = reply::send(s.dev.as_raw_fd(), unique, errno, payload) {
         if e.raw_os_error() != Some(libc::ENOENT) {
             s.reply_errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -129,9 +175,9 @@ fn answer(s: &Shared, h: &InHeader, errno: i32, payload: &[u8]) {
 fn init(s: &Shared, h: &InHeader, outcome: Option<Outcome>, out: &[u8]) {
     let ok = matches!(outcome, Some(Outcome::Reply));
     match outcome {
-        Some(Outcome::Reply) => answer(s, h, 0, out),
-        Some(Outcome::Error(e)) => answer(s, h, e.0, &[]),
-        _ => answer(s, h, libc::EIO, &[]),
+        Some(Outcome::Reply) => answer(s, h.unique, 0, out),
+        Some(Outcome::Error(e)) => answer(s, h.unique, e.0, &[]),
+        _ => answer(s, h.unique, libc::EIO, &[]),
     }
     if ok {
         if let Some((device, kb)) = s.read_ahead {
