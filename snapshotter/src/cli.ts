@@ -14,6 +14,9 @@ import { Snapshotter } from './snapshotter.js';
 import { MetaStore } from './store.js';
 import { serveSystem } from './system.js';
 
+/** How often a `cache_size_limit` is checked. */
+const CACHE_LIMIT_CHECK_MS = 60_000;
+
 export const VERSION = '0.1.0';
 
 export const COMMAND: CommandSpec = {
@@ -108,6 +111,7 @@ export async function main(argv: string[]): Promise<number> {
     nydusdTemplate: template,
     cacheDir,
     cacheGc: !config.cacheManager.disable,
+    cacheSizeLimit: config.cacheManager.cacheSizeLimit,
     overlayVolatile: config.snapshot.enableOverlayfsVolatile,
   });
   await sn.startSharedDaemon();
@@ -116,6 +120,12 @@ export async function main(argv: string[]): Promise<number> {
   const metrics = config.metrics.address ? await serveMetrics(sn, config.metrics.address) : undefined;
   const gc = config.cacheManager.disable ? undefined : setInterval(() => void sn.cleanup().catch((e) => logger.warn('periodic cleanup failed', { error: (e as Error).message })), config.cacheManager.gcPeriodMs);
   gc?.unref();
+  // A size bound is checked every minute (and at each Cleanup): between GC periods a day apart,
+  // new images would otherwise fill the disk.
+  const bound = config.cacheManager.cacheSizeLimit > 0
+    ? setInterval(() => void sn.enforceCacheLimit().catch((e) => logger.warn('cache size check failed', { error: (e as Error).message })), CACHE_LIMIT_CHECK_MS)
+    : undefined;
+  bound?.unref();
   logger.info('snapshotter serving', { address: config.address, root: config.root, daemon_mode: config.daemonMode, nydusd: config.daemon.nydusdPath, snapshots: Object.keys(store.state.snapshots).length, daemons: Object.keys(store.state.daemons).length });
 
   await new Promise<void>((resolve) => {
@@ -127,6 +137,7 @@ export async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   clearInterval(gc);
+  clearInterval(bound);
   daemons.close();
   await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
   system?.close();

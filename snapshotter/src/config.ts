@@ -31,7 +31,8 @@ export interface SnapshotterConfig {
   /** Prometheus metrics over TCP ('' disables). */
   metrics: { address: string };
   snapshot: { syncRemove: boolean; enableOverlayfsVolatile: boolean };
-  cacheManager: { disable: boolean; gcPeriodMs: number; cacheDir: string };
+  /** cacheSizeLimit: bytes on disk, 0 = unbounded. */
+  cacheManager: { disable: boolean; gcPeriodMs: number; cacheDir: string; cacheSizeLimit: number };
 }
 
 export const DEFAULT_ROOT = '/var/lib/containerd-nydus';
@@ -56,7 +57,7 @@ export function defaultConfig(): SnapshotterConfig {
     log: { level: 'info', toStdout: false },
     metrics: { address: '' },
     snapshot: { syncRemove: false, enableOverlayfsVolatile: false },
-    cacheManager: { disable: false, gcPeriodMs: 24 * 3600_000, cacheDir: '' },
+    cacheManager: { disable: false, gcPeriodMs: 24 * 3600_000, cacheDir: '', cacheSizeLimit: 0 },
   };
 }
 
@@ -66,6 +67,16 @@ export function parseDuration(text: string, what: string): number {
   const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
   if (text === '' || parts.map((p) => p[0]).join('') !== text) throw new SnapshotterConfigError(`${what}: '${text}' is not a duration like 24h, 30m or 10s`);
   return parts.reduce((ms, p) => ms + Number(p[1]) * unit[p[2]!]!, 0);
+}
+
+/** A size: bytes as an integer, or a string like 10GiB, 500MiB, 2GB or 1024. */
+export function parseSize(v: unknown, what: string): number {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
+  const unit: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3, t: 1e12, tb: 1e12, tib: 1024 ** 4 };
+  const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v) : null;
+  const scale = m ? unit[m[2]!.toLowerCase()] : undefined;
+  if (!m || scale === undefined) throw new SnapshotterConfigError(`${what}: '${String(v)}' is not a size like 10GiB, 500MiB or a number of bytes`);
+  return Math.floor(Number(m[1]) * scale);
 }
 
 type Table = Record<string, unknown>;
@@ -93,6 +104,10 @@ class TableReader {
     if (v === undefined) return fallback;
     if (typeof v !== 'boolean') throw new SnapshotterConfigError(`${this.where}${key} must be true or false`);
     return v;
+  }
+  size(key: string, fallback: number): number {
+    const v = this.#get(key);
+    return v === undefined ? fallback : parseSize(v, `${this.where}${key}`);
   }
   int(key: string, fallback: number, min: number, max: number): number {
     const v = this.#get(key);
@@ -164,6 +179,7 @@ export function parseSnapshotterConfig(text: string, source = 'config.toml'): Lo
     disable: cache.bool('disable', false),
     gcPeriodMs: parseDuration(cache.string('gc_period', '24h'), 'cache_manager.gc_period'),
     cacheDir: cache.string('cache_dir', ''),
+    cacheSizeLimit: cache.size('cache_size_limit', 0),
   };
 
   for (const r of [top, system, daemon, log, snapshot, cache]) {

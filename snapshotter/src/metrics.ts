@@ -1,5 +1,6 @@
 // Prometheus metrics of the snapshotter ([metrics] address, e.g. ":9110"): gRPC calls by method
-// and status code with their latency, snapshots by kind, daemons by mode.
+// and status code with their latency, snapshots by kind, daemons by mode, and the blob cache's
+// size and evictions when it is bounded.
 
 import { createServer, type Server } from 'node:http';
 
@@ -42,6 +43,12 @@ export function renderMetrics(sn: Snapshotter, stats: RpcStats = rpcStats): stri
   w.gauge('snapshotter_nydusd_daemons', 'nydusd processes the snapshotter runs, by mode.',
     (['dedicated', 'shared'] as const).map((mode) => ({ labels: { mode }, value: daemons.filter((d) => d.mode === mode).length })));
   w.gauge('snapshotter_rafs_instances', 'Nydus images served.', [{ value: daemons.reduce((n, d) => n + Object.keys(d.instances).length, 0) }]);
+  if ((sn.o.cacheSizeLimit ?? 0) > 0) {
+    w.gauge('snapshotter_cache_limit_bytes', 'cache_manager.cache_size_limit.', [{ value: sn.o.cacheSizeLimit! }]);
+    w.gauge('snapshotter_cache_bytes', 'Bytes the blob cache took on disk at the last size check.', [{ value: sn.cacheStats.bytes }]);
+    w.counter('snapshotter_cache_evicted_blobs_total', 'Blobs evicted to keep the cache within its size limit.', [{ value: sn.cacheStats.evictedBlobs }]);
+    w.counter('snapshotter_cache_evicted_bytes_total', 'Bytes evicted to keep the cache within its size limit.', [{ value: sn.cacheStats.evictedBytes }]);
+  }
   return w.toString();
 }
 

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 
 import { rafsCheck, rafsCheckAsync } from '../../native/index.js';
 import { logger } from '../../nydusify/src/util/log.js';
+import { listCachedBlobs, removeCachedBlob, touchCachedBlobs } from './cache-files.js';
 import type { DaemonMode } from './config.js';
 import { imageAccess, imageDaemonConfig, isLocalfsTemplate } from './daemon-config.js';
 import type { Daemons } from './daemons.js';
@@ -42,7 +43,17 @@ export interface SnapshotterOptions {
   cacheDir: string;
   /** Remove unused cache blobs in Cleanup. */
   cacheGc: boolean;
+  /** Bytes the cache may take on disk (0: unbounded); blobs no mounted image uses are evicted past it. */
+  cacheSizeLimit?: number;
   overlayVolatile: boolean;
+}
+
+/** What the cache bound did, for the metrics. */
+export interface CacheStats {
+  /** Bytes the cache took on disk at the last check. */
+  bytes: number;
+  evictedBlobs: number;
+  evictedBytes: number;
 }
 
 const SHARED_DAEMON = 'shared';
@@ -55,6 +66,7 @@ export class Snapshotter {
   /** RAFS instances being brought up, by bootstrap snapshot id: concurrent Prepares share one start. */
   readonly #starting = new Map<string, Promise<string>>();
   #sharedStarting: Promise<DaemonRecord> | undefined;
+  readonly cacheStats: CacheStats = { bytes: 0, evictedBlobs: 0, evictedBytes: 0 };
 
   constructor(
     readonly store: MetaStore,
@@ -208,6 +220,7 @@ export class Snapshotter {
       for (const id of dirs) if (!owned.has(id)) await this.#removeDir(id);
       if (this.o.cacheGc) await this.#collectCache(state);
     });
+    await this.enforceCacheLimit();
   }
 
   // --- snapshots ----------------------------------------------------------------------------
@@ -355,6 +368,7 @@ export class Snapshotter {
     if (this.store.state.daemons[id]) return (await this.#revived(id)).mountpoint;
     const inst = await this.#instance(meta, join(this.daemons.dir(id), 'config.json'), join(this.dir(meta.id), 'mnt'));
     const rec = await this.daemons.start(id, 'dedicated', inst.mountpoint, { [meta.id]: inst });
+    await touchCachedBlobs(this.o.cacheDir, meta.blobs ?? []);
     return rec.mountpoint;
   }
 
@@ -367,6 +381,7 @@ export class Snapshotter {
     await this.store.update((d) => {
       d.daemons[SHARED_DAEMON]!.instances[meta.id] = inst;
     });
+    await touchCachedBlobs(this.o.cacheDir, meta.blobs ?? []);
     return inst.mountpoint;
   }
 
@@ -456,31 +471,62 @@ export class Snapshotter {
    * of what is in use allows deleting.
    */
   async #collectCache(state: Readonly<StoreState>): Promise<void> {
+    const used = this.#blobsOf(Object.values(state.snapshots).filter((s) => isNydusBootstrap(s.labels)));
+    if (used === undefined) return;
+    let removed = 0;
+    for (const b of (await listCachedBlobs(this.o.cacheDir)).values()) {
+      if (used.has(b.blob)) continue;
+      await removeCachedBlob(this.o.cacheDir, b);
+      removed++;
+    }
+    if (removed > 0) logger.info('cache GC removed unused blobs', { blobs: removed });
+  }
+
+  /**
+   * Keeps the cache within `cache_size_limit`: past it, blobs that no mounted image uses (no
+   * running container can be reading them) are deleted, least recently used first, until it
+   * fits. An image mounted later fetches what it needs again. Blobs of mounted images are never
+   * taken, even if the cache stays over the limit because of them.
+   */
+  async enforceCacheLimit(): Promise<void> {
+    const limit = this.o.cacheSizeLimit ?? 0;
+    if (limit <= 0) return;
+    await this.store.exclusive(async (state) => {
+      const blobs = [...(await listCachedBlobs(this.o.cacheDir)).values()];
+      let total = blobs.reduce((n, b) => n + b.bytes, 0);
+      this.cacheStats.bytes = total;
+      if (total <= limit) return;
+      const mounted = new Set([...Object.values(state.daemons).flatMap((d) => Object.keys(d.instances)), ...this.#starting.keys()]);
+      const inUse = this.#blobsOf(Object.values(state.snapshots).filter((s) => mounted.has(s.id)));
+      if (inUse === undefined) return;
+      const evicted: string[] = [];
+      for (const b of blobs.filter((x) => !inUse.has(x.blob)).sort((x, y) => x.lastUsedMs - y.lastUsedMs)) {
+        if (total <= limit) break;
+        await removeCachedBlob(this.o.cacheDir, b);
+        total -= b.bytes;
+        evicted.push(b.blob);
+        this.cacheStats.evictedBlobs++;
+        this.cacheStats.evictedBytes += b.bytes;
+      }
+      this.cacheStats.bytes = total;
+      const level = total > limit ? 'warn' : 'info';
+      logger[level]('cache over its size limit: evicted blobs no mounted image uses', { evicted: evicted.length, bytes: total, limit, ...(total > limit ? { note: 'the rest is in use by mounted images' } : {}) });
+    });
+  }
+
+  /** The blobs the bootstraps of `snapshots` use, or undefined when one cannot be read. */
+  #blobsOf(snapshots: SnapshotRecord[]): Set<string> | undefined {
     const used = new Set<string>();
-    for (const s of Object.values(state.snapshots)) {
-      if (!isNydusBootstrap(s.labels)) continue;
+    for (const s of snapshots) {
       try {
         // Committed bootstraps carry what Commit read; one still being unpacked is read (and
-        // usually not readable yet, which skips this GC).
+        // usually not readable yet, which skips the caller's deletions).
         for (const b of s.blobs ?? rafsCheck(this.#bootstrapPath(s.id)).blobs) used.add(b);
       } catch (e) {
-        logger.info('cache GC skipped: a bootstrap is not readable (yet)', { snapshot: s.id, error: (e as Error).message });
-        return;
+        logger.info('cache deletions skipped: a bootstrap is not readable (yet)', { snapshot: s.id, error: (e as Error).message });
+        return undefined;
       }
     }
-    // Each blob's chunk map goes before its data, and the claims last: a crash in between leaves
-    // data without a map (refetched), never a map vouching for data that is gone; a map without
-    // claims is dropped by the next daemon. Private files (<blob id>.<fingerprint>.*, an image
-    // whose claims about the blob disagreed with another's) go with their blob.
-    const rank = (f: string) => (f.endsWith('.chunk_map') ? 0 : f.endsWith('.claims') ? 2 : 1);
-    const files = (await readdir(this.o.cacheDir).catch(() => [] as string[])).sort((a, b) => rank(a) - rank(b));
-    const removed: string[] = [];
-    for (const f of files) {
-      const m = /^([0-9a-f]{64})(?:\.[0-9a-f]{16})?\.blob\.data(\.chunk_map|\.claims)?$/.exec(f);
-      if (!m || used.has(m[1]!)) continue;
-      await rm(join(this.o.cacheDir, f), { force: true });
-      removed.push(f);
-    }
-    if (removed.length > 0) logger.info('cache GC removed unused blobs', { files: removed.length });
+    return used;
   }
 }
