@@ -9,37 +9,50 @@
 //! one checked slice; their fields are then decoded with [`le16`]/[`le32`]/
 //! [`le64`] at constant offsets below the record size.
 
+use std::fs::OpenOptions;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::error::{bail, Result};
-use super::mmap::Mmap;
 
-enum Backing {
-    Mapped(Mmap),
-    Owned(Vec<u8>),
-}
+/// The largest bootstrap read (an image of millions of files stays well below).
+const MAX_BOOTSTRAP: u64 = 1 << 30;
 
+/// The whole bootstrap, in memory. Not a mapping of the file: a file rewritten
+/// or truncated while mounted (by an operator, a re-pull, anything) would turn
+/// reads of a mapping into SIGBUS, killing every image of the daemon, and
+/// would change what was validated at open. A copy cannot change.
 pub struct Bytes {
-    backing: Backing,
+    all: Vec<u8>,
 }
 
 impl Bytes {
-    pub fn map(path: &Path) -> std::io::Result<Bytes> {
-        Ok(match Mmap::open(path)? {
-            Some(m) => Bytes { backing: Backing::Mapped(m) },
-            None => Bytes { backing: Backing::Owned(Vec::new()) },
-        })
+    /// Reads `path`. Only regular files are accepted: opening a FIFO would
+    /// block, and a device's length is not its size. O_NONBLOCK keeps the
+    /// open itself from blocking; the type is checked on the opened
+    /// descriptor, so a path swapped in between cannot slip through.
+    pub fn read(path: &Path) -> io::Result<Bytes> {
+        let mut file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        if meta.len() > MAX_BOOTSTRAP {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} bytes: larger than any bootstrap ({MAX_BOOTSTRAP})", meta.len())));
+        }
+        let mut all = Vec::with_capacity(meta.len() as usize);
+        // Bounded even if the file grows meanwhile.
+        file.by_ref().take(MAX_BOOTSTRAP).read_to_end(&mut all)?;
+        Ok(Bytes { all })
     }
 
-    pub fn owned(bytes: Vec<u8>) -> Bytes {
-        Bytes { backing: Backing::Owned(bytes) }
+    pub fn owned(all: Vec<u8>) -> Bytes {
+        Bytes { all }
     }
 
     fn all(&self) -> &[u8] {
-        match &self.backing {
-            Backing::Mapped(m) => m.as_slice(),
-            Backing::Owned(v) => v,
-        }
+        &self.all
     }
 
     pub fn len(&self) -> u64 {

@@ -10,7 +10,7 @@ use std::fmt;
 pub enum ErrorKind {
     /// The bytes break a rule of the format (SPEC §6.2).
     Corrupt,
-    /// The file could not be opened or mapped.
+    /// The file could not be opened or read.
     Io,
 }
 

@@ -1,6 +1,6 @@
 //! RAFS v6 bootstrap reader (the format of `rafs-spec/SPEC.md`), for the
-//! FUSE data path: metadata requests are answered straight from the mapped
-//! bootstrap, with the semantics of kernel EROFS on the same image.
+//! FUSE data path: metadata requests are answered straight from the bootstrap
+//! held in memory, with the semantics of kernel EROFS on the same image.
 //!
 //! Safety on hostile input comes from one rule: every byte is read through
 //! [`bytes::Bytes`], which checks bounds, and every structure is validated
@@ -26,7 +26,7 @@
 //! superblocks, merkle header), `blob` (blob table, device slots), `chunk`
 //! (chunk indexes, chunk table), `inode`, `dir` (dirent blocks), `xattr`,
 //! `walk` (whole-tree traversal), `dump` (JSON for cross-checks), with
-//! `bytes` (the bounds-checked accessor) and `mmap` underneath.
+//! `bytes` (the bootstrap in memory, and its bounds-checked accessor) underneath.
 
 mod blob;
 mod bytes;
@@ -35,7 +35,6 @@ mod dir;
 pub mod dump;
 mod error;
 mod inode;
-mod mmap;
 mod superblock;
 #[cfg(test)]
 mod tests;
@@ -91,9 +90,9 @@ impl std::fmt::Debug for Bootstrap {
 }
 
 impl Bootstrap {
-    /// Maps `path` (private, read-only) and validates it.
+    /// Reads `path` into memory and validates it.
     pub fn open(path: &Path) -> Result<Bootstrap> {
-        let bytes = Bytes::map(path).map_err(|e| RafsError::io(format!("{}: {e}", path.display())))?;
+        let bytes = Bytes::read(path).map_err(|e| RafsError::io(format!("{}: {e}", path.display())))?;
         Self::load(bytes)
     }
 

@@ -452,6 +452,21 @@ fn dir_image_matches_source() {
 
 /// A tar image keeps most inodes compact: their mtime is the build time.
 #[test]
+fn a_bootstrap_rewritten_or_truncated_while_open_changes_nothing() {
+    // Issue 12 defect 10: a mapped bootstrap cut short under a live daemon was SIGBUS (every image
+    // of the daemon gone); now the daemon's copy is its own.
+    let scratch = Scratch::new("rewrite");
+    let src = scratch.0.join("src");
+    let xattrs = make_tree(&src);
+    let (boot, blobs) = build(&scratch.0, &src, false, "zstd", "0x1000");
+    let bs = Bootstrap::open(&boot).unwrap();
+    fs::OpenOptions::new().write(true).open(&boot).unwrap().set_len(0).unwrap();
+    check_walk(&bs, &src);
+    fs::write(&boot, vec![0xa5u8; 8192]).unwrap();
+    check_against_source(&bs, &blobs, &src, true, xattrs);
+}
+
+#[test]
 fn tar_image_matches_source() {
     let scratch = Scratch::new("tar");
     let src = scratch.0.join("src");
