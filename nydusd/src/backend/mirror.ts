@@ -31,6 +31,7 @@ export class Mirror implements Relay {
     logger: BackendLogger = silentLogger,
   ) {
     this.name = opts.url.origin;
+    if (opts.authThrough) logger.warn('mirrors auth_through = true is not supported: challenges are answered at the registry\'s token realm, and blob GETs through the mirror carry the registry\'s credentials', { mirror: this.name });
     this.health = new HealthCheck(
       {
         pingUrl: opts.pingUrl,

@@ -2,8 +2,11 @@
 // Authorization (Basic or Bearer, from nydusify's Authenticator, so token
 // requests always go straight to the realm), Nydus's 401 handling (retry once
 // without the header, then answer the challenge), and redirects followed by
-// hand, with the redirect URL cached per blob. Credentials never go to
-// another host; a cached redirect answered by 401/403 is dropped and the
+// hand, with the redirect URL cached per blob. Credentials go to the
+// registry, and with blob GETs through the relays configured for it (the
+// Dragonfly proxy, `mirrors`: they fetch from the registry on our behalf and
+// need them, as with Nydus); never to a redirect target (blob storage) or any
+// other host. A cached redirect answered by 401/403 is dropped and the
 // request goes back to the registry.
 
 import type { AuthScope, Authenticator } from '../../../nydusify/src/registry/auth.js';
