@@ -43,5 +43,6 @@ fi
 scripts/build-peers.sh
 scripts/build-dragonfly.sh
 scripts/build-nydus-ref.sh
+scripts/fuzz.sh --install
 npm run build
 echo "setup: done"

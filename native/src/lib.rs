@@ -9,6 +9,7 @@
 //! Layout: domain modules (`codec`, `lz4`, `digest`, `crc32c`, `chunk`,
 //! `mount`) are plain Rust with their own error values and unit tests;
 //! `exports` adapts them to JS; this file only registers the module.
+//! `fuzzing` (feature `fuzzing`) holds the fuzzers' entry points (`fuzz/`).
 
 pub mod cache;
 pub mod chunk;
@@ -17,21 +18,24 @@ pub mod crc32c;
 pub mod daemon;
 pub mod digest;
 pub mod fuse;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod lz4;
 pub mod mount;
 pub mod rafs;
 pub mod xattr;
 
 // The N-API glue references symbols that only the `node` binary provides,
-// so it is left out of `cargo test` builds (which link an executable).
-#[cfg(not(test))]
+// so it is left out of `cargo test` builds and of builds without the `node`
+// feature (the fuzzers), which link executables.
+#[cfg(all(not(test), feature = "node"))]
 mod exports;
-#[cfg(not(test))]
+#[cfg(all(not(test), feature = "node"))]
 mod exports_daemon;
-#[cfg(not(test))]
+#[cfg(all(not(test), feature = "node"))]
 pub mod napi;
 
-#[cfg(not(test))]
+#[cfg(all(not(test), feature = "node"))]
 fn init(env: napi::Env, exports: napi::Value) -> napi::Result<()> {
     for function in exports::FUNCTIONS.iter().chain(exports_daemon::FUNCTIONS.iter()) {
         env.set_property(exports, function.name, env.function(function)?)?;
@@ -46,7 +50,7 @@ fn init(env: napi::Env, exports: napi::Value) -> napi::Result<()> {
 ///
 /// # Safety
 /// Called by Node with a valid environment and `exports` object.
-#[cfg(not(test))]
+#[cfg(all(not(test), feature = "node"))]
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(
     env: napi::sys::napi_env,
@@ -56,7 +60,7 @@ pub unsafe extern "C" fn napi_register_module_v1(
 }
 
 /// Tells Node which N-API version this addon targets.
-#[cfg(not(test))]
+#[cfg(all(not(test), feature = "node"))]
 #[no_mangle]
 pub extern "C" fn node_api_module_get_api_version_v1() -> i32 {
     napi::sys::NAPI_VERSION

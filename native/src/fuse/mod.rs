@@ -18,6 +18,10 @@ mod sys;
 mod worker;
 
 pub use dispatch::MAX_IO;
+#[cfg(any(test, feature = "fuzzing"))]
+mod fuzzing;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use fuzzing::fuzz_request;
 
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::codec::{self, Compressor};
+use crate::fuzzing::walk_everything;
 
 /// The repository this crate sits in (native/..), wherever it was cloned.
 fn repo() -> PathBuf {
@@ -489,47 +490,6 @@ fn tar_image_matches_source() {
 /// Reads everything reachable, the way the daemon would. Must not panic.
 /// `dump` repeats the reads of `validate` plus a JSON writer that cannot
 /// fail, so it only runs when `with_dump` (to keep the sweep fast).
-fn walk_everything(bytes: Vec<u8>, with_dump: bool) -> usize {
-    let Ok(bs) = Bootstrap::from_bytes(bytes) else { return 0 };
-    let _ = bs.chunk_rows();
-    let _ = bs.prefetch_nids();
-    let _ = bs.statfs();
-    let _ = bs.path_to_nid(b"/a/b/c/block");
-    let _ = bs.validate();
-    if with_dump {
-        let _ = dump::dump(&bs);
-    }
-    let mut seen = HashSet::new();
-    let mut queue = VecDeque::from([bs.root_nid()]);
-    let mut work = 0;
-    while let Some(nid) = queue.pop_front() {
-        if !seen.insert(nid) || seen.len() > 5000 {
-            continue;
-        }
-        let Ok(inode) = bs.inode(nid) else { continue };
-        work += 1;
-        let _ = bs.xattrs(&inode);
-        let _ = bs.xattr(&inode, b"user.foo");
-        let _ = bs.merkle_digest(&inode);
-        let _ = bs.read_link(&inode);
-        for i in 0..bs.chunk_count(&inode).min(1000) {
-            let _ = bs.chunk(&inode, i);
-        }
-        if inode.is_dir() {
-            let mut names = Vec::new();
-            let _ = bs.read_dir(&inode, 0, &mut |e| {
-                names.push((e.name.to_vec(), e.nid, e.next_cookie));
-                names.len() < 2000
-            });
-            for (name, child, cookie) in names {
-                let _ = bs.lookup(&inode, &name);
-                let _ = bs.read_dir(&inode, cookie, &mut |_| false);
-                queue.push_back(child);
-            }
-        }
-    }
-    work
-}
 
 fn small_image(scratch: &Scratch) -> Vec<u8> {
     let src = scratch.0.join("src");
