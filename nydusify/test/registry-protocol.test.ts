@@ -140,11 +140,12 @@ describe('docker config', () => {
       const bad = lookupDockerCredentials('bad.example.com', p);
       expect(bad.credentials).toBeUndefined();
       expect(bad.warnings.join()).toContain('not base64 "user:password"');
+      // The helpers named here are not installed: a warning each, and the auths entries (if any) stay.
       const helper = lookupDockerCredentials('helper.example.com', p);
       expect(helper.credentials).toBeUndefined();
-      expect(helper.warnings.join()).toContain('docker-credential-ecr-login');
+      expect(helper.warnings.join()).toContain('credential helper docker-credential-ecr-login for helper.example.com: not found on PATH');
       const store = lookupDockerCredentials('other.example.com', p);
-      expect(store.warnings.join()).toContain('credsStore "desktop" is not supported');
+      expect(store.warnings.join()).toContain('docker-credential-desktop for other.example.com: not found on PATH');
       expect(lookupDockerCredentials('x.example.com', path.join(dir, 'missing.json'))).toEqual({
         path: path.join(dir, 'missing.json'),
         warnings: [],

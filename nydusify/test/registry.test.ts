@@ -469,15 +469,15 @@ describe('htpasswd registry (Basic auth)', () => {
     }
   });
 
-  it('warns about credential helpers instead of crashing', async () => {
+  it('warns about a credential helper that is not installed instead of crashing', async () => {
     const cfgPath = path.join(tmp, 'helpers.json');
-    writeFileSync(cfgPath, JSON.stringify({ credsStore: 'desktop', credHelpers: { [reg.host]: 'pass' }, auths: {} }));
+    writeFileSync(cfgPath, JSON.stringify({ credsStore: 'desktop', credHelpers: { [reg.host]: 'nydus-test-absent' }, auths: {} }));
     const warnings: string[] = [];
     const c = client(reg, { dockerConfigPath: cfgPath, onWarning: (m) => warnings.push(m) });
     try {
       const err = await expectRegistryError(c.headBlob('test/basic', sha256(Buffer.from('x'))));
       expect(err.status).toBe(401);
-      expect(warnings.join('\n')).toMatch(/credential helper "docker-credential-pass" .* is not supported/);
+      expect(warnings.join('\n')).toMatch(/credential helper docker-credential-nydus-test-absent for .*: not found on PATH/);
     } finally {
       await c.close();
     }

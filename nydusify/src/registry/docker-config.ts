@@ -5,9 +5,14 @@
  * Supported: `auths[<host>].auth` (base64 `user:password`), `username` /
  * `password`, `identitytoken` (OAuth2 refresh token). Keys of `auths` may be
  * written with or without a scheme and with a path such as `/v1/`; Docker Hub
- * is matched under its usual aliases. Credential helpers (`credHelpers`,
- * `credsStore`) are not supported: they produce a warning, not a failure.
+ * is matched under its usual aliases. Credential helpers are run the way the
+ * Docker CLI runs them: `credHelpers[<host>]`, else `credsStore`, names a
+ * program `docker-credential-<name>` on PATH, asked with `get` and the server
+ * address on stdin; its JSON answer (`Username`, `Secret`; `<token>` as the
+ * user name means an identity token) wins over `auths`, which stays the
+ * fallback when the helper has nothing or fails (with a warning).
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -131,15 +136,52 @@ export function lookupDockerCredentials(host: string, configPath = defaultDocker
     }
   }
 
+  helper ??= typeof cfg.credsStore === 'string' && cfg.credsStore ? cfg.credsStore : undefined;
   if (helper !== undefined) {
-    warnings.push(
-      `docker config ${configPath}: credential helper "docker-credential-${helper}" configured for ${host} is not supported; ` +
-        (result.credentials ? `using the auths entry instead` : `continuing without credentials (set them in "auths" or pass them explicitly)`),
-    );
-  } else if (!result.credentials && typeof cfg.credsStore === 'string' && cfg.credsStore) {
-    warnings.push(
-      `docker config ${configPath}: credsStore "${cfg.credsStore}" is not supported; no credentials found for ${host} in "auths", continuing anonymously`,
-    );
+    const fromHelper = credentialsFromHelper(helper, want === 'docker.io' ? DOCKER_HUB_SERVER : want, warnings);
+    if (fromHelper) {
+      result.credentials = fromHelper;
+      result.matchedKey = `docker-credential-${helper}`;
+    }
   }
   return result;
+}
+
+/** The server address Docker stores Docker Hub credentials under. */
+const DOCKER_HUB_SERVER = 'https://index.docker.io/v1/';
+/** A helper that does not answer within this long is given up on. */
+const HELPER_TIMEOUT_MS = 10_000;
+
+/**
+ * `docker-credential-<helper> get` for `server`, as the Docker CLI runs it. Undefined when the helper
+ * has no credentials for it ("credentials not found"), or fails (with a warning saying why).
+ */
+export function credentialsFromHelper(helper: string, server: string, warnings: string[]): RegistryCredentials | undefined {
+  const program = `docker-credential-${helper}`;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(helper)) {
+    warnings.push(`docker config: credential helper name ${JSON.stringify(helper)} is not a program name; ignored`);
+    return undefined;
+  }
+  let out: string;
+  try {
+    out = execFileSync(program, ['get'], { input: server, encoding: 'utf8', timeout: HELPER_TIMEOUT_MS, maxBuffer: 1 << 20, stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { stdout?: string; stderr?: string; signal?: string };
+    // Docker's helpers answer an unknown server with this text and a non-zero exit.
+    if (/credentials not found/i.test(`${err.stdout ?? ''}${err.stderr ?? ''}`)) return undefined;
+    const why = err.code === 'ENOENT' ? 'not found on PATH' : err.signal === 'SIGTERM' ? `no answer within ${HELPER_TIMEOUT_MS / 1000} s` : (err.stderr || err.stdout || err.message).trim().split('\n')[0];
+    warnings.push(`credential helper ${program} for ${server}: ${why}; using the "auths" entry, if any`);
+    return undefined;
+  }
+  let answer: { Username?: unknown; Secret?: unknown };
+  try {
+    answer = JSON.parse(out) as { Username?: unknown; Secret?: unknown };
+  } catch {
+    warnings.push(`credential helper ${program} for ${server}: its answer is not JSON; ignored`);
+    return undefined;
+  }
+  if (typeof answer.Secret !== 'string' || answer.Secret === '') return undefined;
+  const username = typeof answer.Username === 'string' ? answer.Username : '';
+  if (username === '<token>') return { identityToken: answer.Secret };
+  return { username, password: answer.Secret };
 }
