@@ -25,13 +25,17 @@ export interface StartRegistryOptions {
   extraConfig?: string;
   /** Address to listen on (e.g. a test LAN's host address, see netns.ts). Default 127.0.0.1. */
   listenAddress?: string;
+  /** Serve HTTPS with a certificate for the listen address, signed by a CA made for this registry. */
+  tls?: boolean;
 }
 
 export interface RunningRegistry {
   /** 127.0.0.1:PORT (or listenAddress:PORT) */
   host: string;
-  /** http://127.0.0.1:PORT */
+  /** http://127.0.0.1:PORT (https:// with `tls`) */
   url: string;
+  /** With `tls`: the PEM file of the CA that signed the registry's certificate. */
+  caPath?: string;
   username?: string;
   password?: string;
   /** Filesystem storage root. */
@@ -110,6 +114,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
     const listen = opts.listenAddress ?? '127.0.0.1';
     const port = await getFreePort(listen);
     const host = `${listen}:${port}`;
+    const tls = opts.tls ? await makeCertificates(tmp.dir, listen) : undefined;
     const config =
       `version: 0.1\n` +
       `log:\n  level: ${opts.logLevel ?? 'debug'}\n  formatter: text\n  fields:\n    service: registry\n` +
@@ -117,6 +122,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
       `  maintenance:\n    uploadpurging:\n      enabled: false\n` +
       `http:\n  addr: ${host}\n  secret: ${crypto.randomBytes(16).toString('hex')}\n` +
       `  headers:\n    X-Content-Type-Options: [nosniff]\n` +
+      (tls ? `  tls:\n    certificate: ${yamlString(tls.cert)}\n    key: ${yamlString(tls.key)}\n` : '') +
       authYaml +
       (opts.extraConfig ?? '');
     writeFileSync(configPath, config);
@@ -132,10 +138,11 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
       logFile,
     });
     try {
+      // A TLS listener answers plain HTTP with 400: that it answers is what counts.
       await waitForUrl(`http://${host}/v2/`, {
         timeoutMs: 20_000,
         process: proc,
-        accept: (s) => s === 200 || s === 401,
+        accept: (s) => s === 200 || s === 401 || (tls !== undefined && s === 400),
       });
     } catch (e) {
       await proc.stop(1000);
@@ -145,7 +152,8 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
     let stopped = false;
     return {
       host,
-      url: `http://${host}`,
+      url: `${tls ? 'https' : 'http'}://${host}`,
+      ...(tls ? { caPath: tls.ca } : {}),
       username,
       password,
       dataDir,
@@ -165,4 +173,14 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
     await cleanupOnError();
     throw e;
   }
+}
+
+/** A CA and a server certificate for `address` (an IP) signed by it, made with openssl in `dir`. */
+async function makeCertificates(dir: string, address: string): Promise<{ ca: string; cert: string; key: string }> {
+  const f = (n: string) => path.join(dir, n);
+  writeFileSync(f('san.ext'), `subjectAltName=IP:${address}\nextendedKeyUsage=serverAuth\n`);
+  await runCommand('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '2', '-subj', '/CN=nydus-ts test CA']);
+  await runCommand('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', `/CN=${address}`]);
+  await runCommand('openssl', ['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.crt'), '-days', '2', '-extfile', f('san.ext')]);
+  return { ca: f('ca.crt'), cert: f('server.crt'), key: f('server.key') };
 }

@@ -7,7 +7,7 @@
 
 import { Authenticator } from '../../../nydusify/src/registry/auth.js';
 import { RegistryError } from '../../../nydusify/src/registry/errors.js';
-import { backoffDelay, discardBody, header, Transport } from '../../../nydusify/src/registry/transport.js';
+import { backoffDelay, discardBody, header, isUntrustedCertificate, Transport } from '../../../nydusify/src/registry/transport.js';
 import { BackendCounters, BackendError, checkBlobId, silentLogger, type BackendLogger, type BackendMetrics, type BlobBackend, type ReadOptions } from './backend.js';
 import { Mirror } from './mirror.js';
 import { DragonflyProxy } from './proxy.js';
@@ -218,6 +218,8 @@ export class RegistryBackend implements BlobBackend {
           this.logger.warn('registry answers plain http on its https port: using http from now on', { registry: this.host });
           throw new BackendError('transient', `${what}: the registry speaks plain http; switched to http`, { cause: e });
         }
+        // A certificate nobody vouches for stays so: no retry, and never plain http instead.
+        if (status === 0 && isUntrustedCertificate(e)) throw new BackendError('permanent', `${what}: ${e.message}`, { cause: e });
         if (status === 0) throw fault(`${what}: ${e.message}`, e);
         const kind = status === 404 ? 'not-found' : status === 401 || status === 403 ? 'auth' : e.transient ? 'transient' : 'permanent';
         throw new BackendError(kind, `${what}: ${e.message}`, { cause: e, status });

@@ -8,9 +8,11 @@
  * here), which every daemon's first cache miss and every snapshotter's first
  * pull used to.
  */
+import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Readable } from 'node:stream';
+import { rootCertificates } from 'node:tls';
 import { RegistryError, UploadSourceError, parseErrorBody } from './errors.js';
 
 export type HttpHeaders = Record<string, string | string[] | undefined>;
@@ -195,6 +197,17 @@ export async function errorFromResponse(
   });
 }
 
+/** Whether an error (possibly wrapped) is a TLS certificate the trusted CAs do not vouch for. */
+export function isUntrustedCertificate(err: unknown): boolean {
+  let e: unknown = err;
+  for (let depth = 0; depth < 5 && e; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && UNTRUSTED_CERT_CODES.has(code)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 /** A network failure of our own making (a deadline), classified like the kernel's. */
 function timeoutError(message: string): Error {
   return Object.assign(new Error(message), { code: 'ETIMEDOUT' });
@@ -212,6 +225,32 @@ function headersOf(res: http.IncomingMessage): HttpHeaders {
 /** How long an idle keep-alive connection is kept. */
 const KEEP_ALIVE_IDLE_MS = 30_000;
 
+/**
+ * The CAs a registry's certificate may chain to: Node's bundled roots, the system's bundle (what
+ * Go and OpenSSL programs trust, Nydus and containerd among them: `SSL_CERT_FILE`, else Debian's
+ * /etc/ssl/certs/ca-certificates.crt, where `update-ca-certificates` puts a private registry's CA)
+ * and `NODE_EXTRA_CA_CERTS`. Read when a connection pool is made, so a CA added later counts.
+ */
+function trustedCAs(env: NodeJS.ProcessEnv = process.env): string[] {
+  const files = [env.SSL_CERT_FILE || '/etc/ssl/certs/ca-certificates.crt', env.NODE_EXTRA_CA_CERTS];
+  const pems: string[] = [...rootCertificates];
+  for (const f of files) {
+    if (!f) continue;
+    try {
+      pems.push(readFileSync(f, 'utf8'));
+    } catch {
+      // no such bundle here
+    }
+  }
+  return pems;
+}
+
+/** OpenSSL's verdicts on a certificate chain, for a message that says what to do. */
+const UNTRUSTED_CERT_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT', 'CERT_UNTRUSTED', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID',
+]);
+
 /** Keep-alive connections, one agent per origin (registry, token realm, blob storage). */
 export class Transport {
   private readonly agents = new Map<string, http.Agent>();
@@ -227,7 +266,9 @@ export class Transport {
     let a = this.agents.get(origin.origin);
     if (!a) {
       const common = { keepAlive: true, scheduling: 'lifo' as const, timeout: KEEP_ALIVE_IDLE_MS };
-      a = origin.protocol === 'https:' ? new https.Agent({ ...common, ...(this.opts.skipVerify ? { rejectUnauthorized: false } : {}) }) : new http.Agent(common);
+      a = origin.protocol === 'https:'
+        ? new https.Agent({ ...common, ...(this.opts.skipVerify ? { rejectUnauthorized: false } : { ca: trustedCAs() }) })
+        : new http.Agent(common);
       this.agents.set(origin.origin, a);
     }
     return a;
@@ -287,12 +328,17 @@ export class Transport {
     } catch (e) {
       // Errors of the request body's source (uploads) are reported as they are.
       if (e instanceof UploadSourceError) throw e;
+      const code = (e as { code?: unknown }).code;
+      const untrusted = isUntrustedCertificate(e);
       throw new RegistryError({
         method: req.method,
         url: req.url,
         status: 0,
         cause: e,
-        transient: isTransientError(e),
+        transient: !untrusted && isTransientError(e),
+        ...(untrusted
+          ? { hint: `the registry's TLS certificate is not trusted (${code}): add its CA to the system's bundle or SSL_CERT_FILE, or skip verification (nydusd skip_verify)` }
+          : {}),
       });
     }
   }
