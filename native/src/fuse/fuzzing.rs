@@ -3,8 +3,6 @@
 //! (a directory, a file, a symlink, xattrs) and the reply encoded and
 //! written to /dev/null.
 
-use std::fs::File;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock};
 
 use super::dispatch::Scratch;
@@ -84,19 +82,7 @@ impl Filesystem for Fixed {
 /// Answers `request` (all of it: header and body) and sends the reply to /dev/null.
 pub fn fuzz_request(request: &[u8]) {
     static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
-    let s = SHARED.get_or_init(|| {
-        Arc::new(Shared {
-            dev: File::options().write(true).open("/dev/null").expect("/dev/null"),
-            fs: Arc::new(Fixed),
-            attr_valid: 1,
-            read_ahead: None,
-            max_read: AtomicU32::new(0),
-            running: AtomicUsize::new(1),
-            reply_errors: AtomicU64::new(0),
-            init: Default::default(),
-            deferred: Default::default(),
-        })
-    });
+    let s = SHARED.get_or_init(|| Arc::new(Shared::on_dev_null(Arc::new(Fixed))));
     let mut scratch = Scratch::default();
     let mut out = Vec::new();
     worker::handle(s, request, &mut scratch, &mut out);

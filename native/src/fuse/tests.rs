@@ -476,17 +476,7 @@ fn fuse_mount_replaces_a_dead_daemons_mount() {
 /// A fake session on `/dev/null`: replies vanish, but everything up to the
 /// write runs for real.
 fn null_shared(fs: Arc<MemFs>) -> Arc<Shared> {
-    Arc::new(Shared {
-        dev: File::options().read(true).write(true).open("/dev/null").unwrap(),
-        fs,
-        attr_valid: 1,
-        read_ahead: None,
-        max_read: AtomicU32::new(0),
-        running: AtomicUsize::new(1),
-        reply_errors: AtomicU64::new(0),
-        init: Default::default(),
-        deferred: Default::default(),
-    })
+    Arc::new(Shared::on_dev_null(fs))
 }
 
 fn request(opcode: u32, nodeid: u64, body: &[u8]) -> Vec<u8> {

@@ -49,6 +49,25 @@ pub struct Shared {
     pub deferred: Deferred,
 }
 
+impl Shared {
+    /// A session whose device is `/dev/null`: replies vanish, but everything
+    /// up to the write runs for real (tests, fuzzing).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn on_dev_null(fs: Arc<dyn Filesystem>) -> Shared {
+        Shared {
+            dev: File::options().read(true).write(true).open("/dev/null").expect("/dev/null"),
+            fs,
+            attr_valid: 1,
+            read_ahead: None,
+            max_read: AtomicU32::new(0),
+            running: AtomicUsize::new(1),
+            reply_errors: AtomicU64::new(0),
+            init: InitState::default(),
+            deferred: Deferred::default(),
+        }
+    }
+}
+
 /// INIT's outcome, for [`super::session::Session::mount`] to wait on.
 #[derive(Default)]
 pub struct InitState {
