@@ -43,6 +43,7 @@ fi
 scripts/build-peers.sh
 scripts/build-dragonfly.sh
 scripts/build-nydus-ref.sh
+scripts/build-containerd2.sh
 scripts/fuzz.sh --install
 npm run build
 echo "setup: done"
