@@ -1,18 +1,19 @@
 /**
  * The snapshotter under containerd 2.x (built by scripts/build-containerd2.sh from the Go module
  * proxy, with its own shim and ctr; Debian's 1.6 is covered by containerd-remote.test.ts): a Nydus
- * image pulled lazily by ctr-remote and run by containerd 2's ctr, and a plain OCI image pulled and
- * run through the same snapshotter.
+ * image pulled lazily by ctr-remote and run by containerd 2's ctr, a plain OCI image pulled and
+ * run through the same snapshotter, and a pod run with crictl through containerd 2's CRI, as a
+ * Kubernetes node would (`snapshotter = "nydus"`, `disable_snapshot_annotations = false`).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ApiClient } from '../../nydusd/src/api/client.js';
-import { writeSampleImage } from '../../nydusify/src/sample/sample-image.js';
+import { writePauseImage, writeSampleImage } from '../../nydusify/src/sample/sample-image.js';
 import { CONTAINERD2_BIN_DIR, startContainerd, type Containerd } from '../../test/harness/containerd.js';
 import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
 import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
@@ -37,9 +38,15 @@ beforeAll(async () => {
   reg = await startRegistry({ logLevel: 'warn' });
   const layout = await writeSampleImage(join(work, 'layout'), 'v1', { dataMiB: 16 });
   await exec('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', layout, `docker://${ref('ctd2/sample:oci')}`]);
+  await exec('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', await writePauseImage(join(work, 'layout'), 'pause'), `docker://${ref('ctd2/pause:1')}`]);
   await exec(process.execPath, ['bin/nydusify.js', 'convert', '--source', ref('ctd2/sample:oci'), '--target', ref('ctd2/sample:nydus'), '--source-insecure', '--target-insecure', '--quiet']);
   snap = await startSnapshotter({ workDir: join(work, 'snap') });
-  ctd = await startContainerd({ workDir: join(work, 'ctd'), snapshotters: [{ name: 'nydus', address: snap.address }], binDir: CONTAINERD2_BIN_DIR });
+  ctd = await startContainerd({
+    workDir: join(work, 'ctd'),
+    snapshotters: [{ name: 'nydus', address: snap.address }],
+    cri: { snapshotter: 'nydus', sandboxImage: ref('ctd2/pause:1'), registryMirrors: { [reg.host]: reg.url } },
+    binDir: CONTAINERD2_BIN_DIR,
+  });
 }, 180_000);
 
 afterAll(async () => {
@@ -75,5 +82,53 @@ describe('our snapshotter under containerd 2.x', () => {
     const out = await ctr(['run', '--rm', '--snapshotter', 'nydus', image, 'plain2x', '/bin/sh', '-c', 'cat /etc/motd; test -e /etc/obsolete.conf || echo whiteout-ok']);
     expect(out).toContain('(updated)');
     expect(out).toContain('whiteout-ok');
+  });
+
+  it('crictl runp / create / start / logs: a pod container from the Nydus image, through CRI', async () => {
+    const crictl = async (...args: string[]) => {
+      const { stdout } = await exec(join(CONTAINERD2_BIN_DIR, 'crictl'), ['--runtime-endpoint', `unix://${ctd.address}`, '--image-endpoint', `unix://${ctd.address}`, '--timeout', '60s', ...args]);
+      return stdout.trim();
+    };
+    const dir = join(work, 'crictl');
+    mkdirSync(join(dir, 'logs'), { recursive: true });
+    const pod = join(dir, 'pod.json');
+    const container = join(dir, 'container.json');
+    // The node's network: no CNI config needed (and no hostname: runc refuses one without a UTS namespace).
+    writeFileSync(pod, JSON.stringify({
+      metadata: { name: 'lazy-pod', namespace: 'default', uid: 'ctd2-pod-1', attempt: 0 },
+      log_directory: join(dir, 'logs'),
+      linux: { security_context: { namespace_options: { network: 2, pid: 1, ipc: 1 } } },
+    }));
+    const image = ref('ctd2/sample:nydus');
+    writeFileSync(container, JSON.stringify({
+      metadata: { name: 'app', attempt: 0 },
+      image: { image },
+      command: ['/bin/sh', '-c', 'cat /etc/motd; /opt/app/run.sh'],
+      log_path: 'app.log',
+    }));
+    await crictl('pull', image);
+    const podId = await crictl('runp', pod);
+    const id = await crictl('create', podId, container, pod);
+    await crictl('start', id);
+    // The container exits by itself; its log is complete once crictl reports it exited.
+    const deadline = Date.now() + 60_000;
+    for (let state = ''; state !== 'CONTAINER_EXITED'; ) {
+      if (Date.now() > deadline) throw new Error(`the pod container did not exit (state ${state})`);
+      state = (JSON.parse(await crictl('inspect', id)) as { status: { state: string } }).status.state;
+    }
+    const logs = await crictl('logs', id);
+    expect(logs).toContain('Welcome to a Nydus sample image (updated)');
+    expect(logs).toContain('hello from nydus');
+    expect(readFileSync(join(dir, 'logs', 'app.log'), 'utf8')).toContain('hello from nydus');
+    // Lazily: CRI's pull left the image's data blobs in the registry.
+    const { stdout } = await exec('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${image}`]);
+    const layers = (JSON.parse(stdout) as { layers: { digest: string; mediaType: string }[] }).layers;
+    const blobs = layers.filter((l) => l.mediaType.endsWith('nydus.blob.v1'));
+    expect(blobs.length).toBeGreaterThan(0);
+    const content = (await ctd.ctr(['content', 'ls', '-q'], { namespace: 'k8s.io' })).stdout;
+    expect(content).toContain(layers.at(-1)!.digest); // the bootstrap layer, unpacked as usual
+    for (const b of blobs) expect(content).not.toContain(b.digest);
+    await crictl('stopp', podId);
+    await crictl('rmp', podId);
   });
 });
