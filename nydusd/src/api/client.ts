@@ -85,18 +85,20 @@ export class ApiClient {
   /** Polls GET /api/v1/daemon until `state` (how Nydus controllers detect readiness). */
   async waitUntilState(state: DaemonInfo['state'], timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    let last = 'no answer';
+    // The last state the daemon reported says more than a poll cut short by the deadline.
+    let lastState: string | undefined;
+    let lastError = 'no answer';
     while (Date.now() < deadline) {
       try {
         const info = await this.daemonInfo(Math.max(1, deadline - Date.now()));
         if (info.state === state) return;
-        last = `state ${info.state}`;
+        lastState = `state ${info.state}`;
       } catch (e) {
-        last = (e as Error).message;
+        lastError = (e as Error).message;
       }
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
-    throw new Error(`nydusd did not reach ${state} within ${timeoutMs} ms (${last})`);
+    throw new Error(`nydusd did not reach ${state} within ${timeoutMs} ms (${lastState ?? lastError})`);
   }
 
   mount(mountpoint: string, req: Omit<MountRequest, 'fs_type'> & { fs_type?: string }): Promise<void> {
