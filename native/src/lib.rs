@@ -11,6 +11,7 @@
 //! `exports` adapts them to JS; this file only registers the module.
 //! `fuzzing` (feature `fuzzing`) holds the fuzzers' entry points (`fuzz/`).
 
+mod bits;
 pub mod cache;
 pub mod chunk;
 pub mod codec;

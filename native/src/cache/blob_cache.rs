@@ -12,10 +12,10 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::chunk_map::ChunkMap;
+use crate::bits::AtomicBits;
 use super::claims::{self, Claim, Settled};
 
 pub struct BlobCache {
@@ -27,7 +27,7 @@ pub struct BlobCache {
     /// One bit per chunk: its verified bytes are written (in the page cache)
     /// but maybe not durable yet. This process may serve them; the persisted
     /// map vouches for them only after [`BlobCache::commit`].
-    written: Vec<AtomicU64>,
+    written: AtomicBits,
     /// Written chunks not yet marked in the persisted map.
     pending: Mutex<Vec<u32>>,
     /// Serialises commits, so a chunk is never marked before its own sync.
@@ -87,8 +87,7 @@ impl BlobCache {
             data.set_len(uncompressed_size)?;
         }
         let map = ChunkMap::open(&map_path, chunk_count)?;
-        let written = (0..(chunk_count as usize).div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
-        Ok(BlobCache { data, map, data_path, private, written, pending: Mutex::default(), committing: Mutex::default() })
+        Ok(BlobCache { data, map, data_path, private, written: AtomicBits::new(chunk_count), pending: Mutex::default(), committing: Mutex::default() })
     }
 
     /// Why this image reads and writes private cache files rather than the
@@ -115,28 +114,23 @@ impl BlobCache {
         self.data.write_all_at(buf, offset)
     }
 
-    /// Makes written data durable; bits for it may be set afterwards.
-    pub fn sync_data(&self) -> io::Result<()> {
-        self.data.sync_data()
-    }
-
     /// Whether this process may read chunk `ci` from the data file: marked in
     /// the persisted map, or written by this process and awaiting its commit.
     pub fn is_present(&self, ci: u32) -> bool {
-        self.map.is_ready(ci) || self.written.get(ci as usize / 64).is_some_and(|w| w.load(Ordering::Acquire) & (1 << (ci % 64)) != 0)
+        self.map.is_ready(ci) || self.written.get(ci)
     }
 
     /// Records that chunk `ci`'s verified bytes were written with
     /// [`BlobCache::write_at`]: readers of this process may have them now,
     /// the persisted map after the next [`BlobCache::commit`].
     pub fn mark_written(&self, ci: u32) {
-        let Some(word) = self.written.get(ci as usize / 64) else { return };
-        if word.fetch_or(1 << (ci % 64), Ordering::AcqRel) & (1 << (ci % 64)) == 0 {
+        if self.written.set(ci) {
             self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(ci);
         }
     }
 
     /// Whether written chunks await a commit.
+    #[cfg(test)]
     pub fn has_pending(&self) -> bool {
         !self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
@@ -154,9 +148,7 @@ impl BlobCache {
         }
         if let Err(e) = self.data.sync_data() {
             for &ci in &batch {
-                if let Some(w) = self.written.get(ci as usize / 64) {
-                    w.fetch_and(!(1 << (ci % 64)), Ordering::AcqRel);
-                }
+                self.written.clear(ci);
             }
             return Err(e);
         }
@@ -192,8 +184,8 @@ mod tests {
     fn filled(dir: &Path) -> BlobCache {
         let c = BlobCache::open(dir, ID, 8192, 2, &[]).unwrap();
         c.write_at(&[7u8; 4096], 0).unwrap();
-        c.sync_data().unwrap();
-        c.map().set_ready(0);
+        c.mark_written(0);
+        assert_eq!(c.commit().unwrap(), 1);
         c
     }
 

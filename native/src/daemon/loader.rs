@@ -10,7 +10,6 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::fetch::{Fetcher, Priority};
@@ -18,6 +17,7 @@ use super::inflight::{Claim, Inflight};
 use super::readahead::Readahead;
 use super::stats::Stats;
 use super::syncer::Syncer;
+use crate::bits::AtomicBits;
 use crate::cache::claims::Claim as CacheClaim;
 use crate::cache::BlobCache;
 use crate::codec::{self, Compressor};
@@ -112,9 +112,9 @@ struct BlobState {
     cache: Arc<BlobCache>,
     /// One bit per chunk: checked against its digest since this process
     /// started (only kept when `validate` is on).
-    validated: Vec<AtomicU64>,
+    validated: AtomicBits,
     /// One bit per chunk: asked for by a reader since this process started.
-    demanded: Vec<AtomicU64>,
+    demanded: AtomicBits,
     readahead: Readahead,
 }
 
@@ -169,9 +169,8 @@ impl ChunkLoader {
             if let Some(why) = cache.private() {
                 notes.push_back(format!("blob {}: cached privately, not shared with other images: {why}", spec.id));
             }
-            let words = if opts.validate { (spec.chunk_count as usize).div_ceil(64) } else { 0 };
-            let validated = (0..words).map(|_| AtomicU64::new(0)).collect();
-            let demanded = (0..(spec.chunk_count as usize).div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+            let validated = AtomicBits::new(if opts.validate { spec.chunk_count } else { 0 });
+            let demanded = AtomicBits::new(spec.chunk_count);
             blobs.push(BlobState { spec, cache: Arc::new(cache), validated, demanded, readahead: Readahead::default() });
         }
         let errors = Arc::new(Mutex::new(notes));
@@ -295,9 +294,7 @@ impl ChunkLoader {
 
     /// Counts `c` into the workload's demand the first time a reader asks for it.
     fn note_demand(&self, c: &ChunkLoc) {
-        let Some(word) = self.blobs.get(c.blob as usize).and_then(|b| b.demanded.get(c.ci as usize / 64)) else { return };
-        let bit = 1u64 << (c.ci % 64);
-        if word.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+        if self.blobs.get(c.blob as usize).is_some_and(|b| b.demanded.set(c.ci)) {
             Stats::add(&self.stats.demand_chunks, 1);
             Stats::add(&self.stats.demand_bytes, c.compressed_size as u64);
             if self.opts.record_demand {
@@ -510,9 +507,7 @@ impl ChunkLoader {
     /// The first read of a cached chunk in this process checks it against its
     /// digest, so a cache file altered on disk is caught too.
     fn validate_cached(&self, state: &BlobState, c: &ChunkLoc) -> Result<(), LoadError> {
-        let Some(word) = state.validated.get(c.ci as usize / 64) else { return Ok(()) };
-        let bit = 1u64 << (c.ci % 64);
-        if word.load(Ordering::Acquire) & bit != 0 {
+        if !state.validated.covers(c.ci) || state.validated.get(c.ci) {
             return Ok(());
         }
         let mut plain = vec![0u8; c.uncompressed_size as usize];
@@ -530,7 +525,7 @@ impl ChunkLoader {
             self.note(&err);
             return Err(err);
         }
-        word.fetch_or(bit, Ordering::AcqRel);
+        state.validated.set(c.ci);
         Ok(())
     }
 }
@@ -538,6 +533,7 @@ impl ChunkLoader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
     use std::sync::mpsc::{channel, Receiver, Sender};
     use std::time::{Duration, Instant};
 
