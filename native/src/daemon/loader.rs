@@ -8,13 +8,13 @@
 //! map marks it once it is durable ([`super::syncer`]). A chunk whose digest
 //! does not match is never written, so it can never be served.
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::fetch::{Fetcher, Priority};
 use super::inflight::{Claim, Inflight};
 use super::readahead::Readahead;
+use super::recent_errors::RecentErrors;
 use super::stats::Stats;
 use super::syncer::Syncer;
 use crate::bits::AtomicBits;
@@ -136,7 +136,7 @@ pub struct ChunkLoader {
     fetcher: Arc<dyn Fetcher>,
     stats: Arc<Stats>,
     opts: LoaderOptions,
-    errors: Arc<Mutex<VecDeque<String>>>,
+    errors: Arc<RecentErrors>,
     /// (blob, ci) in first-demand order, when `record_demand` is on.
     demand_log: Mutex<Vec<(u32, u32)>>,
     syncer: Syncer,
@@ -145,9 +145,6 @@ pub struct ChunkLoader {
 /// The most chunks a demand log keeps (1 TiB of 1 MiB chunks): a trace is a
 /// hint, and a workload that reads more than this gains nothing from it.
 const DEMAND_LOG_LEN: usize = 1 << 20;
-
-/// How many recent error messages are kept for the control plane to log.
-const ERROR_LOG_LEN: usize = 64;
 
 impl ChunkLoader {
     pub fn new(
@@ -158,7 +155,7 @@ impl ChunkLoader {
         opts: LoaderOptions,
     ) -> std::io::Result<ChunkLoader> {
         let mut blobs = Vec::with_capacity(specs.len());
-        let mut notes = VecDeque::new();
+        let errors = Arc::new(RecentErrors::default());
         for spec in specs {
             let claims: Vec<CacheClaim> = spec
                 .chunks
@@ -167,14 +164,13 @@ impl ChunkLoader {
                 .collect();
             let cache = BlobCache::open(work_dir, &spec.id, spec.uncompressed_size, spec.chunk_count, &claims)?;
             if let Some(why) = cache.private() {
-                notes.push_back(format!("blob {}: cached privately, not shared with other images: {why}", spec.id));
+                errors.push(format!("blob {}: cached privately, not shared with other images: {why}", spec.id));
             }
             let validated = AtomicBits::new(if opts.validate { spec.chunk_count } else { 0 });
             let demanded = AtomicBits::new(spec.chunk_count);
             blobs.push(BlobState { spec, cache: Arc::new(cache), validated, demanded, readahead: Readahead::default() });
         }
-        let errors = Arc::new(Mutex::new(notes));
-        let syncer = Syncer::new(blobs.iter().map(|b| b.cache.clone()).collect(), stats.clone(), errors.clone(), ERROR_LOG_LEN);
+        let syncer = Syncer::new(blobs.iter().map(|b| b.cache.clone()).collect(), stats.clone(), errors.clone());
         Ok(ChunkLoader { blobs, inflight: Inflight::default(), fetcher, stats, opts, errors, demand_log: Mutex::default(), syncer })
     }
 
@@ -207,15 +203,11 @@ impl ChunkLoader {
 
     /// Drains the messages of errors seen since the last call.
     pub fn take_errors(&self) -> Vec<String> {
-        self.errors.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect()
+        self.errors.drain()
     }
 
     fn note(&self, err: &LoadError) {
-        let mut log = self.errors.lock().unwrap_or_else(|e| e.into_inner());
-        if log.len() == ERROR_LOG_LEN {
-            log.pop_front();
-        }
-        log.push_back(err.to_string());
+        self.errors.push(err.to_string());
     }
 
     fn blob(&self, blob: u32) -> Result<&BlobState, LoadError> {

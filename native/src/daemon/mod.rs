@@ -12,6 +12,7 @@ pub mod instance;
 pub mod loader;
 pub mod prefetch;
 mod readahead;
+mod recent_errors;
 pub mod stats;
 mod syncer;
 pub mod vfs;

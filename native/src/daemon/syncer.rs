@@ -7,10 +7,10 @@
 //! the last one. A crash before the sync loses the fetch (the chunk is
 //! fetched again), never marks bytes that are not on disk.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
+use super::recent_errors::RecentErrors;
 use super::stats::Stats;
 use crate::cache::BlobCache;
 
@@ -25,8 +25,7 @@ struct Shared {
     wake: Condvar,
     caches: Vec<Arc<BlobCache>>,
     stats: Arc<Stats>,
-    errors: Arc<Mutex<VecDeque<String>>>,
-    error_log_len: usize,
+    errors: Arc<RecentErrors>,
 }
 
 impl Shared {
@@ -35,11 +34,7 @@ impl Shared {
         for cache in &self.caches {
             if let Err(e) = cache.commit() {
                 Stats::add(&self.stats.cache_write_errors, 1);
-                let mut log = self.errors.lock().unwrap_or_else(|e| e.into_inner());
-                if log.len() >= self.error_log_len {
-                    log.pop_front();
-                }
-                log.push_back(format!("cache of {}: fdatasync: {e} (its new chunks will be fetched again)", cache.data_path().display()));
+                self.errors.push(format!("cache of {}: fdatasync: {e} (its new chunks will be fetched again)", cache.data_path().display()));
             }
         }
     }
@@ -51,8 +46,8 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn new(caches: Vec<Arc<BlobCache>>, stats: Arc<Stats>, errors: Arc<Mutex<VecDeque<String>>>, error_log_len: usize) -> Syncer {
-        let shared = Arc::new(Shared { signal: Mutex::default(), wake: Condvar::new(), caches, stats, errors, error_log_len });
+    pub fn new(caches: Vec<Arc<BlobCache>>, stats: Arc<Stats>, errors: Arc<RecentErrors>) -> Syncer {
+        let shared = Arc::new(Shared { signal: Mutex::default(), wake: Condvar::new(), caches, stats, errors });
         Syncer { shared, thread: Mutex::new(None) }
     }
 
