@@ -71,13 +71,9 @@ impl Deferred {
         true
     }
 
-    /// The kernel's INTERRUPT of `unique`: true when it is a handed-off read
-    /// still unanswered, which the caller then answers `EINTR`.
-    pub fn interrupt(&self, unique: u64) -> bool {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).pending.remove(&unique)
-    }
-
-    /// Whether `unique` still wants an answer; claims the right to give it.
+    /// Claims the right to answer handed-off read `unique`: true for the
+    /// first caller only, be it the read's own thread or the kernel's
+    /// INTERRUPT of it (answered `EINTR`).
     pub fn claim(&self, unique: u64) -> bool {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).pending.remove(&unique)
     }

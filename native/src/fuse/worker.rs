@@ -126,7 +126,7 @@ pub fn handle(s: &Arc<Shared>, req: &[u8], scratch: &mut Scratch, out: &mut Vec<
             // Only a handed-off read can be abandoned; anything else is
             // answered soon anyway.
             if let Some(i) = abi::read::<abi::InterruptIn>(body) {
-                if s.deferred.interrupt(i.unique) {
+                if s.deferred.claim(i.unique) {
                     answer(s, i.unique, libc::EINTR, &[]);
                 }
             }
