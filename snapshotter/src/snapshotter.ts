@@ -499,18 +499,18 @@ export class Snapshotter {
       const mounted = new Set([...Object.values(state.daemons).flatMap((d) => Object.keys(d.instances)), ...this.#starting.keys()]);
       const inUse = this.#blobsOf(Object.values(state.snapshots).filter((s) => mounted.has(s.id)));
       if (inUse === undefined) return;
-      const evicted: string[] = [];
+      let evicted = 0;
       for (const b of blobs.filter((x) => !inUse.has(x.blob)).sort((x, y) => x.lastUsedMs - y.lastUsedMs)) {
         if (total <= limit) break;
         await removeCachedBlob(this.o.cacheDir, b);
         total -= b.bytes;
-        evicted.push(b.blob);
+        evicted++;
         this.cacheStats.evictedBlobs++;
         this.cacheStats.evictedBytes += b.bytes;
       }
       this.cacheStats.bytes = total;
       const level = total > limit ? 'warn' : 'info';
-      logger[level]('cache over its size limit: evicted blobs no mounted image uses', { evicted: evicted.length, bytes: total, limit, ...(total > limit ? { note: 'the rest is in use by mounted images' } : {}) });
+      logger[level]('cache over its size limit: evicted blobs no mounted image uses', { evicted, bytes: total, limit, ...(total > limit ? { note: 'the rest is in use by mounted images' } : {}) });
     });
   }
 
