@@ -95,16 +95,22 @@ export interface DaemonStats {
 
 interface DaemonBinding {
   daemonCreate(onEvent: (e: DaemonEvent) => void): object;
-  daemonAddRafs(h: object, mountpoint: string, bootstrap: string, workDir: string, amplifyIo: number, validate: boolean, enableXattr: boolean, recordAccess: boolean): void;
+  daemonAddRafs(h: object, mountpoint: string, bootstrap: string, workDir: string, amplifyIo: number, validate: boolean, enableXattr: boolean, recordAccess: boolean, slot: number): number;
   daemonFileAccess(h: object, mountpoint: string): Record<string, FileAccess>;
   daemonDemandLog(h: object, mountpoint: string): string;
   daemonRemoveRafs(h: object, mountpoint: string): void;
-  daemonMountFuse(h: object, mountpoint: string, threads: number): void;
+  daemonMountFuse(h: object, mountpoint: string, threads: number, fd: number, takeOver: boolean, resend: boolean): void;
   daemonUnmountFuse(h: object): void;
   daemonFetchDone(h: object, id: number, data: Buffer | null, error?: string): boolean;
   daemonPrefetch(h: object, mountpoint: string, mode: PrefetchMode, paths: string, threads: number, mergingSize: number): number;
   daemonStats(h: object): DaemonStats;
   daemonClose(h: object): void;
+}
+
+export interface FuseConnection {
+  fd?: number;
+  takeOver?: boolean;
+  resend?: boolean;
 }
 
 export class NativeDaemon {
@@ -115,17 +121,27 @@ export class NativeDaemon {
     this.#h = this.#b.daemonCreate(onEvent);
   }
 
-  /** Serves `bootstrap` at `mountpoint` ("/" or "/name") of the FUSE tree. Throws on a bad bootstrap. */
-  addRafs(mountpoint: string, bootstrap: string, o: RafsOptions): void {
-    this.#b.daemonAddRafs(this.#h, mountpoint, bootstrap, o.workDir, o.amplifyIo, o.validate, o.enableXattr, o.recordAccess);
+  /**
+   * Serves `bootstrap` at `mountpoint` ("/" or "/name") of the FUSE tree. Throws on a bad
+   * bootstrap. Returns its slot in node ids: a daemon taking over a connection passes `slot` as
+   * its predecessor had it (the kernel still holds those node ids); 0 takes the next free one.
+   */
+  addRafs(mountpoint: string, bootstrap: string, o: RafsOptions, slot = 0): number {
+    return this.#b.daemonAddRafs(this.#h, mountpoint, bootstrap, o.workDir, o.amplifyIo, o.validate, o.enableXattr, o.recordAccess, slot);
   }
 
   removeRafs(mountpoint: string): void {
     this.#b.daemonRemoveRafs(this.#h, mountpoint);
   }
 
-  mountFuse(mountpoint: string, threads: number): void {
-    this.#b.daemonMountFuse(this.#h, mountpoint, threads);
+  /**
+   * Serves the FUSE tree at `mountpoint`. By default on a new connection; with `fd`, on that
+   * opened /dev/fuse (it becomes the daemon's): mounted, or with `takeOver` served as it is, the
+   * connection of a dead predecessor, whose unanswered requests the kernel sends again when
+   * `resend`.
+   */
+  mountFuse(mountpoint: string, threads: number, conn: FuseConnection = {}): void {
+    this.#b.daemonMountFuse(this.#h, mountpoint, threads, conn.fd ?? -1, conn.takeOver ?? false, conn.resend ?? true);
   }
 
   unmountFuse(): void {

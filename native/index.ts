@@ -32,6 +32,7 @@ interface NativeBinding {
   crc32c(data: Buffer, seed?: number): number;
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount(target: string, flags?: number): void;
+  copyFdOf(pid: number, fd: number): number;
   listXattrs(path: string): Record<string, Buffer>;
   rafsDump(bootstrapPath: string): string;
   rafsCheck(bootstrapPath: string): string;
@@ -118,6 +119,14 @@ export function mount(source: string, target: string, fstype: string, flags: num
 export function umount(target: string, flags?: number): void {
   if (flags === undefined) native.umount(target);
   else native.umount(target, flags);
+}
+
+/**
+ * pidfd_getfd(2): a copy (close-on-exec) of descriptor `fd` of process `pid`, sharing its open
+ * file description. Needs ptrace access to the process.
+ */
+export function copyFdOf(pid: number, fd: number): number {
+  return native.copyFdOf(pid, fd);
 }
 
 /** Every extended attribute of `path` (of the link itself for symlinks). */

@@ -11,11 +11,12 @@ use crate::codec::{self, CodecError, Compressor};
 use crate::crc32c;
 use crate::digest::{self, Digester};
 use crate::mount::{self, MountError};
+use crate::pidfd;
 use crate::xattr;
 use crate::napi::{spawn_promise, CallContext, Env, Function, JsError, Result, SendSlice, Value};
 
 /// Every exported function, in registration order.
-pub static FUNCTIONS: [Function; 12] = [
+pub static FUNCTIONS: [Function; 13] = [
     Function::new("processChunk", process_chunk),
     Function::new("processChunkAsync", process_chunk_async),
     Function::new("compress", compress),
@@ -24,6 +25,7 @@ pub static FUNCTIONS: [Function; 12] = [
     Function::new("crc32c", crc32c),
     Function::new("mount", mount),
     Function::new("umount", umount),
+    Function::new("copyFdOf", copy_fd_of),
     Function::new("listXattrs", list_xattrs),
     Function::new("rafsDump", rafs_dump),
     Function::new("rafsCheck", rafs_check),
@@ -185,6 +187,17 @@ fn umount(ctx: &CallContext<'_>) -> Result<Value> {
     let flags = flags_arg(ctx, 1, true)?;
     mount::umount(&target, flags as i32).map_err(|e| mount_error(e, "umount2"))?;
     ctx.env().undefined()
+}
+
+/// `copyFdOf(pid, fd)`: a close-on-exec copy of process `pid`'s descriptor `fd`.
+fn copy_fd_of(ctx: &CallContext<'_>) -> Result<Value> {
+    let pid = ctx.integer(0, "pid", 1, i32::MAX as i64)? as i32;
+    let fd = ctx.integer(1, "fd", 0, i32::MAX as i64)? as i32;
+    let copy = pidfd::copy_fd(pid, fd).map_err(|e| {
+        let code = e.raw_os_error().map(mount::errno_code).unwrap_or_default();
+        JsError::error(format!("copying fd {fd} of process {pid}: {e}")).with_code(code).with_prop("syscall", "pidfd_getfd")
+    })?;
+    ctx.env().double(copy as f64)
 }
 
 /// `listXattrs(path)`: `{ name: Buffer }` for every xattr, symlinks not followed.

@@ -7,6 +7,8 @@
 //! answers fetches with `daemonFetchDone(handle, id, buffer | null, error)`.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::io::FromRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
@@ -18,6 +20,7 @@ use crate::daemon::instance::InstanceOptions;
 use crate::daemon::prefetch::{self, Report, Target};
 use crate::daemon::stats::{Stats, FOPS};
 use crate::daemon::Daemon;
+use crate::fuse::session::Connection;
 use crate::napi::tsfn::{external, external_arc, ThreadsafeFn, ToJs};
 use crate::napi::{CallContext, Env, Function, JsError, Result, Value, ValueType};
 
@@ -158,7 +161,8 @@ fn daemon_create(ctx: &CallContext<'_>) -> Result<Value> {
     external(ctx.env(), Arc::new(Handle { daemon, fetcher }))
 }
 
-/// `daemonAddRafs(handle, mountpoint, bootstrap, workDir, amplifyIo, validate, enableXattr, recordAccess)`.
+/// `daemonAddRafs(handle, mountpoint, bootstrap, workDir, amplifyIo, validate, enableXattr, recordAccess, slot)`:
+/// the slot the instance got in node ids (`slot` 0: the next free one).
 fn daemon_add_rafs(ctx: &CallContext<'_>) -> Result<Value> {
     let h = handle(ctx)?;
     let mountpoint = ctx.string(1, "mountpoint")?;
@@ -170,9 +174,16 @@ fn daemon_add_rafs(ctx: &CallContext<'_>) -> Result<Value> {
         enable_xattr: boolean(ctx, 6)?,
         record_access: boolean(ctx, 7)?,
     };
+    let slot = match ctx.optional_integer(8, "slot", 0, 0xFFFF, 0)? {
+        0 => None,
+        n => Some(n as u64),
+    };
     let fetcher = Arc::new(MountFetcher { js: h.fetcher.clone(), mountpoint: mountpoint.clone() });
-    h.daemon.add_instance(&mountpoint, Path::new(&bootstrap), fetcher, opts).map_err(|e| JsError::error(e).with_code("ERR_NYDUS_MOUNT"))?;
-    ctx.env().undefined()
+    let slot = h
+        .daemon
+        .add_instance(&mountpoint, Path::new(&bootstrap), fetcher, opts, slot)
+        .map_err(|e| JsError::error(e).with_code("ERR_NYDUS_MOUNT"))?;
+    ctx.env().double(slot as f64)
 }
 
 /// `daemonRemoveRafs(handle, mountpoint)`.
@@ -182,12 +193,26 @@ fn daemon_remove_rafs(ctx: &CallContext<'_>) -> Result<Value> {
     ctx.env().undefined()
 }
 
-/// `daemonMountFuse(handle, mountpoint, threads)`.
+/// `daemonMountFuse(handle, mountpoint, threads, fd, takeOver, resend)`: `fd`
+/// -1 opens a new connection; otherwise `fd` is an opened `/dev/fuse` that
+/// becomes the session's, to mount or, with `takeOver`, to serve as it is.
 fn daemon_mount_fuse(ctx: &CallContext<'_>) -> Result<Value> {
     let h = handle(ctx)?;
     let mountpoint = ctx.string(1, "mountpoint")?;
     let threads = ctx.integer(2, "threads", 1, 1024)? as usize;
-    h.daemon.mount_fuse(Path::new(&mountpoint), threads).map_err(|e| JsError::error(e).with_code("ERR_NYDUS_FUSE"))?;
+    let fd = ctx.optional_integer(3, "fd", -1, i32::MAX as i64, -1)? as i32;
+    let conn = if fd < 0 {
+        Connection::Open
+    } else {
+        // SAFETY: the caller hands the descriptor over; nothing else closes it.
+        let dev = unsafe { File::from_raw_fd(fd) };
+        if ctx.arg_type(4)? == ValueType::Boolean && boolean(ctx, 4)? {
+            Connection::TakeOver { dev, resend: boolean(ctx, 5)? }
+        } else {
+            Connection::Given(dev)
+        }
+    };
+    h.daemon.mount_fuse(Path::new(&mountpoint), threads, conn).map_err(|e| JsError::error(e).with_code("ERR_NYDUS_FUSE"))?;
     ctx.env().undefined()
 }
 

@@ -23,6 +23,7 @@ pub mod fuse;
 pub mod fuzzing;
 mod lz4;
 pub mod mount;
+pub mod pidfd;
 pub mod rafs;
 pub mod xattr;
 

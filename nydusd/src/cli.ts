@@ -25,9 +25,11 @@ export const FUSE_COMMAND: CommandSpec = {
     'log-level': { type: 'string', short: 'l', value: 'level', default: 'info', help: 'trace, debug, info, warn, error' },
     'log-file': { type: 'string', short: 'L', value: 'file', help: 'accepted for compatibility; logs go to stderr' },
     id: { type: 'string', value: 'id', help: 'daemon id (reported by the API)' },
-    supervisor: { type: 'string', value: 'sock', help: 'supervisor socket (reported; failover is not implemented)' },
-    upgrade: { type: 'boolean', help: 'start in upgrade mode (not supported: exits with an error)' },
-    'failover-policy': { type: 'string', value: 'policy', help: 'accepted for compatibility (none, resend, flush)' },
+    supervisor: { type: 'string', value: 'sock', help: 'supervisor socket (reported by the API; state for failover goes to --takeover-state)' },
+    'fuse-fd': { type: 'string', value: 'n', help: 'serve on this inherited, opened /dev/fuse (a supervisor holding a copy keeps the mount alive if nydusd dies)' },
+    'takeover-state': { type: 'string', value: 'file', help: 'keep what a successor needs to take over (mounts, configs, node-id slots) in this file' },
+    upgrade: { type: 'boolean', help: 'take over a dead daemon\'s live FUSE connection (--fuse-fd) and mounts (--takeover-state) instead of mounting' },
+    'failover-policy': { type: 'string', value: 'policy', default: 'resend', help: 'on --upgrade, requests the old daemon read but never answered: resend (Linux 6.9+) or none (they wait until interrupted)' },
     'virtual-mountpoint': { type: 'string', short: 'm', value: 'path', default: '/', help: 'where the bootstrap appears inside the mount' },
     'rlimit-nofile': { type: 'string', value: 'n', help: 'accepted for compatibility' },
   },
@@ -45,14 +47,21 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   setLogLevel(String(v['log-level']));
-  if (v.upgrade) throw new UsageError('--upgrade (hot upgrade/takeover) is not supported by this nydusd');
+  const fuseFd = v['fuse-fd'] === undefined ? undefined : Number(v['fuse-fd']);
+  if (fuseFd !== undefined && !(Number.isInteger(fuseFd) && fuseFd >= 0)) throw new UsageError(`--fuse-fd must be a file descriptor number (got ${v['fuse-fd']})`);
+  const policy = String(v['failover-policy']);
+  if (policy === 'flush') throw new UsageError('--failover-policy flush needs a kernel interface mainline Linux does not have; use resend');
+  if (policy !== 'resend' && policy !== 'none') throw new UsageError(`--failover-policy must be resend or none (got ${policy})`);
+  if (v.upgrade && (fuseFd === undefined || typeof v['takeover-state'] !== 'string')) throw new UsageError('--upgrade needs --fuse-fd and --takeover-state');
   if (typeof v.mountpoint !== 'string') throw new UsageError('--mountpoint is required');
   const threads = Number(v['thread-num']);
   if (!Number.isInteger(threads) || threads < 1 || threads > 1024) throw new UsageError(`--thread-num must be 1..1024 (got ${v['thread-num']})`);
   if (v['virtual-mountpoint'] !== '/') throw new UsageError('--virtual-mountpoint other than / is not supported');
 
   let loaded;
-  if (typeof v.config === 'string') loaded = await loadConfigFile(v.config);
+  // Taking over, every mount (with its config) comes from the takeover state.
+  if (v.upgrade) loaded = undefined;
+  else if (typeof v.config === 'string') loaded = await loadConfigFile(v.config);
   else if (typeof v['localfs-dir'] === 'string') loaded = { config: localfsConfig(v['localfs-dir']), warnings: [] };
   // Without a bootstrap (shared mode) every image brings its own config through the mount API.
   else if (typeof v.bootstrap === 'string') throw new UsageError('--config is required with --bootstrap (or --localfs-dir)');
@@ -72,6 +81,10 @@ export async function main(argv: string[]): Promise<number> {
     ...(prefetchFiles ? { prefetchFiles } : {}),
     ...(typeof v.id === 'string' ? { id: v.id } : {}),
     ...(typeof v.supervisor === 'string' ? { supervisor: v.supervisor } : {}),
+    ...(fuseFd !== undefined ? { fuseFd } : {}),
+    ...(typeof v['takeover-state'] === 'string' ? { takeoverState: v['takeover-state'] } : {}),
+    takeOver: v.upgrade === true,
+    resend: policy === 'resend',
   });
   let api: ApiServer | undefined;
   const shutdown = async (why: string) => {

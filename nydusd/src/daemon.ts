@@ -16,6 +16,7 @@ import { logger } from '../../nydusify/src/util/log.js';
 import { createBackend } from './backend/index.js';
 import type { DaemonConfig } from './config.js';
 import { MountState } from './mount-state.js';
+import { readTakeoverState, writeTakeoverState } from './takeover-state.js';
 
 export type DaemonState = 'INIT' | 'READY' | 'RUNNING' | 'STOPPED';
 
@@ -31,6 +32,14 @@ export interface NydusdOptions {
   prefetchFiles?: string[];
   id?: string;
   supervisor?: string;
+  /** An opened /dev/fuse to serve on (its supervisor keeps a copy, so the mount outlives us). */
+  fuseFd?: number;
+  /** Where the state a successor needs is kept (rewritten on every mount change). */
+  takeoverState?: string;
+  /** Take over the connection `fuseFd` of a dead predecessor, restoring `takeoverState`. */
+  takeOver?: boolean;
+  /** Failover policy: have the kernel send again what the predecessor read but never answered. */
+  resend?: boolean;
 }
 
 export interface MountRequest {
@@ -86,16 +95,30 @@ export class Nydusd {
     return this.#events;
   }
 
-  /** Mounts FUSE (and the bootstrap at "/", if any), then moves to RUNNING. */
+  /**
+   * Mounts FUSE (and the bootstrap at "/", if any), then moves to RUNNING. Taking over, the
+   * predecessor's mounts come back in their slots and its live connection is served instead.
+   */
   async start(): Promise<void> {
     const mountpoint = resolve(this.opts.mountpoint);
-    await clearStaleMount(mountpoint);
     this.#native = new NativeDaemon((e) => this.#onEvent(e));
-    if (this.opts.bootstrap !== undefined) {
-      if (this.opts.config === undefined) throw new Error('a bootstrap needs a config');
-      await this.mount('/', { source: this.opts.bootstrap, config: this.opts.config, prefetchFiles: this.opts.prefetchFiles });
+    const o = this.opts;
+    if (o.takeOver) {
+      if (o.fuseFd === undefined || o.takeoverState === undefined) throw new Error('taking over needs the FUSE fd and the takeover state');
+      // The mountpoint is live and unserved until the workers start: nothing may stat it.
+      const state = await readTakeoverState(o.takeoverState);
+      for (const m of state.mounts) await this.mount(m.mountpoint, { source: m.source, config: m.config, prefetchFiles: m.prefetchFiles }, m.slot);
+      this.native.mountFuse(mountpoint, o.threads, { fd: o.fuseFd, takeOver: true, resend: o.resend ?? true });
+      this.event('takeover', { mountpoint, mounts: state.mounts.length });
+      logger.info('took over the FUSE connection', { mountpoint, mounts: state.mounts.length, resend: o.resend ?? true });
+    } else {
+      await clearStaleMount(mountpoint);
+      if (o.bootstrap !== undefined) {
+        if (o.config === undefined) throw new Error('a bootstrap needs a config');
+        await this.mount('/', { source: o.bootstrap, config: o.config, prefetchFiles: o.prefetchFiles });
+      }
+      this.native.mountFuse(mountpoint, o.threads, o.fuseFd === undefined ? {} : { fd: o.fuseFd });
     }
-    this.native.mountFuse(mountpoint, this.opts.threads);
     // Data-path errors (integrity, cache I/O) surface in the log within a second even when
     // nobody asks the API.
     this.#errorTimer = setInterval(() => this.state === 'RUNNING' && this.stats(), 1000);
@@ -107,25 +130,26 @@ export class Nydusd {
   }
 
   /** Adds a RAFS instance at `mountpoint` ("/" or "/name") and starts its prefetch. */
-  async mount(mountpoint: string, req: MountRequest): Promise<void> {
+  async mount(mountpoint: string, req: MountRequest, slot = 0): Promise<void> {
     if (this.mounts.has(mountpoint)) throw new MountError(409, `mountpoint ${mountpoint} is already mounted`);
     const source = isAbsolute(req.source) ? req.source : resolve(req.source);
     const config = req.config;
     const backend = createBackend(config.backend);
     try {
-      this.native.addRafs(mountpoint, source, {
+      slot = this.native.addRafs(mountpoint, source, {
         workDir: config.cache.workDir,
         amplifyIo: config.amplifyIo,
         validate: config.digestValidate || config.cache.validate,
         enableXattr: config.enableXattr,
         recordAccess: config.iostatsFiles || config.accessPattern || config.latestReadFiles,
-      });
+      }, slot);
     } catch (e) {
       await backend.close();
       throw new MountError(400, (e as Error).message);
     }
-    const state = new MountState(mountpoint, source, config, backend);
+    const state = new MountState(mountpoint, source, config, backend, slot, req.prefetchFiles);
     this.mounts.set(mountpoint, state);
+    await this.#saveTakeoverState();
     this.event('mount', { mountpoint, source });
     // What opening the cache had to say (e.g. a blob cached privately because another image
     // sharing the work dir described it differently), logged now rather than at the next stats.
@@ -140,8 +164,17 @@ export class Nydusd {
     if (state === undefined) throw new MountError(404, `nothing is mounted at ${mountpoint}`);
     this.native.removeRafs(mountpoint);
     this.mounts.delete(mountpoint);
+    await this.#saveTakeoverState();
     await state.close();
     this.event('umount', { mountpoint });
+  }
+
+  async #saveTakeoverState(): Promise<void> {
+    if (this.opts.takeoverState === undefined) return;
+    const mounts = [...this.mounts.values()].map((m) => ({
+      mountpoint: m.mountpoint, slot: m.slot, source: m.bootstrap, config: m.config, ...(m.prefetchFiles ? { prefetchFiles: m.prefetchFiles } : {}),
+    }));
+    await writeTakeoverState(this.opts.takeoverState, mounts);
   }
 
   #startPrefetch(state: MountState, files: string[] | undefined, chunkTrace: string | undefined): void {

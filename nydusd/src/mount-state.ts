@@ -27,6 +27,9 @@ export class MountState {
     readonly bootstrap: string,
     readonly config: DaemonConfig,
     readonly backend: BlobBackend,
+    /** Its slot in the FUSE node ids. */
+    readonly slot: number,
+    readonly prefetchFiles?: string[],
   ) {
     const p = config.fsPrefetch;
     // Prefetch may use all its threads' requests at once, and on-demand reads keep two more of

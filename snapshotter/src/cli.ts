@@ -103,6 +103,7 @@ export async function main(argv: string[]): Promise<number> {
     threads: config.daemon.threadsNumber,
     logLevel: config.log.level,
     recoverPolicy: config.daemon.recoverPolicy,
+    failoverPolicy: config.daemon.failoverPolicy,
   });
   await daemons.recover();
   const sn = new Snapshotter(store, daemons, {

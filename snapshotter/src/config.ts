@@ -10,7 +10,12 @@ import { parse } from 'smol-toml';
 import { packagePath } from './package-path.js';
 
 export type DaemonMode = 'dedicated' | 'shared';
-export type RecoverPolicy = 'none' | 'restart';
+/**
+ * What happens when a nydusd dies: `failover` (the default) hands its live FUSE connection to a
+ * new daemon, so running containers keep their rootfs; `restart` mounts a new one (running
+ * containers lose theirs, new ones work); `none` leaves it dead.
+ */
+export type RecoverPolicy = 'none' | 'restart' | 'failover';
 
 export interface SnapshotterConfig {
   root: string;
@@ -24,6 +29,8 @@ export interface SnapshotterConfig {
     nydusdConfig: string;
     nydusdPath: string;
     recoverPolicy: RecoverPolicy;
+    /** On failover, what the dead daemon read but never answered: resent by the kernel, or left to be interrupted. */
+    failoverPolicy: 'resend' | 'none';
     /** 0: nydusd's default. */
     threadsNumber: number;
   };
@@ -53,7 +60,7 @@ export function defaultConfig(): SnapshotterConfig {
     daemonMode: 'dedicated',
     cleanupOnClose: false,
     system: { enable: true, address: DEFAULT_SYSTEM_ADDRESS },
-    daemon: { nydusdConfig: DEFAULT_NYDUSD_CONFIG, nydusdPath: BUNDLED_NYDUSD, recoverPolicy: 'restart', threadsNumber: 4 },
+    daemon: { nydusdConfig: DEFAULT_NYDUSD_CONFIG, nydusdPath: BUNDLED_NYDUSD, recoverPolicy: 'failover', failoverPolicy: 'resend', threadsNumber: 4 },
     log: { level: 'info', toStdout: false },
     metrics: { address: '' },
     snapshot: { syncRemove: false, enableOverlayfsVolatile: false },
@@ -128,7 +135,7 @@ class TableReader {
 
 /** Sections and keys nydus-snapshotter has that do not change anything here (accepted silently). */
 const ACCEPTED = new Set([
-  'version', 'system.debug', 'daemon.nydusimage_path', 'daemon.log_rotation_size', 'daemon.failover_policy', 'cgroup',
+  'version', 'system.debug', 'daemon.nydusimage_path', 'daemon.log_rotation_size', 'cgroup',
   'log.log_rotation_compress', 'log.log_rotation_local_time', 'log.log_rotation_max_age', 'log.log_rotation_max_backups',
   'log.log_rotation_max_size', 'log.dir', 'remote', 'snapshot.enable_nydus_overlayfs', 'snapshot.nydus_overlayfs_path',
   'snapshot.enable_kata_volume', 'image', 'experimental',
@@ -162,8 +169,9 @@ export function parseSnapshotterConfig(text: string, source = 'config.toml'): Lo
   c.daemon.nydusdConfig = daemon.string('nydusd_config', c.daemon.nydusdConfig);
   c.daemon.nydusdPath = daemon.string('nydusd_path', c.daemon.nydusdPath);
   fsDriver(daemon.string('fs_driver', 'fusedev'));
-  const recover = recoverPolicy(daemon.string('recover_policy', c.daemon.recoverPolicy), warnings);
+  const recover = recoverPolicy(daemon.string('recover_policy', c.daemon.recoverPolicy));
   c.daemon.recoverPolicy = recover;
+  c.daemon.failoverPolicy = failoverPolicy(daemon.string('failover_policy', c.daemon.failoverPolicy));
   c.daemon.threadsNumber = daemon.int('threads_number', c.daemon.threadsNumber, 0, 1024);
 
   const log = top.table_('log');
@@ -216,11 +224,13 @@ export function fsDriver(v: string): 'fusedev' {
   throw new SnapshotterConfigError(`fs_driver must be fusedev, fscache, blockdev, proxy or nodev (got '${v}')`);
 }
 
-function recoverPolicy(v: string, warnings: string[]): RecoverPolicy {
-  if (v === 'none' || v === 'restart') return v;
-  if (v === 'failover') {
-    warnings.push('recover_policy failover (FUSE fd takeover) is not supported; dead daemons are restarted instead');
-    return 'restart';
-  }
+function failoverPolicy(v: string): 'resend' | 'none' {
+  if (v === 'resend' || v === 'none') return v;
+  if (v === 'flush') throw new SnapshotterConfigError('failover_policy flush needs a kernel interface mainline Linux does not have; use resend');
+  throw new SnapshotterConfigError(`failover_policy must be resend or none (got '${v}')`);
+}
+
+function recoverPolicy(v: string): RecoverPolicy {
+  if (v === 'none' || v === 'restart' || v === 'failover') return v;
   throw new SnapshotterConfigError(`recover_policy must be none, restart or failover (got '${v}')`);
 }

@@ -1,14 +1,21 @@
 // The nydusd processes the snapshotter runs: start one and wait until it is RUNNING, find it again
-// after the snapshotter restarts, notice when it dies, restart it (recover_policy = restart), stop
-// it. Each daemon is its own process group, detached from ours, so that killing or restarting the
-// snapshotter never takes a running container's filesystem with it.
+// after the snapshotter restarts, notice when it dies, recover it, stop it. Each daemon is its own
+// process group, detached from ours, so that killing or restarting the snapshotter never takes a
+// running container's filesystem with it.
+//
+// Failover (recover_policy = failover): the snapshotter opens each daemon's /dev/fuse itself,
+// hands it to the daemon (--fuse-fd) and keeps a copy. The kernel ends a FUSE connection only
+// when its last descriptor closes, so a daemon's death leaves the mount alive: readers wait, and a
+// new daemon started with --upgrade on the same descriptor restores the mounts from the state
+// file the old one kept (--takeover-state) and answers them (the kernel resends what was read but
+// never answered). Running containers keep their rootfs.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { MNT_DETACH, umount } from '../../native/index.js';
+import { copyFdOf, MNT_DETACH, umount } from '../../native/index.js';
 import { ApiClient } from '../../nydusd/src/api/client.js';
 import { logger } from '../../nydusify/src/util/log.js';
 import type { RecoverPolicy } from './config.js';
@@ -21,6 +28,8 @@ const WATCH_MS = 1000;
 /** A daemon that dies this many times within RESTART_WINDOW_MS is left dead. */
 const MAX_RESTARTS = 5;
 const RESTART_WINDOW_MS = 60_000;
+/** The descriptor number a failover-capable nydusd finds its /dev/fuse at. */
+const CHILD_FUSE_FD = 3;
 
 export interface DaemonsOptions {
   root: string;
@@ -29,6 +38,8 @@ export interface DaemonsOptions {
   threads: number;
   logLevel: string;
   recoverPolicy: RecoverPolicy;
+  /** nydusd --failover-policy, for recover_policy failover. */
+  failoverPolicy?: 'resend' | 'none';
 }
 
 /** The command line of a live process; undefined when it is gone or a zombie. */
@@ -76,6 +87,8 @@ export class Daemons {
   readonly #reviving = new Map<string, Promise<DaemonRecord>>();
   /** Daemons being stopped on purpose: their exit is not a death. */
   readonly #stopping = new Set<string>();
+  /** Our copy of each failover-capable daemon's /dev/fuse: it keeps the connection alive across the daemon's death. */
+  readonly #fuseFds = new Map<string, number>();
   #closed = false;
 
   constructor(
@@ -97,6 +110,9 @@ export class Daemons {
     const args = ['fuse', '--mountpoint', mountpoint, '--apisock', join(dir, 'api.sock'), '--id', id, '--log-level', this.o.logLevel];
     if (instance) args.push('--config', instance.configPath, '--bootstrap', instance.bootstrap);
     if (this.o.threads > 0) args.push('--thread-num', String(this.o.threads));
+    if (this.o.recoverPolicy === 'failover') {
+      args.push('--fuse-fd', String(CHILD_FUSE_FD), '--takeover-state', join(dir, 'takeover.json'), '--failover-policy', this.o.failoverPolicy ?? 'resend');
+    }
     return args;
   }
 
@@ -119,7 +135,7 @@ export class Daemons {
       d.daemons[id] = rec;
     });
     try {
-      rec.pid = await this.#spawn(rec);
+      rec.pid = await this.#spawnFresh(rec);
     } catch (e) {
       await this.store.update((d) => {
         delete d.daemons[id];
@@ -132,14 +148,45 @@ export class Daemons {
     return rec;
   }
 
-  /** Spawns the daemon of `rec` and waits for RUNNING; on failure it is killed and the error carries its log. */
-  async #spawn(rec: DaemonRecord): Promise<number> {
+  /**
+   * Spawns the daemon of `rec` on a new FUSE connection (a new /dev/fuse of which we keep a copy,
+   * when its command line asks for one) and waits for RUNNING.
+   */
+  async #spawnFresh(rec: DaemonRecord): Promise<number> {
+    if (!rec.argv.includes('--fuse-fd')) return this.#spawn(rec);
+    this.#closeFuse(rec.id);
+    const fd = openSync('/dev/fuse', 'r+');
+    try {
+      const pid = await this.#spawn(rec, { fd, takeOver: false });
+      this.#fuseFds.set(rec.id, fd);
+      return pid;
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  /** Our copy of a daemon's /dev/fuse goes: once the daemon's is gone too, the kernel ends the connection. */
+  #closeFuse(id: string): void {
+    const fd = this.#fuseFds.get(id);
+    if (fd === undefined) return;
+    this.#fuseFds.delete(id);
+    closeSync(fd);
+  }
+
+  /**
+   * Spawns the daemon of `rec` (given `fuse` as its descriptor CHILD_FUSE_FD, taking that
+   * connection over when asked) and waits for RUNNING; on failure it is killed and the error
+   * carries its log.
+   */
+  async #spawn(rec: DaemonRecord, fuse?: { fd: number; takeOver: boolean }): Promise<number> {
     await rm(rec.apiSocket, { force: true });
     const log = openSync(rec.logFile, 'a');
-    const [cmd, args] = this.o.nydusdPath.endsWith('.js') ? [process.execPath, [this.o.nydusdPath, ...rec.argv]] : [this.o.nydusdPath, rec.argv];
+    const argv = fuse?.takeOver ? [...rec.argv, '--upgrade'] : rec.argv;
+    const [cmd, args] = this.o.nydusdPath.endsWith('.js') ? [process.execPath, [this.o.nydusdPath, ...argv]] : [this.o.nydusdPath, argv];
     let child: ChildProcess;
     try {
-      child = spawn(cmd, args, { detached: true, stdio: ['ignore', log, log] });
+      child = spawn(cmd, args, { detached: true, stdio: ['ignore', log, log, ...(fuse ? [fuse.fd] : [])] });
     } finally {
       closeSync(log);
     }
@@ -182,6 +229,14 @@ export class Daemons {
     for (const rec of Object.values(this.store.state.daemons)) {
       if (await this.alive(rec)) {
         logger.info('nydusd reattached', { id: rec.id, pid: rec.pid, mountpoint: rec.mountpoint });
+        if (rec.argv.includes('--fuse-fd')) {
+          // Our copy of its connection died with the previous snapshotter: take one again.
+          try {
+            this.#fuseFds.set(rec.id, copyFdOf(rec.pid, CHILD_FUSE_FD));
+          } catch (e) {
+            logger.warn('cannot keep a copy of the daemon\'s FUSE connection: no failover for it until it restarts', { id: rec.id, error: (e as Error).message });
+          }
+        }
         this.#watch(rec.id, rec.pid);
         continue;
       }
@@ -217,10 +272,10 @@ export class Daemons {
     void this.#recoverDead(rec).catch((e) => logger.error('nydusd restart failed', { id, error: (e as Error).message }));
   }
 
-  /** recover_policy: restart it (unless it keeps dying), or forget it. */
+  /** recover_policy: take its connection over or restart it (unless it keeps dying), or forget it. */
   async #recoverDead(rec: DaemonRecord): Promise<void> {
     const recent = (this.#restarts.get(rec.id) ?? []).filter((t) => Date.now() - t < RESTART_WINDOW_MS);
-    if (this.o.recoverPolicy === 'restart' && recent.length < MAX_RESTARTS) {
+    if (this.o.recoverPolicy !== 'none' && recent.length < MAX_RESTARTS) {
       this.#restarts.set(rec.id, [...recent, Date.now()]);
       await this.revive(rec.id);
       return;
@@ -230,8 +285,10 @@ export class Daemons {
   }
 
   /**
-   * Starts a recorded daemon again with its recorded command line (and, when shared, its
-   * instances). Concurrent callers (a death notice, a Prepare that needs it) share one restart.
+   * Starts a recorded daemon again with its recorded command line: on the dead one's connection
+   * when we hold a copy of it (failover: its mounts come back from its takeover state), else on a
+   * new one (and, when shared, with its instances mounted again). Concurrent callers (a death
+   * notice, a Prepare that needs it) share one restart.
    */
   revive(id: string): Promise<DaemonRecord> {
     let p = this.#reviving.get(id);
@@ -246,16 +303,30 @@ export class Daemons {
     const rec = this.store.state.daemons[id];
     if (rec === undefined) throw new Error(`no daemon ${id} to restart`);
     if (await this.alive(rec)) return rec;
-    // nydusd clears the dead FUSE mount it finds at its mountpoint before mounting again.
-    const pid = await this.#spawn(rec);
-    const live = { ...rec, pid };
-    if (rec.mode === 'shared') {
-      for (const [key, inst] of Object.entries(rec.instances)) await this.mountShared(live, key, inst);
+    const held = this.#fuseFds.get(id);
+    let pid: number | undefined;
+    if (held !== undefined) {
+      try {
+        pid = await this.#spawn(rec, { fd: held, takeOver: true });
+        logger.info('nydusd took over its predecessor\'s FUSE connection', { id, pid });
+      } catch (e) {
+        // Running containers lose their rootfs now (the connection ends with our copy); new ones
+        // get a new mount.
+        logger.error('failover failed; mounting anew', { id, error: (e as Error).message });
+      }
     }
+    if (pid === undefined) {
+      // nydusd clears the dead FUSE mount it finds at its mountpoint before mounting again.
+      pid = await this.#spawnFresh(rec);
+      if (rec.mode === 'shared') {
+        for (const [key, inst] of Object.entries(rec.instances)) await this.mountShared({ ...rec, pid }, key, inst);
+      }
+      logger.info('nydusd restarted', { id, pid });
+    }
+    const live = { ...rec, pid };
     await this.store.update((d) => {
-      if (d.daemons[id]) d.daemons[id]!.pid = pid;
+      if (d.daemons[id]) d.daemons[id]!.pid = live.pid;
     });
-    logger.info('nydusd restarted', { id, pid });
     return live;
   }
 
@@ -264,6 +335,7 @@ export class Daemons {
     const rec = this.store.state.daemons[id];
     if (rec === undefined) return;
     this.#forgetProcess(id);
+    this.#closeFuse(id);
     try {
       umount(rec.mountpoint, MNT_DETACH);
     } catch {
@@ -347,5 +419,7 @@ export class Daemons {
   close(): void {
     this.#closed = true;
     for (const id of [...this.#watchers.keys(), ...this.#children.keys()]) this.#forgetProcess(id);
+    // The daemons keep their own descriptors; a next snapshotter takes copies again.
+    for (const id of [...this.#fuseFds.keys()]) this.#closeFuse(id);
   }
 }

@@ -87,9 +87,11 @@ describe('config.toml', () => {
     expect(() => parseSnapshotterConfig('root = 5')).toThrow(/root must be a string/);
     expect(() => parseSnapshotterConfig('root = "a"\nroot = "b"')).toThrow(SnapshotterConfigError);
     expect(() => parseSnapshotterConfig('[cache_manager]\ngc_period = "soon"')).toThrow(/duration/);
-    const failover = parseSnapshotterConfig('[daemon]\nrecover_policy = "failover"');
-    expect(failover.config.daemon.recoverPolicy).toBe('restart');
-    expect(failover.warnings.join()).toMatch(/failover.*not supported/);
+    expect(parseSnapshotterConfig('').config.daemon).toMatchObject({ recoverPolicy: 'failover', failoverPolicy: 'resend' });
+    const restart = parseSnapshotterConfig('[daemon]\nrecover_policy = "restart"\nfailover_policy = "none"');
+    expect(restart.config.daemon).toMatchObject({ recoverPolicy: 'restart', failoverPolicy: 'none' });
+    expect(restart.warnings).toEqual([]);
+    expect(() => parseSnapshotterConfig('[daemon]\nfailover_policy = "flush"')).toThrow(/resend/);
   });
 
   it('parses Go durations', () => {

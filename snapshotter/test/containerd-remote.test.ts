@@ -1,11 +1,12 @@
 /**
  * The snapshotter under Debian's real containerd 1.6 and runc, with images in a real
  * docker-registry: a Nydus image pulled lazily by ctr-remote and run by ctr, a plain OCI image
- * through the same snapshotter, a snapshotter restart under a running container, and image
- * removal with containerd's GC leaving nothing behind.
+ * through the same snapshotter, a snapshotter restart under a running container, nydusd failover
+ * under a container reading in a loop, and image removal with containerd's GC leaving nothing
+ * behind.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -153,10 +154,42 @@ describe('restarting the snapshotter', () => {
     for (let i = 0; i < 50 && (await ctd.ctr(['tasks', 'rm', 'keeper'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
     await ctr(['containers', 'rm', 'keeper']);
   });
+});
 
-  it('a daemon that died is restarted (recover_policy restart) and serves new containers', async () => {
+describe('nydusd failover (recover_policy failover, the default)', () => {
+  /** The container's own record of its reads, kept in its upper layer (not served by nydusd). */
+  async function readerFile(name: string, execId: string): Promise<string> {
+    return ctr(['tasks', 'exec', '--exec-id', execId, 'reader', '/bin/sh', '-c', `cat /tmp/${name} 2>/dev/null; true`]);
+  }
+
+  async function roundsAtLeast(n: number, tag: string): Promise<number> {
+    const deadline = Date.now() + 60_000;
+    for (let i = 0; ; i++) {
+      const rounds = Number((await readerFile('rounds', `${tag}-${i}`)).trim() || 0);
+      if (rounds >= n) return rounds;
+      if (Date.now() > deadline) throw new Error(`the reader did only ${rounds} rounds`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  it('kill -9 of nydusd under a container reading in a loop: the reads stall, then continue on the taken-over connection; none fails', async () => {
+    // Every round reads a file through nydusd and compares it with the first read; a failed or
+    // different read is written down.
+    const script = [
+      'ref=$(sha256sum /opt/app/data.bin); n=0',
+      'while :; do',
+      '  cur=$(sha256sum /opt/app/data.bin) || echo "read failed" >> /tmp/failures',
+      '  [ "$cur" = "$ref" ] || echo "wrong bytes: $cur" >> /tmp/failures',
+      '  n=$((n+1)); echo $n > /tmp/rounds',
+      'done',
+    ].join('\n');
+    await ctr(['run', '-d', '--snapshotter', 'nydus', NYDUS(), 'reader', '/bin/sh', '-c', script]);
     const before = (await snap.daemons())[0]!;
+    await roundsAtLeast(2, 'warm');
     process.kill(before.pid, 'SIGKILL');
+    // Without its page cache the container's next reads, and every exec of busybox, reach the FUSE
+    // connection while no daemon serves it.
+    writeFileSync('/proc/sys/vm/drop_caches', '3');
     const deadline = Date.now() + 20_000;
     let after = before;
     while (Date.now() < deadline) {
@@ -165,6 +198,14 @@ describe('restarting the snapshotter', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(after.pid).not.toBe(before.pid);
+    expect(snap.logs()).toContain("took over its predecessor's FUSE connection");
+    const resumed = Number((await readerFile('rounds', 'after')).trim());
+    await roundsAtLeast(resumed + 3, 'more');
+    expect(await readerFile('failures', 'failures')).toBe('');
+    await ctr(['tasks', 'kill', '-s', 'SIGKILL', 'reader']);
+    for (let i = 0; i < 50 && (await ctd.ctr(['tasks', 'rm', 'reader'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+    await ctr(['containers', 'rm', 'reader']);
+    // New containers run on the same daemon.
     const out = await ctr(['run', '--rm', '--snapshotter', 'nydus', NYDUS(), 'after-death', '/bin/sh', '-c', 'cat /etc/motd']);
     expect(out).toContain('(updated)');
   });

@@ -27,6 +27,8 @@ export interface StartNydusdOptions {
   env?: NodeJS.ProcessEnv;
   /** Run in this network namespace (nsenter --net: the FUSE mount stays visible to the caller). */
   netns?: string;
+  /** An opened /dev/fuse of ours, given to nydusd as its fd 3 (`--fuse-fd 3`). */
+  fuseFd?: number;
 }
 
 export interface RunningNydusd {
@@ -46,9 +48,10 @@ export async function startNydusd(o: StartNydusdOptions): Promise<RunningNydusd>
   const args = [BIN, 'fuse', '--config', configPath, '--mountpoint', o.mountpoint, '--apisock', apisock, '--thread-num', String(o.threads ?? 4)];
   if (o.bootstrap) args.push('--bootstrap', o.bootstrap);
   if (o.prefetchFiles) args.push('--prefetch-files', o.prefetchFiles);
+  if (o.fuseFd !== undefined) args.push('--fuse-fd', '3');
   args.push(...(o.extraArgs ?? []));
   const [cmd, argv] = o.netns ? inNetns(o.netns, process.execPath, args) : [process.execPath, args];
-  const proc = spawnProcess(cmd, argv, { name: o.netns ? `nydusd(${o.netns})` : 'nydusd', env: o.env ?? process.env });
+  const proc = spawnProcess(cmd, argv, { name: o.netns ? `nydusd(${o.netns})` : 'nydusd', env: o.env ?? process.env, ...(o.fuseFd !== undefined ? { inheritFds: [o.fuseFd] } : {}) });
   const api = new ApiClient(apisock);
   try {
     await Promise.race([

@@ -194,6 +194,8 @@ export interface SpawnOptions {
    * Default true.
    */
   watchdog?: boolean;
+  /** Descriptors of ours the child gets as its fds 3, 4, ... */
+  inheritFds?: number[];
 }
 
 export interface ManagedProcess {
@@ -220,7 +222,7 @@ export function spawnProcess(command: string, args: string[], opts: SpawnOptions
   const child = spawn(command, args, {
     cwd: opts.cwd,
     env: opts.env ?? process.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe', ...(opts.inheritFds ?? [])],
   });
   let logOpen = logFd !== undefined;
 

@@ -20,7 +20,7 @@ pub mod vfs;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::fuse::session::{Session, SessionOptions};
+use crate::fuse::session::{Connection, Session, SessionOptions};
 use fetch::Fetcher;
 use instance::{Instance, InstanceOptions};
 use vfs::Vfs;
@@ -33,24 +33,25 @@ pub struct Daemon {
 
 impl Daemon {
     /// Opens `bootstrap` and serves it at `path` ("/" or "/name"), fetching
-    /// missing chunks through `fetcher`.
-    pub fn add_instance(&self, path: &str, bootstrap: &Path, fetcher: Arc<dyn Fetcher>, opts: InstanceOptions) -> Result<(), String> {
+    /// missing chunks through `fetcher`. Returns its slot in node ids; a
+    /// daemon taking over a connection passes the slot its predecessor used.
+    pub fn add_instance(&self, path: &str, bootstrap: &Path, fetcher: Arc<dyn Fetcher>, opts: InstanceOptions, slot: Option<u64>) -> Result<u64, String> {
         let instance = Instance::open(bootstrap, fetcher, opts)?;
-        self.vfs.mount(path, instance)
+        self.vfs.mount(path, instance, slot)
     }
 
     pub fn remove_instance(&self, path: &str) -> Result<(), String> {
         self.vfs.umount(path)
     }
 
-    /// Mounts the FUSE filesystem at `mountpoint` with `threads` workers.
-    pub fn mount_fuse(&self, mountpoint: &Path, threads: usize) -> Result<(), String> {
+    /// Serves the FUSE filesystem at `mountpoint` over `conn` with `threads` workers.
+    pub fn mount_fuse(&self, mountpoint: &Path, threads: usize, conn: Connection) -> Result<(), String> {
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         if session.is_some() {
             return Err("the FUSE session is already mounted".into());
         }
         let opts = SessionOptions { threads: threads.max(1), ..Default::default() };
-        let s = Session::mount(self.vfs.clone(), mountpoint, opts)
+        let s = Session::start(self.vfs.clone(), mountpoint, conn, opts)
             .map_err(|e| format!("mounting FUSE at {}: {e}", mountpoint.display()))?;
         *session = Some(s);
         Ok(())

@@ -41,8 +41,10 @@ enum Node {
 }
 
 impl Vfs {
-    /// Mounts `instance` at `path` ("/" or "/name").
-    pub fn mount(&self, path: &str, instance: Instance) -> Result<(), String> {
+    /// Mounts `instance` at `path` ("/" or "/name") in the next free slot,
+    /// or in `slot` (a successor restoring its predecessor's node ids: the
+    /// kernel still holds them). Returns the slot.
+    pub fn mount(&self, path: &str, instance: Instance, slot: Option<u64>) -> Result<u64, String> {
         let name = path.trim_start_matches('/').as_bytes().to_vec();
         if name.contains(&b'/') || name == b"." || name == b".." {
             return Err(format!("mountpoint {path:?}: only \"/\" or \"/<name>\" is supported"));
@@ -51,11 +53,19 @@ impl Vfs {
         if slots.iter().flatten().any(|m| m.name == name || (m.name.is_empty() != name.is_empty())) {
             return Err(format!("mountpoint {path:?} is taken (or mixes \"/\" with sub-mounts)"));
         }
-        if slots.len() >= 0xFFFF {
-            return Err("too many mounts over this daemon's lifetime".into());
+        let slot = slot.unwrap_or(slots.len() as u64 + 1);
+        if slot == 0 || slot > 0xFFFF {
+            return Err(format!("slot {slot} is out of range (1..=65535 over this daemon's lifetime)"));
         }
-        slots.push(Some(Mounted { name, instance: Arc::new(instance) }));
-        Ok(())
+        let index = slot as usize - 1;
+        if slots.len() <= index {
+            slots.resize_with(index + 1, || None);
+        }
+        if slots[index].is_some() {
+            return Err(format!("slot {slot} is taken"));
+        }
+        slots[index] = Some(Mounted { name, instance: Arc::new(instance) });
+        Ok(slot)
     }
 
     pub fn umount(&self, path: &str) -> Result<(), String> {

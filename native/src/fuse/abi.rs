@@ -85,6 +85,14 @@ pub mod init {
     pub const INIT_EXT: u32 = 1 << 30;
 }
 
+/// Notifications the daemon sends unasked (`unique` 0, the code in `error`).
+pub mod notify {
+    /// Linux 6.9+ (protocol 7.40): put every request that was read but not
+    /// answered back in the queue, with bit 63 set in its `unique`. Needs no
+    /// INIT flag; older kernels answer the write with `EINVAL`.
+    pub const RESEND: i32 = 7;
+}
+
 pub const FOPEN_KEEP_CACHE: u32 = 1 << 1;
 pub const FOPEN_CACHE_DIR: u32 = 1 << 3;
 

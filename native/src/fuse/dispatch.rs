@@ -112,8 +112,14 @@ pub fn dispatch(s: &Shared, h: &InHeader, body: &[u8], scratch: &mut Scratch, ou
             .into(),
         op::LISTXATTR => arg::<abi::GetxattrIn>(body).and_then(|g| sized(fs.listxattr(node)?, g.size, out)).into(),
         // The mount uses default_permissions, so the kernel checks access
-        // itself; nothing is buffered, so there is nothing to flush.
-        op::ACCESS | op::FLUSH | op::FSYNC | op::FSYNCDIR => Outcome::Reply,
+        // itself.
+        op::ACCESS => Outcome::Reply,
+        // Nothing is buffered, so there is nothing to flush or sync. ENOSYS
+        // (which the kernel reports to the caller as success) makes it stop
+        // sending these at all: without it every close(2) of a file on the
+        // mount is a round trip to the daemon, and during a failover a close
+        // (even an exec closing O_CLOEXEC descriptors) would wait for the successor.
+        op::FLUSH | op::FSYNC | op::FSYNCDIR => Outcome::Error(Errno(libc::ENOSYS)),
         o if op::is_write(o) => Outcome::Error(Errno(libc::EROFS)),
         _ => Outcome::Error(Errno(libc::ENOSYS)),
     }

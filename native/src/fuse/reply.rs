@@ -65,7 +65,16 @@ pub fn statfs(s: &Statfs) -> abi::Kstatfs {
 /// error. A failure is returned for the caller to ignore or count: `ENOENT`
 /// only means the request was interrupted and is already gone.
 pub fn send(fd: RawFd, unique: u64, errno: i32, payload: &[u8]) -> io::Result<()> {
-    let header = OutHeader { len: (size_of::<OutHeader>() + payload.len()) as u32, error: -errno, unique };
+    write(fd, -errno, unique, payload)
+}
+
+/// Sends notification `code` (see [`abi::notify`]) with its payload.
+pub fn notify(fd: RawFd, code: i32, payload: &[u8]) -> io::Result<()> {
+    write(fd, code, 0, payload)
+}
+
+fn write(fd: RawFd, error: i32, unique: u64, payload: &[u8]) -> io::Result<()> {
+    let header = OutHeader { len: (size_of::<OutHeader>() + payload.len()) as u32, error, unique };
     let iov = [
         libc::iovec { iov_base: abi::bytes(&header).as_ptr() as *mut libc::c_void, iov_len: size_of::<OutHeader>() },
         libc::iovec { iov_base: payload.as_ptr() as *mut libc::c_void, iov_len: payload.len() },

@@ -3,18 +3,24 @@
 //!
 //! Lifecycle: [`Session::mount`] opens a connection on `/dev/fuse`, mounts
 //! it and starts the workers (the kernel's INIT is answered by whichever
-//! worker reads it first). The workers end when the kernel tears the
+//! worker reads it first). [`Session::start`] can instead mount a connection
+//! a supervisor holds a copy of, or take over a dead daemon's connection
+//! (failover: the mount never went away, so containers keep their rootfs). The workers end when the kernel tears the
 //! connection down, which happens when the mount goes away, whether through
 //! [`Session::unmount`] or an external `umount`.
 
+use std::fs::File;
 use std::io;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::abi;
 use super::filesystem::Filesystem;
+use super::reply;
 use super::sys::{self, Device};
 use super::worker::{self, InitState, Shared};
 
@@ -71,16 +77,60 @@ impl Drop for Running<'_> {
     }
 }
 
+/// Where a session's FUSE connection comes from.
+pub enum Connection {
+    /// Open `/dev/fuse` and mount it.
+    Open,
+    /// Mount this opened `/dev/fuse`. A supervisor that keeps a copy of it
+    /// keeps the connection, and the mount, alive if this process dies.
+    Given(File),
+    /// Serve a connection that is mounted and initialised already: a dead
+    /// predecessor's, kept open by its supervisor. With `resend`, the kernel
+    /// puts the requests the predecessor read but never answered back in the
+    /// queue (FUSE_NOTIFY_RESEND); without it their readers wait until
+    /// interrupted.
+    TakeOver { dev: File, resend: bool },
+}
+
 impl Session {
-    /// Mounts `fs` read-only at `mountpoint` and starts `opts.threads`
-    /// workers. A dead daemon's mount left there (`ENOTCONN`) is detached
-    /// first.
+    /// Mounts `fs` read-only at `mountpoint` on a new connection and starts
+    /// `opts.threads` workers. A dead daemon's mount left there
+    /// (`ENOTCONN`) is detached first.
     pub fn mount(fs: Arc<dyn Filesystem>, mountpoint: &Path, opts: SessionOptions) -> io::Result<Session> {
-        sys::clear_stale_mount(mountpoint)?;
-        // Resolved before mounting: afterwards it would stat the new root.
-        let mountpoint = std::fs::canonicalize(mountpoint)?;
-        let dev = sys::open_dev()?;
-        sys::mount(&dev, &mountpoint, &opts.source)?;
+        Session::start(fs, mountpoint, Connection::Open, opts)
+    }
+
+    /// Serves `fs` at `mountpoint` over `conn`.
+    pub fn start(fs: Arc<dyn Filesystem>, mountpoint: &Path, conn: Connection, opts: SessionOptions) -> io::Result<Session> {
+        let (dev, mountpoint, taken_over) = match conn {
+            Connection::TakeOver { dev, resend } => {
+                // The mount is live and nobody serves it yet: anything that
+                // stats its root (canonicalize, clear_stale_mount) would wait
+                // for the workers about to be started. Only the parent is resolved.
+                let name = mountpoint.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "mountpoint has no name"))?;
+                let parent = mountpoint.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let mountpoint = std::fs::canonicalize(parent)?.join(name);
+                // Before any worker runs, so that a kernel without RESEND
+                // fails the takeover cleanly. The requests go back to the
+                // queue the workers are about to read.
+                if resend {
+                    reply::notify(dev.as_raw_fd(), abi::notify::RESEND, &[])
+                        .map_err(|e| io::Error::new(e.kind(), format!("FUSE_NOTIFY_RESEND (needs Linux 6.9+): {e}")))?;
+                }
+                (dev, mountpoint, true)
+            }
+            conn => {
+                sys::clear_stale_mount(mountpoint)?;
+                // Resolved before mounting: afterwards it would stat the new root.
+                let mountpoint = std::fs::canonicalize(mountpoint)?;
+                let dev = match conn {
+                    Connection::Given(dev) => dev,
+                    _ => sys::open_dev()?,
+                };
+                sys::mount(&dev, &mountpoint, &opts.source)?;
+                (dev, mountpoint, false)
+            }
+        };
         let device = Device::of_mount(&mountpoint);
         let threads = opts.threads.max(1);
         let shared = Arc::new(Shared {
@@ -94,6 +144,13 @@ impl Session {
             init: InitState::default(),
             deferred: Default::default(),
         });
+        // A taken-over mount is not ours to take away on failure: its
+        // containers wait for the next daemon to try.
+        let undo = |mountpoint: &Path| {
+            if !taken_over {
+                let _ = sys::umount(mountpoint, libc::MNT_DETACH);
+            }
+        };
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
             let s = shared.clone();
@@ -107,16 +164,17 @@ impl Session {
                     // The threads never started are not running; the ones
                     // that did end when the detached mount is torn down.
                     shared.running.fetch_sub(threads - i, Ordering::AcqRel);
-                    let _ = sys::umount(&mountpoint, libc::MNT_DETACH);
+                    undo(&mountpoint);
                     return Err(e);
                 }
             }
         }
         // Returning once INIT is answered means the filesystem is usable and
         // the readahead setting is in place before the first read. A kernel
-        // slower than this is not an error; a refused INIT is.
-        if shared.init.wait(INIT_TIMEOUT) == Some(false) {
-            let _ = sys::umount(&mountpoint, libc::MNT_DETACH);
+        // slower than this is not an error; a refused INIT is. A taken-over
+        // connection had its one INIT answered by the first daemon.
+        if !taken_over && shared.init.wait(INIT_TIMEOUT) == Some(false) {
+            undo(&mountpoint);
             return Err(io::Error::new(io::ErrorKind::Unsupported, "FUSE INIT failed (unsupported protocol version?)"));
         }
         Ok(Session { shared, mountpoint, device, unmount_timeout: opts.unmount_timeout, workers })

@@ -19,7 +19,7 @@ use super::error::{panic_error, JsError, Result};
 use super::{sys, Env, Value, ValueType};
 
 /// Upper bound on the arguments any exported function looks at.
-const MAX_ARGS: usize = 8;
+const MAX_ARGS: usize = 12;
 
 /// Signature of a Rust implementation behind a JS function.
 pub type Callback = fn(&CallContext<'_>) -> Result<Value>;
@@ -81,6 +81,8 @@ impl<'a> CallContext<'a> {
 
     /// Argument `i` (JS `undefined` when not passed).
     pub fn arg(&self, i: usize) -> Result<Value> {
+        // Past MAX_ARGS an argument would silently read as undefined.
+        debug_assert!(i < MAX_ARGS, "argument {i} is beyond MAX_ARGS; raise it");
         if i < self.argc.min(MAX_ARGS) {
             Ok(Value(self.argv[i]))
         } else {

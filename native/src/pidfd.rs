@@ -1,0 +1,46 @@
+//! Copying another process's file descriptor (`pidfd_getfd(2)`, Linux 5.6+).
+//!
+//! This exists for FUSE failover: a supervisor that restarted while its
+//! daemon kept running takes a copy of the daemon's `/dev/fuse` descriptor
+//! again, so that the connection (and every container's rootfs on it)
+//! outlives the daemon. Needs ptrace access to the process (root, here).
+
+use std::io;
+use std::os::unix::io::RawFd;
+
+/// A new descriptor (close-on-exec) in this process for `fd` of process `pid`.
+pub fn copy_fd(pid: i32, fd: RawFd) -> io::Result<RawFd> {
+    // SAFETY: plain system calls on integers; the pidfd is closed below.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd as libc::c_int, fd, 0) };
+    let err = io::Error::last_os_error();
+    // SAFETY: pidfd is ours.
+    unsafe { libc::close(pidfd as libc::c_int) };
+    if copy < 0 {
+        return Err(err);
+    }
+    Ok(copy as RawFd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::io::{AsRawFd, FromRawFd};
+
+    #[test]
+    fn copies_an_open_file_description() {
+        let mut f = std::fs::File::open("/proc/self/exe").unwrap();
+        f.seek(SeekFrom::Start(7)).unwrap();
+        let copy = copy_fd(std::process::id() as i32, f.as_raw_fd()).unwrap();
+        // SAFETY: the copy is ours.
+        let mut copy = unsafe { std::fs::File::from_raw_fd(copy) };
+        // The same open file description: one shared offset.
+        assert_eq!(copy.stream_position().unwrap(), 7);
+        assert!(copy_fd(std::process::id() as i32, 100_000).is_err());
+    }
+}
