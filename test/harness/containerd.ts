@@ -77,6 +77,10 @@ export interface Containerd {
   logs(): string;
   ctr(args: string[], o?: CtrOptions): Promise<CmdResult>;
   ctrRemote(args: string[], o?: CtrOptions): Promise<CmdResult>;
+  /** SIGKILL containerd alone: its shims, and so the containers, keep running. */
+  kill9(): Promise<void>;
+  /** Starts containerd again on the same config (after kill9); it reconnects to the running shims. */
+  restart(): Promise<void>;
   /** Kill every task, remove containers, stop containerd and its shims, unmount what is under workDir. */
   stop(): Promise<void>;
 }
@@ -376,9 +380,10 @@ export async function startContainerd(o: StartContainerdOptions): Promise<Contai
   // spawnProcess kills containerd at exit; shims and mounts it leaves are ours to clean up.
   const unregister = onExitCleanup(() => leftoverCleanup(p.address, workDir));
   // Another release runs with its own shim: containerd finds containerd-shim-runc-v2 on PATH.
-  const proc = o.binDir
+  const launch = () => o.binDir
     ? spawnProcess(join(o.binDir, 'containerd'), ['--config', p.config], { name: 'containerd', logFile: p.log, env: { ...process.env, PATH: `${o.binDir}:${process.env.PATH ?? ''}` } })
     : spawnProcess(CONTAINERD_BINARY, ['--config', p.config], { name: 'containerd', logFile: p.log });
+  let proc = launch();
 
   let stopped = false;
   const stop = async () => {
@@ -402,12 +407,22 @@ export async function startContainerd(o: StartContainerdOptions): Promise<Contai
   }
   return {
     address: p.address,
-    pid: proc.pid,
+    get pid() {
+      return proc.pid;
+    },
     configPath: p.config,
     logPath: p.log,
     logs: () => proc.logs(),
     ctr,
     ctrRemote,
+    kill9: async () => {
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+    },
+    restart: async () => {
+      proc = launch();
+      await waitReady(ctr, proc);
+    },
     stop,
   };
 }
