@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { startFaultProxy, type FaultProxy } from '../../test/harness/fault-proxy.js';
 import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
+import { exitWithin } from '../../test/harness/process.js';
 import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
 import { convertSampleImage, exec, registryConfig, type ConvertedImage } from './helpers/image.js';
 
@@ -69,16 +70,6 @@ async function start(o: { fd: number; mnt: string; state: string; name: string; 
   return d;
 }
 
-function exitWithin(child: ChildProcess, ms: number): Promise<number | string | null | undefined> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode ?? child.signalCode);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(undefined), ms);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve(code ?? signal);
-    });
-  });
-}
 
 function reader(path: string): { child: ChildProcess; out: Buffer[] } {
   const child = spawn('cat', [path], { stdio: ['ignore', 'pipe', 'inherit'] });

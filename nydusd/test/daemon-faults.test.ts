@@ -4,7 +4,7 @@
  * failures), and a Dragonfly-like proxy (a stand-in: dfdaemon cannot run here) serves blob reads
  * until it goes down, when reads fall back to the origin and later return to the peer.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDragonflyProxy } from '../../test/harness/dragonfly-proxy.js';
 import { startFaultProxy, type FaultProxy } from '../../test/harness/fault-proxy.js';
 import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
+import { exitWithin } from '../../test/harness/process.js';
 import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
 import { convertSampleImage, exec, registryConfig, type ConvertedImage } from './helpers/image.js';
 
@@ -49,17 +50,6 @@ async function start(name: string, host: string, extra: Record<string, unknown> 
   return { d, mnt };
 }
 
-/** The child's exit, or `undefined` if it has not exited within `ms` (a timer, not a sleep: the exit wins as soon as it happens). */
-function exitWithin(child: ChildProcess, ms: number): Promise<number | string | null | undefined> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode ?? child.signalCode);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(undefined), ms);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve(code ?? signal);
-    });
-  });
-}
 
 /** Runs a command to completion, collecting its stdout; killed (and failing the test) after `ms`. */
 function run(cmd: string, args: string[], ms: number): Promise<Buffer> {

@@ -398,3 +398,15 @@ export function runCommand(
     child.stdin.end(opts.input ?? '');
   });
 }
+
+/** The child's exit code or signal, or `undefined` if it has not exited within `ms` (a timer, not a sleep: the exit wins as soon as it happens). */
+export function exitWithin(child: ChildProcess, ms: number): Promise<number | string | null | undefined> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode ?? child.signalCode);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), ms);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve(code ?? signal);
+    });
+  });
+}
