@@ -1,7 +1,8 @@
 /**
  * bench/soak: a chaos soak of one node. Several containers of a Nydus image read random files of
  * their rootfs in a loop and check each against the source image's sha256, while the registry sits
- * behind a fault proxy that injects resets, 503s, stalls and truncated bodies at random, and a
+ * (token auth, 5 s tokens: they expire under the readers all the time) behind a fault proxy that
+ * injects resets, 503s, stalls and truncated bodies at random, and a
  * driver kill -9s nydusd, the snapshotter and containerd at random moments (dropping the page
  * cache after each, so that the next reads reach nydusd). Everything is real: Debian's containerd
  * and runc, docker-registry, our snapshotter with its default recover_policy (failover) and nydusd.
@@ -64,6 +65,8 @@ function rng(seed: number): () => number {
 const WINDOWS = 4000;
 /** The sample image's data file: far more than the run reads. */
 const DATA_MIB = 512;
+/** Registry token lifetime: short, so that tokens expire under the readers all through the run. */
+const TOKEN_TTL_S = 5;
 const WINDOW = 64 * 1024;
 
 /**
@@ -167,22 +170,29 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'nydus-soak-'));
   const log = (msg: string) => process.stderr.write(`[soak ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
-  const reg = await startRegistry({ logLevel: 'warn' });
+  // Token auth; tokens become short-lived once the image is pushed (an upload outlasts them).
+  const reg = await startRegistry({ logLevel: 'warn', auth: 'token' });
+  const creds = `${reg.username}:${reg.password}`;
   let faults: FaultProxy | undefined;
   let snap: RunningSnapshotter | undefined;
   let ctd: Containerd | undefined;
   try {
+    faults = await startFaultProxy(reg.url);
+    // The docker config every tool reads credentials from, for the registry and the proxy in front of it.
+    const auth = Buffer.from(creds).toString('base64');
+    writeFileSync(join(work, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth }, [faults.host]: { auth } } }));
+    const env = { ...process.env, DOCKER_CONFIG: work };
     const layout = await writeSampleImage(join(work, 'layout'), 'v1', { dataMiB: DATA_MIB });
     const src = `${reg.host}/soak/sample:oci`;
-    await exec('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', layout, `docker://${src}`]);
-    await exec(process.execPath, [join(ROOT, 'bin/nydusify.js'), 'convert', '--source', src, '--target', `${reg.host}/soak/sample:nydus`, '--source-insecure', '--target-insecure', '--quiet']);
+    await exec('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', creds, layout, `docker://${src}`]);
+    await exec(process.execPath, [join(ROOT, 'bin/nydusify.js'), 'convert', '--source', src, '--target', `${reg.host}/soak/sample:nydus`, '--source-insecure', '--target-insecure', '--quiet'], { env });
     const rootfs = join(work, 'rootfs');
     await exec('umoci', ['raw', 'unpack', '--image', layout.replace(/^oci:/, ''), rootfs]);
     const expected = expectedDigests(rootfs, '/opt/app/data.bin', random);
-    faults = await startFaultProxy(reg.url);
+    reg.tokenIssuer!.setOptions({ ttlSeconds: TOKEN_TTL_S, realExpiry: true });
     // Through the proxy: every blob read of nydusd meets its faults.
     const image = `${faults.host}/soak/sample:nydus`;
-    snap = await startSnapshotter({ workDir: join(work, 'snap'), logLevel: 'info' });
+    snap = await startSnapshotter({ workDir: join(work, 'snap'), logLevel: 'info', env });
     ctd = await startContainerd({ workDir: join(work, 'ctd'), snapshotters: [{ name: 'nydus', address: snap.address }] });
     const c = ctd;
     const ctr = async (args: string[]) => {
@@ -190,7 +200,7 @@ async function main(): Promise<void> {
       if (r.code !== 0) throw new Error(`ctr ${args.join(' ')}: ${r.stderr}`);
       return r.stdout;
     };
-    const r = await ctd.ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'nydus', image], { timeoutMs: 120_000 });
+    const r = await ctd.ctrRemote(['image', 'rpull', '--plain-http', '--user', creds, '--snapshotter', 'nydus', image], { timeoutMs: 120_000 });
     if (r.code !== 0) throw new Error(`rpull: ${r.stderr}`);
     const outs: string[] = [];
     for (let i = 0; i < containers; i++) {
@@ -291,7 +301,8 @@ async function main(): Promise<void> {
       reads: verdicts.ok + verdicts.wrong + verdicts.error, verdicts, wrongFiles, readErrors: readErrors.slice(0, 20),
       readersAlive: alive, readers: containers,
       recoveries: Object.fromEntries(Object.entries(recoveries).map(([k, xs]) => [k, { count: xs.length, medianMs: xs.length ? Math.round(median(xs)) : null, maxMs: xs.length ? Math.round(Math.max(...xs)) : null }])),
-      faultsInjected: faults.stats.faults, blobRequests: faults.stats.blobRequests, backendErrors: errorKinds, leaks,
+      faultsInjected: faults.stats.faults, blobRequests: faults.stats.blobRequests, tokensIssued: reg.tokenIssuer?.issued ?? 0, tokenTtlSeconds: TOKEN_TTL_S,
+      backendErrors: errorKinds, leaks,
     };
     mkdirSync(out, { recursive: true });
     const base = join(out, `${date}-soak`);
@@ -313,7 +324,7 @@ type SoakResult = {
   date: string; options: { seconds: number; containers: number; seed: number }; files: number; reads: number;
   verdicts: { ok: number; wrong: number; error: number }; readersAlive: number; readers: number;
   recoveries: Record<string, { count: number; medianMs: number | null; maxMs: number | null }>;
-  faultsInjected: number; blobRequests: number; backendErrors: Record<string, number>;
+  faultsInjected: number; blobRequests: number; tokensIssued: number; tokenTtlSeconds: number; backendErrors: Record<string, number>;
   leaks: { mounts: number; nydusdProcesses: number; daemons: number };
 };
 
@@ -322,10 +333,10 @@ function report(r: SoakResult): string {
   const errors = Object.entries(r.backendErrors).sort((a, b) => b[1] - a[1]).map(([k, n]) => `| ${k.replace(/\|/g, '\\|')} | ${n} |`);
   return `# Chaos soak, ${r.date}
 
-${r.readers} containers of the sample image (busybox, a few small files and ${DATA_MIB} MiB of incompressible data) under Debian's containerd 1.6 and runc, our snapshotter (recover_policy failover, the default) and nydusd, the registry behind a fault proxy. Each container reads, per round, a random small file or a random 64 KiB window of the big one (${r.files} checks listed) and compares its sha256 with the source image's. For ${r.options.seconds} s (seed ${r.options.seed}) a driver, every 2-6 s, kill -9s nydusd, the snapshotter or containerd, or has the proxy fault the next 1-3 blob reads and every blob read for one second (reset mid-body, 503, 1.5 s stall of headers or body, truncated body), and drops the page cache after each so the next reads reach nydusd. Token expiry is not among the faults (the registry runs without auth here).
+${r.readers} containers of the sample image (busybox, a few small files and ${DATA_MIB} MiB of incompressible data) under Debian's containerd 1.6 and runc, our snapshotter (recover_policy failover, the default) and nydusd, the registry behind a fault proxy. Each container reads, per round, a random small file or a random 64 KiB window of the big one (${r.files} checks listed) and compares its sha256 with the source image's. For ${r.options.seconds} s (seed ${r.options.seed}) a driver, every 2-6 s, kill -9s nydusd, the snapshotter or containerd, or has the proxy fault the next 1-3 blob reads and every blob read for one second (reset mid-body, 503, 1.5 s stall of headers or body, truncated body), and drops the page cache after each so the next reads reach nydusd. The registry uses token auth with ${r.tokenTtlSeconds} s tokens, so tokens expire under the readers all through the run.
 
 - Reads: **${r.reads}**, of which wrong bytes **${r.verdicts.wrong}**, failed ${r.verdicts.error}; readers alive at the end: ${r.readersAlive}/${r.readers}.
-- Faults injected by the proxy: ${r.faultsInjected} (of ${r.blobRequests} blob requests).
+- Faults injected by the proxy: ${r.faultsInjected} (of ${r.blobRequests} blob requests); registry tokens issued: ${r.tokensIssued}.
 - Left behind once the containers and the image were removed: mounts ${r.leaks.mounts}, nydusd processes ${r.leaks.nydusdProcesses}, daemon records ${r.leaks.daemons}.
 
 | disruption | times | median recovery (ms) | worst (ms) |
