@@ -230,7 +230,7 @@ describe('ApiServer routes (stand-in controller)', () => {
     expect(seen).toHaveLength(25);
   });
 
-  it('answers 501 on Nydus routes for features this daemon lacks (failover, v2 blobs)', async () => {
+  it('answers 501 on Nydus routes for features this daemon lacks (sendfd/takeover over a supervisor socket, v2 blobs)', async () => {
     for (const [method, path] of [['PUT', '/api/v1/daemon/fuse/sendfd'], ['PUT', '/api/v1/daemon/fuse/takeover'], ['GET', '/api/v2/blobs'], ['PUT', '/api/v2/blobs'], ['DELETE', '/api/v2/blobs?blob_id=x']] as const) {
       const r = await client.request(method, path);
       expect(r.status, `${method} ${path}`).toBe(501);

@@ -36,7 +36,9 @@ function flag(r: RequestContext, name: string): boolean {
 const unsupported = (what: string): Handler => () => {
   throw new ApiError(501, 'Unsupported', `${what} is not supported by this nydusd`);
 };
-const FAILOVER = 'failover and hot upgrade (sendfd/takeover)';
+// Failover here needs no supervisor socket: the supervisor owns the FUSE fd (--fuse-fd) and the
+// daemon keeps its state in a file (--takeover-state) for a successor started with --upgrade.
+const FAILOVER = 'handing the FUSE fd and state to a supervisor socket (sendfd/takeover; this nydusd fails over through --fuse-fd, --takeover-state and --upgrade)';
 const BLOBS_V2 = 'the v2 blob API (fscache/blobcache objects)';
 
 export const ROUTES: Record<string, Partial<Record<string, Handler>>> = {
