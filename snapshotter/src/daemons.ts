@@ -89,12 +89,16 @@ export class Daemons {
   readonly #stopping = new Set<string>();
   /** Our copy of each failover-capable daemon's /dev/fuse: it keeps the connection alive across the daemon's death. */
   readonly #fuseFds = new Map<string, number>();
+  /** The nydusd binary new daemons run: the configured one until a hot upgrade names another. */
+  #nydusdPath: string;
   #closed = false;
 
   constructor(
     readonly store: MetaStore,
     readonly o: DaemonsOptions,
-  ) {}
+  ) {
+    this.#nydusdPath = o.nydusdPath;
+  }
 
   dir(id: string): string {
     return join(this.o.root, 'daemons', id);
@@ -183,7 +187,7 @@ export class Daemons {
     await rm(rec.apiSocket, { force: true });
     const log = openSync(rec.logFile, 'a');
     const argv = fuse?.takeOver ? [...rec.argv, '--upgrade'] : rec.argv;
-    const [cmd, args] = this.o.nydusdPath.endsWith('.js') ? [process.execPath, [this.o.nydusdPath, ...argv]] : [this.o.nydusdPath, argv];
+    const [cmd, args] = this.#nydusdPath.endsWith('.js') ? [process.execPath, [this.#nydusdPath, ...argv]] : [this.#nydusdPath, argv];
     let child: ChildProcess;
     try {
       child = spawn(cmd, args, { detached: true, stdio: ['ignore', log, log, ...(fuse ? [fuse.fd] : [])] });
@@ -330,6 +334,38 @@ export class Daemons {
     return live;
   }
 
+  /**
+   * Hot upgrade (nydus-snapshotter's `PUT /api/v1/nydusd/upgrade`): every daemon is replaced by one
+   * running `nydusdPath` (default: the current binary) that takes its FUSE connection over, as after
+   * a crash: the old one is killed (-9), the new one rebuilds its mounts from the takeover state and
+   * answers whatever was in flight. Running containers see a stall. Needs recover_policy failover.
+   */
+  async upgrade(nydusdPath?: string): Promise<{ id: string; pid: number }[]> {
+    const recs = Object.values(this.store.state.daemons);
+    const lacking = recs.filter((r) => !this.#fuseFds.has(r.id)).map((r) => r.id);
+    if (lacking.length > 0) throw new Error(`no copy of the FUSE connection of daemon(s) ${lacking.join(', ')}: a hot upgrade needs recover_policy = "failover"`);
+    if (nydusdPath !== undefined) this.#nydusdPath = nydusdPath;
+    const upgraded: { id: string; pid: number }[] = [];
+    for (const rec of recs) {
+      // Its death is ours: no recovery races the upgrade.
+      this.#stopping.add(rec.id);
+      try {
+        if (isDaemonProcess(rec.pid, rec.apiSocket)) process.kill(rec.pid, 'SIGKILL');
+        for (const deadline = Date.now() + STOP_TIMEOUT_MS; isDaemonProcess(rec.pid, rec.apiSocket) && Date.now() < deadline;) await sleep(20);
+        this.#forgetProcess(rec.id);
+        const pid = await this.#spawn(rec, { fd: this.#fuseFds.get(rec.id)!, takeOver: true });
+        await this.store.update((d) => {
+          if (d.daemons[rec.id]) d.daemons[rec.id]!.pid = pid;
+        });
+        logger.info('nydusd upgraded', { id: rec.id, pid, nydusd: this.#nydusdPath });
+        upgraded.push({ id: rec.id, pid });
+      } finally {
+        this.#stopping.delete(rec.id);
+      }
+    }
+    return upgraded;
+  }
+
   /** Drops the record of a dead daemon and its leftover mount. */
   async forget(id: string): Promise<void> {
     const rec = this.store.state.daemons[id];
@@ -386,7 +422,7 @@ export class Daemons {
    * Anything else that merely mentions our directories (an operator's `tail -f` of a log) is not ours.
    */
   #ownDaemonId(argv: string[]): string | undefined {
-    const rest = this.o.nydusdPath.endsWith('.js') ? (argv[1] === this.o.nydusdPath ? argv.slice(2) : undefined) : argv[0] === this.o.nydusdPath ? argv.slice(1) : undefined;
+    const rest = this.#nydusdPath.endsWith('.js') ? (argv[1] === this.#nydusdPath ? argv.slice(2) : undefined) : argv[0] === this.#nydusdPath ? argv.slice(1) : undefined;
     if (rest === undefined || rest[0] !== 'fuse' || rest[1] !== '--mountpoint' || rest[3] !== '--apisock') return undefined;
     const m = /^(.*)\/([^/]+)\/api\.sock$/.exec(rest[4] ?? '');
     return m && m[1] === join(this.o.root, 'daemons') && rest[5] === '--id' && rest[6] === m[2] ? m[2] : undefined;

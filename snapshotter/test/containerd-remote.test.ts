@@ -6,6 +6,7 @@
  * behind.
  */
 import { execFile } from 'node:child_process';
+import { request } from 'node:http';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +52,19 @@ async function waitUntilContainerdReconnects(): Promise<void> {
 async function rpull(image: string): Promise<void> {
   const r = await ctd.ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'nydus', image], { timeoutMs: 90_000 });
   if (r.code !== 0) throw new Error(`ctr-remote rpull failed (${r.code}): ${r.stdout}${r.stderr}\n--- snapshotter log ---\n${snap.logs().slice(-6000)}`);
+}
+
+/** A PUT with a JSON body to the snapshotter's system socket. */
+function systemPut(path: string, body: unknown): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: snap.systemSocket, path, method: 'PUT', headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += String(c)));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
 }
 
 /** Digests in containerd's content store. */
@@ -208,6 +222,27 @@ describe('nydusd failover (recover_policy failover, the default)', () => {
     // New containers run on the same daemon.
     const out = await ctr(['run', '--rm', '--snapshotter', 'nydus', NYDUS(), 'after-death', '/bin/sh', '-c', 'cat /etc/motd']);
     expect(out).toContain('(updated)');
+  });
+
+  it('hot upgrade (PUT /api/v1/nydusd/upgrade on the system socket) replaces nydusd under a running container', async () => {
+    await ctr(['run', '-d', '--snapshotter', 'nydus', NYDUS(), 'upgraded', '/bin/sh', '-c', 'while true; do sleep 0.2; done']);
+    const before = (await snap.daemons())[0]!;
+    const bad = await systemPut('/api/v1/nydusd/upgrade', { nydusd_path: '/nonexistent/nydusd' });
+    expect(bad.status).toBe(400);
+    expect((await snap.daemons())[0]!.pid).toBe(before.pid);
+    const res = await systemPut('/api/v1/nydusd/upgrade', {});
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const after = (await snap.daemons())[0]!;
+    expect(after.pid).not.toBe(before.pid);
+    expect(after.state).toBe('RUNNING');
+    expect(res.body).toEqual([{ id: before.id, pid: after.pid }]);
+    writeFileSync('/proc/sys/vm/drop_caches', '3');
+    const read = await ctr(['tasks', 'exec', '--exec-id', 'u1', 'upgraded', '/bin/sh', '-c', 'sha256sum /opt/app/data.bin /opt/app/data-copy.bin']);
+    const sums = read.trim().split('\n').map((l) => l.split(/\s+/)[0]);
+    expect(sums[0]).toBe(sums[1]);
+    await ctr(['tasks', 'kill', '-s', 'SIGKILL', 'upgraded']);
+    for (let i = 0; i < 50 && (await ctd.ctr(['tasks', 'rm', 'upgraded'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+    await ctr(['containers', 'rm', 'upgraded']);
   });
 });
 
