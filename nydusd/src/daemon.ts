@@ -107,10 +107,11 @@ export class Nydusd {
       if (o.fuseFd === undefined || o.takeoverState === undefined) throw new Error('taking over needs the FUSE fd and the takeover state');
       // The mountpoint is live and unserved until the workers start: nothing may stat it.
       const state = await readTakeoverState(o.takeoverState);
+      const resend = o.resend ?? true;
       for (const m of state.mounts) await this.mount(m.mountpoint, { source: m.source, config: m.config, prefetchFiles: m.prefetchFiles }, m.slot);
-      this.native.mountFuse(mountpoint, o.threads, { fd: o.fuseFd, takeOver: true, resend: o.resend ?? true });
+      this.native.mountFuse(mountpoint, o.threads, { fd: o.fuseFd, takeOver: true, resend });
       this.event('takeover', { mountpoint, mounts: state.mounts.length });
-      logger.info('took over the FUSE connection', { mountpoint, mounts: state.mounts.length, resend: o.resend ?? true });
+      logger.info('took over the FUSE connection', { mountpoint, mounts: state.mounts.length, resend });
     } else {
       await clearStaleMount(mountpoint);
       if (o.bootstrap !== undefined) {

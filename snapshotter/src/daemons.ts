@@ -60,6 +60,15 @@ export function isDaemonProcess(pid: number, apiSocket: string): boolean {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Waits up to STOP_TIMEOUT_MS for the daemon's process to go; false if it is still there. */
+async function gone(rec: Pick<DaemonRecord, 'pid' | 'apiSocket'>): Promise<boolean> {
+  for (const deadline = Date.now() + STOP_TIMEOUT_MS; isDaemonProcess(rec.pid, rec.apiSocket);) {
+    if (Date.now() >= deadline) return false;
+    await sleep(20);
+  }
+  return true;
+}
+
 function lastLines(file: string, n: number): string {
   try {
     return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n).join('\n');
@@ -351,7 +360,7 @@ export class Daemons {
       this.#stopping.add(rec.id);
       try {
         if (isDaemonProcess(rec.pid, rec.apiSocket)) process.kill(rec.pid, 'SIGKILL');
-        for (const deadline = Date.now() + STOP_TIMEOUT_MS; isDaemonProcess(rec.pid, rec.apiSocket) && Date.now() < deadline;) await sleep(20);
+        await gone(rec);
         this.#forgetProcess(rec.id);
         const pid = await this.#spawn(rec, { fd: this.#fuseFds.get(rec.id)!, takeOver: true });
         await this.store.update((d) => {
@@ -400,9 +409,7 @@ export class Daemons {
     try {
       if (isDaemonProcess(rec.pid, rec.apiSocket)) {
         process.kill(rec.pid, 'SIGTERM');
-        const deadline = Date.now() + STOP_TIMEOUT_MS;
-        while (isDaemonProcess(rec.pid, rec.apiSocket) && Date.now() < deadline) await sleep(50);
-        if (isDaemonProcess(rec.pid, rec.apiSocket)) {
+        if (!(await gone(rec))) {
           logger.warn('nydusd ignored SIGTERM; killing it', { id, pid: rec.pid });
           process.kill(rec.pid, 'SIGKILL');
         }

@@ -3,12 +3,13 @@
 // benchmarks can find a daemon's API without knowing the snapshotter's layout; `PUT
 // /api/v1/nydusd/upgrade` replaces every nydusd under running containers (hot upgrade).
 
-import { readFileSync } from 'node:fs';
-import { constants } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
 import { dirname, isAbsolute } from 'node:path';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 
+import { readJson } from '../../nydusd/src/api/body.js';
+import { ApiError } from '../../nydusd/src/api/errors.js';
 import { claimSocketPath, makePrivate } from '../../nydusd/src/api/unix-socket.js';
 import type { Daemons } from './daemons.js';
 
@@ -46,28 +47,17 @@ async function describe(daemons: Daemons): Promise<object[]> {
   }));
 }
 
-class BadRequest extends Error {}
-
 /** `{"nydusd_path": "/usr/local/bin/nydusd", "version": "...", "policy": "..."}`: the binary to run (optional: the current one). */
 async function upgradeRequest(req: IncomingMessage): Promise<string | undefined> {
-  let text = '';
-  for await (const c of req) {
-    text += String(c);
-    if (text.length > 64 * 1024) throw new BadRequest('request body too large');
-  }
-  let body: { nydusd_path?: unknown };
-  try {
-    body = text === '' ? {} : (JSON.parse(text) as { nydusd_path?: unknown });
-  } catch {
-    throw new BadRequest('request body is not valid JSON');
-  }
-  const path = body.nydusd_path;
+  const body = (await readJson(req)) as { nydusd_path?: unknown } | undefined;
+  const path = body?.nydusd_path;
   if (path === undefined || path === '') return undefined;
-  if (typeof path !== 'string' || !isAbsolute(path)) throw new BadRequest('"nydusd_path" must be an absolute path');
+  const invalid = (message: string) => new ApiError(400, 'InvalidRequest', message);
+  if (typeof path !== 'string' || !isAbsolute(path)) throw invalid('"nydusd_path" must be an absolute path');
   try {
     await access(path, constants.X_OK);
   } catch {
-    throw new BadRequest(`nydusd_path ${path} is not an executable file`);
+    throw invalid(`nydusd_path ${path} is not an executable file`);
   }
   return path;
 }
@@ -87,7 +77,7 @@ export async function serveSystem(daemons: Daemons, socketPath: string): Promise
     if (req.method === 'PUT' && req.url === '/api/v1/nydusd/upgrade') {
       upgradeRequest(req)
         .then((path) => daemons.upgrade(path))
-        .then((d) => reply(200, d), (e: Error) => reply(e instanceof BadRequest ? 400 : 500, { code: e instanceof BadRequest ? 'InvalidRequest' : 'Unknown', message: e.message }));
+        .then((d) => reply(200, d), (e: Error) => (e instanceof ApiError ? reply(e.status, { code: e.code, message: e.message }) : reply(500, { code: 'Unknown', message: e.message })));
       return;
     }
     reply(404, { code: 'NotFound', message: `no endpoint ${req.method} ${req.url}` });

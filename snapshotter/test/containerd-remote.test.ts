@@ -54,6 +54,13 @@ async function rpull(image: string): Promise<void> {
   if (r.code !== 0) throw new Error(`ctr-remote rpull failed (${r.code}): ${r.stdout}${r.stderr}\n--- snapshotter log ---\n${snap.logs().slice(-6000)}`);
 }
 
+/** Kills a running container's task and removes it (the task goes once runc has reaped it). */
+async function removeContainer(name: string): Promise<void> {
+  await ctr(['tasks', 'kill', '-s', 'SIGKILL', name]);
+  for (let i = 0; i < 50 && (await ctd.ctr(['tasks', 'rm', name])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+  await ctr(['containers', 'rm', name]);
+}
+
 /** A PUT with a JSON body to the snapshotter's system socket. */
 function systemPut(path: string, body: unknown): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
@@ -164,9 +171,7 @@ describe('restarting the snapshotter', () => {
     expect(again.trim()).toBe('100000');
     const fresh = await ctr(['run', '--rm', '--snapshotter', 'nydus', NYDUS(), 'after-restart', '/bin/sh', '-c', 'cat /etc/motd']);
     expect(fresh).toContain('(updated)');
-    await ctr(['tasks', 'kill', '-s', 'SIGKILL', 'keeper']);
-    for (let i = 0; i < 50 && (await ctd.ctr(['tasks', 'rm', 'keeper'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
-    await ctr(['containers', 'rm', 'keeper']);
+    await removeContainer('keeper');
   });
 });
 
@@ -216,9 +221,7 @@ describe('nydusd failover (recover_policy failover, the default)', () => {
     const resumed = Number((await readerFile('rounds', 'after')).trim());
     await roundsAtLeast(resumed + 3, 'more');
     expect(await readerFile('failures', 'failures')).toBe('');
-    await ctr(['tasks', 'kill', '-s', 'SIGKILL', 'reader']);
-    for (let i = 0; i < 50 && (await ctd.ctr(['tasks', 'rm', 'reader'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
-    await ctr(['containers', 'rm', 'reader']);
+    await removeContainer('reader');
     // New containers run on the same daemon.
     const out = await ctr(['run', '--rm', '--snapshotter', 'nydus', NYDUS(), 'after-death', '/bin/sh', '-c', 'cat /etc/motd']);
     expect(out).toContain('(updated)');
@@ -240,9 +243,7 @@ describe('nydusd failover (recover_policy failover, the default)', () => {
     const read = await ctr(['tasks', 'exec', '--exec-id', 'u1', 'upgraded', '/bin/sh', '-c', 'sha256sum /opt/app/data.bin /opt/app/data-copy.bin']);
     const sums = read.trim().split('\n').map((l) => l.split(/\s+/)[0]);
     expect(sums[0]).toBe(sums[1]);
-    await ctr(['tasks', 'kill', '-s', 'SIGKILL', 'upgraded']);
-    for (let i = 0; i < 50 && (await ctd.ctr(['tasks', 'rm', 'upgraded'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
-    await ctr(['containers', 'rm', 'upgraded']);
+    await removeContainer('upgraded');
   });
 });
 

@@ -5,9 +5,10 @@
 //! it and starts the workers (the kernel's INIT is answered by whichever
 //! worker reads it first). [`Session::start`] can instead mount a connection
 //! a supervisor holds a copy of, or take over a dead daemon's connection
-//! (failover: the mount never went away, so containers keep their rootfs). The workers end when the kernel tears the
-//! connection down, which happens when the mount goes away, whether through
-//! [`Session::unmount`] or an external `umount`.
+//! (failover: the mount never went away, so containers keep their rootfs).
+//! The workers end when the kernel tears the connection down, which happens
+//! when the mount goes away, whether through [`Session::unmount`] or an
+//! external `umount`.
 
 use std::fs::File;
 use std::io;
