@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the native crate (fuzz/: the bootstrap reader, the FUSE request
-# decoder, the chunk decoder) with libFuzzer through cargo-fuzz, on the nightly toolchain that
-# comes with rustup. cargo-fuzz (pinned) and the build live in a cache OUTSIDE the repository:
-#   ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/cargo-fuzz, .../fuzz-target
+# Coverage-guided fuzzing of what reads untrusted bytes. The native crate (fuzz/: the bootstrap
+# reader, the FUSE request decoder, the chunk decoder) with libFuzzer through cargo-fuzz, on the
+# nightly toolchain that comes with rustup; cargo-fuzz (pinned) and the build live in a cache
+# OUTSIDE the repository: ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/cargo-fuzz, .../fuzz-target.
+# The TypeScript tar reader (target "tar") with our own loop on V8 block coverage (fuzz/js;
+# needs `npm run build` first).
 #
 #   scripts/fuzz.sh --install            install cargo-fuzz and build the targets (setup.sh runs it)
 #   scripts/fuzz.sh --runs N [TARGET..]  N executions per target, seeded by the committed corpus
@@ -20,6 +22,7 @@ CARGO_FUZZ_VERSION=0.13.2
 export PATH="$CACHE/cargo-fuzz/bin:$PATH:$HOME/.cargo/bin"
 export CARGO_TARGET_DIR="$CACHE/fuzz-target"
 TARGETS=(bootstrap fuse_request chunk)
+JS_TARGETS=(tar)
 
 install() {
   if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
@@ -27,6 +30,7 @@ install() {
     cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --quiet --root "$CACHE/cargo-fuzz"
   fi
   cargo +nightly fuzz build --release --fuzz-dir fuzz 2>&1 | grep -vE '^\s*(Compiling|Finished|Downloaded|Downloading|Updating|Locking)' || true
+  local t
   for t in "${TARGETS[@]}"; do
     [ -x "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/$t" ] || { echo "fuzz: target $t did not build" >&2; exit 1; }
   done
@@ -43,11 +47,21 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=("${TARGETS[@]}")
-install >/dev/null
+[ ${#targets[@]} -gt 0 ] || targets=("${TARGETS[@]}" "${JS_TARGETS[@]}")
 
 failed=0
+installed=0
 for t in "${targets[@]}"; do
+  if [[ " ${JS_TARGETS[*]} " == *" $t "* ]]; then
+    [ -f dist/fuzz/js/run.js ] || { echo "fuzz: dist/fuzz/js/run.js missing; run npm run build first" >&2; exit 1; }
+    args=("$([ "$mode" = runs ] && echo --runs || echo --seconds)" "$amount")
+    [ "$grow" = 1 ] && args+=(--grow)
+    # A synchronous endless loop stops the fuzzer's own watchdog; this one catches it.
+    limit=$([ "$mode" = runs ] && echo 3600 || echo $((amount + 600)))
+    timeout "$limit" node dist/fuzz/js/run.js "${args[@]}" "$t" || { echo "fuzz $t: CRASH, hang or error (see above)" >&2; failed=1; }
+    continue
+  fi
+  [ "$installed" = 1 ] || { install >/dev/null; installed=1; }
   corpus="fuzz/corpus/$t"
   mkdir -p "$corpus"
   if [ "$grow" = 1 ]; then dirs=("$corpus"); else scratch=$(mktemp -d); dirs=("$scratch" "$corpus"); fi
