@@ -34,6 +34,8 @@ export type DaemonEvent = FetchEvent | PrefetchDoneEvent;
 export interface RafsOptions {
   workDir: string;
   amplifyIo: number;
+  /** Uncompressed bytes of a file past a read that a miss's fetch may reach over (0: none). */
+  fileReadahead: number;
   /** Re-check cached chunks on first read (fetched chunks are always checked). */
   validate: boolean;
   enableXattr: boolean;
@@ -95,7 +97,7 @@ export interface DaemonStats {
 
 interface DaemonBinding {
   daemonCreate(onEvent: (e: DaemonEvent) => void): object;
-  daemonAddRafs(h: object, mountpoint: string, bootstrap: string, workDir: string, amplifyIo: number, validate: boolean, enableXattr: boolean, recordAccess: boolean, slot: number): number;
+  daemonAddRafs(h: object, mountpoint: string, bootstrap: string, workDir: string, amplifyIo: number, validate: boolean, enableXattr: boolean, recordAccess: boolean, slot: number, fileReadahead: number): number;
   daemonFileAccess(h: object, mountpoint: string): Record<string, FileAccess>;
   daemonDemandLog(h: object, mountpoint: string): string;
   daemonRemoveRafs(h: object, mountpoint: string): void;
@@ -127,7 +129,7 @@ export class NativeDaemon {
    * its predecessor had it (the kernel still holds those node ids); 0 takes the next free one.
    */
   addRafs(mountpoint: string, bootstrap: string, o: RafsOptions, slot = 0): number {
-    return this.#b.daemonAddRafs(this.#h, mountpoint, bootstrap, o.workDir, o.amplifyIo, o.validate, o.enableXattr, o.recordAccess, slot);
+    return this.#b.daemonAddRafs(this.#h, mountpoint, bootstrap, o.workDir, o.amplifyIo, o.validate, o.enableXattr, o.recordAccess, slot, o.fileReadahead);
   }
 
   removeRafs(mountpoint: string): void {

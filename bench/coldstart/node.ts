@@ -37,6 +37,8 @@ export interface NodeOptions {
   prefetch: boolean;
   /** nydusd amplify_io: bytes an on-demand fetch may be widened to over following missing chunks. */
   amplifyIo: number;
+  /** nydusd file_readahead; undefined: nydusd's default. */
+  fileReadahead?: number;
   /** Our snapshotter's daemon_mode: shared keeps one warm nydusd from its start. */
   daemonMode: 'shared' | 'dedicated';
   /** The plain-http registry (host:port), for the stargz snapshotter's resolver. */
@@ -58,7 +60,7 @@ export interface BenchNode {
  * The nydusd template of the benchmark: the registry is plain HTTP, so no scheme detection per node.
  * Prefetch: none (on demand only), the image's prefetch table (an optimized image), or everything.
  */
-export function benchNydusdConfig(prefetch: 'none' | 'table' | 'all', amplifyIo: number, proxy?: NodeOptions['proxy']): object {
+export function benchNydusdConfig(prefetch: 'none' | 'table' | 'all', amplifyIo: number, proxy?: NodeOptions['proxy'], fileReadahead?: number): object {
   const viaProxy = proxy ? { proxy: { url: proxy.url, ping_url: proxy.pingUrl, fallback: true, check_interval: 5, prefetch_whole_blob: proxy.prefetchWholeBlob === true } } : {};
   return {
     device: {
@@ -67,6 +69,7 @@ export function benchNydusdConfig(prefetch: 'none' | 'table' | 'all', amplifyIo:
     },
     mode: 'direct',
     amplify_io: amplifyIo,
+    ...(fileReadahead === undefined ? {} : { file_readahead: fileReadahead }),
     digest_validate: false,
     enable_xattr: true,
     fs_prefetch: prefetch === 'none' ? { enable: false } : { enable: true, threads_count: 4, merging_size: 1048576, prefetch_all: prefetch === 'all' },
@@ -83,7 +86,7 @@ export async function startNode(o: NodeOptions): Promise<BenchNode> {
       workDir: join(o.dir, 'snap'),
       // On demand: nothing but what the container reads. Every other mode runs as the snapshotter
       // does by default: nydusd prefetches the image's prefetch table at mount.
-      nydusdConfig: benchNydusdConfig(o.mode === 'nydus-lazy' ? 'none' : o.prefetch && o.mode !== 'nydus-opt' ? 'all' : 'table', o.amplifyIo, o.proxy),
+      nydusdConfig: benchNydusdConfig(o.mode === 'nydus-lazy' ? 'none' : o.prefetch && o.mode !== 'nydus-opt' ? 'all' : 'table', o.amplifyIo, o.proxy, o.fileReadahead),
       daemonMode: o.daemonMode,
       // The cache outlives the node (warm runs); GC would empty it when the image goes.
       configToml: `[cache_manager]\ndisable = true\ncache_dir = ${JSON.stringify(o.cacheDir)}\n`,

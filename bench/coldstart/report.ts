@@ -74,7 +74,7 @@ export interface Report {
   link: string;
   /** Measured usable rate of the link (bytes/s). */
   linkBytesPerSecond?: number;
-  options: { reps: number; prefetch: boolean; amplifyIo: number; daemonMode: string; chunkSize?: number; dropCaches: boolean; modes: Mode[] };
+  options: { reps: number; prefetch: boolean; amplifyIo: number; fileReadahead?: number; daemonMode: string; chunkSize?: number; dropCaches: boolean; modes: Mode[] };
   /** Modes asked for that could not run, with the reason. */
   skipped: Record<string, string>;
   images: ImageSummary[];
@@ -166,7 +166,7 @@ export function renderMarkdown(r: Report): string {
     '',
     `- Machine: ${r.machine}`,
     `- Link: ${r.link}, both directions`,
-    `- Repetitions: ${r.options.reps}; page cache ${r.options.dropCaches ? 'dropped before every run' : 'kept'}; nydusd ${r.options.prefetch ? 'prefetching the whole image' : 'on demand only (no prefetch)'}, amplify_io ${mib(r.options.amplifyIo)} MiB, daemon_mode ${r.options.daemonMode ?? 'dedicated'}, chunk size ${((r.options.chunkSize ?? MiB) / 1024).toFixed(0)} KiB`,
+    `- Repetitions: ${r.options.reps}; page cache ${r.options.dropCaches ? 'dropped before every run' : 'kept'}; nydusd ${r.options.prefetch ? 'prefetching the whole image' : 'on demand only (no prefetch)'}, amplify_io ${mib(r.options.amplifyIo)} MiB, file_readahead ${r.options.fileReadahead === undefined ? 'default' : `${mib(r.options.fileReadahead)} MiB`}, daemon_mode ${r.options.daemonMode ?? 'dedicated'}, chunk size ${((r.options.chunkSize ?? MiB) / 1024).toFixed(0)} KiB`,
     '- OCIv1: `ctr image pull` + `ctr run` (overlayfs). Nydus cold: `ctr-remote image rpull` + `ctr run` through',
     '  containerd-nydus-grpc, empty blob cache. Nydus warm: the same on a fresh node whose blob cache is the one a',
     '  cold run left (only the manifest, config and bootstrap come from the registry).',

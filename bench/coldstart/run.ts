@@ -64,6 +64,9 @@ Options:
   --chunk-size N    Nydus chunk size in bytes, a power of two (default: 1048576, Nydus's)
   --amplify-io N    nydusd amplify_io: an on-demand fetch is widened over the following missing
                     chunks up to N bytes (default: 1048576, Nydus's default)
+  --file-readahead N
+                    nydusd file_readahead: a miss's fetch also takes up to N more bytes of the
+                    same file (default: nydusd's)
   --no-drop-caches  keep the page cache between runs (default: dropped before every run)
   --work DIR        scratch and cache directory, kept between invocations so images are built,
                     pushed and converted once (default: /var/tmp/nydus-bench-coldstart)
@@ -79,6 +82,7 @@ interface Options {
   rttMs: number;
   prefetch: boolean;
   amplifyIo: number;
+  fileReadahead?: number;
   daemonMode: 'shared' | 'dedicated';
   chunkSize: number;
   dropCaches: boolean;
@@ -91,7 +95,7 @@ function parseOptions(argv: string[]): Options {
     args: argv,
     options: {
       images: { type: 'string' }, modes: { type: 'string' }, reps: { type: 'string' },
-      'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, prefetch: { type: 'boolean' }, 'amplify-io': { type: 'string' }, 'daemon-mode': { type: 'string' }, 'chunk-size': { type: 'string' },
+      'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, prefetch: { type: 'boolean' }, 'amplify-io': { type: 'string' }, 'file-readahead': { type: 'string' }, 'daemon-mode': { type: 'string' }, 'chunk-size': { type: 'string' },
       'no-drop-caches': { type: 'boolean' }, work: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
@@ -117,6 +121,7 @@ function parseOptions(argv: string[]): Options {
     rttMs: num(v['rtt-ms'], 20, 'rtt-ms', 0),
     prefetch: v.prefetch ?? false,
     amplifyIo: Math.floor(num(v['amplify-io'], MiB, 'amplify-io', 0)),
+    fileReadahead: v['file-readahead'] === undefined ? undefined : Math.floor(num(v['file-readahead'], 0, 'file-readahead', 0)),
     chunkSize: chunkSizeOption(v['chunk-size']),
     daemonMode: list(v['daemon-mode'] ?? 'shared', ['shared', 'dedicated'], 'daemon-mode')[0] as 'shared' | 'dedicated',
     dropCaches: !v['no-drop-caches'],
@@ -178,7 +183,7 @@ async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, li
   const cached = existsSync(cacheDir) ? readdirSync(cacheDir).filter((f) => f.endsWith('.blob.data')).length : 0;
   mkdirSync(cacheDir, { recursive: true });
 
-  const node = await startNode({ dir: join(o.work, 'node'), mode, cacheDir, prefetch: o.prefetch, amplifyIo: o.amplifyIo, daemonMode: o.daemonMode, registry: registry.address });
+  const node = await startNode({ dir: join(o.work, 'node'), mode, cacheDir, prefetch: o.prefetch, amplifyIo: o.amplifyIo, fileReadahead: o.fileReadahead, daemonMode: o.daemonMode, registry: registry.address });
   try {
     if (o.dropCaches && !dropCaches()) throw new Error('cannot drop the page cache (write to /proc/sys/vm/drop_caches failed); pass --no-drop-caches');
     const { ref, layerBytes } = formOf(p, mode);
@@ -332,7 +337,7 @@ async function main(): Promise<void> {
       machine: describeMachine(),
       link: link.describe(),
       linkBytesPerSecond: linkRate,
-      options: { reps: o.reps, prefetch: o.prefetch, amplifyIo: o.amplifyIo, daemonMode: o.daemonMode, chunkSize: o.chunkSize, dropCaches: o.dropCaches, modes },
+      options: { reps: o.reps, prefetch: o.prefetch, amplifyIo: o.amplifyIo, fileReadahead: o.fileReadahead, daemonMode: o.daemonMode, chunkSize: o.chunkSize, dropCaches: o.dropCaches, modes },
       skipped,
       images: summaries,
       runs: results,

@@ -161,7 +161,7 @@ fn daemon_create(ctx: &CallContext<'_>) -> Result<Value> {
     external(ctx.env(), Arc::new(Handle { daemon, fetcher }))
 }
 
-/// `daemonAddRafs(handle, mountpoint, bootstrap, workDir, amplifyIo, validate, enableXattr, recordAccess, slot)`:
+/// `daemonAddRafs(handle, mountpoint, bootstrap, workDir, amplifyIo, validate, enableXattr, recordAccess, slot, fileReadahead)`:
 /// the slot the instance got in node ids (`slot` 0: the next free one).
 fn daemon_add_rafs(ctx: &CallContext<'_>) -> Result<Value> {
     let h = handle(ctx)?;
@@ -173,6 +173,7 @@ fn daemon_add_rafs(ctx: &CallContext<'_>) -> Result<Value> {
         validate: boolean(ctx, 5)?,
         enable_xattr: boolean(ctx, 6)?,
         record_access: boolean(ctx, 7)?,
+        file_readahead: ctx.optional_integer(9, "fileReadahead", 0, 256 << 20, 0)? as u64,
     };
     let slot = match ctx.optional_integer(8, "slot", 0, 0xFFFF, 0)? {
         0 => None,

@@ -113,7 +113,7 @@ export const V1: Schema = {
     cache: { type: 'string', compressed: 'boolean', validate: 'boolean', config: 'any' },
   },
   mode: 'string', digest_validate: 'boolean', iostats_files: 'boolean', enable_xattr: 'boolean',
-  access_pattern: 'boolean', latest_read_files: 'boolean', amplify_io: 'uint',
+  access_pattern: 'boolean', latest_read_files: 'boolean', amplify_io: 'uint', file_readahead: 'uint',
   fs_prefetch: FS_PREFETCH_V1,
 };
 
@@ -132,7 +132,7 @@ export const V2: Schema = {
   },
   cache: { type: 'string', compressed: 'boolean', validate: 'boolean', prefetch: PREFETCH_V2, filecache: FILECACHE, fscache: { work_dir: 'string' } },
   rafs: {
-    mode: 'string', batch_size: 'uint', validate: 'boolean', enable_xattr: 'boolean', iostats_files: 'boolean',
+    mode: 'string', batch_size: 'uint', file_readahead: 'uint', validate: 'boolean', enable_xattr: 'boolean', iostats_files: 'boolean',
     access_pattern: 'boolean', latest_read_files: 'boolean', prefetch: PREFETCH_V2,
   },
   overlay: { upper_dir: 'string', work_dir: 'string' },

@@ -36,6 +36,7 @@ export function fromV2(json: unknown, unknown: string[]): { v1: Record<string, u
     access_pattern: rafs.access_pattern,
     latest_read_files: rafs.latest_read_files,
     amplify_io: rafs.batch_size,
+    file_readahead: rafs.file_readahead,
     fs_prefetch: defined({ enable: p.enable, threads_count: p.threads, merging_size: p.batch_size, bandwidth_rate: p.bandwidth_limit, prefetch_all: p.prefetch_all }),
   });
   return {
@@ -49,6 +50,7 @@ export function fromV2(json: unknown, unknown: string[]): { v1: Record<string, u
       cacheConfig: `cache.${cacheKey}`,
       mode: 'rafs.mode',
       amplifyIo: 'rafs.batch_size',
+      fileReadahead: 'rafs.file_readahead',
       prefetchThreads: `${prefetchAt}.threads`,
       prefetchMergingSize: `${prefetchAt}.batch_size`,
     },

@@ -140,6 +140,7 @@ export class Nydusd {
       slot = this.native.addRafs(mountpoint, source, {
         workDir: config.cache.workDir,
         amplifyIo: config.amplifyIo,
+        fileReadahead: config.fileReadahead,
         validate: config.digestValidate || config.cache.validate,
         enableXattr: config.enableXattr,
         recordAccess: config.iostatsFiles || config.accessPattern || config.latestReadFiles,
@@ -154,7 +155,10 @@ export class Nydusd {
     this.event('mount', { mountpoint, source });
     // What opening the cache had to say (e.g. a blob cached privately because another image
     // sharing the work dir described it differently), logged now rather than at the next stats.
-    this.stats();
+    const blobs = Object.values(this.stats().mounts[mountpoint]?.blobs ?? {});
+    // Not awaited: the mount is ready now; the first miss finds the connections open.
+    const uncached = blobs.find((b) => b.readyChunks < b.chunkCount);
+    if (uncached !== undefined) backend.warm?.(uncached.id).catch(() => undefined);
     // The image's chunk trace matters only to a prefetch of its own choosing.
     const ownPrefetch = config.fsPrefetch.enable && !(req.prefetchFiles?.length);
     this.#startPrefetch(state, req.prefetchFiles, ownPrefetch ? await readChunkTrace(source) : undefined);

@@ -155,6 +155,7 @@ describe('errors', () => {
 
   it('reject out-of-range values and registry conflicts', () => {
     fails((c) => (c.amplify_io = 257 << 20), /config\.amplify_io: must be 0\.\.256 MiB/);
+    fails((c) => (c.file_readahead = 257 << 20), /config\.file_readahead: must be 0\.\.256 MiB/);
     fails((c) => (c.fs_prefetch.threads_count = 0), /config\.fs_prefetch\.threads_count: must be 1\.\.1024/);
     fails((c) => (c.fs_prefetch.threads_count = 1025), /config\.fs_prefetch\.threads_count: must be 1\.\.1024/);
     fails((c) => (c.fs_prefetch.merging_size = 257 << 20), /config\.fs_prefetch\.merging_size: must be at most 256 MiB/);
@@ -187,6 +188,7 @@ describe('defaults', () => {
       cache: { type: 'blobcache', workDir: '/var/lib/nydus/cache', compressed: false, validate: false },
       mode: 'direct', digestValidate: false, iostatsFiles: false, enableXattr: false, accessPattern: false, latestReadFiles: false,
       amplifyIo: 1 << 20,
+      fileReadahead: 4 << 20,
       fsPrefetch: DEFAULT_PREFETCH,
     });
   });
@@ -195,6 +197,13 @@ describe('defaults', () => {
     expect(parseConfig(minimal({ device: { backend: { type: 'localfs', config: {} }, cache: { type: '' } } })).config.cache.type).toBe('');
     expect(parseConfig(minimal({ device: { backend: { type: 'localfs', config: {} }, cache: { type: 'dummycache' } } })).config.cache.type).toBe('dummycache');
     expect(parseConfig(minimal({ device: { backend: { type: 'localfs' } } })).config.backend).toEqual({ type: 'localfs', config: {} });
+  });
+
+  it('file_readahead (ours) is set in v1 at the top and in v2 under rafs; 0 turns it off', () => {
+    expect(parseConfig(minimal({ file_readahead: 0 })).config.fileReadahead).toBe(0);
+    const v2 = parseConfig({ version: 2, backend: { type: 'localfs', localfs: { dir: '/b' } }, rafs: { file_readahead: 1 << 20 } });
+    expect(v2.warnings).toEqual([]);
+    expect(v2.config.fileReadahead).toBe(1 << 20);
   });
 
   it('only check the prefetch worker count when prefetch is on (as Nydus), and raise tiny merging sizes to 4 KiB', () => {
@@ -233,6 +242,7 @@ describe('v2 JSON ("version": 2)', () => {
       cache: { type: 'filecache', workDir: '/v2cache', compressed: false, validate: true },
       mode: 'direct', digestValidate: false, iostatsFiles: true, enableXattr: true, accessPattern: false, latestReadFiles: true,
       amplifyIo: 512 * 1024,
+      fileReadahead: 4 << 20,
       fsPrefetch: { enable: true, threadsCount: 4, mergingSize: 2 << 20, bandwidthRate: 0, prefetchAll: false, streamPrefetch: false },
     });
   });
@@ -262,6 +272,7 @@ describe('v2 JSON ("version": 2)', () => {
     };
     fails((x) => (x.rafs.mode = 'cached'), /^config\.rafs\.mode: "cached" is not supported by RAFS v6/);
     fails((x) => (x.rafs.batch_size = 300 << 20), /^config\.rafs\.batch_size: must be 0\.\.256 MiB/);
+    fails((x) => (x.rafs.file_readahead = 300 << 20), /^config\.rafs\.file_readahead: must be 0\.\.256 MiB/);
     fails((x) => (x.rafs.prefetch.threads = 0), /^config\.rafs\.prefetch\.threads: must be 1\.\.1024/);
     fails((x) => (x.rafs.validate = 'no'), /^config\.rafs\.validate: expected a boolean/);
     fails((x) => (x.backend.registry.timeout = 'slow'), /^config\.backend\.registry\.timeout: expected a number/);

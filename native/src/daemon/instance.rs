@@ -14,6 +14,8 @@ use crate::rafs::{Bootstrap, ChunkRef, Inode};
 pub struct InstanceOptions {
     pub work_dir: std::path::PathBuf,
     pub amplify_io: u64,
+    /// Uncompressed bytes of a file past a read that a fetch may reach over.
+    pub file_readahead: u64,
     pub validate: bool,
     pub enable_xattr: bool,
     /// Keep per-file access records (Nydus `iostats_files` / `access_pattern`).
@@ -34,6 +36,7 @@ pub struct Instance {
     pub loader: ChunkLoader,
     pub stats: Arc<Stats>,
     enable_xattr: bool,
+    file_readahead: u64,
     /// nid → access record, when recording is on.
     access: Option<std::sync::Mutex<std::collections::HashMap<u64, FileAccess>>>,
 }
@@ -84,11 +87,16 @@ impl Instance {
             specs,
             fetcher,
             stats.clone(),
-            LoaderOptions { amplify_io: opts.amplify_io, validate: opts.validate, record_demand: opts.record_access },
+            LoaderOptions {
+                amplify_io: opts.amplify_io,
+                validate: opts.validate,
+                record_demand: opts.record_access,
+                file_readahead: opts.file_readahead,
+            },
         )
         .map_err(|e| format!("cache work dir {}: {e}", opts.work_dir.display()))?;
         let access = opts.record_access.then(Default::default);
-        Ok(Instance { bootstrap, loader, stats, enable_xattr: opts.enable_xattr, access })
+        Ok(Instance { bootstrap, loader, stats, enable_xattr: opts.enable_xattr, file_readahead: opts.file_readahead, access })
     }
 
     pub fn root_nid(&self) -> u64 {
@@ -172,7 +180,7 @@ impl Instance {
     }
 
     /// Appends up to `size` bytes of file `nid` at `offset` to `out`.
-    pub fn read(&self, nid: u64, offset: u64, size: u32, out: &mut Vec<u8>) -> FsResult<()> {
+    pub fn read(self: &Arc<Self>, nid: u64, offset: u64, size: u32, out: &mut Vec<u8>) -> FsResult<()> {
         let inode = self.inode(nid)?;
         if !inode.is_reg() {
             return Err(Errno(libc::EISDIR));
@@ -182,7 +190,13 @@ impl Instance {
         }
         let end = inode.size.min(offset + size as u64);
         let chunks = self.chunks(&inode, offset, end)?;
-        self.loader.ensure(&chunks).map_err(eio)?;
+        let ahead_end = inode.size.min(end.saturating_add(self.file_readahead));
+        let ahead = || self.chunks(&inode, end, ahead_end).unwrap_or_default();
+        let background = |run: Vec<ChunkLoc>| {
+            let me = self.clone();
+            std::thread::Builder::new().name("nydus-ahead".into()).spawn(move || me.loader.fetch_ahead(&run)).is_ok()
+        };
+        self.loader.ensure_ahead(&chunks, &ahead, &background).map_err(eio)?;
         let cs = self.bootstrap.chunk_size() as u64;
         let first = offset / cs;
         for (i, c) in chunks.iter().enumerate() {

@@ -9,6 +9,7 @@
 //! does not match is never written, so it can never be served.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::fetch::{Fetcher, Priority};
@@ -74,6 +75,10 @@ pub fn group_runs(chunks: Vec<ChunkLoc>, limit: u64) -> Vec<Vec<ChunkLoc>> {
     runs
 }
 
+/// Compressed bytes between two chunks of one file that still count as
+/// contiguous (a chunk deduplicated into another layer leaves a hole).
+const FILE_GAP: u64 = 4096;
+
 /// What the loader needs to know about a blob.
 #[derive(Debug, Clone)]
 pub struct BlobSpec {
@@ -128,6 +133,10 @@ pub struct LoaderOptions {
     /// Keep the order in which readers first asked for each chunk (a
     /// workload's trace, for `nydusify optimize`).
     pub record_demand: bool,
+    /// How far past a read an on-demand fetch may reach into the rest of the
+    /// same file (uncompressed bytes; 0: not at all). The caller turns it
+    /// into the `ahead` chunks of [`ChunkLoader::ensure_ahead`].
+    pub file_readahead: u64,
 }
 
 pub struct ChunkLoader {
@@ -140,7 +149,13 @@ pub struct ChunkLoader {
     /// (blob, ci) in first-demand order, when `record_demand` is on.
     demand_log: Mutex<Vec<(u32, u32)>>,
     syncer: Syncer,
+    /// Background fetches of files' next chunks in flight.
+    ahead_inflight: AtomicUsize,
 }
+
+/// At most this many background file read-aheads run at once: each holds a
+/// backend connection an on-demand read might want.
+const MAX_AHEAD: usize = 2;
 
 /// The most chunks a demand log keeps (1 TiB of 1 MiB chunks): a trace is a
 /// hint, and a workload that reads more than this gains nothing from it.
@@ -171,7 +186,7 @@ impl ChunkLoader {
             blobs.push(BlobState { spec, cache: Arc::new(cache), validated, demanded, readahead: Readahead::default() });
         }
         let syncer = Syncer::new(blobs.iter().map(|b| b.cache.clone()).collect(), stats.clone(), errors.clone());
-        Ok(ChunkLoader { blobs, inflight: Inflight::default(), fetcher, stats, opts, errors, demand_log: Mutex::default(), syncer })
+        Ok(ChunkLoader { blobs, inflight: Inflight::default(), fetcher, stats, opts, errors, demand_log: Mutex::default(), syncer, ahead_inflight: Default::default() })
     }
 
     pub fn blob_count(&self) -> usize {
@@ -219,6 +234,20 @@ impl ChunkLoader {
     /// Makes every chunk in `chunks` ready in the cache (fetching what is
     /// missing), for an on-demand read.
     pub fn ensure(&self, chunks: &[ChunkLoc]) -> Result<(), LoadError> {
+        self.ensure_ahead(chunks, &Vec::new, &|_| false)
+    }
+
+    /// [`ensure`](Self::ensure), for a read of a file whose next chunks
+    /// (`ahead`, in file order, asked for only on a miss) the same reader is
+    /// likely to want soon. When the read has to go to the backend anyway,
+    /// the chunks of `ahead` that follow it in the blob are claimed and
+    /// handed to `background` (which returns whether it could start a thread
+    /// for [`fetch_ahead`](Self::fetch_ahead)): they arrive over a second
+    /// connection while this reader gets its own chunks, so the next pages
+    /// of a binary that faults in no order are there or on their way. In one
+    /// request with the reader's chunks they would delay the reader by their
+    /// transfer; after it, by a round trip each.
+    pub fn ensure_ahead(&self, chunks: &[ChunkLoc], ahead: &dyn Fn() -> Vec<ChunkLoc>, background: &dyn Fn(Vec<ChunkLoc>) -> bool) -> Result<(), LoadError> {
         for (i, c) in chunks.iter().enumerate() {
             // A file may use one chunk twice: count it once.
             if chunks[..i].iter().any(|p| p.key() == c.key()) {
@@ -236,7 +265,7 @@ impl ChunkLoader {
         // priority, before its read fails: a prefetch's failure (fewer
         // retries, a stalled proxy) must not become an application's error.
         for _round in 0..2 {
-            match self.ensure_once(chunks) {
+            match self.ensure_once(chunks, ahead, background) {
                 Ok(()) => return Ok(()),
                 // Our own fetch failed, with the backend's retries spent.
                 Err(Some(e)) => return Err(e),
@@ -249,7 +278,7 @@ impl ChunkLoader {
     /// One pass of [`ensure`]: claims and fetches what is missing, waits for
     /// what others fetch. `Err(Some)`: a fetch of ours failed; `Err(None)`:
     /// only chunks others were fetching are still missing.
-    fn ensure_once(&self, chunks: &[ChunkLoc]) -> Result<(), Option<LoadError>> {
+    fn ensure_once(&self, chunks: &[ChunkLoc], ahead: &dyn Fn() -> Vec<ChunkLoc>, background: &dyn Fn(Vec<ChunkLoc>) -> bool) -> Result<(), Option<LoadError>> {
         let mut owned: Vec<ChunkLoc> = Vec::new();
         let mut waits = Vec::new();
         for (i, c) in chunks.iter().enumerate() {
@@ -269,7 +298,14 @@ impl ChunkLoader {
         let _unwinding = self.inflight.unwind_guard(owned.iter().map(|c| c.key()).collect());
         if !owned.is_empty() {
             owned.sort_by_key(|c| (c.blob, c.compressed_offset));
-            for run in self.plan_runs(owned, self.opts.amplify_io, true) {
+            let mut runs = group_runs(owned, self.opts.amplify_io);
+            for run in runs.iter_mut() {
+                self.widen(run, self.opts.amplify_io, run_gap(self.opts.amplify_io));
+            }
+            if let Some(last) = runs.last() {
+                self.start_file_ahead(last, ahead, background);
+            }
+            for run in runs {
                 if let Err(e) = self.load_run(&run, Priority::OnDemand) {
                     first_err.get_or_insert(e);
                 }
@@ -282,6 +318,61 @@ impl ChunkLoader {
             return Ok(());
         }
         Err(first_err)
+    }
+
+    /// Claims the file's chunks that follow `run` and hands them to
+    /// `background`, unless read-ahead is off or MAX_AHEAD already run.
+    fn start_file_ahead(&self, run: &[ChunkLoc], ahead: &dyn Fn() -> Vec<ChunkLoc>, background: &dyn Fn(Vec<ChunkLoc>) -> bool) {
+        if self.opts.file_readahead == 0 {
+            return;
+        }
+        if self.ahead_inflight.fetch_add(1, Ordering::SeqCst) >= MAX_AHEAD {
+            self.ahead_inflight.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        let claimed = self.claim_file_ahead(run, &ahead());
+        if claimed.is_empty() || !background(claimed.clone()) {
+            for c in &claimed {
+                self.inflight.finish(c.key(), false);
+            }
+            self.ahead_inflight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Claims the chunks of `ahead` (a file's next chunks) that follow `run`
+    /// contiguously in its blob and are missing, for a background fetch.
+    fn claim_file_ahead(&self, run: &[ChunkLoc], ahead: &[ChunkLoc]) -> Vec<ChunkLoc> {
+        let last = run[run.len() - 1];
+        let mut out = Vec::new();
+        let Some(at) = ahead.iter().position(|c| c.blob == last.blob && c.compressed_offset >= last.compressed_end()) else { return out };
+        let mut end = last.compressed_end();
+        for c in &ahead[at..] {
+            if c.blob != last.blob || c.compressed_offset < end || c.compressed_offset - end > FILE_GAP {
+                break;
+            }
+            end = c.compressed_end();
+            if self.is_ready(c) || !self.inflight.try_claim(c.key()) {
+                if out.is_empty() {
+                    continue;
+                }
+                break;
+            }
+            if self.is_ready(c) {
+                self.inflight.finish(c.key(), true);
+                break;
+            }
+            out.push(*c);
+        }
+        out
+    }
+
+    /// Fetches a run [`claim_file_ahead`](Self::claim_file_ahead) claimed (on
+    /// another thread than the reader that claimed it).
+    pub fn fetch_ahead(&self, run: &[ChunkLoc]) {
+        // A failure (even a panic: load_run's guard releases the claims) is
+        // the next reader's to retry; the count must come down regardless.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.load_run(run, Priority::OnDemand)));
+        self.ahead_inflight.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Counts `c` into the workload's demand the first time a reader asks for it.
@@ -330,7 +421,7 @@ impl ChunkLoader {
         }
         let mut loaded = 0;
         let mut result = Ok(0);
-        for run in self.plan_runs(claimed, merging_size, false) {
+        for run in group_runs(claimed, merging_size) {
             match self.load_run(&run, Priority::Prefetch) {
                 Ok(()) => {
                     loaded += run.len() as u64;
@@ -342,19 +433,8 @@ impl ChunkLoader {
         result.map(|_| loaded)
     }
 
-    /// Groups claimed chunks (sorted by blob and offset) into ranged requests.
-    /// With `widen`, a request is extended over the following chunks of the
-    /// blob that are missing and unclaimed, up to `limit` bytes.
-    fn plan_runs(&self, claimed: Vec<ChunkLoc>, limit: u64, widen: bool) -> Vec<Vec<ChunkLoc>> {
-        let mut runs = group_runs(claimed, limit);
-        if widen {
-            for run in runs.iter_mut() {
-                self.widen(run, limit, run_gap(limit));
-            }
-        }
-        runs
-    }
-
+    /// Extends an on-demand run over the following chunks of the blob that
+    /// are missing and unclaimed, up to the read-ahead window.
     fn widen(&self, run: &mut Vec<ChunkLoc>, limit: u64, gap: u64) {
         let Ok(state) = self.blob(run[0].blob) else { return };
         let chunks = &state.spec.chunks;
@@ -580,7 +660,7 @@ mod tests {
             uncompressed_size: (2 * CHUNK) as u64,
             chunks: chunks.clone(),
         };
-        let opts = LoaderOptions { amplify_io: 0, validate: false, record_demand: false };
+        let opts = LoaderOptions { amplify_io: 0, validate: false, record_demand: false, file_readahead: 0 };
         let loader = Arc::new(ChunkLoader::new(&work, vec![spec], fetcher, Arc::new(Stats::default()), opts).unwrap());
 
         // A prefetch claims chunk 0 and hangs in its fetch.
@@ -632,7 +712,7 @@ mod tests {
         let c = chunk(0, &data);
         let spec = BlobSpec { id: "cd".repeat(32), compressor: Compressor::None, digester: Digester::Blake3, chunk_count: 1, uncompressed_size: CHUNK as u64, chunks: vec![c] };
         let fetcher = Arc::new(PanicOnce { data, panicked: Default::default() });
-        let opts = LoaderOptions { amplify_io: 0, validate: false, record_demand: false };
+        let opts = LoaderOptions { amplify_io: 0, validate: false, record_demand: false, file_readahead: 0 };
         let loader = Arc::new(ChunkLoader::new(&work, vec![spec], fetcher, Arc::new(Stats::default()), opts).unwrap());
         assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loader.ensure(&[c]))).is_err());
         // The next reader must not wait for the dead claim: it fetches, within a bound.
@@ -640,6 +720,83 @@ mod tests {
         let l = loader.clone();
         std::thread::spawn(move || tx.send(l.ensure(&[c]).is_ok()).unwrap());
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true), "a reader hung on a claim left by a panic");
+        let _ = std::fs::remove_dir_all(&work);
+    }
+
+    /// Serves a blob from memory and records every range asked for.
+    struct RecordingFetcher {
+        data: Vec<u8>,
+        ranges: Mutex<Vec<(u64, u64)>>,
+    }
+
+    impl Fetcher for RecordingFetcher {
+        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, _priority: Priority) -> Result<Vec<u8>, String> {
+            self.ranges.lock().unwrap().push((offset, len));
+            Ok(self.data[offset as usize..(offset + len) as usize].to_vec())
+        }
+    }
+
+    /// A blob of 16 chunks; a loader with `file_readahead` and no amplify_io.
+    fn recording_loader(name: &str, file_readahead: u64) -> (Arc<ChunkLoader>, Arc<RecordingFetcher>, Vec<ChunkLoc>, std::path::PathBuf) {
+        let work = std::env::temp_dir().join(format!("nydus-loader-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        let data: Vec<u8> = (0..16 * CHUNK).map(|i| (i / CHUNK) as u8).collect();
+        let chunks: Vec<ChunkLoc> = (0..16).map(|ci| chunk(ci, &data)).collect();
+        let spec = BlobSpec {
+            id: "ef".repeat(32),
+            compressor: Compressor::None,
+            digester: Digester::Blake3,
+            chunk_count: 16,
+            uncompressed_size: (16 * CHUNK) as u64,
+            chunks: chunks.clone(),
+        };
+        let fetcher = Arc::new(RecordingFetcher { data, ranges: Mutex::default() });
+        let opts = LoaderOptions { amplify_io: 0, validate: false, record_demand: false, file_readahead };
+        let loader = Arc::new(ChunkLoader::new(&work, vec![spec], fetcher.clone(), Arc::new(Stats::default()), opts).unwrap());
+        (loader, fetcher, chunks, work)
+    }
+
+    /// Runs a background read-ahead at once, on the caller's thread.
+    fn run_now(loader: &Arc<ChunkLoader>) -> impl Fn(Vec<ChunkLoc>) -> bool + '_ {
+        move |run| {
+            loader.fetch_ahead(&run);
+            true
+        }
+    }
+
+    #[test]
+    fn a_miss_starts_a_read_ahead_of_the_rest_of_its_file_and_no_further() {
+        let (loader, fetcher, chunks, work) = recording_loader("file-ahead", 1 << 20);
+        // A file of chunks 2..=6 read at chunk 3: the reader fetches 3; 4..=6 (not 7: another
+        // file) go in a second request, started before the reader's own.
+        loader.ensure_ahead(&chunks[3..4], &|| chunks[4..=6].to_vec(), &run_now(&loader)).unwrap();
+        let c = CHUNK as u64;
+        assert_eq!(*fetcher.ranges.lock().unwrap(), vec![(4 * c, 3 * c), (3 * c, c)]);
+        assert!(chunks[3..=6].iter().all(|c| loader.is_ready(c)) && !loader.is_ready(&chunks[7]));
+        // The next read of the file is served from the cache.
+        loader.ensure_ahead(&chunks[5..6], &|| chunks[6..=6].to_vec(), &run_now(&loader)).unwrap();
+        assert_eq!(fetcher.ranges.lock().unwrap().len(), 2);
+        assert_eq!(loader.ahead_inflight.load(Ordering::SeqCst), 0);
+        let _ = std::fs::remove_dir_all(&work);
+    }
+
+    #[test]
+    fn read_ahead_stops_at_a_chunk_stored_elsewhere_is_off_at_zero_and_releases_what_it_cannot_start() {
+        let c = CHUNK as u64;
+        let (loader, fetcher, chunks, work) = recording_loader("file-gap", 1 << 20);
+        // The file's next chunks are 9 and 10: not contiguous with 3, so not read ahead.
+        loader.ensure_ahead(&chunks[3..4], &|| vec![chunks[9], chunks[10]], &run_now(&loader)).unwrap();
+        assert_eq!(*fetcher.ranges.lock().unwrap(), vec![(3 * c, c)]);
+        // No thread for the read-ahead: its claims are released, the next reader fetches.
+        loader.ensure_ahead(&chunks[11..12], &|| chunks[12..=13].to_vec(), &|_| false).unwrap();
+        loader.ensure(&chunks[12..13]).unwrap();
+        assert_eq!(fetcher.ranges.lock().unwrap()[1..], [(11 * c, c), (12 * c, c)]);
+        assert_eq!(loader.ahead_inflight.load(Ordering::SeqCst), 0);
+        let _ = std::fs::remove_dir_all(&work);
+
+        let (loader, fetcher, chunks, work) = recording_loader("file-off", 0);
+        loader.ensure_ahead(&chunks[3..4], &|| chunks[4..=6].to_vec(), &run_now(&loader)).unwrap();
+        assert_eq!(*fetcher.ranges.lock().unwrap(), vec![(3 * c, c)]);
         let _ = std::fs::remove_dir_all(&work);
     }
 }

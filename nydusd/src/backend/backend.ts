@@ -12,6 +12,11 @@ export interface BlobBackend {
   /** Exactly `length` bytes of blob `blobId` (64 hex, no prefix) at `offset`, or a thrown BackendError. */
   read(blobId: string, offset: number, length: number, opts: ReadOptions): Promise<Buffer>;
   blobSize(blobId: string): Promise<number>;
+  /**
+   * Gets ready to serve `blobId` before anyone waits for it: connections, TLS, a token, a
+   * redirect. Best effort; never throws. Not counted as a read.
+   */
+  warm?(blobId: string): Promise<void>;
   metrics(): BackendMetrics;
   close(): Promise<void>;
 }
