@@ -79,6 +79,9 @@ export interface InstanceStats {
   prefetch_chunks: number;
   prefetch_bytes: number;
   prefetch_requests: number;
+  /** Background fetches of a file's next chunks beside on-demand reads (file_readahead), and their chunks. */
+  readahead_requests: number;
+  readahead_chunks: number;
   /** Distinct chunks readers asked for, and their compressed bytes (what the workload needed). */
   demand_chunks: number;
   demand_bytes: number;

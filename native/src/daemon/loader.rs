@@ -331,7 +331,10 @@ impl ChunkLoader {
             return;
         }
         let claimed = self.claim_file_ahead(run, &ahead());
-        if claimed.is_empty() || !background(claimed.clone()) {
+        if !claimed.is_empty() && background(claimed.clone()) {
+            Stats::add(&self.stats.readahead_requests, 1);
+            Stats::add(&self.stats.readahead_chunks, claimed.len() as u64);
+        } else {
             for c in &claimed {
                 self.inflight.finish(c.key(), false);
             }
@@ -777,6 +780,7 @@ mod tests {
         loader.ensure_ahead(&chunks[5..6], &|| chunks[6..=6].to_vec(), &run_now(&loader)).unwrap();
         assert_eq!(fetcher.ranges.lock().unwrap().len(), 2);
         assert_eq!(loader.ahead_inflight.load(Ordering::SeqCst), 0);
+        assert_eq!((loader.stats.readahead_requests.load(Ordering::SeqCst), loader.stats.readahead_chunks.load(Ordering::SeqCst)), (1, 3));
         let _ = std::fs::remove_dir_all(&work);
     }
 

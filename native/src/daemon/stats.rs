@@ -48,6 +48,10 @@ pub struct Stats {
     pub prefetch_chunks: AtomicU64,
     pub prefetch_bytes: AtomicU64,
     pub prefetch_requests: AtomicU64,
+    /// Background fetches of a file's next chunks beside an on-demand read,
+    /// and the chunks they took.
+    pub readahead_requests: AtomicU64,
+    pub readahead_chunks: AtomicU64,
     /// Distinct chunks readers asked for, and their compressed bytes: what the
     /// workload needed, whatever read-ahead or prefetch fetched around it.
     pub demand_chunks: AtomicU64,
@@ -90,6 +94,8 @@ impl Stats {
             ("prefetch_chunks", get(&self.prefetch_chunks)),
             ("prefetch_bytes", get(&self.prefetch_bytes)),
             ("prefetch_requests", get(&self.prefetch_requests)),
+            ("readahead_requests", get(&self.readahead_requests)),
+            ("readahead_chunks", get(&self.readahead_chunks)),
             ("demand_chunks", get(&self.demand_chunks)),
             ("demand_bytes", get(&self.demand_bytes)),
         ]

@@ -69,6 +69,8 @@ export function renderPrometheus(instances: readonly InstanceSnapshot[], daemon?
   w.counter('nydusd_demand_bytes_total', 'Compressed bytes of the distinct chunks readers asked for (what the workload needed).', per((i) => i.stats.demand_bytes));
   w.counter('nydusd_prefetch_bytes_total', 'Bytes fetched by prefetch.', per((i) => i.stats.prefetch_bytes));
   w.counter('nydusd_prefetch_requests_total', 'Backend requests made by prefetch.', per((i) => i.stats.prefetch_requests));
+  w.counter('nydusd_readahead_requests_total', 'Background fetches of a file\'s next chunks beside an on-demand read (file_readahead).', per((i) => i.stats.readahead_requests));
+  w.counter('nydusd_readahead_chunks_total', 'Chunks those read-ahead fetches took.', per((i) => i.stats.readahead_chunks));
   w.gauge('nydusd_prefetch_workers', 'Prefetch workers configured.', per((i) => i.prefetchWorkers));
   w.gauge('nydusd_prefetch_duration_seconds', 'How long prefetch ran (so far, while it runs).', per((i) => (i.prefetch?.startedAt === undefined ? undefined : ((i.prefetch.finishedAt ?? now) - i.prefetch.startedAt) / 1000)));
   const blobs = (pick: (b: BlobSnapshot) => number): Sample[] =>

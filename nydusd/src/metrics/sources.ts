@@ -42,6 +42,8 @@ export interface DataPathSnapshot {
   prefetch_bytes: number;
   prefetch_requests: number;
   prefetch_chunks?: number;
+  readahead_requests?: number;
+  readahead_chunks?: number;
   /** Compressed bytes of the distinct chunks readers asked for (what the workload needed). */
   demand_bytes?: number;
   blobs: Readonly<Record<string, BlobSnapshot>> | readonly BlobSnapshot[];
