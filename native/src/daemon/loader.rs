@@ -646,6 +646,18 @@ mod tests {
         }
     }
 
+    /// An uncompressed blob of `chunks` (laid out by [`chunk`]), its id `id` repeated.
+    fn plain_spec(id: &str, chunks: &[ChunkLoc]) -> BlobSpec {
+        BlobSpec {
+            id: id.repeat(32),
+            compressor: Compressor::None,
+            digester: Digester::Blake3,
+            chunk_count: chunks.len() as u32,
+            uncompressed_size: chunks.len() as u64 * CHUNK as u64,
+            chunks: chunks.to_vec(),
+        }
+    }
+
     #[test]
     fn a_failed_prefetch_of_a_chunk_does_not_fail_the_reader_waiting_for_it() {
         let work = std::env::temp_dir().join(format!("nydus-loader-test-{}", std::process::id()));
@@ -655,14 +667,7 @@ mod tests {
         let (started_tx, started_rx) = channel();
         let (release_tx, release_rx) = channel();
         let fetcher = Arc::new(GatedFetcher { data: data.clone(), prefetch_started: Mutex::new(started_tx), release_prefetch: Mutex::new(release_rx) });
-        let spec = BlobSpec {
-            id: "ab".repeat(32),
-            compressor: Compressor::None,
-            digester: Digester::Blake3,
-            chunk_count: 2,
-            uncompressed_size: (2 * CHUNK) as u64,
-            chunks: chunks.clone(),
-        };
+        let spec = plain_spec("ab", &chunks);
         let opts = LoaderOptions { amplify_io: 0, validate: false, record_demand: false, file_readahead: 0 };
         let loader = Arc::new(ChunkLoader::new(&work, vec![spec], fetcher, Arc::new(Stats::default()), opts).unwrap());
 
@@ -713,7 +718,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&work);
         let data: Vec<u8> = vec![b'z'; CHUNK as usize];
         let c = chunk(0, &data);
-        let spec = BlobSpec { id: "cd".repeat(32), compressor: Compressor::None, digester: Digester::Blake3, chunk_count: 1, uncompressed_size: CHUNK as u64, chunks: vec![c] };
+        let spec = plain_spec("cd", &[c]);
         let fetcher = Arc::new(PanicOnce { data, panicked: Default::default() });
         let opts = LoaderOptions { amplify_io: 0, validate: false, record_demand: false, file_readahead: 0 };
         let loader = Arc::new(ChunkLoader::new(&work, vec![spec], fetcher, Arc::new(Stats::default()), opts).unwrap());
@@ -745,14 +750,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&work);
         let data: Vec<u8> = (0..16 * CHUNK).map(|i| (i / CHUNK) as u8).collect();
         let chunks: Vec<ChunkLoc> = (0..16).map(|ci| chunk(ci, &data)).collect();
-        let spec = BlobSpec {
-            id: "ef".repeat(32),
-            compressor: Compressor::None,
-            digester: Digester::Blake3,
-            chunk_count: 16,
-            uncompressed_size: (16 * CHUNK) as u64,
-            chunks: chunks.clone(),
-        };
+        let spec = plain_spec("ef", &chunks);
         let fetcher = Arc::new(RecordingFetcher { data, ranges: Mutex::default() });
         let opts = LoaderOptions { amplify_io: 0, validate: false, record_demand: false, file_readahead };
         let loader = Arc::new(ChunkLoader::new(&work, vec![spec], fetcher.clone(), Arc::new(Stats::default()), opts).unwrap());
