@@ -357,7 +357,13 @@ export class Snapshotter {
   #ensureRafs(meta: SnapshotRecord): Promise<string> {
     let p = this.#starting.get(meta.id);
     if (p === undefined) {
-      p = (this.o.daemonMode === 'shared' ? this.#ensureShared(meta) : this.#ensureDedicated(meta)).finally(() => this.#starting.delete(meta.id));
+      p = (this.o.daemonMode === 'shared' ? this.#ensureShared(meta) : this.#ensureDedicated(meta))
+        .then(async (mountpoint) => {
+          // In use now: the cache's LRU eviction goes by these times.
+          await touchCachedBlobs(this.o.cacheDir, meta.blobs ?? []);
+          return mountpoint;
+        })
+        .finally(() => this.#starting.delete(meta.id));
       this.#starting.set(meta.id, p);
     }
     return p;
@@ -368,7 +374,6 @@ export class Snapshotter {
     if (this.store.state.daemons[id]) return (await this.#revived(id)).mountpoint;
     const inst = await this.#instance(meta, join(this.daemons.dir(id), 'config.json'), join(this.dir(meta.id), 'mnt'));
     const rec = await this.daemons.start(id, 'dedicated', inst.mountpoint, { [meta.id]: inst });
-    await touchCachedBlobs(this.o.cacheDir, meta.blobs ?? []);
     return rec.mountpoint;
   }
 
@@ -381,7 +386,6 @@ export class Snapshotter {
     await this.store.update((d) => {
       d.daemons[SHARED_DAEMON]!.instances[meta.id] = inst;
     });
-    await touchCachedBlobs(this.o.cacheDir, meta.blobs ?? []);
     return inst.mountpoint;
   }
 
