@@ -29,6 +29,7 @@ import { parseArgs } from 'node:util';
 
 import { ApiClient } from '../../nydusd/src/api/client.js';
 import { startContainerd } from '../../test/harness/containerd.js';
+import { listOption, numberOption } from '../cli-options.js';
 import { stargzAvailable, STARGZ_BINARY } from '../peers/stargz.js';
 import { IMAGE_NAMES } from './images.js';
 import { checkRun, NotAsNamed } from './checks.js';
@@ -103,27 +104,17 @@ function parseOptions(argv: string[]): Options {
     process.stdout.write(HELP);
     process.exit(0);
   }
-  const list = (s: string | undefined, all: readonly string[], what: string) => {
-    const items = s === undefined ? [...all] : s.split(',').map((x) => x.trim()).filter(Boolean);
-    for (const i of items) if (!all.includes(i)) throw new Error(`--${what}: unknown '${i}' (one of ${all.join(', ')})`);
-    return items;
-  };
-  const num = (s: string | undefined, dflt: number, what: string, min: number) => {
-    const n = s === undefined ? dflt : Number(s);
-    if (!Number.isFinite(n) || n < min) throw new Error(`--${what} must be a number >= ${min}`);
-    return n;
-  };
   return {
-    images: list(v.images, IMAGE_NAMES, 'images'),
-    modes: list(v.modes, ALL_MODES, 'modes') as Mode[],
-    reps: Math.floor(num(v.reps, 3, 'reps', 1)),
-    rateMbit: v['rate-mbit'] === 'none' ? null : num(v['rate-mbit'], 100, 'rate-mbit', 0.1),
-    rttMs: num(v['rtt-ms'], 20, 'rtt-ms', 0),
+    images: listOption(v.images, IMAGE_NAMES, 'images'),
+    modes: listOption(v.modes, ALL_MODES, 'modes'),
+    reps: numberOption(v.reps, 3, 'reps', 1, true),
+    rateMbit: v['rate-mbit'] === 'none' ? null : numberOption(v['rate-mbit'], 100, 'rate-mbit', 0.1),
+    rttMs: numberOption(v['rtt-ms'], 20, 'rtt-ms', 0),
     prefetch: v.prefetch ?? false,
-    amplifyIo: Math.floor(num(v['amplify-io'], MiB, 'amplify-io', 0)),
-    fileReadahead: v['file-readahead'] === undefined ? undefined : Math.floor(num(v['file-readahead'], 0, 'file-readahead', 0)),
+    amplifyIo: numberOption(v['amplify-io'], MiB, 'amplify-io', 0, true),
+    fileReadahead: v['file-readahead'] === undefined ? undefined : numberOption(v['file-readahead'], 0, 'file-readahead', 0, true),
     chunkSize: chunkSizeOption(v['chunk-size']),
-    daemonMode: list(v['daemon-mode'] ?? 'shared', ['shared', 'dedicated'], 'daemon-mode')[0] as 'shared' | 'dedicated',
+    daemonMode: listOption(v['daemon-mode'] ?? 'shared', ['shared', 'dedicated'] as const, 'daemon-mode')[0],
     dropCaches: !v['no-drop-caches'],
     work: resolve(v.work ?? '/var/tmp/nydus-bench-coldstart'),
     out: resolve(v.out ?? join(ROOT, 'bench', 'results')),

@@ -17,8 +17,10 @@ import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'n
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+
 import { OciLayoutWriter } from '../../nydusify/src/image/oci-layout.js';
 import { OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '../../nydusify/src/registry/media-types.js';
+import { numberOption } from '../cli-options.js';
 import { median } from '../median.js';
 
 /** The repository root (this file runs as dist/bench/convert/run.js). */
@@ -530,14 +532,10 @@ async function main(): Promise<void> {
     process.stdout.write(HELP);
     return;
   }
-  const int = (name: string, v: string | undefined, min: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, not '${v}'`);
-    return n;
-  };
-  const imageMiB = int('image-mib', o['image-mib'], 0);
-  const reps = int('reps', o.reps, 1);
-  const rssMiB = int('rss-check-mib', o['rss-check-mib'], 1);
+  // Each has a default in parseArgs; the fallbacks here are never used.
+  const imageMiB = numberOption(o['image-mib'], 0, 'image-mib', 0, true);
+  const reps = numberOption(o.reps, 1, 'reps', 1, true);
+  const rssMiB = numberOption(o['rss-check-mib'], 2048, 'rss-check-mib', 1, true);
   const real = o.real!.split(',').map((s) => s.trim()).filter(Boolean).map((s) => resolve(s));
   for (const r of real) if (!(await stat(r).catch(() => undefined))?.isDirectory()) throw new Error(`--real: ${r} is not a directory`);
   const outDir = resolve(o.out!);

@@ -30,6 +30,7 @@ import { parseArgs } from 'node:util';
 import { ApiClient } from '../../nydusd/src/api/client.js';
 import { dragonflyUnavailable, startDragonfly, type DragonflyCluster } from '../../test/harness/dragonfly.js';
 import { ip, tryIp } from '../../test/harness/netns.js';
+import { listOption, numberOption } from '../cli-options.js';
 import { run, runUntilReady } from '../coldstart/commands.js';
 import { IMAGE_NAMES } from '../coldstart/images.js';
 import { createLink, type Link } from '../coldstart/link.js';
@@ -93,20 +94,14 @@ function parseOptions(argv: string[]): Options {
     process.stdout.write(HELP);
     process.exit(0);
   }
-  const int = (s: string | undefined, dflt: number, what: string, min: number) => {
-    const n = s === undefined ? dflt : Number(s);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${what} must be an integer >= ${min}`);
-    return n;
-  };
-  const modes = (v.modes ?? MODES.join(',')).split(',').map((m) => m.trim()).filter(Boolean);
-  for (const m of modes) if (!(MODES as readonly string[]).includes(m)) throw new Error(`--modes: unknown '${m}' (one of ${MODES.join(', ')})`);
-  const image = v.image ?? 'large';
-  if (!IMAGE_NAMES.includes(image)) throw new Error(`--image: unknown '${image}' (one of ${IMAGE_NAMES.join(', ')})`);
-  const rate = Number(v['rate-mbit'] ?? 100);
-  if (!(rate > 0)) throw new Error('--rate-mbit must be > 0');
   return {
-    nodes: int(v.nodes, 4, 'nodes', 1), image, modes: modes as FleetMode[], reps: int(v.reps, 1, 'reps', 1), wholeBlob: v['whole-blob'] ?? false,
-    rateMbit: rate, rttMs: int(v['rtt-ms'], 20, 'rtt-ms', 0),
+    nodes: numberOption(v.nodes, 4, 'nodes', 1, true),
+    image: listOption(v.image ?? 'large', IMAGE_NAMES, 'image')[0]!,
+    modes: listOption(v.modes, MODES, 'modes'),
+    reps: numberOption(v.reps, 1, 'reps', 1, true),
+    wholeBlob: v['whole-blob'] ?? false,
+    rateMbit: numberOption(v['rate-mbit'], 100, 'rate-mbit', 0.1),
+    rttMs: numberOption(v['rtt-ms'], 20, 'rtt-ms', 0, true),
     work: resolve(v.work ?? '/var/tmp/nydus-bench-coldstart'), out: resolve(v.out ?? join(ROOT, 'bench', 'results')),
   };
 }

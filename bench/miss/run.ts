@@ -21,6 +21,7 @@ import { Agent, request } from 'undici';
 import { startNydusd } from '../../test/harness/nydusd.js';
 import { buildAndPushDir } from '../../test/harness/dir-image.js';
 import { startRegistry } from '../../test/harness/registry.js';
+import { numberOption } from '../cli-options.js';
 import { median } from '../median.js';
 
 const KiB = 1024;
@@ -69,8 +70,8 @@ async function main(): Promise<void> {
     process.stdout.write(HELP);
     return;
   }
-  const reps = Number(v.reps ?? 5);
-  const amplifyIo = Number(v['amplify-io'] ?? MiB);
+  const reps = numberOption(v.reps, 5, 'reps', 1, true);
+  const amplifyIo = numberOption(v['amplify-io'], MiB, 'amplify-io', 0, true);
   const work = mkdtempSync(join(tmpdir(), 'bench-miss-'));
   const reg = await startRegistry({ auth: 'none', logLevel: 'error' });
   try {

@@ -29,6 +29,7 @@ import { startContainerd, type Containerd } from '../../test/harness/containerd.
 import { startFaultProxy, type Fault, type FaultProxy } from '../../test/harness/fault-proxy.js';
 import { startRegistry } from '../../test/harness/registry.js';
 import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
+import { numberOption } from '../cli-options.js';
 import { median } from '../median.js';
 import { dropCaches } from '../coldstart/probe.js';
 
@@ -161,9 +162,9 @@ async function main(): Promise<void> {
     process.stdout.write(HELP);
     return;
   }
-  const seconds = Number(v.seconds ?? 120);
-  const containers = Number(v.containers ?? 3);
-  const seed = Number(v.seed ?? 1);
+  const seconds = numberOption(v.seconds, 120, 'seconds', 1);
+  const containers = numberOption(v.containers, 3, 'containers', 1, true);
+  const seed = numberOption(v.seed, 1, 'seed', 0, true);
   const out = resolve(v.out ?? join(ROOT, 'bench', 'results'));
   const random = rng(seed);
   const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)]!;
