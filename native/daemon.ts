@@ -34,7 +34,7 @@ export type DaemonEvent = FetchEvent | PrefetchDoneEvent;
 export interface RafsOptions {
   workDir: string;
   amplifyIo: number;
-  /** Uncompressed bytes of a file past a read that a miss's fetch may reach over (0: none). */
+  /** Uncompressed bytes of a file past a missed read to fetch in the background (0: none). */
   fileReadahead: number;
   /** Re-check cached chunks on first read (fetched chunks are always checked). */
   validate: boolean;

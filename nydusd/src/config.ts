@@ -32,9 +32,9 @@ export interface DaemonConfig {
   /** Bytes an on-demand read may be widened to (neighbouring missing chunks); 0 = no widening. */
   amplifyIo: number;
   /**
-   * Ours, not Nydus's: uncompressed bytes of the same file past a read that an on-demand fetch may
-   * reach over, beyond amplify_io (0 = none). A binary's pages fault in no order; fetching the
-   * rest of the file with the first miss saves a round trip per later one.
+   * Ours, not Nydus's: uncompressed bytes of the same file past a missed read that are fetched in
+   * the background beside it (0 = none). A binary's pages fault in no order; having the rest of
+   * the file on its way with the first miss saves a round trip per later one.
    */
   fileReadahead: number;
   fsPrefetch: {

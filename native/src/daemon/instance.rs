@@ -14,7 +14,7 @@ use crate::rafs::{Bootstrap, ChunkRef, Inode};
 pub struct InstanceOptions {
     pub work_dir: std::path::PathBuf,
     pub amplify_io: u64,
-    /// Uncompressed bytes of a file past a read that a fetch may reach over.
+    /// Uncompressed bytes of a file past a missed read to fetch in the background.
     pub file_readahead: u64,
     pub validate: bool,
     pub enable_xattr: bool,

@@ -133,9 +133,9 @@ pub struct LoaderOptions {
     /// Keep the order in which readers first asked for each chunk (a
     /// workload's trace, for `nydusify optimize`).
     pub record_demand: bool,
-    /// How far past a read an on-demand fetch may reach into the rest of the
-    /// same file (uncompressed bytes; 0: not at all). The caller turns it
-    /// into the `ahead` chunks of [`ChunkLoader::ensure_ahead`].
+    /// How far past a missed read the rest of the same file is fetched in
+    /// the background (uncompressed bytes; 0: not at all). The caller turns
+    /// it into the `ahead` chunks of [`ChunkLoader::ensure_ahead`].
     pub file_readahead: u64,
 }
 

@@ -16,9 +16,9 @@ import { parseRegistryConfig, USER_AGENT, type RegistryOptions } from './registr
 import { direct, RegistryHttp, type Route } from './registry-http.js';
 import { RelayFault, type Relay } from './relay.js';
 
-/** Retries after the first attempt, by priority (Nydus). */
 /** Connections `warm` opens: one for on-demand reads, one for the read-ahead beside them. */
 const WARM_CONNECTIONS = 2;
+/** Retries after the first attempt, by priority (Nydus). */
 const RETRIES = { 'on-demand': 3, prefetch: 1 } as const;
 const BACKOFF_BASE_MS = 100;
 const BACKOFF_MAX_MS = 1000;
