@@ -7,23 +7,21 @@
  */
 import { execFile } from 'node:child_process';
 import { request } from 'node:http';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ApiClient } from '../../nydusd/src/api/client.js';
-import { writeSampleImage } from '../../nydusify/src/sample/sample-image.js';
 import { processesNaming } from '../src/daemons.js';
 import { mountsUnder } from '../src/fsutil.js';
-import { startContainerd, type Containerd } from '../../test/harness/containerd.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
-import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
+import { type Containerd } from '../../test/harness/containerd.js';
+import { startNydusNode, type NydusNode } from '../../test/harness/nydus-node.js';
+import { type RunningRegistry } from '../../test/harness/registry.js';
+import { type RunningSnapshotter } from '../../test/harness/snapshotter.js';
 
 const exec = promisify(execFile);
 
-let work: string;
 let reg: RunningRegistry;
 let snap: RunningSnapshotter;
 let ctd: Containerd;
@@ -31,11 +29,8 @@ const ref = (name: string) => `${reg.host}/${name}`;
 const NYDUS = () => ref('e2e/sample:nydus');
 const OCI = () => ref('e2e/sample:oci');
 
-async function ctr(args: string[], namespace?: string): Promise<string> {
-  const r = await ctd.ctr(args, { namespace, timeoutMs: 90_000 });
-  if (r.code !== 0) throw new Error(`ctr ${args.join(' ')} failed (${r.code}): ${r.stderr}\n--- snapshotter log ---\n${snap.logs().slice(-6000)}`);
-  return r.stdout;
-}
+let node: NydusNode | undefined;
+const ctr = (args: string[], namespace?: string) => node!.ctr(args, namespace);
 
 /**
  * containerd's connection to a restarted snapshotter comes back on grpc-go's reconnect backoff
@@ -85,21 +80,13 @@ async function manifestLayers(image: string): Promise<{ digest: string; mediaTyp
 }
 
 beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), 'snap-e2e-'));
-  reg = await startRegistry({ logLevel: 'warn' });
-  // 16 MiB of incompressible data the containers never read: what lazy loading must not fetch.
-  const layout = await writeSampleImage(join(work, 'layout'), 'v1', { dataMiB: 16 });
-  await exec('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', layout, `docker://${OCI()}`]);
-  await exec(process.execPath, ['bin/nydusify.js', 'convert', '--source', OCI(), '--target', NYDUS(), '--source-insecure', '--target-insecure', '--quiet']);
-  snap = await startSnapshotter({ workDir: join(work, 'snap') });
-  ctd = await startContainerd({ workDir: join(work, 'ctd'), snapshotters: [{ name: 'nydus', address: snap.address }] });
+  // The sample's 16 MiB of incompressible data the containers never read: what lazy loading must not fetch.
+  node = await startNydusNode({ prefix: 'snap-e2e-', repo: 'e2e' });
+  ({ reg, snap, ctd } = node);
 }, 180_000);
 
 afterAll(async () => {
-  await ctd?.stop();
-  await snap?.stop();
-  await reg?.stop();
-  if (work) rmSync(work, { recursive: true, force: true });
+  await node?.stop();
 });
 
 describe('a Nydus image through containerd', () => {

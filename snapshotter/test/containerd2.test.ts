@@ -6,17 +6,17 @@
  * Kubernetes node would (`snapshotter = "nydus"`, `disable_snapshot_annotations = false`).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ApiClient } from '../../nydusd/src/api/client.js';
-import { writePauseImage, writeSampleImage } from '../../nydusify/src/sample/sample-image.js';
-import { CONTAINERD2_BIN_DIR, startContainerd, type Containerd } from '../../test/harness/containerd.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
-import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
+import { writePauseImage } from '../../nydusify/src/sample/sample-image.js';
+import { CONTAINERD2_BIN_DIR, type Containerd } from '../../test/harness/containerd.js';
+import { startNydusNode, type NydusNode } from '../../test/harness/nydus-node.js';
+import { type RunningRegistry } from '../../test/harness/registry.js';
+import { type RunningSnapshotter } from '../../test/harness/snapshotter.js';
 
 const exec = promisify(execFile);
 
@@ -26,34 +26,27 @@ let snap: RunningSnapshotter;
 let ctd: Containerd;
 const ref = (name: string) => `${reg.host}/${name}`;
 
-async function ctr(args: string[]): Promise<string> {
-  const r = await ctd.ctr(args, { timeoutMs: 90_000 });
-  if (r.code !== 0) throw new Error(`ctr ${args.join(' ')} failed (${r.code}): ${r.stderr}\n--- snapshotter log ---\n${snap.logs().slice(-6000)}\n--- containerd log ---\n${ctd.logs().slice(-4000)}`);
-  return r.stdout;
-}
+let node: NydusNode | undefined;
+const ctr = (args: string[]) => node!.ctr(args);
 
 beforeAll(async () => {
   if (!existsSync(join(CONTAINERD2_BIN_DIR, 'containerd'))) throw new Error(`containerd 2.x is not built (${CONTAINERD2_BIN_DIR}): run scripts/setup.sh`);
-  work = mkdtempSync(join(tmpdir(), 'snap-ctd2-'));
-  reg = await startRegistry({ logLevel: 'warn' });
-  const layout = await writeSampleImage(join(work, 'layout'), 'v1', { dataMiB: 16 });
-  await exec('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', layout, `docker://${ref('ctd2/sample:oci')}`]);
-  await exec('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', await writePauseImage(join(work, 'layout'), 'pause'), `docker://${ref('ctd2/pause:1')}`]);
-  await exec(process.execPath, ['bin/nydusify.js', 'convert', '--source', ref('ctd2/sample:oci'), '--target', ref('ctd2/sample:nydus'), '--source-insecure', '--target-insecure', '--quiet']);
-  snap = await startSnapshotter({ workDir: join(work, 'snap') });
-  ctd = await startContainerd({
-    workDir: join(work, 'ctd'),
-    snapshotters: [{ name: 'nydus', address: snap.address }],
-    cri: { snapshotter: 'nydus', sandboxImage: ref('ctd2/pause:1'), registryMirrors: { [reg.host]: reg.url } },
-    binDir: CONTAINERD2_BIN_DIR,
+  node = await startNydusNode({
+    prefix: 'snap-ctd2-',
+    repo: 'ctd2',
+    prepare: async ({ work: dir, ref: at }) => {
+      await exec('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', await writePauseImage(join(dir, 'layout'), 'pause'), `docker://${at('ctd2/pause:1')}`]);
+    },
+    containerd: (at, registry) => ({
+      cri: { snapshotter: 'nydus', sandboxImage: at('ctd2/pause:1'), registryMirrors: { [registry.host]: registry.url } },
+      binDir: CONTAINERD2_BIN_DIR,
+    }),
   });
+  ({ work, reg, snap, ctd } = node);
 }, 180_000);
 
 afterAll(async () => {
-  await ctd?.stop();
-  await snap?.stop();
-  await reg?.stop();
-  if (work) rmSync(work, { recursive: true, force: true });
+  await node?.stop();
 });
 
 describe('our snapshotter under containerd 2.x', () => {
