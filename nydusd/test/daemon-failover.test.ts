@@ -71,11 +71,15 @@ async function start(o: { fd: number; mnt: string; state: string; name: string; 
 }
 
 
-function reader(path: string): { child: ChildProcess; out: Buffer[] } {
+/** `cat path`, and what it wrote: complete once stdout ends (its 'exit' can come before the last data). */
+function reader(path: string): { child: ChildProcess; output: Promise<Buffer> } {
   const child = spawn('cat', [path], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const out: Buffer[] = [];
-  child.stdout!.on('data', (b: Buffer) => out.push(b));
-  return { child, out };
+  const output = new Promise<Buffer>((resolve) => {
+    const out: Buffer[] = [];
+    child.stdout!.on('data', (b: Buffer) => out.push(b));
+    child.stdout!.on('end', () => resolve(Buffer.concat(out)));
+  });
+  return { child, output };
 }
 
 const expected = (f: string) => readFile(join(image.rootfs, f));
@@ -111,9 +115,9 @@ describe('nydusd failover', () => {
       const second = await start({ ...sup, name: 'dedicated', upgrade: true });
       expect(second.proc.logs()).toContain('took over the FUSE connection');
       expect(await exitWithin(stuck.child, 30_000)).toBe(0);
-      expect(Buffer.concat(stuck.out).equals(await expected('etc/motd'))).toBe(true);
+      expect((await stuck.output).equals(await expected('etc/motd'))).toBe(true);
       expect(await exitWithin(during.child, 30_000)).toBe(0);
-      expect(Buffer.concat(during.out).equals(await expected('bin/busybox'))).toBe(true);
+      expect((await during.output).equals(await expected('bin/busybox'))).toBe(true);
 
       const tail = Buffer.alloc(4096);
       const offset = 2 * 1024 * 1024 + 12345;

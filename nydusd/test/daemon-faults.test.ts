@@ -61,7 +61,8 @@ function run(cmd: string, args: string[], ms: number): Promise<Buffer> {
       child.kill('SIGKILL');
       reject(new Error(`${cmd} ${args.join(' ')}: no answer within ${ms} ms`));
     }, ms);
-    child.once('exit', (code) => {
+    // 'close', not 'exit': only then has all of stdout arrived.
+    child.once('close', (code) => {
       clearTimeout(timer);
       if (code === 0) resolve(Buffer.concat(out));
       else reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`));
@@ -136,11 +137,15 @@ describe('faults between nydusd and the registry', () => {
     expect(await same(mnt, 'bin/busybox')).toBe(true);
     const gate = faults.gate(() => true);
     const stuck = ['etc/motd', 'etc/group', 'opt/app/run.sh', 'var/cache/junk/fresh'].map((f) => ({ f, child: spawn('cat', [join(mnt, f)], { stdio: ['ignore', 'pipe', 'inherit'] }) }));
-    const outputs = stuck.map(({ child }) => {
-      const out: Buffer[] = [];
-      child.stdout!.on('data', (b: Buffer) => out.push(b));
-      return out;
-    });
+    // A child's 'exit' can come before the last of its stdout: compare what arrived by 'end'.
+    const outputs = stuck.map(
+      ({ child }) =>
+        new Promise<Buffer>((resolve) => {
+          const out: Buffer[] = [];
+          child.stdout!.on('data', (b: Buffer) => out.push(b));
+          child.stdout!.on('end', () => resolve(Buffer.concat(out)));
+        }),
+    );
     // O_DIRECT: a synchronous READ, which the kernel waits for until answered, even for SIGKILL.
     const dd = spawn('dd', [`if=${join(mnt, 'opt/app/data.bin')}`, 'iflag=direct', 'bs=4096', 'count=1', 'of=/dev/null', 'status=none'], { stdio: 'ignore' });
     try {
@@ -159,7 +164,7 @@ describe('faults between nydusd and the registry', () => {
     // The registry answers again: every stuck reader gets its file.
     for (const [i, { f, child }] of stuck.entries()) {
       expect(await exitWithin(child, 30_000)).toBe(0);
-      expect(Buffer.concat(outputs[i]!).equals(await readFile(join(image.rootfs, f)))).toBe(true);
+      expect((await outputs[i]!).equals(await readFile(join(image.rootfs, f)))).toBe(true);
     }
     await d.stop();
   });
