@@ -79,14 +79,7 @@ export async function fuzz(target: FuzzTarget, o: FuzzOptions): Promise<FuzzResu
       current = null;
       executions++;
     }
-    let novel = false;
-    for (const f of cov.take()) {
-      if (!seen.has(f)) {
-        seen.add(f);
-        novel = true;
-      }
-    }
-    return novel;
+    return addNew(seen, cov.take());
   };
 
   try {
@@ -144,15 +137,20 @@ async function minimize(target: FuzzTarget, cov: BlockCoverage, dir: string, art
     } catch (e) {
       if (!target.expected(e)) throw new Error(`corpus input ${name} fails: ${String(e)} (saved to ${save(artifacts, 'crash', data)})`);
     }
-    let adds = false;
-    for (const f of cov.take()) {
-      if (!seen.has(f)) {
-        seen.add(f);
-        adds = true;
-      }
-    }
-    if (!adds) rmSync(join(dir, name));
+    if (!addNew(seen, cov.take())) rmSync(join(dir, name));
   }
+}
+
+/** Adds `features` to `seen`; whether any was new. */
+function addNew(seen: Set<string>, features: string[]): boolean {
+  let novel = false;
+  for (const f of features) {
+    if (!seen.has(f)) {
+      seen.add(f);
+      novel = true;
+    }
+  }
+  return novel;
 }
 
 function readCorpus(dir: string): Buffer[] {
