@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds the reference Nydus builder the benchmarks compare against: bench/peers/nydus-ref, our own
-# small CLI over Nydus's published builder library (crate nydus-builder 0.2.0 with nydus-rafs,
-# nydus-storage and nydus-utils, the code behind upstream `nydus-image create`), into a cache
-# OUTSIDE the repository, keyed by a hash of the sources and the toolchain:
-#   ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/nydus-ref/<hash>/bin/nydus-ref-build
+# Builds the reference Nydus the benchmarks and interop tests compare against: bench/peers/nydus-ref,
+# our own small CLIs over Nydus's published libraries: nydus-ref-build over the builder (crate
+# nydus-builder 0.2.0, the code behind upstream `nydus-image create`) and nydusd-ref over the FUSE
+# daemon (crate nydus-service 0.4.0 with nydus-rafs and nydus-storage, the code behind upstream
+# `nydusd fuse`), into a cache OUTSIDE the repository, keyed by a hash of the sources and the toolchain:
+#   ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/nydus-ref/<hash>/bin/{nydus-ref-build,nydusd-ref}
 # linked as ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/nydus-ref/current. Crates come from the registry
 # through the committed Cargo.lock (--locked: nothing is re-resolved). A peer for benchmarks and
 # tests only; nothing in the project runs it at runtime. Idempotent; prints what it did.
@@ -19,21 +20,23 @@ SRC=bench/peers/nydus-ref
 export PATH="$PATH:$HOME/.cargo/bin"
 command -v cargo >/dev/null || { echo "build-nydus-ref: cargo not found on PATH" >&2; exit 1; }
 
-hash=$( { cat "$SRC/Cargo.toml" "$SRC/Cargo.lock" "$SRC/src/main.rs"; rustc --version; } | sha256sum | cut -c1-16)
+hash=$( { cat "$SRC/Cargo.toml" "$SRC/Cargo.lock"; find "$SRC/src" -name '*.rs' | sort | xargs cat; rustc --version; } | sha256sum | cut -c1-16)
 dir="$CACHE/nydus-ref/$hash"
-bin="$dir/bin/nydus-ref-build"
+bins="nydus-ref-build nydusd-ref"
 
-if [ -x "$bin" ]; then
-  echo "build-nydus-ref: up to date ($bin)"
+if [ -x "$dir/bin/nydusd-ref" ]; then
+  echo "build-nydus-ref: up to date ($dir/bin)"
 else
-  echo "build-nydus-ref: building nydus-ref-build (sources $hash) ..."
+  echo "build-nydus-ref: building nydus-ref-build and nydusd-ref (sources $hash) ..."
   start=$(date +%s)
   mkdir -p "$dir/bin"
   # The target dir stays in the cache (a rebuild after a source change reuses the dependencies);
-  # the binary is copied under a temporary name, then renamed.
+  # each binary is copied under a temporary name, then renamed; nydusd-ref last, as the marker.
   CARGO_TARGET_DIR="$CACHE/nydus-ref/target" cargo build --release --locked --quiet --manifest-path "$SRC/Cargo.toml"
-  cp "$CACHE/nydus-ref/target/release/nydus-ref-build" "$bin.tmp.$$"
-  mv -f "$bin.tmp.$$" "$bin"
-  echo "build-nydus-ref: built $bin in $(( $(date +%s) - start )) s"
+  for b in $bins; do
+    cp "$CACHE/nydus-ref/target/release/$b" "$dir/bin/$b.tmp.$$"
+    mv -f "$dir/bin/$b.tmp.$$" "$dir/bin/$b"
+  done
+  echo "build-nydus-ref: built $bins in $dir/bin in $(( $(date +%s) - start )) s"
 fi
 ln -sfn "$dir" "$CACHE/nydus-ref/current"

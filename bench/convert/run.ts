@@ -22,6 +22,7 @@ import { OciLayoutWriter } from '../../nydusify/src/image/oci-layout.js';
 import { OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '../../nydusify/src/registry/media-types.js';
 import { numberOption } from '../cli-options.js';
 import { median } from '../median.js';
+import { NYDUS_REF_BUILD as NYDUS_REF } from '../peers/nydus-ref.js';
 
 /** The repository root (this file runs as dist/bench/convert/run.js). */
 const ROOT = resolve(import.meta.dirname, '../../..');
@@ -340,9 +341,6 @@ function nydusifyTool(img: SourceImage): Tool {
     return { tool: 'nydusify', rep, seconds: t.seconds, cpu: t.cpu, maxRssKiB: t.maxRssKiB, outputBytes, detail };
   };
 }
-
-/** The reference Nydus builder (bench/peers/nydus-ref, built by scripts/build-nydus-ref.sh). */
-const NYDUS_REF = join(process.env.NYDUS_TS_CACHE ?? '/var/cache/nydus-ts', 'nydus-ref', 'current', 'bin', 'nydus-ref-build');
 
 /**
  * Nydus's own builder library (crate nydus-builder, the code behind upstream `nydus-image create

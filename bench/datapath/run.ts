@@ -1,6 +1,7 @@
 /**
  * bench/datapath: the same ~15k-file tree served by native ext4, kernel EROFS (file-backed, our
- * bootstrap + blob), squashfuse and our nydusd (fully cached, page cache dropped before each
+ * bootstrap + blob), squashfuse, our nydusd and Nydus's own nydusd (bench/peers/nydus-ref, on our
+ * image and on its own builder's) (fully cached, page cache dropped before each
  * workload), measured in one run: sequential read MB/s, random 4 KiB IOPS, `tar cf /dev/null`,
  * `find`, `ls -lR`, read-all-files; with FUSE daemon CPU seconds and peak RSS. erofsfuse is
  * reported as unavailable when it is not installed (Debian 12 does not package it).
@@ -21,6 +22,7 @@ import { ImageBuilder } from '../../nydusify/src/builder/build.js';
 import { pseudoRandom } from '../../nydusify/src/sample/sample-image.js';
 import { readDirSource } from '../../nydusify/src/source/dir-source.js';
 import { ApiClient } from '../../nydusd/src/api/client.js';
+import { NYDUS_REF_BUILD, NYDUSD_REF } from '../peers/nydus-ref.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 2 ** 20;
@@ -180,24 +182,45 @@ async function main(): Promise<void> {
     } else skipped.push('erofsfuse: not found (Debian 12 has no erofsfuse package; build it with bench/datapath/build-erofsfuse.sh)');
 
     // nydusd, fully cached by prefetch before measuring.
-    const nmnt = join(work, 'nydusd');
-    await mkdir(nmnt);
-    const config = {
-      device: { backend: { type: 'localfs', config: { dir: zstd.blobDir } }, cache: { type: 'blobcache', config: { work_dir: join(work, 'cache') } } },
-      mode: 'direct', enable_xattr: true, fs_prefetch: { enable: true, threads_count: 2, prefetch_all: true },
+    const startDaemon = async (name: string, exe: string[], bootstrap: string, blobDir: string, extra: Record<string, unknown> = {}) => {
+      const mnt = join(work, `mnt-${name}`);
+      await mkdir(mnt);
+      const config = {
+        device: { backend: { type: 'localfs', config: { dir: blobDir } }, cache: { type: 'blobcache', config: { work_dir: join(work, `cache-${name}`) } } },
+        mode: 'direct', enable_xattr: true, fs_prefetch: { enable: true, threads_count: 2, prefetch_all: true }, ...extra,
+      };
+      const cfgPath = join(work, `${name}.json`);
+      writeFileSync(cfgPath, JSON.stringify(config));
+      const sock = join(work, `${name}.sock`);
+      const child = spawn(exe[0]!, [...exe.slice(1), 'fuse', '--config', cfgPath, '--mountpoint', mnt, '--bootstrap', bootstrap, '--apisock', sock, '--thread-num', String(o.threads), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+      cleanups.push(async () => {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      });
+      const api = new ApiClient(sock);
+      await waitFor(`${name} to run`, async () => ((await api.daemonInfo()).state === 'RUNNING' ? true : undefined));
+      return { mnt, api, pid: child.pid! };
     };
-    const cfgPath = join(work, 'nydusd.json');
-    writeFileSync(cfgPath, JSON.stringify(config));
-    const sock = join(work, 'api.sock');
-    const daemon = spawn(process.execPath, [join(ROOT, 'bin', 'nydusd.js'), 'fuse', '--config', cfgPath, '--mountpoint', nmnt, '--bootstrap', zstd.bootstrap, '--apisock', sock, '--thread-num', String(o.threads), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
-    cleanups.push(async () => {
-      daemon.kill('SIGTERM');
-      await new Promise((r) => daemon.once('exit', r));
-    });
-    const api = new ApiClient(sock);
-    await waitFor('nydusd to run', async () => ((await api.daemonInfo()).state === 'RUNNING' ? true : undefined));
+    const ours = await startDaemon('nydusd', [process.execPath, join(ROOT, 'bin', 'nydusd.js')], zstd.bootstrap, zstd.blobDir);
+    const api = ours.api;
     await waitFor('nydusd prefetch to finish', async () => ((await api.metrics('blobcache')).data_all_ready ? true : undefined));
-    filesystems.push({ name: 'nydusd', root: nmnt, pid: daemon.pid!, unmount: async () => undefined });
+    filesystems.push({ name: 'nydusd', root: ours.mnt, pid: ours.pid, unmount: async () => undefined });
+
+    // Nydus's own daemon (bench/peers/nydus-ref) on our image and on the image Nydus's own builder
+    // makes of the same tree. Its API has no prefetch-done signal, so reading every file once
+    // fills its cache instead. It refuses digest_validate on RAFS v6, so it runs without.
+    if (existsSync(NYDUSD_REF) && existsSync(NYDUS_REF_BUILD)) {
+      const tarPath = join(work, 'tree.tar');
+      await run('tar', ['--format=pax', '--xattrs', '--xattrs-include=*', '-C', src, '-cf', tarPath, '.']);
+      const refBlobs = join(work, 'ref-blobs');
+      const refBoot = join(work, 'ref.boot');
+      await run(NYDUS_REF_BUILD, ['--source', tarPath, '--bootstrap', refBoot, '--blob-dir', refBlobs, '--compressor', 'zstd', '--chunk-size', '0x100000']);
+      for (const [name, boot, blobs] of [['Nydus nydusd (our image)', zstd.bootstrap, zstd.blobDir], ['Nydus nydusd (its image)', refBoot, refBlobs]] as const) {
+        const d = await startDaemon(name.replace(/\W+/g, '-'), [NYDUSD_REF], boot, blobs, { digest_validate: false });
+        await run('tar', ['cf', '/dev/null', '-C', d.mnt, '.'], { stdout: 'ignore' });
+        filesystems.push({ name, root: d.mnt, pid: d.pid, unmount: async () => undefined });
+      }
+    } else skipped.push(`Nydus nydusd: ${NYDUSD_REF} not installed (scripts/build-nydus-ref.sh builds it)`);
 
     const results: Record<string, { samples: Record<Workload, number>[]; cpu_s: number; rss_mib: number }> = {};
     for (const fs of filesystems) results[fs.name] = { samples: [], cpu_s: 0, rss_mib: 0 };

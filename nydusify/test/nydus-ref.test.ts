@@ -25,13 +25,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
 import { computeMerkle } from '../../rafs-spec/src/merkle.js';
 import { walk } from '../../rafs-spec/src/tree.js';
+import { NYDUS_REF_BUILD as NYDUS_REF } from '../../bench/peers/nydus-ref.js';
 import { startNydusd } from '../../test/harness/nydusd.js';
 import { sampleLayers } from '../src/sample/sample-image.js';
 import { buildTar } from '../src/tar/writer.js';
 import { addTarLayer, builder } from './helpers/layers.js';
 
 const exec = promisify(execFile);
-const NYDUS_REF = join(process.env.NYDUS_TS_CACHE ?? '/var/cache/nydus-ts', 'nydus-ref', 'current', 'bin', 'nydus-ref-build');
 const CHUNK = 0x100000;
 
 let work: string;

@@ -15,6 +15,8 @@ const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 const BIN = join(ROOT.endsWith('dist') ? resolve(ROOT, '..') : ROOT, 'bin', 'nydusd.js');
 
 export interface StartNydusdOptions {
+  /** Another daemon speaking nydusd's command line and daemon API (e.g. bench/peers' NYDUSD_REF); default ours. */
+  binary?: string;
   /** nydusd JSON config (written to a file next to the API socket). */
   config: unknown;
   mountpoint: string;
@@ -45,12 +47,13 @@ export async function startNydusd(o: StartNydusdOptions): Promise<RunningNydusd>
   const configPath = join(o.workDir, `nydusd-${Date.now()}.json`);
   writeFileSync(configPath, JSON.stringify(o.config, null, 2));
   const apisock = join(o.workDir, `api-${process.pid}-${Date.now()}.sock`);
-  const args = [BIN, 'fuse', '--config', configPath, '--mountpoint', o.mountpoint, '--apisock', apisock, '--thread-num', String(o.threads ?? 4)];
+  const args = ['fuse', '--config', configPath, '--mountpoint', o.mountpoint, '--apisock', apisock, '--thread-num', String(o.threads ?? 4)];
   if (o.bootstrap) args.push('--bootstrap', o.bootstrap);
   if (o.prefetchFiles) args.push('--prefetch-files', o.prefetchFiles);
   if (o.fuseFd !== undefined) args.push('--fuse-fd', '3');
   args.push(...(o.extraArgs ?? []));
-  const [cmd, argv] = o.netns ? inNetns(o.netns, process.execPath, args) : [process.execPath, args];
+  const [exe, exeArgs] = o.binary ? [o.binary, args] : [process.execPath, [BIN, ...args]];
+  const [cmd, argv] = o.netns ? inNetns(o.netns, exe, exeArgs) : [exe, exeArgs];
   const proc = spawnProcess(cmd, argv, { name: o.netns ? `nydusd(${o.netns})` : 'nydusd', env: o.env ?? process.env, ...(o.fuseFd !== undefined ? { inheritFds: [o.fuseFd] } : {}) });
   const api = new ApiClient(apisock);
   try {

@@ -21,9 +21,12 @@ export async function exportRawBlobs(p: ParsedBootstrap, blobDir: string, outDir
   }
   const outputs: string[] = [];
   for (const blob of p.blobs) {
-    const src = await fileReadAt(join(blobDir, blob.blobId));
     const outPath = join(outDir, `${blob.blobId}.raw`);
     const out = await open(outPath, 'w');
+    const src = await fileReadAt(join(blobDir, blob.blobId)).catch(async (e) => {
+      await out.close();
+      throw e;
+    });
     try {
       await out.truncate(blob.uncompressedSize);
       const chunks = [...(byBlob.get(blob.blobId)?.values() ?? [])].sort((a, b) => a.compressedOffset - b.compressedOffset);
