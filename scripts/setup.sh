@@ -40,10 +40,21 @@ command -v cargo >/dev/null || { echo "setup: cargo not found on PATH (install R
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm install --no-audit --no-fund
 fi
+# dfdaemon's first build is the long pole (about 30 minutes on 2 cores, RocksDB and its own crate,
+# partly on one core): the other builds run beside it, not after it. Its output is shown once it ends.
+df_log=$(mktemp)
+setsid scripts/build-dragonfly.sh >"$df_log" 2>&1 &
+df_pid=$!
+trap 'kill -- -"$df_pid" 2>/dev/null; rm -f "$df_log"' EXIT
 scripts/build-peers.sh
-scripts/build-dragonfly.sh
 scripts/build-nydus-ref.sh
 scripts/build-containerd2.sh
 scripts/fuzz.sh --install
 npm run build
+df_rc=0
+wait "$df_pid" || df_rc=$?
+trap - EXIT
+cat "$df_log"
+rm -f "$df_log"
+[ "$df_rc" -eq 0 ] || { echo "setup: scripts/build-dragonfly.sh failed (exit $df_rc)" >&2; exit "$df_rc"; }
 echo "setup: done"

@@ -48,7 +48,7 @@ export function checkRun(f: RunFacts): void {
   }
   if (f.nydusdCount !== 1) throw new NotAsNamed(`${what}: expected one nydusd, found ${f.nydusdCount ?? 0}: the rootfs did not come from nydusd`);
   if (!((f.servedBytes ?? 0) > 0)) throw new NotAsNamed(`${what}: nydusd served no file data: the container did not run from the Nydus rootfs`);
-  if (f.mode === 'nydus-lazy' || f.mode === 'nydus-cold' || f.mode === 'nydus-opt') {
+  if (f.mode === 'nydus-lazy' || f.mode === 'nydus-ref' || f.mode === 'nydus-cold' || f.mode === 'nydus-opt') {
     if (f.cachedBlobsBefore !== 0) throw new NotAsNamed(`${what}: the cache held ${f.cachedBlobsBefore} blobs before the run: it was not cold`);
     if (!((f.fetchRequests ?? 0) > 0) || f.registryBlobBytes === 0) throw new NotAsNamed(`${what}: nothing was fetched from the registry: the cache was not cold`);
   }

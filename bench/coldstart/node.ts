@@ -2,7 +2,9 @@
  * One "node" of the cold-start benchmark: a containerd that has never seen the image (fresh root
  * and state), and the snapshotter its mode runs on, also fresh: for the Nydus modes ours, whose
  * blob cache is either empty (cold) or the one a previous cold run filled (warm); for the eStargz
- * modes our build of the stargz snapshotter (bench/peers/stargz-grpc). Everything it starts, it stops.
+ * modes our build of the stargz snapshotter (bench/peers/stargz-grpc). In the Nydus-reference mode our
+ * snapshotter runs Nydus's own daemon (bench/peers/nydus-ref) in place of ours, by `nydusd_path`, as a
+ * user switching between the two would. Everything it starts, it stops.
  */
 import { readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -11,12 +13,14 @@ import { join } from 'node:path';
 import { startContainerd, type Containerd } from '../../test/harness/containerd.js';
 import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
 import { startStargzSnapshotter, type RunningStargz } from '../../test/harness/stargz.js';
+import { NYDUSD_REF } from '../peers/nydus-ref.js';
 
-export type Mode = 'oci' | 'nydus-lazy' | 'nydus-cold' | 'nydus-warm' | 'nydus-opt' | 'estargz' | 'estargz-prefetch' | 'estargz-opt';
+export type Mode = 'oci' | 'nydus-lazy' | 'nydus-ref' | 'nydus-cold' | 'nydus-warm' | 'nydus-opt' | 'estargz' | 'estargz-prefetch' | 'estargz-opt';
 
 export const MODE_LABELS: Record<Mode, string> = {
   oci: 'OCIv1',
   'nydus-lazy': 'Nydus on demand',
+  'nydus-ref': 'Nydus reference on demand',
   'nydus-cold': 'Nydus cold',
   'nydus-warm': 'Nydus warm',
   'nydus-opt': 'Nydus optimized',
@@ -82,14 +86,18 @@ export async function startNode(o: NodeOptions): Promise<BenchNode> {
   let snap: RunningSnapshotter | undefined;
   let stargz: RunningStargz | undefined;
   if (isNydus(o.mode)) {
+    // Nydus's own daemon: one per image (it has no mount API for a shared daemon) and no failover
+    // (it cannot take a FUSE connection over); the same template otherwise, minus our own keys.
+    const ref = o.mode === 'nydus-ref';
     snap = await startSnapshotter({
       workDir: join(o.dir, 'snap'),
       // On demand: nothing but what the container reads. Every other mode runs as the snapshotter
       // does by default: nydusd prefetches the image's prefetch table at mount.
-      nydusdConfig: benchNydusdConfig(o.mode === 'nydus-lazy' ? 'none' : o.prefetch && o.mode !== 'nydus-opt' ? 'all' : 'table', o.amplifyIo, o.proxy, o.fileReadahead),
-      daemonMode: o.daemonMode,
+      nydusdConfig: benchNydusdConfig(o.mode === 'nydus-lazy' || ref ? 'none' : o.prefetch && o.mode !== 'nydus-opt' ? 'all' : 'table', o.amplifyIo, o.proxy, ref ? undefined : o.fileReadahead),
+      daemonMode: ref ? 'dedicated' : o.daemonMode,
       // The cache outlives the node (warm runs); GC would empty it when the image goes.
-      configToml: `[cache_manager]\ndisable = true\ncache_dir = ${JSON.stringify(o.cacheDir)}\n`,
+      configToml: `[cache_manager]\ndisable = true\ncache_dir = ${JSON.stringify(o.cacheDir)}\n` +
+        (ref ? `[daemon]\nnydusd_path = ${JSON.stringify(NYDUSD_REF)}\nrecover_policy = "none"\n` : ''),
       logLevel: 'debug',
     });
   } else if (isStargz(o.mode)) {

@@ -132,7 +132,7 @@ function imageSection(img: ImageSummary, r: Report): string[] {
   }
   const demand = demandBytes(img);
   if (limit !== undefined && demand) {
-    const amplification = (['nydus-lazy', 'nydus-cold', 'nydus-opt'] as const).filter((m) => img.byMode[m]).map((m) =>
+    const amplification = (['nydus-lazy', 'nydus-ref', 'nydus-cold', 'nydus-opt'] as const).filter((m) => img.byMode[m]).map((m) =>
       `${MODE_LABELS[m]} fetched ${mib(img.byMode[m]!.fetchedBytes ?? 0)} MiB of chunks before ready (amplification ${((img.byMode[m]!.fetchedBytes ?? 0) / demand).toFixed(2)})`);
     lines.push('', `Physical limit ${s(limit)} s: Nydus warm ${s(img.byMode['nydus-warm']!.readyMs)} s + ${mib(demand)} MiB the container read ` +
       `(compressed chunks) at the measured ${((r.linkBytesPerSecond! * 8) / 1e6).toFixed(1)} Mbit/s. ${amplification.join('; ')}.`);
@@ -175,6 +175,9 @@ export function renderMarkdown(r: Report): string {
     '  --estargz --oci`, the snapshotter\'s prefetch and background fetch off. Default: the same image, the',
     '  snapshotter\'s defaults. Optimized: `ctr-remote image optimize --oci` ran the ready command once and put',
     '  what it read first, behind the prefetch landmark; the snapshotter\'s defaults (it prefetches that part).',
+    '- Nydus reference on demand: Nydus\'s own daemon (bench/peers/nydus-ref: crate nydus-service 0.4.0 over nydus-rafs 0.4.0',
+    '  and nydus-storage 0.7.1) run by our snapshotter in place of ours (`nydusd_path`), dedicated, same image and template,',
+    '  prefetch off; it refuses digest_validate on RAFS v6, so neither daemon in the benchmark checks it (ours verifies every chunk anyway).',
     '- "pulled from registry" is every byte the registry sent between the start and the ready line (its access log).',
     '  "node CPU" is the busy CPU of the machine minus the registry namespace and the benchmark process.',
     ...Object.entries(r.skipped).map(([m, why]) => `- ${m}: ${why}`),
@@ -188,7 +191,7 @@ export function renderChart(r: Report, img: ImageSummary): string {
   const bars = (pick: (m: ModeSummary) => number, scale: number) =>
     (Object.keys(MODE_LABELS) as Mode[]).filter((mode) => img.byMode[mode] || r.skipped[mode]).map((mode) => {
       const m = img.byMode[mode];
-      return { label: MODE_LABELS[mode], value: m ? pick(m) / scale : null, ...(m ? {} : { note: 'no containerd-stargz-grpc here' }) };
+      return { label: MODE_LABELS[mode], value: m ? pick(m) / scale : null, ...(m ? {} : { note: isStargz(mode) ? 'no containerd-stargz-grpc here' : 'not installed here' }) };
     });
   return barChartSvg({
     title: `${img.name}: cold start (${r.link}), median of ${r.options.reps}`,

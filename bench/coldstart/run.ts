@@ -3,7 +3,8 @@
  * node that has never seen it to the container's ready line, through the real containerd, with
  * the registry in its own network namespace behind a shaped link. Modes alternate within one run:
  * OCIv1 (ctr image pull + ctr run on overlayfs), Nydus on demand (ctr-remote rpull + ctr run on our
- * snapshotter, empty blob cache, prefetch off), Nydus cold (the same with the snapshotter's default
+ * snapshotter, empty blob cache, prefetch off), Nydus reference on demand (the same with Nydus's own
+ * daemon, bench/peers/nydus-ref, in place of ours), Nydus cold (the same with the snapshotter's default
  * prefetch of the image's prefetch table: for a plain conversion, the files its entrypoint needs to
  * start), Nydus warm (same, with the cache a cold run left), Nydus optimized (`nydusify optimize`
  * for the ready command, so the table is what it read), and eStargz
@@ -13,7 +14,7 @@
  * ready command, with the defaults (it prefetches what the workload read when it was recorded).
  *
  *   npm run build && npm run bench:coldstart -- [--images minimal,python3,nodejs,large]
- *       [--modes oci,nydus-lazy,nydus-cold,nydus-warm,nydus-opt,estargz,estargz-prefetch,estargz-opt] [--reps 3]
+ *       [--modes oci,nydus-lazy,nydus-ref,nydus-cold,nydus-warm,nydus-opt,estargz,estargz-prefetch,estargz-opt] [--reps 3]
  *       [--rate-mbit 100|none] [--rtt-ms 20]
  *
  * Every run is checked to be what its name says (a cold run found an empty cache and fetched
@@ -30,6 +31,7 @@ import { parseArgs } from 'node:util';
 import { ApiClient } from '../../nydusd/src/api/client.js';
 import { startContainerd } from '../../test/harness/containerd.js';
 import { listOption, numberOption } from '../cli-options.js';
+import { NYDUSD_REF } from '../peers/nydus-ref.js';
 import { stargzAvailable, STARGZ_BINARY } from '../peers/stargz.js';
 import { IMAGE_NAMES } from './images.js';
 import { checkRun, NotAsNamed } from './checks.js';
@@ -44,7 +46,7 @@ import { median } from '../median.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 2 ** 20;
-const ALL_MODES: Mode[] = ['oci', 'nydus-lazy', 'nydus-cold', 'nydus-warm', 'nydus-opt', 'estargz', 'estargz-prefetch', 'estargz-opt'];
+const ALL_MODES: Mode[] = ['oci', 'nydus-lazy', 'nydus-ref', 'nydus-cold', 'nydus-warm', 'nydus-opt', 'estargz', 'estargz-prefetch', 'estargz-opt'];
 
 const HELP = `bench/coldstart: time from pull+run to a container's ready line, OCIv1 vs Nydus (cold, warm) vs eStargz (on demand, default, optimized)
 
@@ -170,7 +172,7 @@ function namespaceCpuSeconds(link: Link): number {
 async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, link: Link, registry: BenchRegistry): Promise<RunResult> {
   const name = p.image.name;
   const cacheDir = join(o.work, 'cache', name);
-  if (mode === 'nydus-lazy' || mode === 'nydus-cold' || mode === 'nydus-opt') await rm(cacheDir, { recursive: true, force: true });
+  if (mode === 'nydus-lazy' || mode === 'nydus-ref' || mode === 'nydus-cold' || mode === 'nydus-opt') await rm(cacheDir, { recursive: true, force: true });
   const cached = existsSync(cacheDir) ? readdirSync(cacheDir).filter((f) => f.endsWith('.blob.data')).length : 0;
   mkdirSync(cacheDir, { recursive: true });
 
@@ -266,6 +268,11 @@ async function main(): Promise<void> {
     for (const m of modes.filter(isStargz)) skipped[m] = `${STARGZ_BINARY} is missing (scripts/build-peers.sh builds it); eStargz was not run`;
     modes = modes.filter((m) => !isStargz(m));
     log(`skipping eStargz: ${STARGZ_BINARY} is missing`);
+  }
+  if (modes.includes('nydus-ref') && !existsSync(NYDUSD_REF)) {
+    skipped['nydus-ref'] = `${NYDUSD_REF} is missing (scripts/build-nydus-ref.sh builds it); Nydus's own daemon was not run`;
+    modes = modes.filter((m) => m !== 'nydus-ref');
+    log(`skipping the Nydus reference: ${NYDUSD_REF} is missing`);
   }
   mkdirSync(o.work, { recursive: true });
 

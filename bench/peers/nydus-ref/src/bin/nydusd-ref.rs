@@ -9,9 +9,10 @@
 //! nydusd-ref [fuse] --mountpoint DIR --bootstrap FILE --config FILE [--apisock SOCK] [--id ID]
 //!     [--log-level LEVEL] [--thread-num N] [--prefetch-files PATH...]
 //!
-//! The API socket answers only what a snapshotter needs to supervise a dedicated daemon:
-//! `GET /api/v1/daemon` (Nydus's own daemon info: version, id, state). Upstream's API server glue
-//! is part of the nydusd binary, not of the libraries; everything else answers 501.
+//! The API socket answers what a snapshotter and the benchmarks need of a dedicated daemon, from
+//! Nydus's own exporters: `GET /api/v1/daemon` (version, id, state) and `GET /api/v1/metrics`,
+//! `/api/v1/metrics/backend`, `/api/v1/metrics/blobcache` (optionally `?id=`). Upstream's API server
+//! glue is part of the nydusd binary, not of the libraries; everything else answers 501.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -20,6 +21,7 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Context, Result};
 use nydus_api::BuildTimeInfo;
+use nydus_utils::metrics;
 use nydus_service::daemon::{DaemonController, NydusDaemon};
 use nydus_service::upgrade::FailoverPolicy;
 use nydus_service::{create_fuse_daemon, create_vfs_backend, FsBackendMountCmd, FsBackendType};
@@ -136,13 +138,20 @@ fn answer(mut stream: UnixStream, daemon: &Arc<dyn NydusDaemon>) -> Result<()> {
     }
     std::io::copy(&mut (&mut reader).take(content_length as u64), &mut std::io::sink())?;
     let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, body) = match (method, path) {
-        ("GET", "/api/v1/daemon") => match daemon.export_info(false) {
-            Ok(info) => ("200 OK", info),
-            Err(e) => ("500 Internal Server Error", error_body("InternalError", &e.to_string())),
-        },
-        _ => ("501 Not Implemented", error_body("NotImplemented", &format!("{method} {path}: not served by nydusd-ref"))),
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let id = query.split('&').find_map(|kv| kv.strip_prefix("id=")).map(str::to_string);
+    let exported = match (method, path) {
+        ("GET", "/api/v1/daemon") => Some(daemon.export_info(false).map_err(|e| e.to_string())),
+        ("GET", "/api/v1/metrics") => Some(metrics::export_global_stats(&id).map_err(|e| format!("{e:?}"))),
+        ("GET", "/api/v1/metrics/backend") => Some(metrics::export_backend_metrics(&id).map_err(|e| format!("{e:?}"))),
+        ("GET", "/api/v1/metrics/blobcache") => Some(metrics::export_blobcache_metrics(&id).map_err(|e| format!("{e:?}"))),
+        _ => None,
+    };
+    let (status, body) = match exported {
+        Some(Ok(json)) => ("200 OK", json),
+        Some(Err(e)) => ("500 Internal Server Error", error_body("InternalError", &e)),
+        None => ("501 Not Implemented", error_body("NotImplemented", &format!("{method} {path}: not served by nydusd-ref"))),
     };
     write!(
         stream,
