@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { writeSampleImage } from '../../nydusify/src/sample/sample-image.js';
 import { startContainerd, type Containerd, type StartContainerdOptions } from './containerd.js';
 import { startRegistry, type RunningRegistry } from './registry.js';
-import { startSnapshotter, type RunningSnapshotter } from './snapshotter.js';
+import { startSnapshotter, type RunningSnapshotter, type StartSnapshotterOptions } from './snapshotter.js';
 
 const exec = promisify(execFile);
 
@@ -24,6 +24,8 @@ export interface NydusNodeOptions {
   repo: string;
   /** Runs after the sample image is pushed, before the snapshotter starts (more images). */
   prepare?: (node: { work: string; ref: (name: string) => string }) => Promise<void>;
+  /** The snapshotter's options beyond its work dir (e.g. config.toml text). */
+  snapshotter?: Omit<StartSnapshotterOptions, 'workDir'>;
   /** containerd's options beyond its work dir and the nydus snapshotter. */
   containerd?: (ref: (name: string) => string, reg: RunningRegistry) => Partial<StartContainerdOptions>;
 }
@@ -56,7 +58,7 @@ export async function startNydusNode(o: NydusNodeOptions): Promise<NydusNode> {
     await exec('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', layout, `docker://${ref(`${o.repo}/sample:oci`)}`]);
     await exec(process.execPath, ['bin/nydusify.js', 'convert', '--source', ref(`${o.repo}/sample:oci`), '--target', ref(`${o.repo}/sample:nydus`), '--source-insecure', '--target-insecure', '--quiet']);
     await o.prepare?.({ work, ref });
-    const snap = (parts.snap = await startSnapshotter({ workDir: join(work, 'snap') }));
+    const snap = (parts.snap = await startSnapshotter({ ...o.snapshotter, workDir: join(work, 'snap') }));
     const ctd = (parts.ctd = await startContainerd({
       ...o.containerd?.(ref, reg),
       workDir: join(work, 'ctd'),
