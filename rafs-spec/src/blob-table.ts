@@ -4,7 +4,7 @@
  */
 import { ByteView, readFixedString, writeFixedString } from './bytes.js';
 import {
-  BLOB_ALIGNED, BLOB_ENTRY_SIZE, BLOB_ID_LEN, BLOB_INCOMPAT_MASK, BLOB_KNOWN_INCOMPAT, COMPRESSOR_IDS,
+  BLOB_ALIGNED, BLOB_ENTRY_SIZE, BLOB_ID_LEN, BLOB_INCOMPAT_MASK, BLOB_KNOWN_INCOMPAT, BLOB_UNSERVED_FEATURES, COMPRESSOR_IDS,
   DEVICE_SLOT_SIZE, DEVICE_TABLE_OFFSET, DIGESTER_IDS, EROFS_BLOCK_SIZE, MAX_CHUNKS_PER_BLOB,
   compressorFromId, digesterFromId, type CompressorName,
 } from './constants.js';
@@ -76,7 +76,10 @@ export function decodeBlobEntry(v: ByteView, off: number, index: number, chunkSi
   const features = v.u32(off + 84);
   if ((features & BLOB_ALIGNED) === 0) throw new FormatError(`blob ${index}: ALIGNED feature missing`, off + 84);
   const unknown = features & BLOB_INCOMPAT_MASK & ~BLOB_KNOWN_INCOMPAT;
-  if (unknown) throw new FormatError(`blob ${index}: unsupported features 0x${unknown.toString(16)}`, off + 84);
+  if (unknown) {
+    const names = Object.entries(BLOB_UNSERVED_FEATURES).filter(([bit]) => unknown & Number(bit)).map(([, name]) => name);
+    throw new FormatError(`blob ${index}: unsupported features 0x${unknown.toString(16)}${names.length ? ` (${names.join(', ')}: not served yet)` : ''}`, off + 84);
+  }
   const blob: BlobInfo = {
     blobId,
     chunkSize,

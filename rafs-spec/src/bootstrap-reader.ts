@@ -57,7 +57,13 @@ function checkRange(what: string, offset: number, size: number, total: number, m
   if (offset < minOffset || offset + size > total) throw new FormatError(`${what} (${size} bytes at ${offset}) lies outside the bootstrap of ${total} bytes`);
 }
 
+/** RAFS v5's superblock magic ("RAFS" little-endian) at offset 0; v6 keeps offset 0 free. */
+const RAFS_V5_MAGIC = 0x52414653;
+
 export function readBootstrap(buf: Buffer): ParsedBootstrap {
+  if (buf.length >= 8 && buf.readUInt32LE(0) === RAFS_V5_MAGIC) {
+    throw new FormatError(`a RAFS v5 bootstrap (version 0x${buf.readUInt32LE(4).toString(16)}): only RAFS v6 is served; rebuild the image with --fs-version 6`);
+  }
   if (buf.length < 2 * EROFS_BLOCK_SIZE || buf.length % EROFS_BLOCK_SIZE !== 0) {
     throw new FormatError(`bootstrap size ${buf.length} is not a multiple of 4096 of at least two blocks`);
   }

@@ -103,6 +103,15 @@ export const BLOB_HAS_TAR_HEADER = 0x1000_0000;
 export const BLOB_HAS_TOC = 0x2000_0000;
 export const BLOB_CAP_TAR_TOC = 0x4000_0000;
 export const BLOB_INCOMPAT_MASK = 0x0000_ffff;
+/** What the incompatible blob features we do not serve are, for errors that name them. */
+export const BLOB_UNSERVED_FEATURES: Record<number, string> = {
+  [BLOB_CHUNK_INFO_V2]: 'v2 chunk info',
+  [BLOB_ZRAN]: 'zran (targz-ref)',
+  [BLOB_SEPARATE]: 'separate blob meta',
+  [BLOB_TARFS]: 'tarfs',
+  [BLOB_BATCH]: 'batch chunks',
+  [BLOB_ENCRYPTED]: 'encryption',
+};
 /** Features this implementation understands inside the incompat mask. */
 export const BLOB_KNOWN_INCOMPAT = BLOB_ALIGNED | BLOB_INLINED_FS_META | BLOB_INLINED_CHUNK_DIGEST;
 /** What every blob we write carries: 4K-aligned, digests inline, tar-header trailers with a TOC. */

@@ -20,6 +20,15 @@ const FEATURE_INLINED_CHUNK_DIGEST: u32 = 0x20;
 /// the blob (ci v2, zran, tarfs, batch, encrypted).
 const FEATURE_INCOMPAT_MASK: u32 = 0xFFFF;
 const FEATURE_KNOWN_INCOMPAT: u32 = FEATURE_ALIGNED | FEATURE_INLINED_FS_META | FEATURE_INLINED_CHUNK_DIGEST;
+/// What the incompatible features we do not serve are, for errors that name them.
+const UNSERVED_FEATURES: [(u32, &str); 6] = [
+    (0x4, "v2 chunk info"),
+    (0x8, "zran (targz-ref)"),
+    (0x10, "separate blob meta"),
+    (0x40, "tarfs"),
+    (0x80, "batch chunks"),
+    (0x100, "encryption"),
+];
 
 /// One blob as the blob table describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +76,7 @@ fn digester(id: u32, what: &str) -> Result<Digester> {
 /// Lowercase only: the id names cache files and registry digests, which are
 /// lowercase; an uppercase twin would be a second name for one blob (one the
 /// snapshotter's cache GC never collects).
-fn hex_id(raw: &[u8], what: &str) -> Result<String> {
+pub fn hex_id(raw: &[u8], what: &str) -> Result<String> {
     if raw.len() != 64 || !raw.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
         bail!("{what}: the blob id is not 64 lowercase hex characters");
     }
@@ -82,7 +91,15 @@ pub fn read_table(b: &Bytes, offset: u64, count: u64, chunk_size: u32) -> Result
     for i in 0..count {
         let what = format!("blob {i}");
         let e = b.slice(offset + i * ENTRY_SIZE, ENTRY_SIZE, "blob table entry")?;
-        let id = hex_id(&e[0..64], &what)?;
+        // A blob that carries its own bootstrap (Nydus's --blob-inline-meta) cannot know its
+        // digest when that bootstrap is written: Nydus's builder fills the id with 'x' (or
+        // leaves it zero), to be named by the file the bootstrap is read from (Bootstrap::open).
+        let placeholder = e[0..64].iter().all(|&c| c == b'x') || e[0..64].iter().all(|&c| c == 0);
+        let id = if placeholder && le32(e, 84) & FEATURE_INLINED_FS_META != 0 {
+            String::new()
+        } else {
+            hex_id(&e[0..64], &what)?
+        };
         if le32(e, 64) as u64 != i {
             bail!("{what}: the table entry says it is blob {}", le32(e, 64));
         }
@@ -99,7 +116,9 @@ pub fn read_table(b: &Bytes, offset: u64, count: u64, chunk_size: u32) -> Result
         }
         let unknown = features & FEATURE_INCOMPAT_MASK & !FEATURE_KNOWN_INCOMPAT;
         if unknown != 0 {
-            bail!("{what}: unsupported feature bits 0x{unknown:x}");
+            let names: Vec<&str> = UNSERVED_FEATURES.iter().filter(|(bit, _)| unknown & bit != 0).map(|(_, name)| *name).collect();
+            let named = if names.is_empty() { String::new() } else { format!(" ({}: not served yet)", names.join(", ")) };
+            bail!("{what}: unsupported feature bits 0x{unknown:x}{named}");
         }
         let uncompressed_size = safe(le64(e, 96), &format!("{what}: uncompressed size"))?;
         if !uncompressed_size.is_multiple_of(BLOCK) {

@@ -90,14 +90,31 @@ impl std::fmt::Debug for Bootstrap {
 }
 
 impl Bootstrap {
-    /// Reads `path` into memory and validates it.
+    /// Reads `path` into memory and validates it. A blob the table leaves unnamed
+    /// (it carries this bootstrap inline) takes its id from the file's name, as
+    /// Nydus does: `<sha256>` or `<sha256>.boot`.
     pub fn open(path: &Path) -> Result<Bootstrap> {
         let bytes = Bytes::read(path).map_err(|e| RafsError::io(format!("{}: {e}", path.display())))?;
-        Self::load(bytes)
+        let mut this = Self::load(bytes)?;
+        this.name_unnamed_blobs(Some(path))?;
+        Ok(this)
     }
 
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Bootstrap> {
-        Self::load(Bytes::owned(bytes))
+        let mut this = Self::load(Bytes::owned(bytes))?;
+        this.name_unnamed_blobs(None)?;
+        Ok(this)
+    }
+
+    fn name_unnamed_blobs(&mut self, path: Option<&Path>) -> Result<()> {
+        for (i, blob) in self.blobs.iter_mut().enumerate().filter(|(_, b)| b.id.is_empty()) {
+            let what = format!("blob {i} carries its own bootstrap and has no id in the table; its id comes from the bootstrap's file name");
+            let Some(path) = path else { bail!("{what}, and there is no file") };
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = name.split('.').next().unwrap_or_default();
+            blob.id = blob::hex_id(stem.as_bytes(), &format!("{what} ({name})"))?;
+        }
+        Ok(())
     }
 
     fn load(bytes: Bytes) -> Result<Bootstrap> {

@@ -73,8 +73,17 @@ fn table_range(b: &Bytes, what: &str, off: u64, size: u64, min: u64, aligned: bo
     }
 }
 
+/// RAFS v5's superblock magic ("RAFS" little-endian) at offset 0; v6 keeps offset 0 free.
+const RAFS_V5_MAGIC: u32 = 0x5241_4653;
+
 pub fn read(b: &Bytes) -> Result<(Super, Vec<BlobInfo>)> {
     let len = b.len();
+    if len >= 8 {
+        let head = b.slice(0, 8, "first bytes")?;
+        if le32(head, 0) == RAFS_V5_MAGIC {
+            bail!("a RAFS v5 bootstrap (version 0x{:x}): only RAFS v6 is served; rebuild the image with --fs-version 6", le32(head, 4));
+        }
+    }
     if len < 2 * BLOCK || !len.is_multiple_of(BLOCK) {
         bail!("bootstrap size {len} is not a multiple of 4096 of at least two blocks");
     }
