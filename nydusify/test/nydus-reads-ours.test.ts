@@ -2,7 +2,9 @@
  * Ours -> Nydus: every kind of image our builder writes is mounted by Nydus's own daemon
  * (nydusd-ref: crate nydus-service's FUSE server over nydus-rafs and nydus-storage, built by
  * scripts/build-nydus-ref.sh, which scripts/setup.sh runs) and must read back identical to its
- * source: content, mode, owner, size, mtime, symlink target, hard links, rdev and xattrs.
+ * source: content, mode, owner, size, mtime, symlink target, hard links, rdev and xattrs; and
+ * Nydus's validation (nydus-ref-build check: load, then validate every inode and chunk reference,
+ * as upstream `nydus-image check` does) accepts each bootstrap.
  * Nydus's reader and storage code do all of it: bootstrap parsing, chunk lookup, blob fetch from
  * a localfs backend, decompression and its blobcache.
  *
@@ -17,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { MS_RDONLY, mount, umount } from '../../native/index.js';
 import { readBootstrap, type ParsedBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
-import { NYDUSD_REF } from '../../bench/peers/nydus-ref.js';
+import { NYDUS_REF_BUILD, NYDUSD_REF } from '../../bench/peers/nydus-ref.js';
 import { startNydusd } from '../../test/harness/nydusd.js';
 import { type BuildOptions } from '../src/builder/build.js';
 import { exportRawBlobs } from '../src/builder/export.js';
@@ -53,8 +55,9 @@ function save(bootstrap: Buffer, name: string): string {
   return path;
 }
 
-/** Snapshots the image as Nydus's own daemon serves it. */
+/** Nydus's validation accepts the bootstrap; then snapshots the image as Nydus's own daemon serves it. */
 async function throughNydus(bootstrap: string, name: string, opts: { mtime?: boolean; skipTypes?: string[] } = {}): Promise<Map<string, Rec>> {
+  expect(execFileSync(NYDUS_REF_BUILD, ['check', '--bootstrap', bootstrap], { encoding: 'utf8' })).toMatch(/inodes, \d+ chunk references, valid/);
   const mnt = join(work, `mnt-${name}`);
   mkdirSync(mnt, { recursive: true });
   const d = await startNydusd({

@@ -6,6 +6,7 @@
 //!     [--parent-bootstrap FILE] [--chunk-dict FILE] [--chunk-size 0x100000] [--batch-size 0x10000]
 //!     [--compressor zstd|lz4_block|none] [--fs-version 5|6] [--blob-inline-meta]
 //! nydus-ref-build merge --bootstrap FILE [--chunk-dict FILE] LAYER-BOOTSTRAP...
+//! nydus-ref-build check --bootstrap FILE
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -28,7 +29,8 @@ const USAGE: &str = "usage:
       [--type tar-rafs|targz-rafs|targz-ref] [--gzip (= --type targz-rafs)] [--parent-bootstrap FILE]
       [--chunk-dict FILE] [--chunk-size 0x100000] [--batch-size 0x10000]
       [--compressor zstd|lz4_block|none] [--fs-version 5|6] [--blob-inline-meta]
-  nydus-ref-build merge --bootstrap FILE [--chunk-dict FILE] LAYER-BOOTSTRAP...";
+  nydus-ref-build merge --bootstrap FILE [--chunk-dict FILE] LAYER-BOOTSTRAP...
+  nydus-ref-build check --bootstrap FILE";
 
 struct Create {
     source: PathBuf,
@@ -208,9 +210,36 @@ fn merge(a: Merge) -> Result<()> {
     Ok(())
 }
 
+/// Nydus's own validation of a bootstrap (what upstream `nydus-image check` runs): load it, then
+/// walk every inode from the root, validating each and every chunk reference of each file.
+fn check(args: Vec<String>) -> Result<()> {
+    let bootstrap = match args.as_slice() {
+        [flag, path] if flag == "--bootstrap" => PathBuf::from(path),
+        _ => bail!("{USAGE}"),
+    };
+    let config = Arc::new(ConfigV2::default());
+    let (rs, _) = RafsSuper::load_from_file(&bootstrap, config, false).with_context(|| format!("loading {}", bootstrap.display()))?;
+    let (max_ino, chunk_size) = (rs.get_max_ino(), rs.meta.chunk_size as u64);
+    let (mut inodes, mut chunks) = (0u64, 0u64);
+    rs.walk_directory::<PathBuf>(rs.superblock.root_ino(), None, &mut |inode, path| {
+        inode.validate(max_ino, chunk_size).with_context(|| format!("{}: inode validation", path.display()))?;
+        if inode.is_reg() {
+            for i in 0..inode.get_chunk_count() {
+                inode.get_chunk_info(i).with_context(|| format!("{}: chunk {i}", path.display()))?;
+                chunks += 1;
+            }
+        }
+        inodes += 1;
+        Ok(())
+    })?;
+    println!("checked {}: {inodes} inodes, {chunks} chunk references, valid", bootstrap.display());
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("check") => check(args.split_off(1)),
         Some("merge") => merge(parse_merge(args.split_off(1))?),
         Some("create") => create(parse_create(args.split_off(1))?),
         _ => create(parse_create(args)?),
