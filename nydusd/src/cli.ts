@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 
 import { helpText, parseCommand, UsageError, type CommandSpec } from '../../nydusify/src/cli/args.js';
-import { logger, setLogLevel } from '../../nydusify/src/util/log.js';
+import { logger, logToFile, setLogLevel } from '../../nydusify/src/util/log.js';
 import { ApiServer } from './api/server.js';
 import { loadConfigFile, localfsConfig } from './config.js';
 import { DaemonController } from './controller.js';
@@ -23,7 +23,8 @@ export const FUSE_COMMAND: CommandSpec = {
     'prefetch-files': { type: 'string', value: 'file', help: 'newline-separated paths to prefetch, overriding the image prefetch table' },
     'thread-num': { type: 'string', value: 'n', default: '4', help: 'FUSE worker threads' },
     'log-level': { type: 'string', short: 'l', value: 'level', default: 'info', help: 'trace, debug, info, warn, error' },
-    'log-file': { type: 'string', short: 'L', value: 'file', help: 'accepted for compatibility; logs go to stderr' },
+    'log-file': { type: 'string', short: 'L', value: 'file', help: 'write logs to this file instead of stderr' },
+    'log-rotation-size': { type: 'string', value: 'MiB', default: '0', help: 'with --log-file: start a new file (the old one kept as FILE.1) past this many MiB; 0 never' },
     id: { type: 'string', value: 'id', help: 'daemon id (reported by the API)' },
     supervisor: { type: 'string', value: 'sock', help: 'supervisor socket (reported by the API; state for failover goes to --takeover-state)' },
     'fuse-fd': { type: 'string', value: 'n', help: 'serve on this inherited, opened /dev/fuse (a supervisor holding a copy keeps the mount alive if nydusd dies)' },
@@ -47,6 +48,9 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   setLogLevel(String(v['log-level']));
+  const rotate = Number(v['log-rotation-size']);
+  if (!Number.isInteger(rotate) || rotate < 0) throw new UsageError(`--log-rotation-size must be a whole number of MiB (got ${v['log-rotation-size']})`);
+  if (typeof v['log-file'] === 'string') logToFile(v['log-file'], rotate);
   const fuseFd = v['fuse-fd'] === undefined ? undefined : Number(v['fuse-fd']);
   if (fuseFd !== undefined && !(Number.isInteger(fuseFd) && fuseFd >= 0)) throw new UsageError(`--fuse-fd must be a file descriptor number (got ${v['fuse-fd']})`);
   const policy = String(v['failover-policy']);

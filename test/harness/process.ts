@@ -410,3 +410,54 @@ export function exitWithin(child: ChildProcess, ms: number): Promise<number | st
     });
   });
 }
+
+/** Resolves once one connection to the unix socket succeeds, rejects on any error. */
+function connectOnce(path: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ path });
+    const done = (err?: Error) => {
+      s.destroy();
+      if (err) reject(err);
+      else resolve();
+    };
+    s.once('connect', () => done());
+    s.once('error', (e) => done(e));
+    s.setTimeout(timeoutMs, () => done(new Error(`connect ${path}: timed out`)));
+  });
+}
+
+/**
+ * Waits for a daemon's "serving" log line on stderr (written after it listens), as an event on
+ * its output, then confirms with one connect to its unix socket. Fails early if the process exits.
+ */
+export async function waitServing(proc: ManagedProcess, o: { marker: string; socket: string; timeoutMs: number }): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    let seen = '';
+    const cleanup = () => {
+      clearTimeout(timer);
+      proc.child.stderr?.off('data', onData);
+    };
+    const onData = (c: Buffer) => {
+      seen = (seen + c.toString('utf8')).slice(-4096);
+      if (seen.includes(o.marker)) {
+        cleanup();
+        resolve();
+      }
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`${proc.name} did not serve within ${o.timeoutMs} ms:\n${proc.logs().slice(-4000)}`));
+    }, o.timeoutMs);
+    proc.child.stderr?.on('data', onData);
+    void proc.exited.then((st) => {
+      cleanup();
+      reject(new Error(`${proc.name} exited (${JSON.stringify(st)}) before serving:\n${proc.logs().slice(-4000)}`));
+    });
+    // The line may have arrived before we listened.
+    if (proc.logs().includes(o.marker)) {
+      cleanup();
+      resolve();
+    }
+  });
+  await connectOnce(o.socket, 2000);
+}

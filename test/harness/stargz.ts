@@ -5,12 +5,11 @@
  * whatever FUSE mount the snapshotter left under its root.
  */
 import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 
 import { STARGZ_BINARY } from '../../bench/peers/stargz.js';
 import { unmountUnder } from '../../snapshotter/src/fsutil.js';
-import { onExitCleanup, spawnProcess, type ManagedProcess } from './process.js';
+import { onExitCleanup, spawnProcess, waitServing, type ManagedProcess } from './process.js';
 
 export { STARGZ_BINARY, stargzAvailable } from '../../bench/peers/stargz.js';
 
@@ -42,58 +41,6 @@ export interface RunningStargz {
   logs(): string;
   /** SIGTERM (SIGKILL after 10 s) to our pid only, then detach any mount left under root. */
   stop(): Promise<void>;
-}
-
-/** Resolves once one connection to the unix socket succeeds, rejects on any error. */
-function connectOnce(path: string, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ path });
-    const done = (err?: Error) => {
-      s.destroy();
-      if (err) reject(err);
-      else resolve();
-    };
-    s.once('connect', () => done());
-    s.once('error', (e) => done(e));
-    s.setTimeout(timeoutMs, () => done(new Error(`connect ${path}: timed out`)));
-  });
-}
-
-/**
- * Waits for the daemon's "serving" log line (written after it listens), as an event on its
- * output, then confirms with one connect to the socket. Fails early if the process exits.
- */
-async function waitServing(proc: ManagedProcess, address: string, timeoutMs: number): Promise<void> {
-  const marker = 'stargz snapshotter serving';
-  await new Promise<void>((resolve, reject) => {
-    let seen = '';
-    const cleanup = () => {
-      clearTimeout(timer);
-      proc.child.stderr?.off('data', onData);
-    };
-    const onData = (c: Buffer) => {
-      seen = (seen + c.toString('utf8')).slice(-4096);
-      if (seen.includes(marker)) {
-        cleanup();
-        resolve();
-      }
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`containerd-stargz-grpc did not serve within ${timeoutMs} ms:\n${proc.logs().slice(-4000)}`));
-    }, timeoutMs);
-    proc.child.stderr?.on('data', onData);
-    void proc.exited.then((st) => {
-      cleanup();
-      reject(new Error(`containerd-stargz-grpc exited (${JSON.stringify(st)}) before serving:\n${proc.logs().slice(-4000)}`));
-    });
-    // The line may have arrived before we listened.
-    if (proc.logs().includes(marker)) {
-      cleanup();
-      resolve();
-    }
-  });
-  await connectOnce(address, 2000);
 }
 
 export async function startStargzSnapshotter(o: StartStargzOptions): Promise<RunningStargz> {
@@ -133,7 +80,7 @@ export async function startStargzSnapshotter(o: StartStargzOptions): Promise<Run
   };
 
   try {
-    await waitServing(proc, address, o.readyTimeoutMs ?? 30_000);
+    await waitServing(proc, { marker: 'stargz snapshotter serving', socket: address, timeoutMs: o.readyTimeoutMs ?? 30_000 });
   } catch (e) {
     await stop();
     throw e;

@@ -2,6 +2,8 @@
  * Structured logs on stderr: logfmt-style lines (`level=info msg="..." key=value`), or JSON lines
  * with NYDUS_LOG_FORMAT=json. Level from --log-level or NYDUS_LOG_LEVEL.
  */
+import { closeSync, fstatSync, openSync, renameSync, writeSync } from 'node:fs';
+
 export type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Level[] = ['trace', 'debug', 'info', 'warn', 'error'];
 
@@ -20,6 +22,24 @@ let sink: (line: string) => void = (line) => process.stderr.write(line);
 /** Where log lines go (stderr unless told otherwise, e.g. stdout for --log-to-stdout). */
 export function setLogSink(write: (line: string) => void): void {
   sink = write;
+}
+
+/**
+ * Log lines go to `path` (appended), renamed to `path.1` once it would pass `rotateMiB` MiB
+ * (0: never), as nydusd's `--log-file` and `--log-rotation-size` do.
+ */
+export function logToFile(path: string, rotateMiB = 0): void {
+  let fd = openSync(path, 'a');
+  let size = fstatSync(fd).size;
+  setLogSink((line) => {
+    if (rotateMiB > 0 && size > 0 && size + Buffer.byteLength(line) > rotateMiB * 2 ** 20) {
+      closeSync(fd);
+      renameSync(path, `${path}.1`);
+      fd = openSync(path, 'a');
+      size = 0;
+    }
+    size += writeSync(fd, line);
+  });
 }
 
 export function log(level: Level, msg: string, fields: Record<string, unknown> = {}): void {

@@ -1,0 +1,112 @@
+/**
+ * Runs the real nydus-snapshotter (bench/peers/nydus-snapshotter, built by scripts/build-peers.sh)
+ * as a process for tests: root, sockets, config.toml and log under one work dir; ready once its
+ * socket accepts connections. stop() ends the process it started, then every daemon started under
+ * its root (they name the root on their command line), then detaches what is left mounted there.
+ */
+import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { NYDUS_SNAPSHOTTER_BINARY } from '../../bench/peers/nydus-snapshotter.js';
+import { unmountUnder } from '../../snapshotter/src/fsutil.js';
+import { processesNaming } from '../../snapshotter/src/daemons.js';
+import { onExitCleanup, spawnProcess, waitServing, type ManagedProcess } from './process.js';
+
+export { NYDUS_SNAPSHOTTER_BINARY };
+
+export interface StartNydusSnapshotterOptions {
+  /** Holds root/, the sockets, config.toml, the nydusd template and the log. */
+  workDir: string;
+  /** The nydusd it runs (`[daemon] nydusd_path`). */
+  nydusdPath: string;
+  /** The nydusd JSON template (`[daemon] nydusd_config`). */
+  nydusdConfig: unknown;
+  /** More config.toml text, appended. */
+  configToml?: string;
+}
+
+export interface RunningNydusSnapshotter {
+  address: string;
+  root: string;
+  proc: ManagedProcess;
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+/** Kills every daemon started under `root` (each names a path below it) and detaches its mounts. */
+function reap(root: string): void {
+  for (const p of processesNaming(`${root}/`)) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  unmountUnder(root);
+}
+
+export async function startNydusSnapshotter(o: StartNydusSnapshotterOptions): Promise<RunningNydusSnapshotter> {
+  mkdirSync(o.workDir, { recursive: true });
+  const workDir = realpathSync(o.workDir);
+  const root = join(workDir, 'root');
+  const address = join(workDir, 'nydus.sock');
+  const nydusdConfig = join(workDir, 'nydusd-config.json');
+  writeFileSync(nydusdConfig, JSON.stringify(o.nydusdConfig, null, 2));
+  const configPath = join(workDir, 'config.toml');
+  writeFileSync(configPath, [
+    'version = 1',
+    `root = ${JSON.stringify(root)}`,
+    `address = ${JSON.stringify(address)}`,
+    'daemon_mode = "dedicated"',
+    '[daemon]',
+    `nydusd_path = ${JSON.stringify(o.nydusdPath)}`,
+    `nydusd_config = ${JSON.stringify(nydusdConfig)}`,
+    'fs_driver = "fusedev"',
+    'recover_policy = "restart"',
+    '[log]',
+    'log_to_stdout = true',
+    'level = "debug"',
+    `log_dir = ${JSON.stringify(join(workDir, 'logs'))}`,
+    '[system]',
+    'enable = false',
+    '[cache_manager]',
+    'disable = true',
+    o.configToml ?? '',
+    '',
+  ].join('\n'));
+  const logFile = join(workDir, 'nydus-snapshotter.log');
+  writeFileSync(logFile, '');
+  const unregister = onExitCleanup(() => reap(root));
+  const proc = spawnProcess(NYDUS_SNAPSHOTTER_BINARY, ['--config', configPath, '--log-level', 'debug'], { name: 'nydus-snapshotter', logFile });
+
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    try {
+      await proc.stop(10_000);
+    } finally {
+      reap(root);
+      unregister();
+    }
+  };
+  try {
+    await waitServing(proc, { marker: 'nydus-snapshotter serving', socket: address, timeoutMs: 30_000 });
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return {
+    address,
+    root,
+    proc,
+    logs: () => {
+      try {
+        return readFileSync(logFile, 'utf8');
+      } catch {
+        return proc.logs();
+      }
+    },
+    stop,
+  };
+}
