@@ -10,8 +10,8 @@ const work = mkdtempSync(join(tmpdir(), 'log-file-'));
 afterEach(() => setLogSink((line) => process.stderr.write(line)));
 
 describe('logToFile', () => {
-  it('appends lines and starts a new file past the rotation size, keeping the old one as .1', () => {
-    const path = join(work, 'nydusd.log');
+  it('creates its directory, appends lines and starts a new file past the rotation size, keeping the old one as .1', () => {
+    const path = join(work, 'not-yet', 'nydusd.log');
     logToFile(path, 1);
     const line = 'x'.repeat(1000);
     for (let i = 0; i < 1100; i++) logger.info(line, { i });

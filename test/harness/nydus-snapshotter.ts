@@ -21,6 +21,8 @@ export interface StartNydusSnapshotterOptions {
   nydusdPath: string;
   /** The nydusd JSON template (`[daemon] nydusd_config`). */
   nydusdConfig: unknown;
+  /** `daemon_mode`: one nydusd per image (default) or one for all, images mounted through its API. */
+  daemonMode?: 'dedicated' | 'shared';
   /** More config.toml text, appended. */
   configToml?: string;
 }
@@ -57,14 +59,15 @@ export async function startNydusSnapshotter(o: StartNydusSnapshotterOptions): Pr
     'version = 1',
     `root = ${JSON.stringify(root)}`,
     `address = ${JSON.stringify(address)}`,
-    'daemon_mode = "dedicated"',
+    `daemon_mode = ${JSON.stringify(o.daemonMode ?? 'dedicated')}`,
     '[daemon]',
     `nydusd_path = ${JSON.stringify(o.nydusdPath)}`,
     `nydusd_config = ${JSON.stringify(nydusdConfig)}`,
     'fs_driver = "fusedev"',
     'recover_policy = "restart"',
+    // Daemons log to files under log_dir (nydus-snapshotter passes them --log-file).
     '[log]',
-    'log_to_stdout = true',
+    'log_to_stdout = false',
     'level = "debug"',
     `log_dir = ${JSON.stringify(join(workDir, 'logs'))}`,
     '[system]',
@@ -84,11 +87,21 @@ export async function startNydusSnapshotter(o: StartNydusSnapshotterOptions): Pr
     if (stopped) return;
     stopped = true;
     try {
-      await proc.stop(10_000);
+      // Its daemons may hold its stdout and stderr open, so the process's 'close' (which
+      // proc.stop waits for) comes only once they are gone: wait for its exit, reap, then close.
+      const child = proc.child;
+      if (child.exitCode === null && child.signalCode === null) {
+        const gone = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await gone;
+        clearTimeout(timer);
+      }
     } finally {
       reap(root);
       unregister();
     }
+    await proc.exited;
   };
   try {
     await waitServing(proc, { marker: 'nydus-snapshotter serving', socket: address, timeoutMs: 30_000 });

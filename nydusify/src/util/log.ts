@@ -2,7 +2,8 @@
  * Structured logs on stderr: logfmt-style lines (`level=info msg="..." key=value`), or JSON lines
  * with NYDUS_LOG_FORMAT=json. Level from --log-level or NYDUS_LOG_LEVEL.
  */
-import { closeSync, fstatSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 export type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Level[] = ['trace', 'debug', 'info', 'warn', 'error'];
@@ -26,9 +27,11 @@ export function setLogSink(write: (line: string) => void): void {
 
 /**
  * Log lines go to `path` (appended), renamed to `path.1` once it would pass `rotateMiB` MiB
- * (0: never), as nydusd's `--log-file` and `--log-rotation-size` do.
+ * (0: never), as nydusd's `--log-file` and `--log-rotation-size` do. Creates the directory.
  */
 export function logToFile(path: string, rotateMiB = 0): void {
+  // Callers name a file in a directory of their own that may not exist yet (upstream creates it).
+  mkdirSync(dirname(path), { recursive: true });
   let fd = openSync(path, 'a');
   let size = fstatSync(fd).size;
   setLogSink((line) => {
