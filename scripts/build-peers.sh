@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds the Go peers we compile ourselves, each our own small main over a project's published
-# library, into a cache OUTSIDE the repository, keyed by a hash of the sources, so each rebuilds
-# only when it changes:
-#   bench/peers/stargz-grpc       -> containerd-stargz-grpc (the stargz snapshotter)
-#   bench/peers/nydus-snapshotter -> nydus-snapshotter-grpc (the real nydus-snapshotter)
+# Builds the Go programs we compile ourselves from the Go module proxy, into a cache OUTSIDE the
+# repository, keyed by a hash of the sources, so each rebuilds only when it changes:
+#   bench/peers/stargz-grpc       -> containerd-stargz-grpc (the stargz snapshotter, our main over its library)
+#   bench/peers/nydus-snapshotter -> nydus-snapshotter-grpc (the real nydus-snapshotter, our main over its module)
+#   test/tools/nerdctl            -> nerdctl (its own cmd/nerdctl, pinned by that module's go.mod/go.sum)
 # as ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/peers/<hash>/<name>, linked from
 # ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/bin/<name>. Go modules come from the Go module proxy through
 # the committed go.mod/go.sum (go build's default -mod=readonly: nothing is re-resolved).
@@ -16,7 +16,7 @@ command -v go >/dev/null || { echo "build-peers: go not found on PATH (Go >= 1.2
 mkdir -p "$CACHE/bin"
 
 build() {
-  local src=$1 name=$2 hash out link start
+  local src=$1 name=$2 pkg=${3:-.} hash out link start
   # The key covers the sources and the toolchain, not the repository path.
   hash=$( { cat "$src/go.mod" "$src/go.sum" "$src"/*.go; go env GOVERSION GOOS GOARCH; } | sha256sum | cut -c1-16)
   out="$CACHE/peers/$hash/$name"
@@ -27,9 +27,9 @@ build() {
     mkdir -p "$CACHE/peers/$hash"
     echo "build-peers: building $name (sources $hash) ..."
     start=$(date +%s)
-    # CGO off: a static binary, no C toolchain or headers needed; neither library needs cgo.
+    # CGO off: a static binary, no C toolchain or headers needed; none of them needs cgo.
     # Build into a temporary name, then rename: an interrupted build never leaves a half-written binary.
-    (cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$out.tmp.$$" .)
+    (cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$out.tmp.$$" "$pkg")
     mv -f "$out.tmp.$$" "$out"
     echo "build-peers: built $out in $(( $(date +%s) - start )) s"
   fi
@@ -43,3 +43,6 @@ build() {
 
 build bench/peers/stargz-grpc containerd-stargz-grpc
 build bench/peers/nydus-snapshotter nydus-snapshotter-grpc
+# The checksum database has no entry for nerdctl v2.0.3 here (its lookup answers 404), so go install
+# cannot verify it; its hash was recorded once in test/tools/nerdctl/go.sum, which pins it from then on.
+build test/tools/nerdctl nerdctl github.com/containerd/nerdctl/v2/cmd/nerdctl
