@@ -6,50 +6,34 @@
  * Its state lives under the test's directory; the plain-http registry is allowed with
  * --insecure-registry.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { NYDUS_TS_CACHE } from '../../bench/peers/stargz.js';
 import { ApiClient } from '../../nydusd/src/api/client.js';
+import { NERDCTL, nerdctl as makeNerdctl, type Nerdctl } from '../../test/harness/nerdctl.js';
 import { startNydusNode, type NydusNode } from '../../test/harness/nydus-node.js';
 
-const exec = promisify(execFile);
-const NERDCTL = join(NYDUS_TS_CACHE, 'bin', 'nerdctl');
-/** nerdctl's default bridge; removed after the tests only if they created it. */
-const BRIDGE = 'nerdctl0';
-
 let node: NydusNode | undefined;
-let bridgeExisted = false;
+let cli: Nerdctl | undefined;
 
 async function nerdctl(args: string[]): Promise<string> {
-  const n = node!;
-  const global = [
-    '--address', n.ctd.address, '--namespace', 'nerdctl-e2e', '--snapshotter', 'nydus', '--insecure-registry',
-    '--data-root', join(n.work, 'nerdctl'), '--cni-path', '/usr/lib/cni', '--cni-netconfpath', join(n.work, 'cni'),
-    '--cgroup-manager', 'cgroupfs',
-  ];
   try {
-    const { stdout } = await exec(NERDCTL, [...global, ...args], { timeout: 120_000, maxBuffer: 1 << 24 });
-    return stdout;
+    return await cli!.run(args);
   } catch (e) {
-    const err = e as Error & { stdout?: string; stderr?: string };
-    throw new Error(`nerdctl ${args.join(' ')}: ${err.message}\n${err.stdout ?? ''}${err.stderr ?? ''}\n--- snapshotter log ---\n${n.snap.logs().slice(-6000)}`);
+    throw new Error(`${(e as Error).message}\n--- snapshotter log ---\n${node!.snap.logs().slice(-6000)}`);
   }
 }
 
 beforeAll(async () => {
   if (!existsSync(NERDCTL)) throw new Error(`${NERDCTL} is missing: scripts/setup.sh builds it (scripts/build-peers.sh)`);
-  bridgeExisted = existsSync(`/sys/class/net/${BRIDGE}`);
   node = await startNydusNode({ prefix: 'snap-nerdctl-', repo: 'nerd' });
-  mkdirSync(join(node.work, 'cni'), { recursive: true });
+  cli = makeNerdctl({ address: node.ctd.address, workDir: join(node.work, 'nerdctl'), namespace: 'nerdctl-e2e', snapshotter: 'nydus' });
 }, 180_000);
 
 afterAll(async () => {
   await node?.stop();
-  if (!bridgeExisted && existsSync(`/sys/class/net/${BRIDGE}`)) await exec('ip', ['link', 'del', BRIDGE]).catch(() => undefined);
+  await cli?.removeBridge();
 }, 60_000);
 
 describe('nerdctl --snapshotter nydus', () => {

@@ -2,17 +2,19 @@
  * The quick start: one command that runs the main job end to end on built-in defaults. It starts a
  * local registry, builds a multi-layer sample image from Debian's busybox-static, pushes it with
  * skopeo, converts it to Nydus, checks the result against the source, starts a container from the
- * Nydus image lazily (containerd, our snapshotter and its nydusd: only the chunks the container
- * reads are fetched), converts a second version of the image with the first as chunk dictionary,
- * and prints the size and dedup figures.
+ * Nydus image lazily with nerdctl (containerd, our snapshotter and its nydusd: only the chunks the
+ * container reads are fetched) and the OCIv1 image the same way, converts a second version of the
+ * image with the first as chunk dictionary, and prints the times, bytes and dedup figures.
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ApiClient } from '../../../nydusd/src/api/client.js';
 import { startContainerd } from '../../../test/harness/containerd.js';
+import { NERDCTL, nerdctl, type Nerdctl } from '../../../test/harness/nerdctl.js';
 import { startRegistry } from '../../../test/harness/registry.js';
 import { startSnapshotter } from '../../../test/harness/snapshotter.js';
 import { check } from '../check.js';
@@ -34,12 +36,16 @@ function report(title: string, r: ConvertResult): void {
   process.stdout.write(`  uploaded           ${humanBytes(r.uploadedBytes)} in ${r.seconds.toFixed(1)} s\n`);
 }
 
+interface Ran { output: string; seconds: number }
+
 /**
- * The main job: `ctr-remote image rpull` + `ctr run` of the Nydus image through a containerd and
- * our snapshotter of their own (in the work dir, stopped afterwards). Returns the container's
- * output and how many blob bytes nydusd fetched for it.
+ * The main job, as users type it: `nerdctl --snapshotter nydus run --rm` of the Nydus image through
+ * a containerd and our snapshotter of their own (in the work dir, stopped afterwards), then
+ * `nerdctl run --rm` of the OCIv1 image on containerd's overlayfs, the same way. Returns each run's
+ * output and time, and how many blob bytes nydusd fetched for the Nydus one.
  */
-async function runLazily(work: string, ref: string): Promise<{ output: string; seconds: number; fetched: number; requests: number }> {
+async function runBoth(work: string, nydusRef: string, ociRef: string): Promise<{ nydus: Ran & { fetched: number; requests: number }; oci: Ran }> {
+  if (!existsSync(NERDCTL)) throw new Error(`${NERDCTL} is missing: run scripts/setup.sh first (it builds nerdctl)`);
   const snap = await startSnapshotter({
     workDir: join(work, 'snapshotter'), daemonMode: 'shared', logLevel: 'info',
     // The snapshotter's defaults, with the local registry's plain HTTP said up front.
@@ -48,24 +54,28 @@ async function runLazily(work: string, ref: string): Promise<{ output: string; s
       mode: 'direct', fs_prefetch: { enable: true, threads_count: 4, merging_size: 1048576, prefetch_all: false },
     },
   });
+  let cli: Nerdctl | undefined;
   try {
     const ctd = await startContainerd({ workDir: join(work, 'containerd'), snapshotters: [{ name: 'nydus', address: snap.address }] });
     try {
-      const started = performance.now();
-      const pulled = await ctd.ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'nydus', ref]);
-      if (pulled.code !== 0) throw new Error(`ctr-remote image rpull failed: ${pulled.stderr.trim()}`);
-      const ran = await ctd.ctr(['run', '--rm', '--snapshotter', 'nydus', ref, 'quickstart']);
-      if (ran.code !== 0) throw new Error(`ctr run failed: ${ran.stderr.trim()}`);
-      const seconds = (performance.now() - started) / 1000;
+      const timed = async (args: string[]): Promise<Ran> => {
+        const started = performance.now();
+        const output = (await cli!.run(args)).trim();
+        return { output, seconds: (performance.now() - started) / 1000 };
+      };
+      cli = nerdctl({ address: ctd.address, workDir: join(work, 'nerdctl') });
+      const nydus = await timed(['--snapshotter', 'nydus', 'run', '--rm', nydusRef]);
       const daemon = (await snap.daemons())[0];
       if (!daemon) throw new Error('the snapshotter ran no nydusd: the container did not run from the Nydus image');
       const backend = await new ApiClient(daemon.api_socket).metrics('backend');
-      return { output: ran.stdout.trim(), seconds, fetched: backend.read_amount_total, requests: backend.read_count };
+      const oci = await timed(['run', '--rm', ociRef]);
+      return { nydus: { ...nydus, fetched: backend.read_amount_total, requests: backend.read_count }, oci };
     } finally {
       await ctd.stop();
     }
   } finally {
     await snap.stop();
+    await cli?.removeBridge();
   }
 }
 
@@ -92,17 +102,20 @@ export async function main(): Promise<number> {
     const c = await check({ ...common, source: `${registry.host}/sample:v1`, target: `${registry.host}/sample:v1-nydus` });
     process.stdout.write(c.problems.length ? `  check              FAILED: ${c.problems.join('; ')}\n`
       : `  check              passed (${c.filesCompared} files compared, ${c.chunksVerified} chunks verified)\n`);
-    const run = await runLazily(work, `${registry.host}/sample:v1-nydus`);
-    process.stdout.write(`\nran a container from sample:v1-nydus (ctr-remote image rpull + ctr run, snapshotter nydus)\n`);
-    process.stdout.write(`  output             ${JSON.stringify(run.output)} after ${run.seconds.toFixed(2)} s\n`);
+    const { nydus: run, oci } = await runBoth(work, `${registry.host}/sample:v1-nydus`, `${registry.host}/sample:v1`);
+    process.stdout.write(`\nran sample:v1-nydus lazily: nerdctl --snapshotter nydus run --rm (our snapshotter and nydusd)\n`);
+    process.stdout.write(`  output             ${JSON.stringify(run.output)} after ${run.seconds.toFixed(2)} s (pull included)\n`);
     process.stdout.write(`  fetched lazily     ${humanBytes(run.fetched)} of ${humanBytes(first.blobBytes)} of blobs, in ${run.requests} requests\n`);
+    process.stdout.write(`ran sample:v1 as OCIv1 the same way: nerdctl run --rm (containerd's overlayfs)\n`);
+    process.stdout.write(`  output             ${JSON.stringify(oci.output)} after ${oci.seconds.toFixed(2)} s (pull included)\n`);
+    process.stdout.write(`  downloaded         ${humanBytes(first.sourceBytes)}: every layer, before the container starts\n`);
     const second = await convert({
       ...common, source: `${registry.host}/sample:v2`, target: `${registry.host}/sample:v2-nydus`,
       chunkDict: `bootstrap:registry:${registry.host}/sample:v1-nydus`, chunkDictInsecure: true,
     });
     report(`converted sample:v2 (one byte changed) with sample:v1-nydus as chunk dict`, second);
     process.stdout.write(`\nthe second image stored ${second.stats.newChunks} new chunks; ${second.reusedBlobs.length} blob(s) of v1 are shared\n`);
-    return c.problems.length || run.output !== 'hello from nydus' ? 1 : 0;
+    return c.problems.length || run.output !== 'hello from nydus' || oci.output !== 'hello from nydus' ? 1 : 0;
   } finally {
     await stop();
   }
