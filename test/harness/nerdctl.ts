@@ -4,12 +4,13 @@
  * plain-http registry allowed (--insecure-registry), cgroupfs (no systemd here), Debian's CNI
  * plugins. `removeBridge` undoes the one thing it leaves outside that dir: its default bridge.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { NYDUS_TS_CACHE } from '../../bench/peers/stargz.js';
+import { onExitCleanup } from './process.js';
 
 const exec = promisify(execFile);
 
@@ -28,6 +29,17 @@ export function nerdctl(o: { address: string; workDir: string; namespace?: strin
   const cni = join(o.workDir, 'cni');
   mkdirSync(cni, { recursive: true });
   const bridgeExisted = existsSync(`/sys/class/net/${BRIDGE}`);
+  // Also on Ctrl-C or a crash of the caller: the bridge is the one thing left outside workDir.
+  const dropBridge = () => {
+    if (!bridgeExisted && existsSync(`/sys/class/net/${BRIDGE}`)) {
+      try {
+        execFileSync('ip', ['link', 'del', BRIDGE], { stdio: 'ignore' });
+      } catch {
+        // already gone
+      }
+    }
+  };
+  const unregister = onExitCleanup(dropBridge);
   const global = [
     '--address', o.address, '--namespace', o.namespace ?? 'default', '--insecure-registry',
     '--data-root', join(o.workDir, 'data'), '--cni-path', '/usr/lib/cni', '--cni-netconfpath', cni, '--cgroup-manager', 'cgroupfs',
@@ -43,7 +55,8 @@ export function nerdctl(o: { address: string; workDir: string; namespace?: strin
       }
     },
     async removeBridge() {
-      if (!bridgeExisted && existsSync(`/sys/class/net/${BRIDGE}`)) await exec('ip', ['link', 'del', BRIDGE]).catch(() => undefined);
+      dropBridge();
+      unregister();
     },
   };
 }
