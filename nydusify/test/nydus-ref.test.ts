@@ -9,11 +9,11 @@
  * - our nydusd serves its image (localfs over its blobs) with the source's bytes.
  * Fails when that build is missing (scripts/setup.sh makes it).
  *
- * Not covered, because it does not work yet: an image of several layers built by Nydus with
- * --parent-bootstrap (each layer on the previous one's bootstrap). Its bootstrap's chunk table gives
- * every row blob index 0 (upstream nydusd reads chunk info from each blob's own chunk-info array,
- * never from that table), and our reader keys chunk info by that table's (blob, index), so it
- * refuses such a bootstrap. Layers built one by one and merged, as nydusify does, are served (below).
+ * Not served: an image of several layers built by Nydus with --parent-bootstrap (each layer on the
+ * previous one's bootstrap). Its chunk table gives every row blob index 0 (upstream nydusd reads
+ * chunk info from each blob's own chunk-info array, never from that table) and our readers key
+ * chunk info by that table's (blob, index): they refuse it and say why (tested below). Layers built
+ * one by one and merged, as nydusify does, are served.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -214,6 +214,23 @@ describe('Nydus images we do not serve yet are refused clearly', () => {
       mountpoint: join(work, 'never-v5'), bootstrap: boot, workDir: work,
     })).rejects.toThrow(msg);
     await expect(exec(process.execPath, ['bin/nydus-image.js', 'check', '-B', boot])).rejects.toThrow(msg);
+  });
+
+  it('layers built on a parent bootstrap (--parent-bootstrap): refused, and the error names the cause', async () => {
+    const blobs = join(work, 'blobs-parent');
+    const boots: string[] = [];
+    for (const [i, layer] of sampleLayers().slice(0, 2).entries()) {
+      const src = join(work, `parent-${i}.tar`);
+      writeFileSync(src, buildTar(layer));
+      boots.push(join(work, `parent-${i}.boot`));
+      await exec(NYDUS_REF, ['create', '--source', src, '--bootstrap', boots[i]!, '--blob-dir', blobs, ...(i > 0 ? ['--parent-bootstrap', boots[i - 1]!] : [])]);
+    }
+    const msg = /holds chunks that no chunk table row names, as in images Nydus's builder makes with --parent-bootstrap/;
+    await expect(startNydusd({
+      config: { device: { backend: { type: 'localfs', config: { dir: blobs } }, cache: { type: 'blobcache', config: { work_dir: join(work, 'cache-parent') } } }, mode: 'direct' },
+      mountpoint: join(work, 'never-parent'), bootstrap: boots[1]!, workDir: work,
+    })).rejects.toThrow(msg);
+    await expect(exec(process.execPath, ['bin/nydus-image.js', 'check', '-B', boots[1]!])).rejects.toThrow(msg);
   });
 
   it('batch chunks (nydus-image --batch-size, v2 chunk info): refused by name, never misread', async () => {

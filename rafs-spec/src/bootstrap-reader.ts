@@ -98,15 +98,23 @@ export function readBootstrap(buf: Buffer): ParsedBootstrap {
   // Chunk table, keyed by where a chunk index points.
   if (ext.chunkTableSize % CHUNK_TABLE_ROW_SIZE !== 0) throw new FormatError(`chunk table size ${ext.chunkTableSize} is not a multiple of ${CHUNK_TABLE_ROW_SIZE}`);
   checkRange('chunk table', ext.chunkTableOffset, ext.chunkTableSize, buf.length, Math.max(EROFS_BLOCK_SIZE, devEnd));
+  // For errors about chunks: a blob holding chunks that no row names is the mark of a bootstrap
+  // Nydus's builder made on a parent bootstrap (its rows all say blob 0), which only a reader of
+  // each blob's own chunk-info array can serve.
+  const rowBlobs = new Set<number>();
+  for (let off = ext.chunkTableOffset; off < ext.chunkTableOffset + ext.chunkTableSize; off += CHUNK_TABLE_ROW_SIZE) rowBlobs.add(decodeChunkRow(v, off).blobIndex);
+  const unsourced = blobs.findIndex((b, i) => b.chunkCount > 0 && !rowBlobs.has(i));
+  const hint = unsourced < 0 ? '' : ` (blob ${unsourced} holds chunks that no chunk table row names, as in images Nydus's builder makes with ` +
+    '--parent-bootstrap: not served; build each layer alone and merge them, as nydusify does)';
   const rows = new Map<string, ChunkRow>();
   for (let off = ext.chunkTableOffset; off < ext.chunkTableOffset + ext.chunkTableSize; off += CHUNK_TABLE_ROW_SIZE) {
     const r = decodeChunkRow(v, off);
     const blob = blobs[r.blobIndex];
-    if (!blob) throw new FormatError(`chunk table row names blob ${r.blobIndex}, only ${blobs.length} blobs exist`, off);
-    if (r.index >= blob.chunkCount) throw new FormatError(`chunk table row has index ${r.index}, blob ${r.blobIndex} has ${blob.chunkCount} chunks`, off);
+    if (!blob) throw new FormatError(`chunk table row names blob ${r.blobIndex}, only ${blobs.length} blobs exist${hint}`, off);
+    if (r.index >= blob.chunkCount) throw new FormatError(`chunk table row has index ${r.index}, blob ${r.blobIndex} has ${blob.chunkCount} chunks${hint}`, off);
     if (r.uncompressedSize === 0 || r.uncompressedSize > chunkSize || r.uncompressedOffset % EROFS_BLOCK_SIZE !== 0
       || r.uncompressedOffset + r.uncompressedSize > blob.uncompressedSize) {
-      throw new FormatError(`chunk table row ${r.index} of blob ${r.blobIndex} has an impossible uncompressed range`, off);
+      throw new FormatError(`chunk table row ${r.index} of blob ${r.blobIndex} has an impossible uncompressed range${hint}`, off);
     }
     if (r.compressedSize === 0 || r.compressedSize > MAX_CHUNK_SIZE * 2) throw new FormatError(`chunk table row has compressed size ${r.compressedSize}`, off);
     rows.set(`${r.blobIndex}:${r.index}`, r);
@@ -117,8 +125,8 @@ export function readBootstrap(buf: Buffer): ParsedBootstrap {
     const known = chunkRefs.get(key);
     if (known) return known;
     const r = rows.get(key);
-    if (!r) throw new FormatError(`chunk index points at blob ${blobIndex} chunk ${ciIndex}, which the chunk table does not describe`, at);
-    if (r.uncompressedOffset !== blkAddr * EROFS_BLOCK_SIZE) throw new FormatError(`chunk index block ${blkAddr} disagrees with the chunk table (offset ${r.uncompressedOffset})`, at);
+    if (!r) throw new FormatError(`chunk index points at blob ${blobIndex} chunk ${ciIndex}, which the chunk table does not describe${hint}`, at);
+    if (r.uncompressedOffset !== blkAddr * EROFS_BLOCK_SIZE) throw new FormatError(`chunk index block ${blkAddr} disagrees with the chunk table (offset ${r.uncompressedOffset})${hint}`, at);
     const ref: ChunkRef = {
       digest: r.digest, blob: blobs[blobIndex]!, index: ciIndex,
       compressedOffset: r.compressedOffset, compressedSize: r.compressedSize,
@@ -161,7 +169,7 @@ export function readBootstrap(buf: Buffer): ParsedBootstrap {
         if (ci.blobIndex >= blobs.length) throw new FormatError(`${where}: chunk ${i} names blob ${ci.blobIndex}, only ${blobs.length} exist`, at);
         const ref = chunkRef(ci.blobIndex, ci.ciIndex, ci.blkAddr, at);
         const expected = Math.min(chunkSize, ino.size - i * chunkSize);
-        if (ref.uncompressedSize !== expected) throw new FormatError(`${where}: chunk ${i} holds ${ref.uncompressedSize} bytes, the file needs ${expected}`, at);
+        if (ref.uncompressedSize !== expected) throw new FormatError(`${where}: chunk ${i} holds ${ref.uncompressedSize} bytes, the file needs ${expected}${hint}`, at);
         node.chunks.push(ref);
       }
     } else if (kind === 'dir' || kind === 'symlink') {

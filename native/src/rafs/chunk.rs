@@ -91,6 +91,29 @@ pub fn row(b: &Bytes, sup: &Super, blobs: &[BlobInfo], i: u64) -> Result<ChunkRe
 /// binary search over 12-byte entries, with no allocation.
 pub struct RowIndex {
     keys: Vec<(u64, u32)>,
+    /// Appended to every error resolving a chunk; empty unless the table looks like one that
+    /// Nydus's builder writes on a parent bootstrap (see `unsourced_hint`).
+    pub hint: String,
+}
+
+/// A blob holding chunks that no chunk table row names is the mark of a bootstrap Nydus's builder
+/// made on a parent bootstrap (--parent-bootstrap: its rows all say blob 0), which only a reader
+/// of each blob's own chunk-info array can serve. Says so, for the errors that such a table causes.
+fn unsourced_hint(b: &Bytes, sup: &Super, blobs: &[BlobInfo], rows: u64) -> Result<String> {
+    let mut named = vec![false; blobs.len()];
+    for i in 0..rows {
+        let r = b.slice(sup.chunk_table.0 + i * ROW_SIZE, ROW_SIZE, "chunk table row")?;
+        if let Some(seen) = named.get_mut(le32(r, 32) as usize) {
+            *seen = true;
+        }
+    }
+    Ok(match blobs.iter().zip(&named).position(|(blob, seen)| blob.chunk_count > 0 && !seen) {
+        Some(i) => format!(
+            " (blob {i} holds chunks that no chunk table row names, as in images Nydus's builder makes with \
+             --parent-bootstrap: not served; build each layer alone and merge them, as nydusify does)"
+        ),
+        None => String::new(),
+    })
 }
 
 fn key(blob: u32, ci: u32) -> u64 {
@@ -105,15 +128,16 @@ impl RowIndex {
         // n is bounded by the (already checked) table size, so this
         // allocation is at most a fraction of the image size.
         let mut keys = Vec::with_capacity(n as usize);
+        let hint = unsourced_hint(b, sup, blobs, n)?;
         for i in 0..n {
-            let c = row(b, sup, blobs, i)?;
+            let c = row(b, sup, blobs, i).or_else(|e| if hint.is_empty() { Err(e) } else { bail!("{e}{hint}") })?;
             keys.push((key(c.blob_index, c.chunk_index), i as u32));
         }
         keys.sort_unstable();
         if let Some(w) = keys.windows(2).find(|w| w[0].0 == w[1].0) {
             bail!("chunk table rows {} and {} describe the same chunk", w[0].1, w[1].1);
         }
-        Ok(RowIndex { keys })
+        Ok(RowIndex { keys, hint })
     }
 
     pub fn find(&self, blob: u32, ci: u32) -> Option<u64> {

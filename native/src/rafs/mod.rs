@@ -209,23 +209,25 @@ impl Bootstrap {
             bail!("inode {}: chunk {index} names blob {blob}, only {} exist", inode.nid, self.blobs.len());
         }
         let Some(row) = self.rows.find(blob, ci) else {
-            bail!("inode {}: chunk {index} (blob {blob}, ci {ci}) is not in the chunk table", inode.nid);
+            bail!("inode {}: chunk {index} (blob {blob}, ci {ci}) is not in the chunk table{}", inode.nid, self.rows.hint);
         };
         let c = chunk::row(&self.bytes, &self.sup, &self.blobs, row)?;
         if c.uncompressed_offset != blkaddr as u64 * BLOCK {
             bail!(
-                "inode {}: chunk {index} index block {blkaddr} disagrees with the chunk table (offset {})",
+                "inode {}: chunk {index} index block {blkaddr} disagrees with the chunk table (offset {}){}",
                 inode.nid,
-                c.uncompressed_offset
+                c.uncompressed_offset,
+                self.rows.hint
             );
         }
         let cs = self.sup.chunk_size as u64;
         let expected = (inode.size - index as u64 * cs).min(cs);
         if c.uncompressed_size as u64 != expected {
-            bail!("inode {}: chunk {index} holds {} bytes, the file needs {expected}", inode.nid, c.uncompressed_size);
+            bail!("inode {}: chunk {index} holds {} bytes, the file needs {expected}{}", inode.nid, c.uncompressed_size, self.rows.hint);
         }
         Ok(c)
     }
+
 
     /// Every row of the chunk table, in table order.
     pub fn chunk_rows(&self) -> Result<Vec<ChunkRef>> {
