@@ -4,15 +4,8 @@
 // or breaks is a transient error (the read is retried); a range that starts
 // elsewhere is an integrity error.
 
-import { errorFromResponse, abandon, bodyComplete, connectionReleased, header, type HttpResponse } from '../../../nydusify/src/registry/transport.js';
+import { errorFromResponse, abandon, bodyComplete, connectionReleased, header, parseContentRange, type HttpResponse } from '../../../nydusify/src/registry/transport.js';
 import { BackendError, type BackendErrorKind } from './backend.js';
-
-/** Parse `Content-Range: bytes start-end/total` (total may be `*`). */
-export function parseContentRange(v: string | undefined): { start: number; end: number; total?: number } | undefined {
-  const m = v ? /^bytes\s+(\d+)-(\d+)\/(\d+|\*)$/i.exec(v.trim()) : null;
-  if (!m) return undefined;
-  return { start: Number(m[1]), end: Number(m[2]), ...(m[3] !== '*' ? { total: Number(m[3]) } : {}) };
-}
 
 export function kindOfStatus(status: number): BackendErrorKind {
   if (status === 404) return 'not-found';

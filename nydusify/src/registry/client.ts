@@ -30,6 +30,7 @@ import {
   errorFromResponse,
   header,
   isTransientError,
+  parseContentRange,
   sleep,
   type HttpResponse,
 } from './transport.js';
@@ -147,14 +148,6 @@ function contentLength(res: HttpResponse): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
-}
-
-/** Parse `Content-Range: bytes start-end/total` (total may be `*`). */
-function parseContentRange(v: string | undefined): { start: number; end: number; total?: number } | undefined {
-  if (!v) return undefined;
-  const m = /^bytes\s+(\d+)-(\d+)\/(\d+|\*)$/i.exec(v.trim());
-  if (!m) return undefined;
-  return { start: Number(m[1]), end: Number(m[2]), ...(m[3] !== '*' ? { total: Number(m[3]) } : {}) };
 }
 
 /** Pass through at most `limit` bytes of a stream, then stop reading it. */

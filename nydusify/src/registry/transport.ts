@@ -118,6 +118,13 @@ export function header(headers: HttpHeaders, name: string): string | undefined {
 }
 
 /** All values of a response header. */
+/** Parse `Content-Range: bytes start-end/total` (total may be `*`). */
+export function parseContentRange(v: string | undefined): { start: number; end: number; total?: number } | undefined {
+  const m = v ? /^bytes\s+(\d+)-(\d+)\/(\d+|\*)$/i.exec(v.trim()) : null;
+  if (!m) return undefined;
+  return { start: Number(m[1]), end: Number(m[2]), ...(m[3] !== '*' ? { total: Number(m[3]) } : {}) };
+}
+
 export function headerAll(headers: HttpHeaders, name: string): string[] {
   const v = headers[name];
   if (v === undefined) return [];
