@@ -4,7 +4,7 @@
  * socket accepts connections. stop() ends the process it started, then every daemon started under
  * its root (they name the root on their command line), then detaches what is left mounted there.
  */
-import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { NYDUS_SNAPSHOTTER_BINARY } from '../../bench/peers/nydus-snapshotter.js';
@@ -113,13 +113,7 @@ export async function startNydusSnapshotter(o: StartNydusSnapshotterOptions): Pr
     address,
     root,
     proc,
-    logs: () => {
-      try {
-        return readFileSync(logFile, 'utf8');
-      } catch {
-        return proc.logs();
-      }
-    },
+    logs: () => proc.logs(),
     stop,
   };
 }

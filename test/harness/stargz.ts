@@ -4,7 +4,7 @@
  * once its socket accepts connections; stop() ends only the process it started and then detaches
  * whatever FUSE mount the snapshotter left under its root.
  */
-import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { STARGZ_BINARY } from '../../bench/peers/stargz.js';
@@ -90,13 +90,7 @@ export async function startStargzSnapshotter(o: StartStargzOptions): Promise<Run
     root,
     pid: proc.pid,
     proc,
-    logs: () => {
-      try {
-        return readFileSync(logFile, 'utf8');
-      } catch {
-        return proc.logs();
-      }
-    },
+    logs: () => proc.logs(),
     stop,
   };
 }
