@@ -50,7 +50,8 @@ impl Daemon {
         if session.is_some() {
             return Err("the FUSE session is already mounted".into());
         }
-        let opts = SessionOptions { threads: threads.max(1), ..Default::default() };
+        // Reads and readdirs go by node id: no handle from open is needed.
+        let opts = SessionOptions { threads: threads.max(1), zero_message_open: true, ..Default::default() };
         let s = Session::start(self.vfs.clone(), mountpoint, conn, opts)
             .map_err(|e| format!("mounting FUSE at {}: {e}", mountpoint.display()))?;
         *session = Some(s);

@@ -77,9 +77,14 @@ pub mod init {
     pub const ASYNC_READ: u32 = 1 << 0;
     pub const BIG_WRITES: u32 = 1 << 5;
     pub const DO_READDIRPLUS: u32 = 1 << 13;
+    /// Kernel capability (never negotiated back): it takes ENOSYS to OPEN as
+    /// "no opens needed" and stops sending OPEN and RELEASE for files.
+    pub const NO_OPEN_SUPPORT: u32 = 1 << 17;
     pub const PARALLEL_DIROPS: u32 = 1 << 18;
     pub const MAX_PAGES: u32 = 1 << 22;
     pub const CACHE_SYMLINKS: u32 = 1 << 23;
+    /// The same as NO_OPEN_SUPPORT, for OPENDIR and RELEASEDIR.
+    pub const NO_OPENDIR_SUPPORT: u32 = 1 << 24;
     /// The kernel sent the extended `fuse_init_in` (with `flags2`) and
     /// understands `flags2` in the reply.
     pub const INIT_EXT: u32 = 1 << 30;

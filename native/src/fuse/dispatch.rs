@@ -61,7 +61,12 @@ pub fn dispatch(s: &Shared, h: &InHeader, body: &[u8], scratch: &mut Scratch, ou
     let fs = &*s.fs;
     let node = h.nodeid;
     match h.opcode {
-        op::INIT => init(body, out).into(),
+        op::INIT => {
+            if let Ok(i) = arg::<abi::InitIn>(body) {
+                s.kernel_flags.store(i.flags, Ordering::Relaxed);
+            }
+            init(body, out).into()
+        }
         op::DESTROY => Outcome::Reply,
         op::FORGET => {
             if let Ok(f) = arg::<abi::ForgetIn>(body) {
@@ -85,8 +90,16 @@ pub fn dispatch(s: &Shared, h: &InHeader, body: &[u8], scratch: &mut Scratch, ou
             })
             .into(),
         op::READLINK => fs.readlink(node).map(|target| out.extend_from_slice(&target)).into(),
-        op::OPEN => arg::<abi::OpenIn>(body).and_then(|o| fs.open(node, o.flags)).map(|o| put_open(out, o)).into(),
-        op::OPENDIR => arg::<abi::OpenIn>(body).and_then(|_| fs.opendir(node)).map(|o| put_open(out, o)).into(),
+        op::OPEN => arg::<abi::OpenIn>(body)
+            .and_then(|o| fs.open(node, o.flags))
+            .and_then(|o| zero_message(s, init::NO_OPEN_SUPPORT, o))
+            .map(|o| put_open(out, o))
+            .into(),
+        op::OPENDIR => arg::<abi::OpenIn>(body)
+            .and_then(|_| fs.opendir(node))
+            .and_then(|o| zero_message(s, init::NO_OPENDIR_SUPPORT, o))
+            .map(|o| put_open(out, o))
+            .into(),
         op::READ => read(s, fs, node, body, out).into(),
         op::RELEASE | op::RELEASEDIR => {
             // Nothing useful can be said to the kernel about a bad RELEASE:
@@ -134,6 +147,19 @@ fn batch_forget(fs: &dyn Filesystem, body: &[u8]) {
             fs.forget(f.nodeid, f.nlookup);
         }
     }
+}
+
+/// With `zero_message_open`, an open the filesystem allowed is answered ENOSYS when the kernel
+/// can take that as "never ask again" (zero-message open, as Nydus's daemon does): it then skips
+/// OPEN and RELEASE (or OPENDIR and RELEASEDIR), two round trips per file or directory, and keeps
+/// the page cache (FOPEN_KEEP_CACHE) and directory cache (FOPEN_CACHE_DIR) it gives such opens by
+/// default. The mount is read-only, so write opens, which the filesystem refused on this first
+/// OPEN, stay refused by the VFS afterwards.
+fn zero_message(s: &Shared, capability: u32, o: Opened) -> Result<Opened, Errno> {
+    if s.zero_message_open && s.kernel_flags.load(Ordering::Relaxed) & capability != 0 {
+        return Err(Errno(libc::ENOSYS));
+    }
+    Ok(o)
 }
 
 fn put_open(out: &mut Vec<u8>, o: Opened) {

@@ -44,6 +44,10 @@ pub struct SessionOptions {
     /// keeps the kernel's default for FUSE (128 KiB): buffered reads then
     /// reach the filesystem in 128 KiB READs however large max_pages is.
     pub read_ahead_kb: Option<u32>,
+    /// Answer OPEN and OPENDIR with ENOSYS where the kernel offers zero-message opens, so it stops
+    /// sending them (and their RELEASEs). Only for filesystems whose reads and readdirs need no
+    /// handle from open (the kernel then passes 0).
+    pub zero_message_open: bool,
 }
 
 impl Default for SessionOptions {
@@ -54,6 +58,7 @@ impl Default for SessionOptions {
             source: "nydusd".into(),
             unmount_timeout: Duration::from_secs(2),
             read_ahead_kb: None,
+            zero_message_open: false,
         }
     }
 }
@@ -140,6 +145,8 @@ impl Session {
             attr_valid: opts.attr_valid,
             read_ahead: device.zip(opts.read_ahead_kb),
             max_read: AtomicU32::new(0),
+            kernel_flags: AtomicU32::new(0),
+            zero_message_open: opts.zero_message_open,
             running: AtomicUsize::new(threads),
             reply_errors: AtomicU64::new(0),
             init: InitState::default(),

@@ -39,6 +39,10 @@ pub struct Shared {
     pub read_ahead: Option<(Device, u32)>,
     /// Largest READ size the kernel asked for (shows what it negotiated).
     pub max_read: AtomicU32,
+    /// The flags the kernel's INIT offered (what it can do, e.g. zero-message opens).
+    pub kernel_flags: AtomicU32,
+    /// SessionOptions::zero_message_open.
+    pub zero_message_open: bool,
     /// Workers still running.
     pub running: AtomicUsize,
     /// Replies the kernel refused for a reason other than an interrupt.
@@ -60,6 +64,8 @@ impl Shared {
             attr_valid: 1,
             read_ahead: None,
             max_read: AtomicU32::new(0),
+            kernel_flags: AtomicU32::new(0),
+            zero_message_open: false,
             running: AtomicUsize::new(1),
             reply_errors: AtomicU64::new(0),
             init: InitState::default(),
