@@ -50,8 +50,12 @@ impl Daemon {
         if session.is_some() {
             return Err("the FUSE session is already mounted".into());
         }
-        // Reads and readdirs go by node id: no handle from open is needed.
-        let opts = SessionOptions { threads: threads.max(1), zero_message_open: true, ..Default::default() };
+        // Reads and readdirs go by node id: no handle from open is needed. But an open that never
+        // reaches us cannot fail, so the kernel would go on serving an image's cached pages after
+        // it is unmounted through the API: only a daemon whose one image is its root (dedicated,
+        // mounted before the session starts) lets the kernel skip opens.
+        let zero_message_open = self.vfs.mounts().iter().any(|(path, _)| path == "/");
+        let opts = SessionOptions { threads: threads.max(1), zero_message_open, ..Default::default() };
         let s = Session::start(self.vfs.clone(), mountpoint, conn, opts)
             .map_err(|e| format!("mounting FUSE at {}: {e}", mountpoint.display()))?;
         *session = Some(s);
