@@ -8,9 +8,8 @@ import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { NYDUS_SNAPSHOTTER_BINARY } from '../../bench/peers/nydus-snapshotter.js';
-import { unmountUnder } from '../../snapshotter/src/fsutil.js';
-import { processesNaming } from '../../snapshotter/src/daemons.js';
 import { onExitCleanup, spawnProcess, waitServing, type ManagedProcess } from './process.js';
+import { reapSnapshotterLeftovers } from './snapshotter.js';
 
 export { NYDUS_SNAPSHOTTER_BINARY };
 
@@ -33,18 +32,6 @@ export interface RunningNydusSnapshotter {
   proc: ManagedProcess;
   logs(): string;
   stop(): Promise<void>;
-}
-
-/** Kills every daemon started under `root` (each names a path below it) and detaches its mounts. */
-function reap(root: string): void {
-  for (const p of processesNaming(`${root}/`)) {
-    try {
-      process.kill(p.pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  unmountUnder(root);
 }
 
 export async function startNydusSnapshotter(o: StartNydusSnapshotterOptions): Promise<RunningNydusSnapshotter> {
@@ -79,7 +66,7 @@ export async function startNydusSnapshotter(o: StartNydusSnapshotterOptions): Pr
   ].join('\n'));
   const logFile = join(workDir, 'nydus-snapshotter.log');
   writeFileSync(logFile, '');
-  const unregister = onExitCleanup(() => reap(root));
+  const unregister = onExitCleanup(() => reapSnapshotterLeftovers(root, root));
   const proc = spawnProcess(NYDUS_SNAPSHOTTER_BINARY, ['--config', configPath, '--log-level', 'debug'], { name: 'nydus-snapshotter', logFile });
 
   let stopped = false;
@@ -98,7 +85,7 @@ export async function startNydusSnapshotter(o: StartNydusSnapshotterOptions): Pr
         clearTimeout(timer);
       }
     } finally {
-      reap(root);
+      reapSnapshotterLeftovers(root, root);
       unregister();
     }
     await proc.exited;

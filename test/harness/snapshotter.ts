@@ -84,9 +84,13 @@ function getJson(socketPath: string, path: string): Promise<unknown> {
   });
 }
 
-/** Kills every nydusd started under `root` and detaches every mount below it. */
-export function reapSnapshotterLeftovers(root: string): void {
-  for (const p of processesNaming(join(root, 'daemons') + '/')) {
+/**
+ * Kills every nydusd started under `root` (each names a path below `daemonsUnder` on its command
+ * line: ours keep them in root/daemons, nydus-snapshotter spreads them over root) and detaches
+ * every mount below `root`.
+ */
+export function reapSnapshotterLeftovers(root: string, daemonsUnder = join(root, 'daemons')): void {
+  for (const p of processesNaming(`${daemonsUnder}/`)) {
     try {
       process.kill(p.pid, 'SIGKILL');
     } catch {
