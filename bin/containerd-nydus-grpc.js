@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { main } from '../dist/snapshotter/src/cli.js';
-import { runMain } from '../dist/nydusify/src/cli/args.js';
+import { main } from '@nydus-ts/snapshotter/cli';
+import { runMain } from '@nydus-ts/common/args';
 
 await runMain(() => main(process.argv.slice(2)));

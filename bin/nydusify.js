@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { main } from '../dist/nydusify/src/cli/nydusify.js';
-import { runMain } from '../dist/nydusify/src/cli/args.js';
+import { main } from '@nydus-ts/nydusify/cli/nydusify';
+import { runMain } from '@nydus-ts/common/args';
 
 await runMain(() => main(process.argv.slice(2)));

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { main } from '../dist/nydusify/src/cli/quickstart.js';
-import { runMain } from '../dist/nydusify/src/cli/args.js';
+import { main } from '@nydus-ts/harness/quickstart';
+import { runMain } from '@nydus-ts/common/args';
 
 await runMain(() => main());

@@ -2,7 +2,7 @@
 //
 // The addon is built by `npm run build:native` (native/build.mjs). This file
 // is used both from source (native/index.ts, e.g. by vitest) and compiled
-// (dist/native/index.js), so the addon is looked up relative to both places.
+// (native/dist/index.js), so the addon is looked up relative to both places.
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -45,8 +45,8 @@ const ADDON = 'nydus_native.node';
 
 function loadBinding(): NativeBinding {
   const here = dirname(fileURLToPath(import.meta.url));
-  // native/index.ts -> native/; dist/native/index.js -> ../../native/
-  const candidates = [join(here, ADDON), resolve(here, '..', '..', 'native', ADDON)];
+  // native/index.ts -> native/; native/dist/index.js -> native/
+  const candidates = [join(here, ADDON), resolve(here, '..', ADDON)];
   const found = candidates.find((p) => existsSync(p));
   if (found === undefined) {
     throw new Error(

@@ -53,12 +53,12 @@ failed=0
 installed=0
 for t in "${targets[@]}"; do
   if [[ " ${JS_TARGETS[*]} " == *" $t "* ]]; then
-    [ -f dist/fuzz/js/run.js ] || { echo "fuzz: dist/fuzz/js/run.js missing; run npm run build first" >&2; exit 1; }
+    [ -f fuzz/dist/run.js ] || { echo "fuzz: fuzz/dist/run.js missing; run npm run build first" >&2; exit 1; }
     args=("$([ "$mode" = runs ] && echo --runs || echo --seconds)" "$amount")
     [ "$grow" = 1 ] && args+=(--grow)
     # A synchronous endless loop stops the fuzzer's own watchdog; this one catches it.
     limit=$([ "$mode" = runs ] && echo 3600 || echo $((amount + 600)))
-    timeout "$limit" node dist/fuzz/js/run.js "${args[@]}" "$t" || { echo "fuzz $t: CRASH, hang or error (see above)" >&2; failed=1; }
+    timeout "$limit" node fuzz/dist/run.js "${args[@]}" "$t" || { echo "fuzz $t: CRASH, hang or error (see above)" >&2; failed=1; }
     continue
   fi
   [ "$installed" = 1 ] || { install >/dev/null; installed=1; }

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { writePauseImage, writeSampleImage } from '../nydusify/src/sample/sample-image.js';
+import { writePauseImage, writeSampleImage } from '@nydus-ts/nydusify/sample/sample-image';
 import { buildContainerdConfig, FIXTURE_CONFIG, mountsUnder, startContainerd, type Containerd } from './harness/containerd.js';
 import { CriClient } from './harness/cri/client.js';
 import { startRegistry, type RunningRegistry } from './harness/registry.js';

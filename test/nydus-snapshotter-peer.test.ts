@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { writeSampleImage } from '../nydusify/src/sample/sample-image.js';
+import { writeSampleImage } from '@nydus-ts/nydusify/sample/sample-image';
 import { startContainerd, type Containerd } from './harness/containerd.js';
 import { NYDUS_SNAPSHOTTER_BINARY, startNydusSnapshotter, type RunningNydusSnapshotter } from './harness/nydus-snapshotter.js';
 import { startRegistry, type RunningRegistry } from './harness/registry.js';

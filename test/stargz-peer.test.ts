@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { writeSampleImage } from '../nydusify/src/sample/sample-image.js';
+import { writeSampleImage } from '@nydus-ts/nydusify/sample/sample-image';
 import { startContainerd, type CmdResult, type Containerd } from './harness/containerd.js';
 import { startFaultProxy, type FaultProxy } from './harness/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from './harness/registry.js';

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 
-import type { Containerd } from '../../test/harness/containerd.js';
+import type { Containerd } from '@nydus-ts/harness/containerd';
 import { NotAsNamed } from './checks.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');

@@ -19,7 +19,7 @@
  * in its own mount and PID namespace (`unshare --mount --pid --fork --mount-proc`), so the /proc it
  * needs is never visible outside and disappears with the command, even after `kill -9`.
  *
- *   node dist/bench/coldstart/images.js --cache /var/tmp/nydus-bench-cache [--verify] [names...]
+ *   node bench/dist/coldstart/images.js --cache /var/tmp/nydus-bench-cache [--verify] [names...]
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -31,8 +31,8 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createGzip } from 'node:zlib';
-import { OciLayoutWriter } from '../../nydusify/src/image/oci-layout.js';
-import { OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '../../nydusify/src/registry/media-types.js';
+import { OciLayoutWriter } from '@nydus-ts/nydusify/image/oci-layout';
+import { OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '@nydus-ts/registry/media-types';
 
 export interface BenchImage {
   name: string;                 // 'minimal' | 'python3' | 'nodejs' | 'large'
@@ -557,7 +557,7 @@ async function main(): Promise<void> {
     options: { cache: { type: 'string' }, verify: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
   });
   if (values.help || !values.cache) {
-    process.stdout.write(`Usage: node dist/bench/coldstart/images.js --cache DIR [--verify] [${IMAGE_NAMES.join('|')} ...]\n`);
+    process.stdout.write(`Usage: node bench/dist/coldstart/images.js --cache DIR [--verify] [${IMAGE_NAMES.join('|')} ...]\n`);
     process.exitCode = values.help ? 0 : 2;
     return;
   }

@@ -21,8 +21,8 @@
  */
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { ip, netnsPids, sh, shortName, tryIp } from '../../test/harness/netns.js';
-import { onExitCleanup } from '../../test/harness/process.js';
+import { ip, netnsPids, sh, shortName, tryIp } from '@nydus-ts/harness/netns';
+import { onExitCleanup } from '@nydus-ts/harness/process';
 
 export interface LinkOptions {
   /** Namespace name; default `nybench-<pid>`. */

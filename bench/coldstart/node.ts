@@ -10,10 +10,10 @@ import { readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { startContainerd, type Containerd } from '../../test/harness/containerd.js';
-import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
-import { startStargzSnapshotter, type RunningStargz } from '../../test/harness/stargz.js';
-import { NYDUSD_REF } from '../peers/nydus-ref.js';
+import { startContainerd, type Containerd } from '@nydus-ts/harness/containerd';
+import { startSnapshotter, type RunningSnapshotter } from '@nydus-ts/harness/snapshotter';
+import { startStargzSnapshotter, type RunningStargz } from '@nydus-ts/harness/stargz';
+import { NYDUSD_REF } from '@nydus-ts/harness/peers/nydus-ref';
 
 export type Mode = 'oci' | 'nydus-lazy' | 'nydus-ref' | 'nydus-cold' | 'nydus-warm' | 'nydus-opt' | 'estargz' | 'estargz-prefetch' | 'estargz-opt';
 

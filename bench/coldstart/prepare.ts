@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 
-import type { Containerd } from '../../test/harness/containerd.js';
+import type { Containerd } from '@nydus-ts/harness/containerd';
 import { run } from './commands.js';
 import { buildImage, type BenchImage } from './images.js';
 import { isNydus, type Mode } from './node.js';

@@ -14,7 +14,7 @@ import crypto from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { makeTempDir, spawnProcess, waitForUrl } from '../../test/harness/process.js';
+import { makeTempDir, spawnProcess, waitForUrl } from '@nydus-ts/harness/process';
 import type { Link } from './link.js';
 
 export const REGISTRY_BINARY = process.env.REGISTRY_BINARY ?? '/usr/bin/docker-registry';

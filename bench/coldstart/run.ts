@@ -28,11 +28,11 @@ import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { ApiClient } from '../../nydusd/src/api/client.js';
-import { startContainerd } from '../../test/harness/containerd.js';
+import { ApiClient } from '@nydus-ts/nydusd/api/client';
+import { startContainerd } from '@nydus-ts/harness/containerd';
 import { listOption, numberOption } from '../cli-options.js';
-import { NYDUSD_REF } from '../peers/nydus-ref.js';
-import { stargzAvailable, STARGZ_BINARY } from '../peers/stargz.js';
+import { NYDUSD_REF } from '@nydus-ts/harness/peers/nydus-ref';
+import { stargzAvailable, STARGZ_BINARY } from '@nydus-ts/harness/peers/stargz';
 import { IMAGE_NAMES } from './images.js';
 import { checkRun, NotAsNamed } from './checks.js';
 import { run, runUntilReady } from './commands.js';

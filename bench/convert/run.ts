@@ -18,13 +18,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { OciLayoutWriter } from '../../nydusify/src/image/oci-layout.js';
-import { OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '../../nydusify/src/registry/media-types.js';
+import { OciLayoutWriter } from '@nydus-ts/nydusify/image/oci-layout';
+import { OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '@nydus-ts/registry/media-types';
 import { numberOption } from '../cli-options.js';
 import { median } from '../median.js';
-import { NYDUS_REF_BUILD as NYDUS_REF } from '../peers/nydus-ref.js';
+import { NYDUS_REF_BUILD as NYDUS_REF } from '@nydus-ts/harness/peers/nydus-ref';
 
-/** The repository root (this file runs as dist/bench/convert/run.js). */
+/** The repository root (this file runs as bench/dist/convert/run.js). */
 const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 2 ** 20;
 const TAG = 'bench';

@@ -17,12 +17,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { MS_RDONLY, mount, umount } from '../../native/index.js';
-import { ImageBuilder } from '../../nydusify/src/builder/build.js';
-import { pseudoRandom } from '../../nydusify/src/sample/sample-image.js';
-import { readDirSource } from '../../nydusify/src/source/dir-source.js';
-import { ApiClient } from '../../nydusd/src/api/client.js';
-import { NYDUS_REF_BUILD, NYDUSD_REF } from '../peers/nydus-ref.js';
+import { MS_RDONLY, mount, umount } from '@nydus-ts/native';
+import { ImageBuilder } from '@nydus-ts/nydusify/builder/build';
+import { pseudoRandom } from '@nydus-ts/nydusify/sample/sample-image';
+import { readDirSource } from '@nydus-ts/nydusify/source/dir-source';
+import { ApiClient } from '@nydus-ts/nydusd/api/client';
+import { NYDUS_REF_BUILD, NYDUSD_REF } from '@nydus-ts/harness/peers/nydus-ref';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 2 ** 20;

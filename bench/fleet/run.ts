@@ -27,9 +27,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { ApiClient } from '../../nydusd/src/api/client.js';
-import { dragonflyUnavailable, startDragonfly, type DragonflyCluster } from '../../test/harness/dragonfly.js';
-import { ip, tryIp } from '../../test/harness/netns.js';
+import { ApiClient } from '@nydus-ts/nydusd/api/client';
+import { dragonflyUnavailable, startDragonfly, type DragonflyCluster } from '@nydus-ts/harness/dragonfly';
+import { ip, tryIp } from '@nydus-ts/harness/netns';
 import { listOption, numberOption } from '../cli-options.js';
 import { run, runUntilReady } from '../coldstart/commands.js';
 import { IMAGE_NAMES } from '../coldstart/images.js';

@@ -4,7 +4,7 @@
  * then after each further image is mounted through the API and read from. Images are built with
  * our builder from random files and served from the real registry on loopback.
  *
- *   npm run build && node dist/bench/footprint/run.js [--images 8] [--out bench/results]
+ *   npm run build && node bench/dist/footprint/run.js [--images 8] [--out bench/results]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,15 +13,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
-import { buildAndPushDir } from '../../test/harness/dir-image.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
+import { buildAndPushDir } from '@nydus-ts/harness/dir-image';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
 
 const MiB = 1 << 20;
 
 const HELP = `bench/footprint: nydusd start time and memory, dedicated and shared
 
-Usage: node dist/bench/footprint/run.js [--images N] [--out DIR]
+Usage: node bench/dist/footprint/run.js [--images N] [--out DIR]
   --images N   images mounted into the shared daemon, one after another (default 8)
   --out DIR    write <date>-footprint.{json,md} there (default: print only)
 `;

@@ -8,7 +8,7 @@
  * minus that, per request, is nydusd's own cost per miss. The same ranges fetched straight from the
  * registry over a warm connection are reported beside it, for comparison.
  *
- *   npm run build && node dist/bench/miss/run.js [--reps 5] [--amplify-io 1048576] [--out bench/results]
+ *   npm run build && node bench/dist/miss/run.js [--reps 5] [--amplify-io 1048576] [--out bench/results]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,9 +18,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 
-import { startNydusd } from '../../test/harness/nydusd.js';
-import { buildAndPushDir } from '../../test/harness/dir-image.js';
-import { startRegistry } from '../../test/harness/registry.js';
+import { startNydusd } from '@nydus-ts/harness/nydusd';
+import { buildAndPushDir } from '@nydus-ts/harness/dir-image';
+import { startRegistry } from '@nydus-ts/harness/registry';
 import { numberOption } from '../cli-options.js';
 import { median } from '../median.js';
 
@@ -29,7 +29,7 @@ const MiB = 1024 * KiB;
 
 const HELP = `bench/miss: nydusd's own time per cache miss, above the backend's time for the same ranges
 
-Usage: node dist/bench/miss/run.js [options]
+Usage: node bench/dist/miss/run.js [options]
   --reps N          cold reads of each file, each on a fresh daemon and empty cache (default 5)
   --amplify-io N    nydusd amplify_io in bytes (default 1048576)
   --file-readahead N

@@ -11,7 +11,7 @@ const TARGETS: Record<string, FuzzTarget> = { tar: tarTarget };
 
 const HELP = `fuzz/js: coverage-guided fuzzing of TypeScript parsers (V8 block coverage as feedback)
 
-Usage: node dist/fuzz/js/run.js [options] [TARGET..]
+Usage: node fuzz/dist/run.js [options] [TARGET..]
 
 Targets: ${Object.keys(TARGETS).join(', ')} (default: all)
 
@@ -60,6 +60,11 @@ async function main(): Promise<number> {
     });
     console.log(`fuzz ${name}: ${r.executions} executions, corpus ${r.corpus} inputs, ${r.features} features, ${r.crash ? `CRASH (input: ${r.crash})` : '0 crashes'}`);
     failed ||= r.crash !== undefined;
+    if (r.executions > 0 && r.features === 0) {
+      // Blind fuzzing is not what was asked for: the target's coverage filter matched no script.
+      console.error(`fuzz ${name}: no coverage seen; the target's \`covers\` filter matches none of the loaded code`);
+      failed = true;
+    }
   }
   return failed ? 1 : 0;
 }

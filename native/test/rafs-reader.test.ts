@@ -19,10 +19,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { decompress, listXattrs, mount, MS_RDONLY, rafsDump, umount, type Compressor } from '../index.js';
-import { readBootstrap, type ParsedBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
-import { planDirBlocks } from '../../rafs-spec/src/dirent.js';
-import { compareNames, encodeRdev, fileTypeOf, modeOf, sortedChildren, walk, type FsNode } from '../../rafs-spec/src/tree.js';
-import { makeEveryTypeTree } from '../../nydusify/test/helpers/fs-tree.js';
+import { readBootstrap, type ParsedBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { planDirBlocks } from '@nydus-ts/rafs/dirent';
+import { compareNames, encodeRdev, fileTypeOf, modeOf, sortedChildren, walk, type FsNode } from '@nydus-ts/rafs/tree';
+import { makeEveryTypeTree } from '@nydus-ts/harness/fs-tree';
 
 const REPO = join(import.meta.dirname, '..', '..');
 const CLI = join(REPO, 'bin', 'nydus-image.js');
@@ -210,7 +210,7 @@ function makeTree(dir: string): void {
 }
 
 beforeAll(() => {
-  if (!existsSync(join(REPO, 'dist', 'nydusify', 'src', 'cli', 'nydus-image.js'))) {
+  if (!existsSync(join(REPO, 'nydusify', 'dist', 'cli', 'nydus-image.js'))) {
     throw new Error(`the compiled CLI is missing: run \`cd ${REPO} && npm run build\` first`);
   }
   work = mkdtempSync(join(tmpdir(), 'rafs-reader-'));

@@ -3,8 +3,8 @@
 
 import { readFile } from 'node:fs/promises';
 
-import { helpText, parseCommand, UsageError, type CommandSpec } from '../../nydusify/src/cli/args.js';
-import { logger, logToFile, setLogLevel } from '../../nydusify/src/util/log.js';
+import { helpText, parseCommand, UsageError, type CommandSpec } from '@nydus-ts/common/args';
+import { logger, logToFile, setLogLevel } from '@nydus-ts/common/log';
 import { ApiServer } from './api/server.js';
 import { loadConfigFile, localfsConfig } from './config.js';
 import { DaemonController } from './controller.js';

@@ -3,8 +3,8 @@
 
 import { createRequire } from 'node:module';
 
-import type { InstanceStats } from '../../native/daemon.js';
-import { setLogLevel } from '../../nydusify/src/util/log.js';
+import type { InstanceStats } from '@nydus-ts/native/daemon';
+import { setLogLevel } from '@nydus-ts/common/log';
 import { ApiError } from './api/errors.js';
 import type { ApiController } from './api/server.js';
 import { parseConfigString } from './config.js';
@@ -12,7 +12,7 @@ import { MountError, type Nydusd } from './daemon.js';
 import type { MountState } from './mount-state.js';
 import { blobcacheMetricsJson, fsMetricsJson, renderPrometheus, type InstanceSnapshot } from './metrics/index.js';
 
-const pkg = createRequire(import.meta.url)('../../../package.json') as { version: string };
+const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
 
 type MountBody = { source: string; fs_type: string; config: string; prefetch_files?: string[] };
 

@@ -9,10 +9,10 @@
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
-import { NativeDaemon, type DaemonEvent, type DaemonStats, type FetchEvent, type PrefetchDoneEvent, type PrefetchMode } from '../../native/daemon.js';
-import { MNT_DETACH, umount } from '../../native/index.js';
-import { CHUNK_TRACE_NAME } from '../../nydusify/src/image/nydus-manifest.js';
-import { logger } from '../../nydusify/src/util/log.js';
+import { NativeDaemon, type DaemonEvent, type DaemonStats, type FetchEvent, type PrefetchDoneEvent, type PrefetchMode } from '@nydus-ts/native/daemon';
+import { MNT_DETACH, umount } from '@nydus-ts/native';
+import { logger } from '@nydus-ts/common/log';
+import { CHUNK_TRACE_NAME } from '@nydus-ts/rafs/constants';
 import { createBackend } from './backend/index.js';
 import type { DaemonConfig } from './config.js';
 import { MountState } from './mount-state.js';

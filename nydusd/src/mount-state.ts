@@ -3,8 +3,8 @@
 
 import { readFileSync } from 'node:fs';
 
-import { readBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
-import { walk } from '../../rafs-spec/src/tree.js';
+import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { walk } from '@nydus-ts/rafs/tree';
 import type { BlobBackend } from './backend/backend.js';
 import { FetchQueue } from './fetch-queue.js';
 import type { DaemonConfig } from './config.js';

@@ -9,8 +9,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { RegistryBackend } from '../src/backend/registry.js';
-import { startDragonflyProxy, type DragonflyProxy } from '../../test/harness/dragonfly-proxy.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { startDragonflyProxy, type DragonflyProxy } from '@nydus-ts/harness/dragonfly-proxy';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
 import { basicAuth, cleanEnv, makeBlob, pushBlob, registryConfig } from './backend-helpers.js';
 
 const REPO = 'test/p2p';
@@ -146,7 +146,7 @@ describe('Dragonfly proxy', () => {
 
   it('use_http rewrites https URLs sent through the proxy; headers follow the priority', async () => {
     const { DragonflyProxy } = await import('../src/backend/proxy.js');
-    const { Transport } = await import('../../nydusify/src/registry/transport.js');
+    const { Transport } = await import('@nydus-ts/registry/transport');
     const t = new Transport({ timeoutMs: 1000, userAgent: 'test' });
     const opts = { url: new URL(df.url), fallback: true, checkIntervalMs: 5000, useHttp: true, checkPauseElapsedMs: 300_000, prefetchWholeBlob: false };
     const p = new DragonflyProxy(opts, 'https://reg.example:5000', 1000, t);

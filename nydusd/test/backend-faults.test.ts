@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { RegistryBackend } from '../src/backend/registry.js';
-import { startFaultProxy, type FaultProxy } from '../../test/harness/fault-proxy.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { startFaultProxy, type FaultProxy } from '@nydus-ts/harness/fault-proxy';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
 import { basicAuth, cleanEnv, makeBlob, pushBlob, registryConfig } from './backend-helpers.js';
 
 const REPO = 'test/faults';

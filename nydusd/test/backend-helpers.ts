@@ -2,8 +2,8 @@
 // registry backend config for it.
 import { createHash, randomBytes } from 'node:crypto';
 
-import { RegistryClient } from '../../nydusify/src/registry/client.js';
-import type { RunningRegistry } from '../../test/harness/registry.js';
+import { RegistryClient } from '@nydus-ts/registry/client';
+import type { RunningRegistry } from '@nydus-ts/harness/registry';
 
 export interface TestBlob {
   id: string;

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { BackendError, createBackend } from '../src/backend/index.js';
 import { RegistryBackend } from '../src/backend/registry.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
 import { basicAuth, cleanEnv, makeBlob, pushBlob, registryConfig } from './backend-helpers.js';
 
 const REPO = 'test/blobs';

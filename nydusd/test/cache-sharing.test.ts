@@ -13,9 +13,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { readBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
-import { writeBootstrap } from '../../rafs-spec/src/bootstrap-writer.js';
-import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
+import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { writeBootstrap } from '@nydus-ts/rafs/bootstrap-writer';
+import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
 
 const exec = promisify(execFile);
 const MiB = 1 << 20;

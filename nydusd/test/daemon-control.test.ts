@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { ImageBuilder } from '../../nydusify/src/builder/build.js';
-import { pseudoRandom } from '../../nydusify/src/sample/sample-image.js';
-import { readDirSource } from '../../nydusify/src/source/dir-source.js';
-import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
+import { ImageBuilder } from '@nydus-ts/nydusify/builder/build';
+import { pseudoRandom } from '@nydus-ts/nydusify/sample/sample-image';
+import { readDirSource } from '@nydus-ts/nydusify/source/dir-source';
+import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
 import { loadConfigFile, parseConfig } from '../src/config.js';
 import { exec } from './helpers/image.js';
 

@@ -11,11 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { startDragonflyProxy } from '../../test/harness/dragonfly-proxy.js';
-import { startFaultProxy, type FaultProxy } from '../../test/harness/fault-proxy.js';
-import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
-import { exitWithin } from '../../test/harness/process.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { startDragonflyProxy } from '@nydus-ts/harness/dragonfly-proxy';
+import { startFaultProxy, type FaultProxy } from '@nydus-ts/harness/fault-proxy';
+import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
+import { exitWithin } from '@nydus-ts/harness/process';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
 import { convertSampleImage, exec, registryConfig, type ConvertedImage } from './helpers/image.js';
 
 let work: string;

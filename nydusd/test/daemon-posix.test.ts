@@ -10,14 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { listXattrs, MS_RDONLY, mount, umount } from '../../native/index.js';
-import { readBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
-import { lookup } from '../../rafs-spec/src/tree.js';
-import { ImageBuilder, type BuildOptions } from '../../nydusify/src/builder/build.js';
-import { readDirSource } from '../../nydusify/src/source/dir-source.js';
-import { makeEveryTypeTree } from '../../nydusify/test/helpers/fs-tree.js';
-import { pseudoRandom } from '../../nydusify/src/sample/sample-image.js';
-import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
+import { listXattrs, MS_RDONLY, mount, umount } from '@nydus-ts/native';
+import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { lookup } from '@nydus-ts/rafs/tree';
+import { ImageBuilder, type BuildOptions } from '@nydus-ts/nydusify/builder/build';
+import { readDirSource } from '@nydus-ts/nydusify/source/dir-source';
+import { makeEveryTypeTree } from '@nydus-ts/harness/fs-tree';
+import { pseudoRandom } from '@nydus-ts/nydusify/sample/sample-image';
+import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
 
 let work: string;
 let src: string;

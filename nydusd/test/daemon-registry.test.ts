@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
 import { chunkBytesOf, convertSampleImage, exec, registryConfig, type ConvertedImage } from './helpers/image.js';
 
 let work: string;

@@ -24,10 +24,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { lookup } from '../../rafs-spec/src/tree.js';
-import { dragonflyUnavailable, startDragonfly, type DfPeer, type DragonflyCluster } from '../../test/harness/dragonfly.js';
-import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { lookup } from '@nydus-ts/rafs/tree';
+import { dragonflyUnavailable, startDragonfly, type DfPeer, type DragonflyCluster } from '@nydus-ts/harness/dragonfly';
+import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
 import { convertSampleImage, exec, registryConfig, type ConvertedImage } from './helpers/image.js';
 
 const unavailable = dragonflyUnavailable();

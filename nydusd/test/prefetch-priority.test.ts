@@ -12,12 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { readBootstrap, type ParsedBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
-import { lookup } from '../../rafs-spec/src/tree.js';
-import { startFaultProxy, type FaultProxy } from '../../test/harness/fault-proxy.js';
-import { startNydusd, type RunningNydusd } from '../../test/harness/nydusd.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
-import { buildAndPushDir } from '../../test/harness/dir-image.js';
+import { readBootstrap, type ParsedBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { lookup } from '@nydus-ts/rafs/tree';
+import { startFaultProxy, type FaultProxy } from '@nydus-ts/harness/fault-proxy';
+import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
+import { buildAndPushDir } from '@nydus-ts/harness/dir-image';
 import { exec } from './helpers/image.js';
 
 const REPO = 'test/prefetch';

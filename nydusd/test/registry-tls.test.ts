@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { RegistryBackend } from '../src/backend/registry.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
 import { cleanEnv, makeBlob, pushBlob, registryConfig, type TestBlob } from './backend-helpers.js';
 
 const REPO = 'tls/blobs';

@@ -9,15 +9,15 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
-import { decodeChunk, planReads } from '../../rafs-spec/src/chunk-data.js';
-import { computeMerkle } from '../../rafs-spec/src/merkle.js';
-import { modeOf, walk, type ChunkRef, type FsNode } from '../../rafs-spec/src/tree.js';
+import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { decodeChunk, planReads } from '@nydus-ts/rafs/chunk-data';
+import { computeMerkle } from '@nydus-ts/rafs/merkle';
+import { modeOf, walk, type ChunkRef, type FsNode } from '@nydus-ts/rafs/tree';
 import { ImageBuilder } from './builder/build.js';
 import { ANNOTATION_NYDUS_BLOB, ANNOTATION_NYDUS_BOOTSTRAP, unpackBootstrapLayer } from './image/nydus-manifest.js';
 import { openImage } from './image/resolve.js';
 import type { ImageSource } from './image/types.js';
-import { NYDUS_BLOB_LAYER } from './registry/media-types.js';
+import { NYDUS_BLOB_LAYER } from '@nydus-ts/registry/media-types';
 import { tarLayerSource } from './source/tar-source.js';
 import { streamToBuffer } from './util/stream.js';
 

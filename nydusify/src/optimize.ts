@@ -16,18 +16,16 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { ApiClient } from '../../nydusd/src/api/client.js';
+import { ApiClient } from '@nydus-ts/nydusd/api/client';
 import { convert, type ConvertOptions, type ConvertResult } from './convert.js';
 import { unpackBootstrapLayer } from './image/nydus-manifest.js';
 import { blobPath, openOciLayout } from './image/oci-layout.js';
 import { RUNTIME_FILES } from './prefetch/entrypoint.js';
-import { logger } from './util/log.js';
+import { logger } from '@nydus-ts/common/log';
 
-/** Our nydusd, beside this package: from source (nydusify/src) and from dist/nydusify/src alike. */
+/** Our nydusd, the repository's bin/nydusd.js: nydusify/src and nydusify/dist sit at the same depth. */
 function defaultNydusd(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const root = resolve(here, '..', '..');
-  return join(root.endsWith('dist') ? resolve(root, '..') : root, 'bin', 'nydusd.js');
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'nydusd.js');
 }
 
 export interface OptimizeOptions extends Omit<ConvertOptions, 'prefetchPatterns'> {

@@ -4,8 +4,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
-import { lookup, walk } from '../../rafs-spec/src/tree.js';
+import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { lookup, walk } from '@nydus-ts/rafs/tree';
 import { loadInlineBootstrap } from '../src/builder/bootstrap-file.js';
 import { mergeBootstraps } from '../src/builder/merge.js';
 import { addTarLayer, builder, pseudoRandom } from './helpers/layers.js';

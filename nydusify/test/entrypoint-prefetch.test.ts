@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
-import { newNode, type FsNode } from '../../rafs-spec/src/tree.js';
+import { newNode, type FsNode } from '@nydus-ts/rafs/tree';
 import { readElfDeps } from '../src/prefetch/elf.js';
 import { entrypointPrefetch, resolvePath } from '../src/prefetch/entrypoint.js';
 

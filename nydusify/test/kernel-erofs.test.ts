@@ -7,13 +7,13 @@ import { createReadStream, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MS_RDONLY, mount, umount } from '../../native/index.js';
-import { readBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
+import { MS_RDONLY, mount, umount } from '@nydus-ts/native';
+import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
 import { ImageBuilder, type BuildOptions } from '../src/builder/build.js';
 import { exportRawBlobs } from '../src/builder/export.js';
 import { readDirSource } from '../src/source/dir-source.js';
 import { tarLayerSource } from '../src/source/tar-source.js';
-import { diffSnapshots, makeEveryTypeTree, snapshot } from './helpers/fs-tree.js';
+import { diffSnapshots, makeEveryTypeTree, snapshot } from '@nydus-ts/harness/fs-tree';
 
 let work: string;
 let src: string;

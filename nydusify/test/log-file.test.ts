@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { logger, logToFile, setLogSink } from '../src/util/log.js';
+import { logger, logToFile, setLogSink } from '@nydus-ts/common/log';
 
 const work = mkdtempSync(join(tmpdir(), 'log-file-'));
 afterEach(() => setLogSink((line) => process.stderr.write(line)));

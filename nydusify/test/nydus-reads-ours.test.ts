@@ -17,16 +17,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { MS_RDONLY, mount, umount } from '../../native/index.js';
-import { readBootstrap, type ParsedBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
-import { NYDUS_REF_BUILD, NYDUSD_REF } from '../../bench/peers/nydus-ref.js';
-import { startNydusd } from '../../test/harness/nydusd.js';
+import { MS_RDONLY, mount, umount } from '@nydus-ts/native';
+import { readBootstrap, type ParsedBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { NYDUS_REF_BUILD, NYDUSD_REF } from '@nydus-ts/harness/peers/nydus-ref';
+import { startNydusd } from '@nydus-ts/harness/nydusd';
 import { type BuildOptions } from '../src/builder/build.js';
 import { exportRawBlobs } from '../src/builder/export.js';
 import { sampleLayers } from '../src/sample/sample-image.js';
 import { readDirSource } from '../src/source/dir-source.js';
 import { tarLayerSource } from '../src/source/tar-source.js';
-import { diffSnapshots, makeEveryTypeTree, snapshot, type Rec } from './helpers/fs-tree.js';
+import { diffSnapshots, makeEveryTypeTree, snapshot, type Rec } from '@nydus-ts/harness/fs-tree';
 import { addTarLayer, builder } from './helpers/layers.js';
 
 let work: string;

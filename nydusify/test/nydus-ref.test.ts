@@ -24,12 +24,12 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { readBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
-import { computeMerkle } from '../../rafs-spec/src/merkle.js';
-import { walk } from '../../rafs-spec/src/tree.js';
-import { NYDUS_REF_BUILD as NYDUS_REF, NYDUSD_REF } from '../../bench/peers/nydus-ref.js';
-import { startNydusd } from '../../test/harness/nydusd.js';
-import { diffSnapshots, snapshot, type Rec } from './helpers/fs-tree.js';
+import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { computeMerkle } from '@nydus-ts/rafs/merkle';
+import { walk } from '@nydus-ts/rafs/tree';
+import { NYDUS_REF_BUILD as NYDUS_REF, NYDUSD_REF } from '@nydus-ts/harness/peers/nydus-ref';
+import { startNydusd } from '@nydus-ts/harness/nydusd';
+import { diffSnapshots, snapshot, type Rec } from '@nydus-ts/harness/fs-tree';
 import { sampleLayers } from '../src/sample/sample-image.js';
 import { buildTar } from '../src/tar/writer.js';
 import { addTarLayer, builder } from './helpers/layers.js';

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { readBootstrap } from '../../rafs-spec/src/bootstrap-reader.js';
-import { walk } from '../../rafs-spec/src/tree.js';
-import { startNydusd } from '../../test/harness/nydusd.js';
+import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { walk } from '@nydus-ts/rafs/tree';
+import { startNydusd } from '@nydus-ts/harness/nydusd';
 import { unpackBootstrapLayer } from '../src/image/nydus-manifest.js';
 import { writeSampleImage } from '../src/sample/sample-image.js';
 

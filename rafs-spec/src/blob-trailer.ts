@@ -3,7 +3,7 @@
  * header and the digest array. `readAt` abstracts over a local file and a registry range request.
  */
 import { createHash } from 'node:crypto';
-import { decompress } from '../../native/index.js';
+import { decompress } from '@nydus-ts/native';
 import { decodeChunkInfoV1, type ChunkInfoV1 } from './chunk.js';
 import { decodeCctHeader, decodeTocFromTail, type TocEntry } from './blob-meta.js';
 import {

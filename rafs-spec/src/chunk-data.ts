@@ -2,7 +2,7 @@
  * Turning a chunk's stored bytes back into file data: decompress, then verify against the digest
  * (and CRC32C when present). Nothing returns bytes that fail the check.
  */
-import { crc32c, decompress, digest } from '../../native/index.js';
+import { crc32c, decompress, digest } from '@nydus-ts/native';
 import { FormatError } from './errors.js';
 import type { ChunkRef } from './tree.js';
 

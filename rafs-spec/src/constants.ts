@@ -171,3 +171,10 @@ export const compressorFromId = (id: number): CompressorName | 'gzip' | undefine
   (Object.entries(COMPRESSOR_IDS).find(([, v]) => v === id)?.[0] as CompressorName | 'gzip' | undefined);
 export const digesterFromId = (id: number): DigesterName | undefined =>
   (Object.entries(DIGESTER_IDS).find(([, v]) => v === id)?.[0] as DigesterName | undefined);
+
+/**
+ * Ours: a workload's chunk trace (`BLOB_ID CHUNK_INDEX` lines, first-demand order), written by
+ * `nydusify optimize` beside image.boot. Our nydusd prefetches those chunks at mount; Nydus and
+ * the kernel ignore the file.
+ */
+export const CHUNK_TRACE_NAME = 'prefetch.chunks';

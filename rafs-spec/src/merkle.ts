@@ -4,7 +4,7 @@
  * child's name, type, mode, uid, gid, rdev, content digest, symlink target and xattrs; the root
  * digest covers the root's own entry, so it identifies the whole tree. Byte layout: SPEC.md §merkle.
  */
-import { digest } from '../../native/index.js';
+import { digest } from '@nydus-ts/native';
 import type { DigesterName } from './constants.js';
 import { compareNames, encodeRdev, fileTypeOf, modeOf, sortedChildren, type FsNode } from './tree.js';
 

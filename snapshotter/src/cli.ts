@@ -4,8 +4,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { helpText, parseCommand, UsageError, type CommandSpec } from '../../nydusify/src/cli/args.js';
-import { logger, setLogLevel, setLogSink } from '../../nydusify/src/util/log.js';
+import { helpText, parseCommand, UsageError, type CommandSpec } from '@nydus-ts/common/args';
+import { logger, setLogLevel, setLogSink } from '@nydus-ts/common/log';
 import { daemonMode, defaultConfig, DEFAULT_NYDUSD_CONFIG, fsDriver, loadSnapshotterConfig, type SnapshotterConfig } from './config.js';
 import { Daemons } from './daemons.js';
 import { serveMetrics } from './metrics.js';

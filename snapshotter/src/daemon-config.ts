@@ -4,9 +4,9 @@
 
 import { request } from 'node:https';
 
-import { registryApiHost, parseReference, type ImageReference } from '../../nydusify/src/registry/reference.js';
-import { lookupDockerCredentials } from '../../nydusify/src/registry/docker-config.js';
-import { logger } from '../../nydusify/src/util/log.js';
+import { registryApiHost, parseReference, type ImageReference } from '@nydus-ts/registry/reference';
+import { lookupDockerCredentials } from '@nydus-ts/registry/docker-config';
+import { logger } from '@nydus-ts/common/log';
 import { failedPrecondition } from './errors.js';
 
 type Obj = Record<string, unknown>;

@@ -15,9 +15,9 @@ import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { copyFdOf, MNT_DETACH, umount } from '../../native/index.js';
-import { ApiClient } from '../../nydusd/src/api/client.js';
-import { logger } from '../../nydusify/src/util/log.js';
+import { copyFdOf, MNT_DETACH, umount } from '@nydus-ts/native';
+import { ApiClient } from '@nydus-ts/nydusd/api/client';
+import { logger } from '@nydus-ts/common/log';
 import type { RecoverPolicy } from './config.js';
 import type { DaemonRecord, InstanceRecord, MetaStore } from './store.js';
 

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { MNT_DETACH, umount } from '../../native/index.js';
+import { MNT_DETACH, umount } from '@nydus-ts/native';
 import type { Usage } from './store.js';
 
 /** Bytes in use (st_blocks * 512) and distinct inodes under `dir`, hard links counted once. */

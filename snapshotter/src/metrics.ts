@@ -4,7 +4,7 @@
 
 import { createServer, type Server } from 'node:http';
 
-import { PromWriter } from '../../nydusd/src/metrics/prometheus.js';
+import { PromWriter } from '@nydus-ts/nydusd/metrics/prometheus';
 import type { Snapshotter } from './snapshotter.js';
 
 const BOUNDS_S = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30];

@@ -8,8 +8,8 @@ import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
-import { claimSocketPath, makePrivate } from '../../nydusd/src/api/unix-socket.js';
-import { logger } from '../../nydusify/src/util/log.js';
+import { claimSocketPath, makePrivate } from '@nydus-ts/nydusd/api/unix-socket';
+import { logger } from '@nydus-ts/common/log';
 import { grpcCode } from './errors.js';
 import { rpcStats } from './metrics.js';
 import type { Mount } from './mounts.js';

@@ -13,8 +13,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { rafsCheck, rafsCheckAsync } from '../../native/index.js';
-import { logger } from '../../nydusify/src/util/log.js';
+import { rafsCheck, rafsCheckAsync } from '@nydus-ts/native';
+import { logger } from '@nydus-ts/common/log';
 import { listCachedBlobs, removeCachedBlob, touchCachedBlobs } from './cache-files.js';
 import type { DaemonMode } from './config.js';
 import { imageAccess, imageDaemonConfig, isLocalfsTemplate } from './daemon-config.js';

@@ -8,9 +8,9 @@ import { access, mkdir } from 'node:fs/promises';
 import { dirname, isAbsolute } from 'node:path';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 
-import { readJson } from '../../nydusd/src/api/body.js';
-import { ApiError } from '../../nydusd/src/api/errors.js';
-import { claimSocketPath, makePrivate } from '../../nydusd/src/api/unix-socket.js';
+import { readJson } from '@nydus-ts/nydusd/api/body';
+import { ApiError } from '@nydus-ts/nydusd/api/errors';
+import { claimSocketPath, makePrivate } from '@nydus-ts/nydusd/api/unix-socket';
 import type { Daemons } from './daemons.js';
 
 function rssKb(pid: number): number {

@@ -9,11 +9,11 @@ import { join } from 'node:path';
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { parseConfig } from '../../nydusd/src/config.js';
+import { parseConfig } from '@nydus-ts/nydusd/config';
 import { parseDuration, parseSnapshotterConfig, SnapshotterConfigError } from '../src/config.js';
 import { detectScheme, imageAccess, imageDaemonConfig } from '../src/daemon-config.js';
 import { compileFilters } from '../src/filters.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
 
 const FIXTURES = join(import.meta.dirname, '..', '..', '..', 'shared', 'fixtures');
 

@@ -12,13 +12,13 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { ApiClient } from '../../nydusd/src/api/client.js';
+import { ApiClient } from '@nydus-ts/nydusd/api/client';
 import { processesNaming } from '../src/daemons.js';
 import { mountsUnder } from '../src/fsutil.js';
-import { type Containerd } from '../../test/harness/containerd.js';
-import { startNydusNode, type NydusNode } from '../../test/harness/nydus-node.js';
-import { type RunningRegistry } from '../../test/harness/registry.js';
-import { type RunningSnapshotter } from '../../test/harness/snapshotter.js';
+import { type Containerd } from '@nydus-ts/harness/containerd';
+import { startNydusNode, type NydusNode } from '@nydus-ts/harness/nydus-node';
+import { type RunningRegistry } from '@nydus-ts/harness/registry';
+import { type RunningSnapshotter } from '@nydus-ts/harness/snapshotter';
 
 const exec = promisify(execFile);
 

@@ -12,12 +12,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { ApiClient } from '../../nydusd/src/api/client.js';
-import { writePauseImage, writeSampleImage } from '../../nydusify/src/sample/sample-image.js';
-import { startContainerd, type Containerd } from '../../test/harness/containerd.js';
-import { CriClient } from '../../test/harness/cri/client.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
-import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
+import { ApiClient } from '@nydus-ts/nydusd/api/client';
+import { writePauseImage, writeSampleImage } from '@nydus-ts/nydusify/sample/sample-image';
+import { startContainerd, type Containerd } from '@nydus-ts/harness/containerd';
+import { CriClient } from '@nydus-ts/harness/cri/client';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
+import { startSnapshotter, type RunningSnapshotter } from '@nydus-ts/harness/snapshotter';
 
 const exec = promisify(execFile);
 

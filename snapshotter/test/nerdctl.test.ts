@@ -10,9 +10,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { ApiClient } from '../../nydusd/src/api/client.js';
-import { NERDCTL, nerdctl as makeNerdctl, type Nerdctl } from '../../test/harness/nerdctl.js';
-import { startNydusNode, type NydusNode } from '../../test/harness/nydus-node.js';
+import { ApiClient } from '@nydus-ts/nydusd/api/client';
+import { NERDCTL, nerdctl as makeNerdctl, type Nerdctl } from '@nydus-ts/harness/nerdctl';
+import { startNydusNode, type NydusNode } from '@nydus-ts/harness/nydus-node';
 
 let node: NydusNode | undefined;
 let cli: Nerdctl | undefined;

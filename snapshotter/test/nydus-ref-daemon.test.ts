@@ -13,9 +13,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { NYDUSD_REF } from '../../bench/peers/nydus-ref.js';
-import { ApiClient } from '../../nydusd/src/api/client.js';
-import { startNydusNode, type NydusNode } from '../../test/harness/nydus-node.js';
+import { NYDUSD_REF } from '@nydus-ts/harness/peers/nydus-ref';
+import { ApiClient } from '@nydus-ts/nydusd/api/client';
+import { startNydusNode, type NydusNode } from '@nydus-ts/harness/nydus-node';
 
 let node: NydusNode | undefined;
 

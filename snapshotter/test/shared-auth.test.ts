@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { writeSampleImage } from '../../nydusify/src/sample/sample-image.js';
+import { writeSampleImage } from '@nydus-ts/nydusify/sample/sample-image';
 import { mountsUnder } from '../src/fsutil.js';
-import { startContainerd, type Containerd } from '../../test/harness/containerd.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
-import { startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
+import { startContainerd, type Containerd } from '@nydus-ts/harness/containerd';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
+import { startSnapshotter, type RunningSnapshotter } from '@nydus-ts/harness/snapshotter';
 
 const exec = promisify(execFile);
 

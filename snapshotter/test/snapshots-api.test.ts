@@ -13,11 +13,11 @@ import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { MNT_DETACH, mount as sysMount, umount } from '../../native/index.js';
+import { MNT_DETACH, mount as sysMount, umount } from '@nydus-ts/native';
 import type { Mount } from '../src/mounts.js';
 import { NYDUS_BLOB, NYDUS_BOOTSTRAP, TARGET_REF } from '../src/labels.js';
-import { getFreePort } from '../../test/harness/process.js';
-import { SNAPSHOTTER_BIN, startSnapshotter, type RunningSnapshotter } from '../../test/harness/snapshotter.js';
+import { getFreePort } from '@nydus-ts/harness/process';
+import { SNAPSHOTTER_BIN, startSnapshotter, type RunningSnapshotter } from '@nydus-ts/harness/snapshotter';
 
 const exec = promisify(execFile);
 
@@ -317,7 +317,7 @@ describe('what other local users and processes can touch', () => {
     // nydusd's blob cache files, written while a Nydus image is read: 0600 in a 0700 directory.
     const cache = join(work, 'perm-cache');
     const blob = readdirSync(blobDir)[0]!;
-    const { startNydusd } = await import('../../test/harness/nydusd.js');
+    const { startNydusd } = await import('@nydus-ts/harness/nydusd');
     mkdirSync(join(work, 'perm-mnt'), { recursive: true });
     const boot = join(work, 'perm.boot');
     writeFileSync(boot, goodBoot);

@@ -10,14 +10,13 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mountsUnder, unmountUnder } from '../../snapshotter/src/fsutil.js';
+import { mountsUnder, unmountUnder } from '@nydus-ts/snapshotter/fsutil';
 import { onExitCleanup, spawnProcess } from './process.js';
 
 export { mountsUnder };
 
-const HERE_ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
-/** The repository root, from source (test/harness) and from dist/test/harness alike. */
-export const REPO_ROOT = basename(HERE_ROOT) === 'dist' ? resolve(HERE_ROOT, '..') : HERE_ROOT;
+/** The repository root: test/harness/containerd.ts and test/dist/containerd.js sit at the same depth. */
+export const REPO_ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 /** The containerd snippet users write today; `../shared` sits beside the repository. */
 export const FIXTURE_CONFIG = join(REPO_ROOT, '..', 'shared', 'fixtures', 'containerd-config.toml');
 

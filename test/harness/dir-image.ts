@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import { RegistryClient } from '../../nydusify/src/registry/client.js';
+import { RegistryClient } from '@nydus-ts/registry/client';
 import { REPO_ROOT } from './containerd.js';
 
 export interface DirImage {

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import { NYDUS_TS_CACHE } from '../../bench/peers/stargz.js';
+import { NYDUS_TS_CACHE } from './peers/stargz.js';
 import { onExitCleanup } from './process.js';
 
 const exec = promisify(execFile);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import { writeSampleImage } from '../../nydusify/src/sample/sample-image.js';
+import { writeSampleImage } from '@nydus-ts/nydusify/sample/sample-image';
 import { startContainerd, type Containerd, type StartContainerdOptions } from './containerd.js';
 import { startRegistry, type RunningRegistry } from './registry.js';
 import { startSnapshotter, type RunningSnapshotter, type StartSnapshotterOptions } from './snapshotter.js';

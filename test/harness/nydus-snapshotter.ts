@@ -7,7 +7,7 @@
 import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { NYDUS_SNAPSHOTTER_BINARY } from '../../bench/peers/nydus-snapshotter.js';
+import { NYDUS_SNAPSHOTTER_BINARY } from './peers/nydus-snapshotter.js';
 import { onExitCleanup, spawnProcess, waitServing, type ManagedProcess } from './process.js';
 import { reapSnapshotterLeftovers } from './snapshotter.js';
 

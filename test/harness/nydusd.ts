@@ -6,16 +6,15 @@ import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { ApiClient } from '../../nydusd/src/api/client.js';
+import { ApiClient } from '@nydus-ts/nydusd/api/client';
 import { inNetns } from './netns.js';
 import { spawnProcess, type ManagedProcess } from './process.js';
 
-const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
-/** Works from source (test/harness) and from dist/test/harness. */
-const BIN = join(ROOT.endsWith('dist') ? resolve(ROOT, '..') : ROOT, 'bin', 'nydusd.js');
+/** test/harness/nydusd.ts and test/dist/nydusd.js sit at the same depth below the repository. */
+const BIN = resolve(fileURLToPath(import.meta.url), '..', '..', '..', 'bin', 'nydusd.js');
 
 export interface StartNydusdOptions {
-  /** Another daemon speaking nydusd's command line and daemon API (e.g. bench/peers' NYDUSD_REF); default ours. */
+  /** Another daemon speaking nydusd's command line and daemon API (e.g. the Nydus reference daemon, NYDUSD_REF in ./peers/nydus-ref); default ours. */
   binary?: string;
   /** nydusd JSON config (written to a file next to the API socket). */
   config: unknown;

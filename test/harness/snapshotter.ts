@@ -8,9 +8,9 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { request } from 'node:http';
 import { join } from 'node:path';
 
-import { processesNaming } from '../../snapshotter/src/daemons.js';
-import { unmountUnder } from '../../snapshotter/src/fsutil.js';
-import { SnapshotsClient } from '../../snapshotter/src/client.js';
+import { processesNaming } from '@nydus-ts/snapshotter/daemons';
+import { unmountUnder } from '@nydus-ts/snapshotter/fsutil';
+import { SnapshotsClient } from '@nydus-ts/snapshotter/client';
 import { REPO_ROOT } from './containerd.js';
 import { onExitCleanup, spawnProcess, type ManagedProcess } from './process.js';
 

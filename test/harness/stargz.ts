@@ -7,11 +7,11 @@
 import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { STARGZ_BINARY } from '../../bench/peers/stargz.js';
-import { unmountUnder } from '../../snapshotter/src/fsutil.js';
+import { STARGZ_BINARY } from './peers/stargz.js';
+import { unmountUnder } from '@nydus-ts/snapshotter/fsutil';
 import { onExitCleanup, spawnProcess, waitServing, type ManagedProcess } from './process.js';
 
-export { STARGZ_BINARY, stargzAvailable } from '../../bench/peers/stargz.js';
+export { STARGZ_BINARY, stargzAvailable } from './peers/stargz.js';
 
 export interface StartStargzOptions {
   /** Holds root/, the socket, config.toml and the log. */

@@ -3,7 +3,7 @@
  * entries that keep the reader's documented promises or fail with a TarError; any other
  * exception (a RangeError from a Buffer method, a TypeError, a broken invariant) is a bug.
  */
-import { TarError, readTar } from '../../../nydusify/src/tar/index.js';
+import { TarError, readTar } from '@nydus-ts/nydusify/tar';
 import type { FuzzTarget } from '../engine.js';
 import type { Rng } from '../mutate.js';
 
@@ -50,7 +50,8 @@ function check(cond: boolean, what: string): void {
 
 export const tarTarget: FuzzTarget = {
   name: 'tar',
-  covers: (url) => url.includes('/nydusify/src/tar/'),
+  // From source or built: the fuzzer runs the compiled reader (nydusify/dist/tar).
+  covers: (url) => /\/nydusify\/(src|dist)\/tar\//.test(url),
   async run(data) {
     for await (const { entry, body } of readTar(pieces(data), { maxPaxHeaderSize: 64 * 1024 })) {
       const p = entry.path;

@@ -107,7 +107,7 @@ fn make_tree(root: &Path) -> bool {
 /// Builds an image of `src` (a directory, or a tar of it when `tar`).
 fn build(scratch: &Path, src: &Path, tar: bool, compressor: &str, chunk_size: &str) -> (PathBuf, PathBuf) {
     let cli = repo().join("bin/nydus-image.js");
-    let dist = repo().join("dist/nydusify/src/cli/nydus-image.js");
+    let dist = repo().join("nydusify/dist/cli/nydus-image.js");
     // `npm test` builds the TypeScript before it runs these tests.
     assert!(dist.exists(), "{} is missing: run `npm run build` in {} first", dist.display(), repo().display());
     let boot = scratch.join(format!("boot-{compressor}-{tar}"));

@@ -3,7 +3,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
-import { logger } from '../../../nydusify/src/util/log.js';
+import { logger } from '@nydus-ts/common/log';
 import { readJson } from './body.js';
 import { ApiError, errorAnswer } from './errors.js';
 import { ROUTES, type Answer, type RequestContext } from './routes.js';

@@ -3,7 +3,7 @@
 // the backend has been idle for `pauseAfterMs` and resumes with the next
 // read. The timer is unref()'d and stopped by stop().
 
-import { discardBody, type Transport } from '../../../nydusify/src/registry/transport.js';
+import { discardBody, type Transport } from '@nydus-ts/registry/transport';
 
 export interface HealthCheckOptions {
   pingUrl: string;

@@ -6,7 +6,7 @@
 // below 500 brings it back: the default ping URL is `<host>/v2`, which a
 // registry (or dfdaemon relaying to one) answers with 401.
 
-import type { Transport } from '../../../nydusify/src/registry/transport.js';
+import type { Transport } from '@nydus-ts/registry/transport';
 import { silentLogger, type BackendLogger, type MirrorMetrics } from './backend.js';
 import { HealthCheck } from './health.js';
 import type { MirrorOptions } from './registry-config.js';

@@ -3,7 +3,7 @@
 // comes from `ping_url` (none = always healthy); a failed connection marks
 // the proxy unhealthy until the next successful probe.
 
-import type { Transport } from '../../../nydusify/src/registry/transport.js';
+import type { Transport } from '@nydus-ts/registry/transport';
 import { silentLogger, type BackendLogger, type MirrorMetrics, type ReadOptions } from './backend.js';
 import { HealthCheck } from './health.js';
 import type { ProxyOptions } from './registry-config.js';

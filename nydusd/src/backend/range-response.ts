@@ -4,7 +4,7 @@
 // or breaks is a transient error (the read is retried); a range that starts
 // elsewhere is an integrity error.
 
-import { errorFromResponse, abandon, bodyComplete, connectionReleased, header, parseContentRange, type HttpResponse } from '../../../nydusify/src/registry/transport.js';
+import { errorFromResponse, abandon, bodyComplete, connectionReleased, header, parseContentRange, type HttpResponse } from '@nydus-ts/registry/transport';
 import { BackendError, type BackendErrorKind } from './backend.js';
 
 export function kindOfStatus(status: number): BackendErrorKind {

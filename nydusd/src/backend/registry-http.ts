@@ -9,9 +9,9 @@
 // other host. A cached redirect answered by 401/403 is dropped and the
 // request goes back to the registry.
 
-import type { AuthScope, Authenticator } from '../../../nydusify/src/registry/auth.js';
-import { discardBody, header, type HttpResponse, type Transport } from '../../../nydusify/src/registry/transport.js';
-import { parseWwwAuthenticate } from '../../../nydusify/src/registry/www-authenticate.js';
+import type { AuthScope, Authenticator } from '@nydus-ts/registry/auth';
+import { discardBody, header, type HttpResponse, type Transport } from '@nydus-ts/registry/transport';
+import { parseWwwAuthenticate } from '@nydus-ts/registry/www-authenticate';
 import { BackendError } from './backend.js';
 import type { RegistryOptions } from './registry-config.js';
 import type { Hop } from './relay.js';

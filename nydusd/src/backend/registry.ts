@@ -5,9 +5,9 @@
 // 403 and other final answers are not retried. Connections are pooled per
 // origin by nydusify's Transport; auth is nydusify's Authenticator.
 
-import { Authenticator } from '../../../nydusify/src/registry/auth.js';
-import { RegistryError } from '../../../nydusify/src/registry/errors.js';
-import { backoffDelay, discardBody, header, isUntrustedCertificate, Transport } from '../../../nydusify/src/registry/transport.js';
+import { Authenticator } from '@nydus-ts/registry/auth';
+import { RegistryError } from '@nydus-ts/registry/errors';
+import { backoffDelay, discardBody, header, isUntrustedCertificate, Transport } from '@nydus-ts/registry/transport';
 import { BackendCounters, BackendError, checkBlobId, silentLogger, type BackendLogger, type BackendMetrics, type BlobBackend, type ReadOptions } from './backend.js';
 import { Mirror } from './mirror.js';
 import { DragonflyProxy } from './proxy.js';

@@ -7,12 +7,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import { readBootstrap, type ParsedBootstrap } from '../../../rafs-spec/src/bootstrap-reader.js';
-import { lookup } from '../../../rafs-spec/src/tree.js';
-import { unpackBootstrapLayer } from '../../../nydusify/src/image/nydus-manifest.js';
-import { RegistryClient } from '../../../nydusify/src/registry/client.js';
-import { writeSampleImage } from '../../../nydusify/src/sample/sample-image.js';
-import type { RunningRegistry } from '../../../test/harness/registry.js';
+import { readBootstrap, type ParsedBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { lookup } from '@nydus-ts/rafs/tree';
+import { unpackBootstrapLayer } from '@nydus-ts/nydusify/image/nydus-manifest';
+import { RegistryClient } from '@nydus-ts/registry/client';
+import { writeSampleImage } from '@nydus-ts/nydusify/sample/sample-image';
+import type { RunningRegistry } from '@nydus-ts/harness/registry';
 
 export const exec = promisify(execFile);
 

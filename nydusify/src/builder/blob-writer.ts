@@ -9,15 +9,15 @@ import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { compress, type ProcessedChunk } from '../../../native/index.js';
-import { encodeCctHeader, encodeToc, encodeTrailerHeader, type TocEntry } from '../../../rafs-spec/src/blob-meta.js';
-import { encodeChunkInfoV1 } from '../../../rafs-spec/src/chunk.js';
+import { compress, type ProcessedChunk } from '@nydus-ts/native';
+import { encodeCctHeader, encodeToc, encodeTrailerHeader, type TocEntry } from '@nydus-ts/rafs/blob-meta';
+import { encodeChunkInfoV1 } from '@nydus-ts/rafs/chunk';
 import {
   BLOB_FEATURES_NATIVE, BLOB_INLINED_FS_META, CHUNK_DIGEST_SIZE, CHUNK_INFO_V1_SIZE, EROFS_BLOCK_SIZE,
   PLACEHOLDER_BLOB_ID, SECTION_BLOB_DATA, SECTION_BLOB_DIGEST, SECTION_BLOB_META, SECTION_BLOB_META_HEADER,
   SECTION_BOOTSTRAP, SECTION_TOC, TAR_HEADER_SIZE, align, type CompressorName, type DigesterName,
-} from '../../../rafs-spec/src/constants.js';
-import type { BlobInfo, ChunkRef } from '../../../rafs-spec/src/tree.js';
+} from '@nydus-ts/rafs/constants';
+import type { BlobInfo, ChunkRef } from '@nydus-ts/rafs/tree';
 
 export interface BlobWriterOptions {
   dir: string;

@@ -1,8 +1,8 @@
 /** Loading bootstraps from disk: plain files, a blob's inline bootstrap, or `bootstrap=PATH` specs. */
 import { open, readFile, stat } from 'node:fs/promises';
-import { readBootstrap, type ParsedBootstrap } from '../../../rafs-spec/src/bootstrap-reader.js';
-import { readBlobToc, readInlineBootstrap, type ReadAt } from '../../../rafs-spec/src/blob-trailer.js';
-import { FormatError } from '../../../rafs-spec/src/errors.js';
+import { readBootstrap, type ParsedBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { readBlobToc, readInlineBootstrap, type ReadAt } from '@nydus-ts/rafs/blob-trailer';
+import { FormatError } from '@nydus-ts/rafs/errors';
 
 export async function loadBootstrap(path: string): Promise<ParsedBootstrap> {
   const buf = await readFile(path);

@@ -3,10 +3,10 @@
  * (chunks deduplicated against the dictionary, the parent and every earlier layer), the blob
  * embeds that layer's own bootstrap when asked, and the layers merge into the final bootstrap.
  */
-import type { ParsedBootstrap } from '../../../rafs-spec/src/bootstrap-reader.js';
-import { writeBootstrap, type WrittenBootstrap } from '../../../rafs-spec/src/bootstrap-writer.js';
-import type { CompressorName, DigesterName } from '../../../rafs-spec/src/constants.js';
-import { lookup, type FsNode } from '../../../rafs-spec/src/tree.js';
+import type { ParsedBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { writeBootstrap, type WrittenBootstrap } from '@nydus-ts/rafs/bootstrap-writer';
+import type { CompressorName, DigesterName } from '@nydus-ts/rafs/constants';
+import { lookup, type FsNode } from '@nydus-ts/rafs/tree';
 import { BlobWriter, type FinishedBlob } from './blob-writer.js';
 import { writeHotBlob, type HotBlob, type TracedChunk } from './hot-blob.js';
 import { ChunkPipeline } from './chunk-pipeline.js';

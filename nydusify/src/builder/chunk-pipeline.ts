@@ -3,9 +3,9 @@
  * (both cores), while dedup decisions and blob appends happen strictly in submission order so the
  * output is deterministic. In-flight work is bounded, so memory stays flat however large the layer.
  */
-import { processChunkAsync, type ProcessedChunk } from '../../../native/index.js';
-import type { CompressorName, DigesterName } from '../../../rafs-spec/src/constants.js';
-import type { ChunkRef } from '../../../rafs-spec/src/tree.js';
+import { processChunkAsync, type ProcessedChunk } from '@nydus-ts/native';
+import type { CompressorName, DigesterName } from '@nydus-ts/rafs/constants';
+import type { ChunkRef } from '@nydus-ts/rafs/tree';
 import type { BlobWriter } from './blob-writer.js';
 import { ChunkStore, type DedupStats } from './chunk-store.js';
 

@@ -2,7 +2,7 @@
  * The dedup index: chunk digest -> where that chunk already lives. Seeded from a chunk dictionary
  * and parent layers, then grown by every chunk written. Counts where each hit came from.
  */
-import type { BlobInfo, ChunkRef, FsNode } from '../../../rafs-spec/src/tree.js';
+import type { BlobInfo, ChunkRef, FsNode } from '@nydus-ts/rafs/tree';
 
 export type ChunkOrigin = 'dict' | 'parent' | 'layer';
 

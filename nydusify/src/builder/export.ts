@@ -5,9 +5,9 @@
  */
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ParsedBootstrap } from '../../../rafs-spec/src/bootstrap-reader.js';
-import { decodeChunk, planReads } from '../../../rafs-spec/src/chunk-data.js';
-import { walk, type ChunkRef } from '../../../rafs-spec/src/tree.js';
+import type { ParsedBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { decodeChunk, planReads } from '@nydus-ts/rafs/chunk-data';
+import { walk, type ChunkRef } from '@nydus-ts/rafs/tree';
 import { fileReadAt } from './bootstrap-file.js';
 
 export async function exportRawBlobs(p: ParsedBootstrap, blobDir: string, outDir: string): Promise<string[]> {

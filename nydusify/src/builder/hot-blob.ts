@@ -6,8 +6,8 @@
  * the layer blobs, which are byte for byte those of the plain conversion (the registry stores them
  * once for both images). File contents, chunk digests and the merkle root are unchanged.
  */
-import type { ChunkRef, FsNode } from '../../../rafs-spec/src/tree.js';
-import { walk } from '../../../rafs-spec/src/tree.js';
+import type { ChunkRef, FsNode } from '@nydus-ts/rafs/tree';
+import { walk } from '@nydus-ts/rafs/tree';
 import { BlobWriter, type FinishedBlob } from './blob-writer.js';
 import { LocalFileReader } from './local-file-reader.js';
 

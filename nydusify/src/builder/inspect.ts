@@ -1,7 +1,7 @@
 /** Human-readable views of a bootstrap: a summary, one path's details, and dedup statistics. */
-import type { ParsedBootstrap } from '../../../rafs-spec/src/bootstrap-reader.js';
-import { computeMerkle } from '../../../rafs-spec/src/merkle.js';
-import { lookup, modeOf, walk, type FsNode } from '../../../rafs-spec/src/tree.js';
+import type { ParsedBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { computeMerkle } from '@nydus-ts/rafs/merkle';
+import { lookup, modeOf, walk, type FsNode } from '@nydus-ts/rafs/tree';
 
 export function summarize(p: ParsedBootstrap) {
   const kinds: Record<string, number> = {};

@@ -4,8 +4,8 @@
  * symlinked directory are errors that name the entry.
  */
 import type { TarEntry } from '../tar/entry.js';
-import { MAX_NAME_LEN } from '../../../rafs-spec/src/constants.js';
-import { lookup, newNode, type FsNode, type NodeKind } from '../../../rafs-spec/src/tree.js';
+import { MAX_NAME_LEN } from '@nydus-ts/rafs/constants';
+import { lookup, newNode, type FsNode, type NodeKind } from '@nydus-ts/rafs/tree';
 import { WH_PREFIX, type WhiteoutSpec } from './overlay.js';
 
 export class LayerError extends Error {

@@ -4,8 +4,8 @@
  * chunk dictionary's or a parent's) are not local: such a file reads as `undefined`.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
-import { decodeChunk } from '../../../rafs-spec/src/chunk-data.js';
-import type { BlobInfo, ChunkRef, FsNode } from '../../../rafs-spec/src/tree.js';
+import { decodeChunk } from '@nydus-ts/rafs/chunk-data';
+import type { BlobInfo, ChunkRef, FsNode } from '@nydus-ts/rafs/tree';
 import type { FinishedBlob } from './blob-writer.js';
 
 /** Decoded chunks kept: ELF parsing reads a header, then a table or two, often in one chunk. */

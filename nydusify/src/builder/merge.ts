@@ -2,10 +2,10 @@
  * `nydus-image merge`: overlays per-layer bootstraps (bottom first) into one image, naming each
  * layer's own blob by its real digest (`--blob-digests`) and filling in sizes and TOC facts.
  */
-import { readBootstrap, type ParsedBootstrap } from '../../../rafs-spec/src/bootstrap-reader.js';
-import { writeBootstrap, type WrittenBootstrap } from '../../../rafs-spec/src/bootstrap-writer.js';
-import { BLOB_INLINED_FS_META, PLACEHOLDER_BLOB_ID } from '../../../rafs-spec/src/constants.js';
-import { lookup, type FsNode } from '../../../rafs-spec/src/tree.js';
+import { readBootstrap, type ParsedBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { writeBootstrap, type WrittenBootstrap } from '@nydus-ts/rafs/bootstrap-writer';
+import { BLOB_INLINED_FS_META, PLACEHOLDER_BLOB_ID } from '@nydus-ts/rafs/constants';
+import { lookup, type FsNode } from '@nydus-ts/rafs/tree';
 import { mergeLayer, stripWhiteouts, type WhiteoutSpec } from './overlay.js';
 
 export interface LayerBlobFacts {

@@ -5,7 +5,7 @@
  *  - overlayfs: a 0/0 char device removes NAME; xattr trusted.overlay.opaque=y makes a dir opaque.
  *  - none:      nothing is interpreted (whiteout files stay ordinary files).
  */
-import type { FsNode } from '../../../rafs-spec/src/tree.js';
+import type { FsNode } from '@nydus-ts/rafs/tree';
 
 export type WhiteoutSpec = 'oci' | 'overlayfs' | 'none';
 

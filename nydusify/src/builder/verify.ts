@@ -2,11 +2,11 @@
  * `nydus-image check`: the bootstrap parses, its merkle tree matches its content, and (with blobs at
  * hand) every chunk decompresses to bytes that match its digest.
  */
-import type { ParsedBootstrap } from '../../../rafs-spec/src/bootstrap-reader.js';
-import { readBlobToc, readChunkInfos, type ReadAt } from '../../../rafs-spec/src/blob-trailer.js';
-import { decodeChunk, planReads } from '../../../rafs-spec/src/chunk-data.js';
-import { computeMerkle } from '../../../rafs-spec/src/merkle.js';
-import { walk, type ChunkRef } from '../../../rafs-spec/src/tree.js';
+import type { ParsedBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { readBlobToc, readChunkInfos, type ReadAt } from '@nydus-ts/rafs/blob-trailer';
+import { decodeChunk, planReads } from '@nydus-ts/rafs/chunk-data';
+import { computeMerkle } from '@nydus-ts/rafs/merkle';
+import { walk, type ChunkRef } from '@nydus-ts/rafs/tree';
 
 export interface VerifyReport {
   problems: string[];

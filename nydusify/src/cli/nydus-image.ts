@@ -13,9 +13,9 @@ import { verifyImage } from '../builder/verify.js';
 import { readDirSource } from '../source/dir-source.js';
 import { tarFileSource } from '../source/tar-source.js';
 import { Progress, humanBytes } from '../util/progress.js';
-import { setLogLevel } from '../util/log.js';
-import { helpText, oneOf, parseCommand, parseSize, programHelp, readStdinLines, UsageError, type CommandSpec } from './args.js';
-import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../../../rafs-spec/src/constants.js';
+import { setLogLevel } from '@nydus-ts/common/log';
+import { helpText, oneOf, parseCommand, parseSize, programHelp, readStdinLines, UsageError, type CommandSpec } from '@nydus-ts/common/args';
+import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '@nydus-ts/rafs/constants';
 
 const PROGRAM = 'nydus-image';
 const common = {

@@ -6,9 +6,9 @@ import { check } from '../check.js';
 import { convert, type ConvertOptions } from '../convert.js';
 import { optimize } from '../optimize.js';
 import { hostPlatform } from '../image/types.js';
-import { setLogLevel } from '../util/log.js';
+import { setLogLevel } from '@nydus-ts/common/log';
 import { humanBytes } from '../util/progress.js';
-import { helpText, oneOf, parseCommand, parseSize, programHelp, readStdinLines, UsageError, type CommandSpec } from './args.js';
+import { helpText, oneOf, parseCommand, parseSize, programHelp, readStdinLines, UsageError, type CommandSpec } from '@nydus-ts/common/args';
 
 const PROGRAM = 'nydusify';
 const common = {

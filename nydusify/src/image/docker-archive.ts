@@ -8,7 +8,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
-import { DOCKER_CONFIG, DOCKER_MANIFEST } from '../registry/media-types.js';
+import { DOCKER_CONFIG, DOCKER_MANIFEST } from '@nydus-ts/registry/media-types';
 import { readTar } from '../tar/index.js';
 import { readFileRange } from './oci-layout.js';
 import type { Descriptor, ImageConfig, ImageSource } from './types.js';

@@ -6,19 +6,14 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { buildTar, readTar } from '../tar/index.js';
-import { DOCKER_CONFIG, DOCKER_LAYER_TAR_GZIP, DOCKER_MANIFEST, NYDUS_BLOB_LAYER, OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '../registry/media-types.js';
+import { DOCKER_CONFIG, DOCKER_LAYER_TAR_GZIP, DOCKER_MANIFEST, NYDUS_BLOB_LAYER, OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '@nydus-ts/registry/media-types';
+import { CHUNK_TRACE_NAME } from '@nydus-ts/rafs/constants';
 import type { Descriptor, ImageConfig, ImageManifest } from './types.js';
 
 export const ANNOTATION_NYDUS_BLOB = 'containerd.io/snapshot/nydus-blob';
 export const ANNOTATION_NYDUS_BOOTSTRAP = 'containerd.io/snapshot/nydus-bootstrap';
 export const ANNOTATION_NYDUS_FS_VERSION = 'containerd.io/snapshot/nydus-fs-version';
 export const BOOTSTRAP_PATH = 'image/image.boot';
-/**
- * Ours: a workload's chunk trace (`BLOB_ID CHUNK_INDEX` lines, first-demand order), written by
- * `nydusify optimize` beside image.boot. Our nydusd prefetches those chunks at mount; Nydus and
- * the kernel ignore the file.
- */
-export const CHUNK_TRACE_NAME = 'prefetch.chunks';
 
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 

@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { OCI_INDEX } from '../registry/media-types.js';
+import { OCI_INDEX } from '@nydus-ts/registry/media-types';
 import { selectPlatform, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type ImageSource } from './types.js';
 
 const INDEX_TYPES = ['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json'];

@@ -1,8 +1,8 @@
 /** An image in a registry as a conversion source: manifest (through an index by platform), config, layers. */
 import type { Readable } from 'node:stream';
-import { RegistryClient } from '../registry/client.js';
-import { DEFAULT_MANIFEST_ACCEPT, isIndexMediaType } from '../registry/media-types.js';
-import type { ImageReference } from '../registry/reference.js';
+import { RegistryClient } from '@nydus-ts/registry/client';
+import { DEFAULT_MANIFEST_ACCEPT, isIndexMediaType } from '@nydus-ts/registry/media-types';
+import type { ImageReference } from '@nydus-ts/registry/reference';
 import { selectPlatform, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type ImageSource } from './types.js';
 
 export async function openRegistryImage(client: RegistryClient, ref: ImageReference, platform: string, label: string): Promise<ImageSource> {

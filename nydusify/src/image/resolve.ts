@@ -3,8 +3,8 @@
  * to an existing .tar), or a registry reference.
  */
 import { existsSync, statSync } from 'node:fs';
-import { RegistryClient } from '../registry/client.js';
-import { parseReference } from '../registry/reference.js';
+import { RegistryClient } from '@nydus-ts/registry/client';
+import { parseReference } from '@nydus-ts/registry/reference';
 import { openDockerArchive } from './docker-archive.js';
 import { openOciLayout } from './oci-layout.js';
 import { openRegistryImage } from './registry-source.js';

@@ -8,7 +8,7 @@
  * Static, from the image alone: libraries loaded later with dlopen, and data files, are not here
  * (`nydusify optimize` records those). Anything that cannot be resolved is left out, never fatal.
  */
-import type { FsNode } from '../../../rafs-spec/src/tree.js';
+import type { FsNode } from '@nydus-ts/rafs/tree';
 import { isElf, multiarchTriplet, readElfDeps, type ElfDeps } from './elf.js';
 
 /** Reads a regular file's bytes from the image being built. */

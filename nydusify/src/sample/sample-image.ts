@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { OciLayoutWriter } from '../image/oci-layout.js';
-import { OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '../registry/media-types.js';
+import { OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '@nydus-ts/registry/media-types';
 import { buildTar, type TarWriteEntry } from '../tar/index.js';
 
 const APPLETS = ['sh', 'ls', 'cat', 'echo', 'env', 'id', 'sha256sum', 'find', 'du', 'tar', 'wc', 'head', 'true', 'sleep'];

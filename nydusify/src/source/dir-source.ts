@@ -5,7 +5,7 @@
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { listXattrs } from '../../../native/index.js';
+import { listXattrs } from '@nydus-ts/native';
 import type { SourceEntry, SourceItem } from '../builder/build.js';
 
 const empty: AsyncIterable<Buffer> = { async *[Symbol.asyncIterator]() {} };

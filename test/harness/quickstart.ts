@@ -12,16 +12,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ApiClient } from '../../../nydusd/src/api/client.js';
-import { startContainerd } from '../../../test/harness/containerd.js';
-import { NERDCTL, nerdctl, type Nerdctl } from '../../../test/harness/nerdctl.js';
-import { startRegistry } from '../../../test/harness/registry.js';
-import { startSnapshotter } from '../../../test/harness/snapshotter.js';
-import { check } from '../check.js';
-import { convert, type ConvertResult } from '../convert.js';
-import { hostPlatform } from '../image/types.js';
-import { writeSampleImage } from '../sample/sample-image.js';
-import { humanBytes } from '../util/progress.js';
+import { ApiClient } from '@nydus-ts/nydusd/api/client';
+import { startContainerd } from './containerd.js';
+import { NERDCTL, nerdctl, type Nerdctl } from './nerdctl.js';
+import { startRegistry } from './registry.js';
+import { startSnapshotter } from './snapshotter.js';
+import { check } from '@nydus-ts/nydusify/check';
+import { convert, type ConvertResult } from '@nydus-ts/nydusify/convert';
+import { hostPlatform } from '@nydus-ts/nydusify/image/types';
+import { writeSampleImage } from '@nydus-ts/nydusify/sample/sample-image';
+import { humanBytes } from '@nydus-ts/nydusify/util/progress';
 
 const exec = promisify(execFile);
 

@@ -4,9 +4,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, utimesSync, writeFileSync, type BigIntStats, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { listXattrs } from '../../../native/index.js';
+import { listXattrs } from '@nydus-ts/native';
 
 export interface Rec {
   type: string;
@@ -22,7 +22,7 @@ export interface Rec {
   mtime?: string;
 }
 
-const typeOf = (st: ReturnType<typeof lstatSync>): string =>
+const typeOf = (st: Stats | BigIntStats): string =>
   st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isCharacterDevice() ? 'chardev'
     : st.isBlockDevice() ? 'blockdev' : st.isFIFO() ? 'fifo' : st.isSocket() ? 'socket' : 'unknown';
 
@@ -37,7 +37,7 @@ export function snapshot(root: string, opts: SnapshotOptions = {}): Map<string, 
   const visit = (rel: string) => {
     const abs = rel ? join(root, rel) : root;
     const st = lstatSync(abs, { bigint: true });
-    const type = typeOf(st as unknown as ReturnType<typeof lstatSync>);
+    const type = typeOf(st);
     if (opts.skipTypes?.includes(type)) return;
     const xattrs = Object.fromEntries(Object.entries(listXattrs(abs)).filter(([k]) => !k.startsWith('system.')).map(([k, v]) => [k, v.toString('hex')]).sort());
     const rec: Rec = { type, mode: (Number(st.mode) & 0o7777).toString(8), uid: Number(st.uid), gid: Number(st.gid), xattrs };

@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { RegistryClient } from '../src/registry/client.js';
-import { lookupDockerCredentials } from '../src/registry/docker-config.js';
-import { startRegistry, type RunningRegistry } from '../../test/harness/registry.js';
+import { RegistryClient } from '../src/client.js';
+import { lookupDockerCredentials } from '../src/docker-config.js';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
 
 let work: string;
 let reg: RunningRegistry;

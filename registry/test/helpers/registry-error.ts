@@ -1,6 +1,6 @@
 /** Awaits a promise that must reject with a RegistryError, and returns that error. */
 import { expect } from 'vitest';
-import { RegistryError } from '../../src/registry/errors.js';
+import { RegistryError } from '../../src/errors.js';
 
 export async function expectRegistryError(p: Promise<unknown>): Promise<RegistryError> {
   try {

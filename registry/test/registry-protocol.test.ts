@@ -9,11 +9,11 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RegistryClient, type RegistryClientOptions } from '../src/registry/client.js';
-import { lookupDockerCredentials, normalizeAuthKey } from '../src/registry/docker-config.js';
-import { RegistryError, parseErrorBody, redactUrl } from '../src/registry/errors.js';
-import { OCI_MANIFEST } from '../src/registry/media-types.js';
-import { parseWwwAuthenticate } from '../src/registry/www-authenticate.js';
+import { RegistryClient, type RegistryClientOptions } from '../src/client.js';
+import { lookupDockerCredentials, normalizeAuthKey } from '../src/docker-config.js';
+import { RegistryError, parseErrorBody, redactUrl } from '../src/errors.js';
+import { OCI_MANIFEST } from '../src/media-types.js';
+import { parseWwwAuthenticate } from '../src/www-authenticate.js';
 import { expectRegistryError } from './helpers/registry-error.js';
 
 const sha256 = (b: Uint8Array) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
