@@ -116,10 +116,22 @@ const fail = (path: string, message: string): never => {
   throw new ConfigError(`${showPath(path)}${message}`, path);
 };
 
+/** A config file's layout: its version, where each field sits in it, and its fields in v1 terms. */
+export interface ConfigLayout {
+  version: 1 | 2;
+  paths: SourcePaths;
+  v1: Record<string, unknown>;
+}
+
+/** The layout of `json`, shape-checked (wrong types throw); unknown keys are appended to `unknownKeys`. */
+export function configLayout(json: unknown, unknownKeys: string[] = []): ConfigLayout {
+  if (isObject(json) && json.version !== undefined) return { version: 2, ...fromV2(json, unknownKeys) };
+  return { version: 1, v1: checkV1(json, unknownKeys), paths: V1_PATHS };
+}
+
 export function parseConfig(json: unknown, opts: ParseOptions = {}): LoadedConfig {
   const unknownKeys: string[] = [];
-  const version = isObject(json) && json.version !== undefined ? 2 : 1;
-  const { v1, paths } = version === 2 ? fromV2(json, unknownKeys) : { v1: checkV1(json, unknownKeys), paths: V1_PATHS };
+  const { version, v1, paths } = configLayout(json, unknownKeys);
   const config = build(v1, paths, opts.servedBackends ?? SERVED_BACKENDS);
   return { config, warnings: unknownKeys.map((p) => `unknown key ${showPath(p)} (ignored)`), unknownKeys, version };
 }

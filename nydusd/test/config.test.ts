@@ -6,6 +6,7 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
+import { NydusdConfigFile } from '../src/config-file.js';
 import { ConfigError, loadConfigFile, localfsConfig, parseConfig, parseConfigString } from '../src/config.js';
 
 const FIXTURE = join(import.meta.dirname, '..', '..', '..', 'shared', 'fixtures', 'nydusd-config.json');
@@ -283,5 +284,47 @@ describe('v2 JSON ("version": 2)', () => {
     fails((x) => delete x.backend, /^config\.backend is required/);
     fails((x) => delete x.backend.type, /^config\.backend\.type is required/);
     fails((x) => (x.version = 3), /^config\.version: 3 is not a config version/);
+  });
+});
+
+describe('a config file completed per image (NydusdConfigFile, what the snapshotter uses)', () => {
+  const access = { host: 'reg.example:5000', repo: 'ns/app', auth: 'dTpw', scheme: 'https' as const };
+
+  it('v1: fills device.backend.config and device.cache.config, keeps unknown keys, adds mode', () => {
+    const template = { device: { backend: { type: 'registry', config: { timeout: 7, x_future: 1 } } }, fs_prefetch: { enable: true } };
+    const file = NydusdConfigFile.template(template);
+    expect(file.version).toBe(1);
+    expect(file.backendType).toBe('registry');
+    expect(file.registryScheme).toBeUndefined();
+    const { json, loaded } = file.forImage(access, '/cache');
+    expect(json).toEqual({
+      device: { backend: { type: 'registry', config: { timeout: 7, x_future: 1, host: access.host, repo: access.repo, auth: 'dTpw', scheme: 'https' } }, cache: { type: 'blobcache', config: { work_dir: '/cache' } } },
+      fs_prefetch: { enable: true },
+      mode: 'direct',
+    });
+    expect(loaded.unknownKeys).toEqual(['device.backend.config.x_future']);
+    expect(loaded.config.cache.workDir).toBe('/cache');
+    expect(template.device.backend.config).toEqual({ timeout: 7, x_future: 1 }); // the template is not touched
+  });
+
+  it('v2: fills backend.registry and cache.filecache; a template without a backend means a registry', () => {
+    const file = NydusdConfigFile.template({ version: 2, cache: { type: 'dummycache' }, rafs: { mode: 'direct' } });
+    expect(file.version).toBe(2);
+    expect(file.backendType).toBe('registry');
+    const { json, loaded } = file.forImage({ ...access, scheme: 'http' }, '/c2');
+    expect(json.backend).toEqual({ type: 'registry', registry: { host: access.host, repo: access.repo, auth: 'dTpw', scheme: 'http' } });
+    expect(json.cache).toEqual({ type: 'blobcache', filecache: { work_dir: '/c2' } });
+    expect(json.mode).toBeUndefined(); // v2 defaults it
+    expect(loaded.config.backend.config).toMatchObject({ host: access.host, scheme: 'http' });
+    expect(NydusdConfigFile.template({ version: 2, backend: { type: 'registry', registry: { scheme: 'http' } } }).registryScheme).toBe('http');
+  });
+
+  it('a template with a wrong type is refused when read; one that cannot be completed, when completed', () => {
+    expect(() => NydusdConfigFile.template({ device: { backend: { type: 'registry', config: { timeout: 'soon' } } } })).toThrow(/config\.device\.backend\.config\.timeout: expected a number/);
+    expect(() => NydusdConfigFile.template('{}')).toThrow(/not a JSON object/);
+    expect(() => NydusdConfigFile.template({ device: { backend: { type: 'oss', config: {} } } }).forImage(access, '/c')).toThrow(/'oss' cannot be completed/);
+    expect(() => NydusdConfigFile.template({ mode: 'direct' }).forImage(undefined, '/c')).toThrow(/needs the image reference/);
+    // The completed file goes through nydusd's parser: what nydusd would refuse fails here.
+    expect(() => NydusdConfigFile.template({ device: { backend: { type: 'localfs', config: { dir: '/b' } } }, mode: 'cached' }).forImage(undefined, '/c')).toThrow(/"cached" is not supported/);
   });
 });

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { helpText, parseCommand, UsageError, type CommandSpec } from '@nydus-ts/common/args';
+import { NydusdConfigFile } from '@nydus-ts/nydusd/config-file';
 import { logger, setLogLevel, setLogSink } from '@nydus-ts/common/log';
 import { daemonMode, defaultConfig, DEFAULT_NYDUSD_CONFIG, fsDriver, loadSnapshotterConfig, type SnapshotterConfig } from './config.js';
 import { Daemons } from './daemons.js';
@@ -73,11 +74,19 @@ async function loadTemplate(path: string): Promise<unknown> {
       fs_prefetch: { enable: true, threads_count: 4, merging_size: 1048576, prefetch_all: false },
     };
   }
+  let json: unknown;
   try {
-    return JSON.parse(text);
+    json = JSON.parse(text);
   } catch (e) {
     throw new UsageError(`the nydusd config ${path} is not JSON: ${(e as Error).message}`);
   }
+  try {
+    // Checked now, as nydusd will check it, rather than at the first image's Prepare.
+    NydusdConfigFile.template(json);
+  } catch (e) {
+    throw new UsageError(`the nydusd config ${path}: ${(e as Error).message}`);
+  }
+  return json;
 }
 
 export async function main(argv: string[]): Promise<number> {

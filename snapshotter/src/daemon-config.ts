@@ -7,10 +7,8 @@ import { request } from 'node:https';
 import { registryApiHost, parseReference, type ImageReference } from '@nydus-ts/registry/reference';
 import { lookupDockerCredentials } from '@nydus-ts/registry/docker-config';
 import { logger } from '@nydus-ts/common/log';
+import { NydusdConfigFile, type RegistryAccess } from '@nydus-ts/nydusd/config-file';
 import { failedPrecondition } from './errors.js';
-
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export interface ImageAccess {
   ref: ImageReference;
@@ -80,52 +78,27 @@ export function detectScheme(host: string): Promise<'https' | 'http'> {
   });
 }
 
-/** The backend object of a v1 or v2 nydusd config. */
-function backendOf(c: Obj): unknown {
-  return c.version === 2 ? c.backend : isObj(c.device) ? c.device.backend : undefined;
-}
-
 export function isLocalfsTemplate(template: unknown): boolean {
-  const b = isObj(template) ? backendOf(template) : undefined;
-  return isObj(b) && b.type === 'localfs';
+  return NydusdConfigFile.template(template).backendType === 'localfs';
 }
 
 /**
  * The template with this image's backend and cache filled in (`access` is needed for a registry
- * backend). Throws on a template it cannot complete.
+ * backend), checked by nydusd's own parser. Throws on a template it cannot complete.
  */
-export async function imageDaemonConfig(template: unknown, access: ImageAccess | undefined, cacheDir: string): Promise<Obj> {
-  if (!isObj(template)) throw new Error('nydusd config template is not a JSON object');
-  const c = structuredClone(template);
-  const v2 = c.version === 2;
-  // v1: device.backend.{type,config}, device.cache.{type,config.work_dir}
-  // v2: backend.{type,registry}, cache.{type,filecache.work_dir}
-  const device = v2 ? c : ((c.device = isObj(c.device) ? c.device : {}) as Obj);
-  const backend = (device.backend = isObj(device.backend) ? device.backend : { type: 'registry' }) as Obj;
-  const type = typeof backend.type === 'string' ? backend.type : 'registry';
-  backend.type = type;
-  if (type === 'registry') {
-    if (access === undefined) throw new Error('a registry backend needs the image reference');
-    const key = v2 ? 'registry' : 'config';
-    const rc = (backend[key] = isObj(backend[key]) ? backend[key] : {}) as Obj;
+export async function imageDaemonConfig(template: unknown, access: ImageAccess | undefined, cacheDir: string): Promise<Record<string, unknown>> {
+  const file = NydusdConfigFile.template(template);
+  let registry: RegistryAccess | undefined;
+  if (file.backendType === 'registry' && access !== undefined) {
     const host = registryApiHost(access.ref.domain);
-    rc.host = host;
-    rc.repo = access.ref.repository;
-    if (access.auth !== undefined) rc.auth = access.auth;
-    if (typeof rc.scheme !== 'string' || rc.scheme === '') {
-      rc.scheme = await detectScheme(host);
-      if (rc.auth !== undefined && !detectedSchemeAllowsCredentials(host, rc.scheme as 'https' | 'http')) {
+    let scheme = file.registryScheme as 'https' | 'http' | undefined;
+    if (scheme === undefined) {
+      scheme = await detectScheme(host);
+      if (access.auth !== undefined && !detectedSchemeAllowsCredentials(host, scheme)) {
         throw failedPrecondition(`registry ${host} answers only plain HTTP: refusing to send its credentials unencrypted; set "scheme": "http" in the nydusd config template to allow it`);
       }
     }
-  } else if (type !== 'localfs') {
-    throw new Error(`nydusd config template: backend type '${type}' cannot be completed per image (registry or localfs)`);
+    registry = { host, repo: access.ref.repository, scheme, ...(access.auth !== undefined ? { auth: access.auth } : {}) };
   }
-  const cache = (device.cache = isObj(device.cache) ? device.cache : { type: 'blobcache' }) as Obj;
-  if (typeof cache.type !== 'string' || cache.type === '' || cache.type === 'dummycache') cache.type = 'blobcache';
-  const cacheKey = v2 ? 'filecache' : 'config';
-  const cc = (cache[cacheKey] = isObj(cache[cacheKey]) ? cache[cacheKey] : {}) as Obj;
-  cc.work_dir = cacheDir;
-  if (!v2 && c.mode === undefined) c.mode = 'direct';
-  return c;
+  return file.forImage(registry, cacheDir).json;
 }
