@@ -1,5 +1,5 @@
 //! JS-facing functions of the nydusd data path (`daemon*`), mirrored by the
-//! TypeScript wrapper `native/index.ts`.
+//! TypeScript wrapper `native/daemon.ts`.
 //!
 //! JavaScript creates a daemon with one event callback. Native code sends it
 //! `{type: "fetch", id, blobId, offset, length, priority}` when a chunk is
@@ -309,7 +309,8 @@ fn daemon_stats(ctx: &CallContext<'_>) -> Result<Value> {
     Ok(out)
 }
 
-/// `daemonFileAccess(handle, mountpoint)`: `[{ nid, path, nrRead, bytes, firstAccessMs }]` in first-access order.
+/// `daemonFileAccess(handle, mountpoint)`: `{ "0": { nid, nrRead, bytes, firstAccessMs }, "1": ... }`,
+/// keyed in first-access order (paths are resolved from the nids by the caller).
 fn daemon_file_access(ctx: &CallContext<'_>) -> Result<Value> {
     let h = handle(ctx)?;
     let mountpoint = ctx.string(1, "mountpoint")?;

@@ -1,15 +1,18 @@
 //! `nydus-native`: the native half of nydus-ts, loaded by Node as an N-API
 //! addon (`nydus_native.node`).
 //!
-//! It exists for the work that is too slow or impossible in JavaScript:
-//! chunk compression (LZ4 block, zstd), digests (BLAKE3, SHA-256), CRC32C,
-//! and the `mount(2)`/`umount2(2)` system calls. The N-API bindings are
-//! written by hand (`napi`), since no binding crate is available offline.
+//! It holds the hot path and what JavaScript cannot do: the FUSE server
+//! (`fuse`: the protocol on /dev/fuse), the RAFS v6 bootstrap reader (`rafs`),
+//! the daemon's data path (`daemon`: VFS, chunk loader, read-ahead, prefetch;
+//! `cache`: blob cache files and per-blob claims), chunk compression
+//! (`codec`, `lz4`), digests (BLAKE3, SHA-256), CRC32C, and the system calls
+//! (`mount`, `xattr`, `pidfd`).
 //!
-//! Layout: domain modules (`codec`, `lz4`, `digest`, `crc32c`, `chunk`,
-//! `mount`) are plain Rust with their own error values and unit tests;
-//! `exports` adapts them to JS; this file only registers the module.
-//! `fuzzing` (feature `fuzzing`) holds the fuzzers' entry points (`fuzz/`).
+//! Layout: domain modules are plain Rust with their own error values and unit
+//! tests; `exports` and `exports_daemon` adapt them to JS through `napi`, the
+//! hand-written N-API layer (built when no binding crate could be fetched;
+//! moving to the napi-rs crates is planned); this file only registers the
+//! module. `fuzzing` (feature `fuzzing`) holds the fuzzers' entry points (`fuzz/`).
 
 mod bits;
 pub mod cache;

@@ -1,15 +1,17 @@
 /**
  * OCI distribution API client (one registry host).
  *
- * Shared by nydusify (pull source images, push Nydus images) and the daemon
- * (ranged blob reads). Features: keep-alive connections (transport.ts),
- * Basic/Bearer auth with token cache and re-authentication, retries with
- * exponential backoff for transient failures, redirects to blob storage
- * without credentials, chunked streaming uploads and cross-repo mounts.
+ * nydusify's client: pulls source images, pushes Nydus images. Requests go
+ * through RegistryExchange (exchange.ts: auth, 401s, redirects), which
+ * nydusd's registry backend uses for its ranged blob reads too. Here:
+ * retries with exponential backoff for transient failures, manifests and
+ * tags, ranged and streamed blob reads, chunked streaming uploads and
+ * cross-repository mounts.
  */
 import { Readable } from 'node:stream';
 import { Authenticator, type AuthScope } from './auth.js';
 import { Digester, computeDigest, isSupportedAlgorithm, parseDigest } from './digest.js';
+import { RegistryExchange } from './exchange.js';
 import { defaultDockerConfigPath, lookupDockerCredentials, type RegistryCredentials } from './docker-config.js';
 import { RegistryError, UploadSourceError } from './errors.js';
 import {
@@ -34,7 +36,6 @@ import {
   sleep,
   type HttpResponse,
 } from './transport.js';
-import { parseWwwAuthenticate } from './www-authenticate.js';
 
 export interface RegistryClientOptions {
   /** Plain http for this registry (nydusify --source-insecure/--target-insecure). Default https. */
@@ -61,16 +62,6 @@ export interface RegistryClientOptions {
 export interface ByteRange {
   offset: number;
   length: number;
-}
-
-/**
- * Route a blob read through a registry mirror (e.g. a Dragonfly peer): the request keeps its
- * path, goes to `origin` with extra `headers`, and still carries this registry's authorization,
- * which is always obtained from the registry itself, never through the mirror.
- */
-export interface BlobRoute {
-  origin: string;
-  headers?: Record<string, string>;
 }
 
 export interface PushBlobOptions {
@@ -105,7 +96,6 @@ function sourceIterator(source: BlobSource): AsyncIterator<unknown> {
 
 export const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-const MAX_REDIRECTS = 5;
 
 interface Op {
   method: string;
@@ -115,8 +105,6 @@ interface Op {
   body?: Buffer | Readable;
   scope: AuthScope;
   followRedirects?: boolean;
-  /** Send to this origin instead (a registry mirror such as Dragonfly); auth decisions stay with `url`. */
-  via?: URL;
 }
 
 const pullScope = (repo: string): AuthScope => ({ key: `pull:${repo}`, scopes: [`repository:${repo}:pull`] });
@@ -126,10 +114,6 @@ const mountScope = (repo: string, from: string): AuthScope => ({
   key: `push:${repo}|from:${from}`,
   scopes: [`repository:${repo}:pull,push`, `repository:${from}:pull`],
 });
-
-function isRedirect(status: number): boolean {
-  return status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
-}
 
 function validateManifestReference(reference: string): void {
   if (reference.includes(':')) parseDigest(reference);
@@ -283,6 +267,7 @@ export class RegistryClient {
   readonly origin: URL;
   private readonly transport: Transport;
   private readonly auth: Authenticator;
+  private readonly exchanger: RegistryExchange;
   private readonly retries: number;
   private readonly retryBaseDelayMs: number;
   private readonly chunkSize: number;
@@ -332,6 +317,7 @@ export class RegistryClient {
         }
       },
     });
+    this.exchanger = new RegistryExchange({ transport: this.transport, auth: this.auth });
   }
 
   /** Number of token requests made so far (diagnostics). */
@@ -364,7 +350,7 @@ export class RegistryClient {
     const retries = replayable ? this.retries : 0;
     for (let attempt = 0; ; attempt++) {
       try {
-        const res = await this.exchange(op, replayable);
+        const res = await this.exchange(op);
         try {
           return await handle(res);
         } catch (e) {
@@ -382,87 +368,13 @@ export class RegistryClient {
     }
   }
 
-  /** One attempt: authorization, 401 handling (re-authenticate once), redirects. */
-  private async exchange(op: Op, replayable: boolean): Promise<HttpResponse> {
-    const label = `${op.method} ${op.url.pathname}`;
-    let authz = this.auth.mayAuthorize(op.url) ? await this.auth.authorization(op.scope) : undefined;
-    let reauthenticated = false;
-    let retriedWithout = false;
-    let res: HttpResponse;
-    for (;;) {
-      res = await this.transport.send({
-        method: op.method,
-        url: op.via ? new URL(`${op.url.pathname}${op.url.search}`, op.via) : op.url,
-        headers: { ...op.headers, ...(authz ? { authorization: authz } : {}) },
-        body: op.body ?? null,
-      });
-      if (res.status !== 401 || !this.auth.mayAuthorize(op.url)) break;
-      const challenges = parseWwwAuthenticate(res.headers['www-authenticate']);
-      if (!replayable) {
-        // A streamed body cannot be re-sent: learn the challenge, drop the token, let the caller restart.
-        await this.auth.onUnauthorized(op.scope, challenges, authz, label).catch(() => undefined);
-        const e = await errorFromResponse(res);
-        throw new RegistryError({
-          method: e.method,
-          url: e.url,
-          status: e.status,
-          statusText: e.statusText,
-          errors: e.errors,
-          hint: 'unauthorized while streaming a request body; the operation can be restarted',
-          transient: true,
-        });
-      }
-      if (reauthenticated) {
-        // Re-authenticated once already: give up (without fetching yet another token).
-        this.auth.invalidate(authz);
-        throw await errorFromResponse(res, { hint: this.auth.rejectedHint(authz) });
-      }
-      const decision = await this.auth.onUnauthorized(op.scope, challenges, authz, label);
-      if (decision.authorization === null && authz !== undefined && !retriedWithout) {
-        retriedWithout = true;
-        authz = undefined;
-        await discardBody(res);
-        continue;
-      }
-      if (typeof decision.authorization === 'string' && !reauthenticated) {
-        reauthenticated = true;
-        authz = decision.authorization;
-        await discardBody(res);
-        continue;
-      }
-      throw await errorFromResponse(res, { hint: decision.hint });
-    }
-
-    if (op.followRedirects) {
-      let current = op.url;
-      for (let hop = 0; isRedirect(res.status); hop++) {
-        const location = header(res.headers, 'location');
-        if (!location) break;
-        await discardBody(res);
-        if (hop >= MAX_REDIRECTS) {
-          throw new RegistryError({ method: op.method, url: op.url, status: res.status, hint: 'too many redirects' });
-        }
-        const next = new URL(location, current);
-        if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-          throw new RegistryError({
-            method: op.method,
-            url: op.url,
-            status: res.status,
-            hint: `redirect to unsupported URL scheme ${next.protocol}`,
-          });
-        }
-        // Credentials only go back to the registry itself, never to blob storage hosts.
-        const sendAuth = authz !== undefined && this.auth.mayAuthorize(next);
-        res = await this.transport.send({
-          method: op.method,
-          url: next,
-          headers: { ...op.headers, ...(sendAuth ? { authorization: authz! } : {}) },
-          body: null,
-        });
-        current = next;
-      }
-    }
-    return res;
+  /** One attempt through the one exchange (auth, 401s, redirects); a 401 it could not fix is an error. */
+  private async exchange(op: Op): Promise<HttpResponse> {
+    const { res, authHint, restartable } = await this.exchanger.send(op);
+    if (res.status !== 401 || !this.auth.mayAuthorize(res.url)) return res;
+    const e = await errorFromResponse(res, authHint ? { hint: authHint } : {});
+    if (!restartable) throw e;
+    throw new RegistryError({ method: e.method, url: e.url, status: e.status, statusText: e.statusText, errors: e.errors, ...(authHint ? { hint: authHint } : {}), transient: true });
   }
 
   // -------------------------------------------------------------------------
@@ -665,12 +577,12 @@ export class RegistryClient {
    * Failures while the caller consumes the stream are not retried.
    */
   async getBlob(repo: string, digest: string, range?: ByteRange): Promise<Readable> {
-    return this.openBlob(repo, digest, range, undefined, (stream) => Promise.resolve(stream));
+    return this.openBlob(repo, digest, range, (stream) => Promise.resolve(stream));
   }
 
   /** Read a blob (or a range) into memory; short reads are retried as transient failures. */
-  async getBlobBuffer(repo: string, digest: string, range?: ByteRange, via?: BlobRoute): Promise<Buffer> {
-    return this.openBlob(repo, digest, range, via, async (stream, expected, url) => {
+  async getBlobBuffer(repo: string, digest: string, range?: ByteRange): Promise<Buffer> {
+    return this.openBlob(repo, digest, range, async (stream, expected, url) => {
       const chunks: Buffer[] = [];
       let total = 0;
       try {
@@ -706,16 +618,15 @@ export class RegistryClient {
     repo: string,
     digest: string,
     range: ByteRange | undefined,
-    via: BlobRoute | undefined,
     consume: (stream: Readable, expectedLength: number | undefined, url: URL) => Promise<T>,
   ): Promise<T> {
     validateRepository(repo);
     parseDigest(digest);
     if (range) validateRange(range);
     const url = this.url(`/v2/${repo}/blobs/${digest}`);
-    const headers: Record<string, string> = { ...via?.headers };
+    const headers: Record<string, string> = {};
     if (range) headers.range = `bytes=${range.offset}-${range.offset + range.length - 1}`;
-    const op: Op = { method: 'GET', url, headers, scope: pullScope(repo), followRedirects: true, ...(via ? { via: new URL(via.origin) } : {}) };
+    const op: Op = { method: 'GET', url, headers, scope: pullScope(repo), followRedirects: true };
     return this.request(op, async (res) => {
       const cl = contentLength(res);
       if (!range) {
@@ -962,7 +873,7 @@ export class RegistryClient {
   /** Best-effort cancellation of an upload session. */
   private async cancelUpload(repo: string, location: URL): Promise<void> {
     try {
-      const res = await this.exchange({ method: 'DELETE', url: location, scope: pushScope(repo) }, true);
+      const res = await this.exchange({ method: 'DELETE', url: location, scope: pushScope(repo) });
       await discardBody(res);
     } catch {
       // ignore

@@ -3,16 +3,18 @@
 //! It exists so that the rest of the crate never touches `napi_*` functions or
 //! status codes directly: every call goes through [`Env`], whose methods check
 //! the returned `napi_status` and turn failures into [`JsError`] values. The
-//! layer is deliberately general (values, objects, buffers, errors, callbacks,
-//! async work, promises, references) because the same plumbing will later
-//! carry the FUSE server and thread-safe functions.
+//! layer is general (values, objects, buffers, errors, callbacks, async work,
+//! promises, references, thread-safe functions): the FUSE daemon's bridge
+//! (`exports_daemon`) uses all of it.
 //!
 //! Submodules:
+//! - [`sys`]: the raw `napi_*` declarations (resolved from the `node` binary),
 //! - [`error`]: the error value and its JS rendering,
 //! - [`callback`]: exported-function trampoline, argument access, panic
 //!   containment, module registration,
 //! - [`work`]: libuv thread-pool work settled through a promise, and
-//!   references that keep JS values alive meanwhile.
+//!   references that keep JS values alive meanwhile,
+//! - [`tsfn`]: thread-safe functions, how FUSE worker threads call into JS.
 //!
 //! Handles ([`Value`]) are only valid inside the callback (handle scope) that
 //! produced them; this layer does not try to encode that in lifetimes.

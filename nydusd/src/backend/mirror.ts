@@ -10,7 +10,8 @@ import type { Transport } from '@nydus-ts/registry/transport';
 import { silentLogger, type BackendLogger, type MirrorMetrics } from './backend.js';
 import { HealthCheck } from './health.js';
 import type { MirrorOptions } from './registry-config.js';
-import type { Hop, Relay } from './relay.js';
+import type { Hop } from '@nydus-ts/registry/exchange';
+import type { Relay } from './relay.js';
 
 export class Mirror implements Relay {
   readonly kind = 'mirror';

@@ -7,7 +7,8 @@ import type { Transport } from '@nydus-ts/registry/transport';
 import { silentLogger, type BackendLogger, type MirrorMetrics, type ReadOptions } from './backend.js';
 import { HealthCheck } from './health.js';
 import type { ProxyOptions } from './registry-config.js';
-import type { Hop, Relay } from './relay.js';
+import type { Hop } from '@nydus-ts/registry/exchange';
+import type { Relay } from './relay.js';
 
 /** Dragonfly priority levels nydusd uses. */
 const PRIORITY = { 'on-demand': '6', prefetch: '3' } as const;

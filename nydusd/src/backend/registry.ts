@@ -3,17 +3,18 @@
 // to the registry), with Nydus's retry policy: on-demand reads retry 3 times
 // (the last one direct), prefetch once, with exponential backoff and jitter;
 // 403 and other final answers are not retried. Connections are pooled per
-// origin by nydusify's Transport; auth is nydusify's Authenticator.
+// origin by the registry package's Transport; auth, 401s and redirects are its RegistryExchange,
+// with Nydus's rules (a rejected token is first dropped, `registry_token`, redirect rewrites).
 
-import { Authenticator } from '@nydus-ts/registry/auth';
+import { Authenticator, type AuthScope } from '@nydus-ts/registry/auth';
 import { RegistryError } from '@nydus-ts/registry/errors';
+import { direct, RegistryExchange, type Route } from '@nydus-ts/registry/exchange';
 import { backoffDelay, discardBody, header, isUntrustedCertificate, Transport } from '@nydus-ts/registry/transport';
 import { BackendCounters, BackendError, checkBlobId, silentLogger, type BackendLogger, type BackendMetrics, type BlobBackend, type ReadOptions } from './backend.js';
 import { Mirror } from './mirror.js';
 import { DragonflyProxy } from './proxy.js';
 import { readRange, statusError } from './range-response.js';
 import { parseRegistryConfig, USER_AGENT, type RegistryOptions } from './registry-config.js';
-import { direct, RegistryHttp, type Route } from './registry-http.js';
 import { RelayFault, type Relay } from './relay.js';
 
 /** Connections `warm` opens: one for on-demand reads, one for the read-ahead beside them. */
@@ -54,7 +55,8 @@ export class RegistryBackend implements BlobBackend {
   readonly #counters = new BackendCounters('registry');
   readonly #transport: Transport;
   readonly #auth: Authenticator;
-  readonly #http: RegistryHttp;
+  readonly #exchange: RegistryExchange;
+  readonly #scope: AuthScope;
   /** The proxy, or the mirrors in order; empty = always direct. */
   readonly #relays: Relay[];
   #retries = 0;
@@ -79,7 +81,19 @@ export class RegistryBackend implements BlobBackend {
       retries: 1,
       retryBaseDelayMs: BACKOFF_BASE_MS,
     });
-    this.#http = new RegistryHttp(o, this.#transport, this.#auth);
+    this.#scope = { key: `pull:${o.repo}`, scopes: [`repository:${o.repo}:pull`] };
+    this.#exchange = new RegistryExchange({
+      transport: this.#transport,
+      auth: this.#auth,
+      headers: o.headers,
+      retryWithoutCredentialsFirst: true,
+      ...(o.registryToken ? { registryToken: o.registryToken } : {}),
+      rewriteRedirect: (next) => {
+        if (o.blobUrlScheme) next.protocol = `${o.blobUrlScheme}:`;
+        if (o.blobRedirectedHost) next.host = o.blobRedirectedHost;
+        return next;
+      },
+    });
     // Relays get the origin URL itself: an auto scheme may switch it to http later.
     this.#relays = o.proxy
       ? [new DragonflyProxy(o.proxy, o.origin, o.connectTimeoutMs, this.#transport, logger)]
@@ -163,6 +177,12 @@ export class RegistryBackend implements BlobBackend {
     if (at > now) await abortableSleep(at - now, signal);
   }
 
+  /** The blob's URL at the registry, asked for through `route`; a GET's redirect is remembered per blob. */
+  #blobRequest(method: 'GET' | 'HEAD', blobId: string, headers: Record<string, string>, route: Route, signal: AbortSignal) {
+    const url = new URL(`/v2/${this.opts.repo}/blobs/sha256:${blobId}`, this.opts.origin);
+    return this.#exchange.send({ method, url, headers, scope: this.#scope, route, signal, followRedirects: true, redirectKey: blobId });
+  }
+
   /** One ranged GET, directly or through `relay`, bounded by the whole-request timeout. */
   async #fetch(blobId: string, offset: number, length: number, opts: ReadOptions, relay: Relay | undefined): Promise<Buffer> {
     const where = relay ? `${this.host} via ${relay.kind} ${relay.name}` : this.host;
@@ -170,7 +190,7 @@ export class RegistryBackend implements BlobBackend {
     const route: Route = relay ? (t) => relay.hop(t, opts.priority) : direct;
     const range = { range: `bytes=${offset}-${offset + length - 1}` };
     return this.#bounded(what, opts.signal, relay, async (signal) => {
-      const { res, authHint } = await this.#http.request('GET', blobId, range, route, signal);
+      const { res, authHint } = await this.#blobRequest('GET', blobId, range, route, signal);
       if (relay) {
         const errorType = header(res.headers, 'x-dragonfly-error-type');
         if (res.status === 403 && errorType === 'proxy') {
@@ -186,7 +206,7 @@ export class RegistryBackend implements BlobBackend {
         }
       }
       if (res.status === 401 || res.status === 403) {
-        if (res.status === 403) this.#http.dropRedirect(blobId);
+        if (res.status === 403) this.#exchange.dropRedirect(blobId);
         throw await statusError(res, what, authHint);
       }
       return readRange(res, offset, length, what);
@@ -248,7 +268,7 @@ export class RegistryBackend implements BlobBackend {
     const what = `blob ${blobId} in ${this.host}/${this.opts.repo}`;
     return this.#withRetries(RETRIES['on-demand'], undefined, () =>
       this.#bounded(what, undefined, undefined, async (signal) => {
-        const { res, authHint } = await this.#http.request('HEAD', blobId, {}, direct, signal);
+        const { res, authHint } = await this.#blobRequest('HEAD', blobId, {}, direct, signal);
         if (res.status === 404) {
           await discardBody(res);
           throw new BackendError('not-found', `${what}: not found (404)`, { status: 404 });

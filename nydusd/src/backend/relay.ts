@@ -7,14 +7,7 @@
 
 import { BackendError, type MirrorMetrics } from './backend.js';
 import type { ReadOptions } from './backend.js';
-
-/** How one HTTP request is sent. */
-export interface Hop {
-  url: URL;
-  /** Forward proxy to send the request to (absolute URI in the request line). */
-  proxy?: URL;
-  headers: Record<string, string>;
-}
+import type { Hop } from '@nydus-ts/registry/exchange';
 
 export interface Relay {
   readonly kind: 'proxy' | 'mirror';
