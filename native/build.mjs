@@ -1,18 +1,21 @@
 #!/usr/bin/env node
-// Builds the Rust N-API addon and installs it as native/nydus_native.node.
+// Builds the Rust addon with napi-rs and installs it as native/nydus_native.node, with its
+// TypeScript declarations generated from the #[napi] items as native/binding.ts (declarations
+// only, a .ts so that tsc carries them into dist/ for the packages that use the addon).
 //
 //   node native/build.mjs        (npm run build:native)
 //
-// Runs `cargo build --release --offline` in native/ (dependencies come from
-// Debian's /usr/share/cargo/registry, see native/.cargo/config.toml), then
-// copies target/release/libnydus_native.so next to this script. Cargo itself
-// makes the no-change case fast. The copy goes through a temporary file and a
-// rename so a process that already has the old addon loaded is not disturbed.
+// `napi build --release` (the @napi-rs/cli devDependency) runs cargo in native/ (dependencies
+// from the crate registry, pinned by native/Cargo.lock) and writes the addon and the
+// declarations into a scratch directory; they are then moved into place with a rename, so a
+// process that already has the old addon loaded is not disturbed. Cargo makes the no-change
+// case fast.
 
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -22,46 +25,27 @@ function fail(message) {
   process.exit(1);
 }
 
-/** `cargo` from $CARGO, $PATH, or rustup's default location. */
-function findCargo() {
-  if (process.env.CARGO) return process.env.CARGO;
-  const probe = spawnSync('cargo', ['--version'], { stdio: 'ignore' });
-  if (!probe.error) return 'cargo';
-  const rustup = join(homedir(), '.cargo', 'bin', 'cargo');
-  if (existsSync(rustup)) return rustup;
-  return null;
-}
-
-const cargo = findCargo();
-if (!cargo) {
+// rustup's default location, for shells that do not have it on PATH yet.
+const env = { ...process.env, PATH: [process.env.PATH, join(homedir(), '.cargo', 'bin')].filter(Boolean).join(delimiter) };
+if (spawnSync('cargo', ['--version'], { stdio: 'ignore', env }).error) {
   fail('cargo was not found on PATH (nor in ~/.cargo/bin). Install a Rust toolchain, then run `npm run build:native` or scripts/setup.sh.');
 }
 
-const build = spawnSync(cargo, ['build', '--release', '--offline'], { cwd: here, stdio: 'inherit' });
-if (build.error) {
-  fail(`could not run ${cargo}: ${build.error.message}`);
-}
-if (build.status !== 0) {
-  fail(
-    `cargo build failed (exit ${build.status ?? build.signal}). ` +
-      'The Rust dependencies come from Debian packages; scripts/setup.sh installs them ' +
-      '(librust-zstd-dev librust-blake3-dev librust-sha2-dev librust-libc-dev libzstd-dev liblz4-dev pkg-config).',
-  );
-}
-
-const targetDir = process.env.CARGO_TARGET_DIR ? resolve(here, process.env.CARGO_TARGET_DIR) : join(here, 'target');
-const built = join(targetDir, 'release', 'libnydus_native.so');
-if (!existsSync(built)) {
-  fail(`cargo succeeded but ${built} does not exist`);
-}
-
-const dest = join(here, 'nydus_native.node');
-const tmp = `${dest}.tmp-${process.pid}`;
+const cli = createRequire(import.meta.url).resolve('@napi-rs/cli/package.json');
+const napi = join(dirname(cli), JSON.parse(readFileSync(cli, 'utf8')).bin.napi);
+const scratch = mkdtempSync(join(here, '.build-'));
 try {
-  copyFileSync(built, tmp);
-  renameSync(tmp, dest);
-} catch (err) {
-  rmSync(tmp, { force: true });
-  fail(`could not install ${dest}: ${err instanceof Error ? err.message : String(err)}`);
+  const build = spawnSync(process.execPath, [napi, 'build', '--release', '--cwd', here, '--output-dir', scratch, '--dts', 'binding.d.ts', '--no-dts-cache'], { stdio: 'inherit', env });
+  if (build.error) fail(`could not run napi build: ${build.error.message}`);
+  if (build.status !== 0) fail(`napi build failed (exit ${build.status ?? build.signal}); see the cargo output above`);
+  const addon = join(scratch, 'nydus_native.node');
+  if (!existsSync(addon)) fail(`napi build succeeded but ${addon} does not exist`);
+  renameSync(addon, join(here, 'nydus_native.node'));
+  // Rewritten only when it changed, so tsc -b does not rebuild the world for nothing.
+  const dts = readFileSync(join(scratch, 'binding.d.ts'), 'utf8');
+  const current = join(here, 'binding.ts');
+  if (!existsSync(current) || readFileSync(current, 'utf8') !== dts) writeFileSync(current, dts);
+} finally {
+  rmSync(scratch, { recursive: true, force: true });
 }
-console.log(`build:native: installed ${dest}`);
+console.log(`build:native: installed ${join(here, 'nydus_native.node')} and binding.ts`);

@@ -1,12 +1,12 @@
-// Typed wrapper of the nydusd data path in the addon (native/src/daemon,
-// native/src/exports_daemon.rs).
+// Typed wrapper of the nydusd data path in the addon (native/src/daemon; the DaemonCore class of
+// native/src/exports_daemon.rs): events as a discriminated union, stats with their counter names.
 //
 // Native code owns FUSE, the bootstrap, the cache, decompression and digest
 // checks. It calls back into JS only for chunks missing from the cache
 // (`fetch` events) and to report finished prefetch runs; JS answers each
 // fetch with `fetchDone`.
 
-import { rawBinding } from './index.js';
+import { DaemonCore } from './index.js';
 
 export type FetchPriority = 'on-demand' | 'prefetch';
 
@@ -98,20 +98,6 @@ export interface DaemonStats {
   mounts: Record<string, InstanceStats>;
 }
 
-interface DaemonBinding {
-  daemonCreate(onEvent: (e: DaemonEvent) => void): object;
-  daemonAddRafs(h: object, mountpoint: string, bootstrap: string, workDir: string, amplifyIo: number, validate: boolean, enableXattr: boolean, recordAccess: boolean, slot: number, fileReadahead: number): number;
-  daemonFileAccess(h: object, mountpoint: string): Record<string, FileAccess>;
-  daemonDemandLog(h: object, mountpoint: string): string;
-  daemonRemoveRafs(h: object, mountpoint: string): void;
-  daemonMountFuse(h: object, mountpoint: string, threads: number, fd: number, takeOver: boolean, resend: boolean): void;
-  daemonUnmountFuse(h: object): void;
-  daemonFetchDone(h: object, id: number, data: Buffer | null, error?: string): boolean;
-  daemonPrefetch(h: object, mountpoint: string, mode: PrefetchMode, paths: string, threads: number, mergingSize: number): number;
-  daemonStats(h: object): DaemonStats;
-  daemonClose(h: object): void;
-}
-
 export interface FuseConnection {
   fd?: number;
   takeOver?: boolean;
@@ -119,11 +105,11 @@ export interface FuseConnection {
 }
 
 export class NativeDaemon {
-  readonly #b = rawBinding() as DaemonBinding;
-  readonly #h: object;
+  readonly #core: InstanceType<typeof DaemonCore>;
 
   constructor(onEvent: (e: DaemonEvent) => void) {
-    this.#h = this.#b.daemonCreate(onEvent);
+    // The addon sends one object shape with the other kind's fields absent.
+    this.#core = new DaemonCore((e) => onEvent(e as DaemonEvent));
   }
 
   /**
@@ -132,11 +118,11 @@ export class NativeDaemon {
    * its predecessor had it (the kernel still holds those node ids); 0 takes the next free one.
    */
   addRafs(mountpoint: string, bootstrap: string, o: RafsOptions, slot = 0): number {
-    return this.#b.daemonAddRafs(this.#h, mountpoint, bootstrap, o.workDir, o.amplifyIo, o.validate, o.enableXattr, o.recordAccess, slot, o.fileReadahead);
+    return this.#core.addRafs(mountpoint, bootstrap, o.workDir, o.amplifyIo, o.validate, o.enableXattr, o.recordAccess, slot, o.fileReadahead);
   }
 
   removeRafs(mountpoint: string): void {
-    this.#b.daemonRemoveRafs(this.#h, mountpoint);
+    this.#core.removeRafs(mountpoint);
   }
 
   /**
@@ -146,39 +132,44 @@ export class NativeDaemon {
    * `resend`.
    */
   mountFuse(mountpoint: string, threads: number, conn: FuseConnection = {}): void {
-    this.#b.daemonMountFuse(this.#h, mountpoint, threads, conn.fd ?? -1, conn.takeOver ?? false, conn.resend ?? true);
+    this.#core.mountFuse(mountpoint, threads, conn.fd ?? -1, conn.takeOver ?? false, conn.resend ?? true);
   }
 
   unmountFuse(): void {
-    this.#b.daemonUnmountFuse(this.#h);
+    this.#core.unmountFuse();
   }
 
   /** Answers fetch `id` with exactly the requested bytes, or fails it with `error`. */
   fetchDone(id: number, data: Buffer | null, error?: string): boolean {
-    return this.#b.daemonFetchDone(this.#h, id, data, error);
+    return this.#core.fetchDone(id, data, error);
   }
 
   /** Starts a prefetch run; returns the number of chunks planned. A `prefetch-done` event follows. */
   prefetch(mountpoint: string, mode: PrefetchMode, paths: string[], threads: number, mergingSize: number): number {
-    return this.#b.daemonPrefetch(this.#h, mountpoint, mode, paths.join('\n'), threads, mergingSize);
+    return this.#core.prefetch(mountpoint, mode, paths.join('\n'), threads, mergingSize);
   }
 
   /** Files read since mount, in first-access order (empty unless recordAccess). */
   fileAccess(mountpoint: string): FileAccess[] {
-    return Object.values(this.#b.daemonFileAccess(this.#h, mountpoint));
+    return this.#core.fileAccess(mountpoint);
   }
 
   /** Chunks readers asked for, in first-demand order, as `BLOB_ID CHUNK_INDEX` lines (empty unless recordAccess). */
   demandLog(mountpoint: string): string {
-    return this.#b.daemonDemandLog(this.#h, mountpoint);
+    return this.#core.demandLog(mountpoint);
   }
 
   stats(): DaemonStats {
-    return this.#b.daemonStats(this.#h);
+    const raw = this.#core.stats();
+    const mounts: Record<string, InstanceStats> = {};
+    for (const [path, m] of Object.entries(raw.mounts)) {
+      mounts[path] = { ...m.counters, ...m.arrays, blobs: { ...m.blobs }, errors: m.errors } as unknown as InstanceStats;
+    }
+    return { fuseMounted: raw.fuseMounted, mounts };
   }
 
   /** Unmounts FUSE and fails fetches still waiting for an answer. */
   close(): void {
-    this.#b.daemonClose(this.#h);
+    this.#core.close();
   }
 }

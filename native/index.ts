@@ -1,49 +1,26 @@
-// Typed entry point to the Rust N-API addon (native/nydus_native.node).
+// Typed entry point to the Rust addon (native/nydus_native.node, built with napi-rs).
 //
-// The addon is built by `npm run build:native` (native/build.mjs). This file
-// is used both from source (native/index.ts, e.g. by vitest) and compiled
-// (native/dist/index.js), so the addon is looked up relative to both places.
+// The addon and its declarations (binding.ts, generated from the #[napi] items) are built by
+// `npm run build:native` (native/build.mjs). This file is used both from source (native/index.ts,
+// e.g. by vitest) and compiled (native/dist/index.js), so the addon is looked up relative to both.
+// Arguments are checked here, so a wrong one is a TypeError or RangeError that names it.
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ProcessedChunk } from './binding.js';
 
+export type { ProcessedChunk } from './binding.js';
 export type Compressor = 'none' | 'lz4_block' | 'zstd';
 export type Digester = 'blake3' | 'sha256';
 
-export interface ProcessedChunk {
-  /** Digest of the uncompressed bytes (32 bytes). */
-  digest: Buffer;
-  /** The compressed bytes, or the input Buffer itself when `compressed` is false. */
-  data: Buffer;
-  compressed: boolean;
-  /** CRC32C of the uncompressed bytes (unsigned 32-bit). */
-  crc32c: number;
-}
-
-/** The raw shape of the addon's exports. */
-interface NativeBinding {
-  processChunk(data: Buffer, compressor: Compressor, digester: Digester): ProcessedChunk;
-  processChunkAsync(data: Buffer, compressor: Compressor, digester: Digester): Promise<ProcessedChunk>;
-  compress(compressor: Compressor, data: Buffer): Buffer;
-  decompress(compressor: Compressor, data: Buffer, uncompressedSize: number): Buffer;
-  digest(digester: Digester, data: Buffer): Buffer;
-  crc32c(data: Buffer, seed?: number): number;
-  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
-  umount(target: string, flags?: number): void;
-  copyFdOf(pid: number, fd: number): number;
-  listXattrs(path: string): Record<string, Buffer>;
-  rafsDump(bootstrapPath: string): string;
-  rafsCheck(bootstrapPath: string): string;
-  rafsCheckAsync(bootstrapPath: string): Promise<string>;
-  MS_RDONLY: number;
-  MNT_DETACH: number;
-}
-
 const ADDON = 'nydus_native.node';
 
-function loadBinding(): NativeBinding {
+/** The addon's exports, as napi-rs declares them. */
+type Binding = typeof import('./binding.js');
+
+function loadBinding(): Binding {
   const here = dirname(fileURLToPath(import.meta.url));
   // native/index.ts -> native/; native/dist/index.js -> native/
   const candidates = [join(here, ADDON), resolve(here, '..', ADDON)];
@@ -56,7 +33,7 @@ function loadBinding(): NativeBinding {
   }
   const require = createRequire(import.meta.url);
   try {
-    return require(found) as NativeBinding;
+    return require(found) as Binding;
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
     throw new Error(
@@ -68,13 +45,52 @@ function loadBinding(): NativeBinding {
 
 const native = loadBinding();
 
+// --- argument checks ---------------------------------------------------------------------------
+
+function argError(Kind: typeof TypeError | typeof RangeError, code: string, message: string): Error {
+  return Object.assign(new Kind(message), { code });
+}
+
+const describe = (v: unknown): string => (v === null ? 'null' : typeof v);
+
+/** A Buffer, or a Uint8Array viewed as one (no copy). */
+function buffer(fn: string, name: string, v: unknown): Buffer {
+  if (Buffer.isBuffer(v)) return v;
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `${fn}: argument '${name}' must be a Buffer (got ${describe(v)})`);
+}
+
+function string(fn: string, name: string, v: unknown): string {
+  if (typeof v === 'string') return v;
+  throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `${fn}: argument '${name}' must be a string (got ${describe(v)})`);
+}
+
+function integer(fn: string, name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number') throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `${fn}: argument '${name}' must be a number (got ${describe(v)})`);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw argError(RangeError, 'ERR_OUT_OF_RANGE', `${fn}: argument '${name}' must be an integer in ${min}..${max} (got ${v})`);
+  }
+  return v;
+}
+
+/** mount/umount flags: unsigned 32-bit; negative values from JS bitwise operators count as their bit pattern. */
+const flagsArg = (fn: string, v: unknown): number => integer(fn, 'flags', v, -(2 ** 31), 2 ** 32 - 1) >>> 0;
+
+/** Every error of the rafs* functions is about the bootstrap: code ERR_NYDUS_RAFS. */
+function rafsError(e: unknown): Error {
+  return Object.assign(e as Error, { code: 'ERR_NYDUS_RAFS' });
+}
+
+// --- functions ---------------------------------------------------------------------------------
+
 /**
  * Digest and CRC32C of the uncompressed bytes; compress with `compressor`. If the compressed
  * output is not strictly smaller than the input (or compressor is 'none'), `data` is the input
  * itself and `compressed` is false.
  */
 export function processChunk(data: Buffer, compressor: Compressor, digester: Digester): ProcessedChunk {
-  return native.processChunk(data, compressor, digester);
+  const fn = 'processChunk';
+  return native.processChunk(buffer(fn, 'data', data), string(fn, 'compressor', compressor), string(fn, 'digester', digester));
 }
 
 /**
@@ -83,8 +99,9 @@ export function processChunk(data: Buffer, compressor: Compressor, digester: Dig
  * reject the promise.
  */
 export function processChunkAsync(data: Buffer, compressor: Compressor, digester: Digester): Promise<ProcessedChunk> {
+  const fn = 'processChunkAsync';
   try {
-    return native.processChunkAsync(data, compressor, digester);
+    return native.processChunkAsync(buffer(fn, 'data', data), string(fn, 'compressor', compressor), string(fn, 'digester', digester));
   } catch (err) {
     return Promise.reject(err);
   }
@@ -92,33 +109,35 @@ export function processChunkAsync(data: Buffer, compressor: Compressor, digester
 
 /** Always the compressor's output ('none' returns a copy). lz4_block is the raw block format. */
 export function compress(compressor: Compressor, data: Buffer): Buffer {
-  return native.compress(compressor, data);
+  return native.compress(string('compress', 'compressor', compressor), buffer('compress', 'data', data));
 }
 
 /** Throws on corrupt data or when the output is not exactly `uncompressedSize` bytes. */
 export function decompress(compressor: Compressor, data: Buffer, uncompressedSize: number): Buffer {
-  return native.decompress(compressor, data, uncompressedSize);
+  const fn = 'decompress';
+  return native.decompress(string(fn, 'compressor', compressor), buffer(fn, 'data', data), integer(fn, 'uncompressedSize', uncompressedSize, 0, 2 ** 32));
 }
 
 /** 32-byte digest. */
 export function digest(digester: Digester, data: Buffer): Buffer {
-  return native.digest(digester, data);
+  return native.digest(string('digest', 'digester', digester), buffer('digest', 'data', data));
 }
 
 /** CRC32C (unsigned 32-bit). `seed` continues a previous CRC: crc32c(b, crc32c(a)) === crc32c(a ++ b). */
 export function crc32c(data: Buffer, seed?: number): number {
-  return seed === undefined ? native.crc32c(data) : native.crc32c(data, seed);
+  const bytes = buffer('crc32c', 'data', data);
+  return seed === undefined ? native.crc32c(bytes) : native.crc32c(bytes, integer('crc32c', 'seed', seed, 0, 2 ** 32 - 1));
 }
 
 /** mount(2). Errors carry `code` (e.g. 'ENOENT') and `syscall`. Empty fstype/data are passed as NULL. */
 export function mount(source: string, target: string, fstype: string, flags: number, data: string): void {
-  native.mount(source, target, fstype, flags, data);
+  const fn = 'mount';
+  native.mount(string(fn, 'source', source), string(fn, 'target', target), string(fn, 'fstype', fstype), flagsArg(fn, flags), string(fn, 'data', data));
 }
 
 /** umount2(2). */
 export function umount(target: string, flags?: number): void {
-  if (flags === undefined) native.umount(target);
-  else native.umount(target, flags);
+  native.umount(string('umount', 'target', target), flags === undefined ? undefined : flagsArg('umount', flags));
 }
 
 /**
@@ -126,12 +145,12 @@ export function umount(target: string, flags?: number): void {
  * file description. Needs ptrace access to the process.
  */
 export function copyFdOf(pid: number, fd: number): number {
-  return native.copyFdOf(pid, fd);
+  return native.copyFdOf(integer('copyFdOf', 'pid', pid, 1, 2 ** 31 - 1), integer('copyFdOf', 'fd', fd, 0, 2 ** 31 - 1));
 }
 
 /** Every extended attribute of `path` (of the link itself for symlinks). */
 export function listXattrs(path: string): Record<string, Buffer> {
-  return native.listXattrs(path);
+  return native.listXattrs(string('listXattrs', 'path', path));
 }
 
 /**
@@ -141,27 +160,42 @@ export function listXattrs(path: string): Record<string, Buffer> {
  * integers above 2^53 - 1 are decimal strings. Throws (code ERR_NYDUS_RAFS) on a corrupt bootstrap.
  */
 export function rafsDump(bootstrapPath: string): string {
-  return native.rafsDump(bootstrapPath);
+  const path = string('rafsDump', 'bootstrapPath', bootstrapPath);
+  try {
+    return native.rafsDump(path);
+  } catch (e) {
+    throw rafsError(e);
+  }
 }
+
+type CheckResult = { inodeCount: number; blobs: string[] };
 
 /**
  * Validates the RAFS v6 bootstrap at `bootstrapPath` with the daemon's own reader (every inode,
  * directory, xattr area, symlink and chunk reachable from the root) and returns its inode count
  * and blob ids. Throws (code ERR_NYDUS_RAFS) saying what is wrong and where.
  */
-export function rafsCheck(bootstrapPath: string): { inodeCount: number; blobs: string[] } {
-  return JSON.parse(native.rafsCheck(bootstrapPath)) as { inodeCount: number; blobs: string[] };
+export function rafsCheck(bootstrapPath: string): CheckResult {
+  const path = string('rafsCheck', 'bootstrapPath', bootstrapPath);
+  try {
+    return JSON.parse(native.rafsCheck(path)) as CheckResult;
+  } catch (e) {
+    throw rafsError(e);
+  }
 }
 
 /** `rafsCheck` on the libuv thread pool: the caller's event loop keeps serving meanwhile. */
-export async function rafsCheckAsync(bootstrapPath: string): Promise<{ inodeCount: number; blobs: string[] }> {
-  return JSON.parse(await native.rafsCheckAsync(bootstrapPath)) as { inodeCount: number; blobs: string[] };
+export async function rafsCheckAsync(bootstrapPath: string): Promise<CheckResult> {
+  const path = string('rafsCheckAsync', 'bootstrapPath', bootstrapPath);
+  try {
+    return JSON.parse(await native.rafsCheckAsync(path)) as CheckResult;
+  } catch (e) {
+    throw rafsError(e);
+  }
 }
 
 export const MS_RDONLY: number = native.MS_RDONLY;
 export const MNT_DETACH: number = native.MNT_DETACH;
 
-/** The raw addon, for the typed wrappers of other parts of it (native/daemon.ts). */
-export function rawBinding(): unknown {
-  return native;
-}
+/** The daemon class of the addon, for its typed wrapper (native/daemon.ts). */
+export const DaemonCore: Binding['DaemonCore'] = native.DaemonCore;

@@ -4,9 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  # native crate: Rust dependencies come from Debian's librust-*-dev (crates.io is unreachable)
-  pkg-config libzstd-dev liblz4-dev
-  librust-zstd-dev librust-blake3-dev librust-sha2-dev librust-libc-dev
+  # native crate (its Rust dependencies come from the crate registry, pinned in native/Cargo.lock):
+  # a C compiler and pkg-config for zstd-sys
+  build-essential pkg-config libzstd-dev
   # real components the tests and benchmarks drive
   docker-registry skopeo umoci erofs-utils squashfs-tools stargz-snapshotter
   containerd runc busybox-static debootstrap

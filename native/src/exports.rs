@@ -1,248 +1,259 @@
-//! The JS-facing functions: argument decoding, calls into the domain
-//! modules, and conversion of their results and errors to JS values.
+//! The JS-facing functions (napi-rs): calls into the domain modules
+//! (`chunk`, `codec`, `digest`, `crc32c`, `mount`, `pidfd`, `xattr`, `rafs`)
+//! and conversion of their results and errors to JS values. The domain
+//! modules stay plain Rust with their own error types and unit tests.
 //!
-//! This module exists to keep N-API glue out of the domain modules
-//! (`codec`, `digest`, `crc32c`, `chunk`, `mount`), which stay plain Rust
-//! with their own error types and unit tests. The JS names and signatures
-//! here are mirrored by the TypeScript wrapper `native/index.ts`.
+//! Argument shapes (Buffers, integer ranges) are checked by the typed
+//! wrapper `native/index.ts` before a call gets here; what is checked here
+//! again is what only the domain knows (algorithm names, sizes, NUL bytes).
+//! Errors carry a `code` (`ERR_NYDUS_*`, `ERR_INVALID_ARG_VALUE`, or the
+//! errno name with `syscall` for system calls).
 
-use crate::chunk::{self, ProcessedChunk};
+use napi::bindgen_prelude::{AsyncTask, Buffer};
+use napi::{Env, Error, Result, Status, Task};
+use napi_derive::napi;
+
+use crate::chunk;
 use crate::codec::{self, CodecError, Compressor};
-use crate::crc32c;
-use crate::digest::{self, Digester};
-use crate::mount::{self, MountError};
+use crate::crc32c as crc;
+use crate::digest::{self as dg, Digester};
+use crate::mount::{self as mnt, MountError};
 use crate::pidfd;
 use crate::xattr;
-use crate::napi::{spawn_promise, CallContext, Env, Function, JsError, Result, SendSlice, Value};
 
-/// Every exported function, in registration order.
-pub static FUNCTIONS: [Function; 13] = [
-    Function::new("processChunk", process_chunk),
-    Function::new("processChunkAsync", process_chunk_async),
-    Function::new("compress", compress),
-    Function::new("decompress", decompress),
-    Function::new("digest", digest),
-    Function::new("crc32c", crc32c),
-    Function::new("mount", mount),
-    Function::new("umount", umount),
-    Function::new("copyFdOf", copy_fd_of),
-    Function::new("listXattrs", list_xattrs),
-    Function::new("rafsDump", rafs_dump),
-    Function::new("rafsCheck", rafs_check),
-    Function::new("rafsCheckAsync", rafs_check_async),
-];
-
-/// Numeric constants exported alongside the functions.
-pub fn constants() -> [(&'static str, u32); 2] {
-    [("MS_RDONLY", mount::MS_RDONLY as u32), ("MNT_DETACH", mount::MNT_DETACH as u32)]
+/// What kind of JS error to throw.
+pub(crate) enum Kind {
+    Error,
+    Type,
+    Range,
 }
 
-// --- argument decoding ------------------------------------------------------------
-
-fn compressor_arg(ctx: &CallContext<'_>, i: usize) -> Result<Compressor> {
-    let name = ctx.string(i, "compressor")?;
-    Compressor::from_name(&name).ok_or_else(|| {
-        JsError::type_error(format!("unknown compressor '{name}' (expected one of: none, lz4_block, zstd)"))
-            .with_code("ERR_INVALID_ARG_VALUE")
-    })
-}
-
-fn digester_arg(ctx: &CallContext<'_>, i: usize) -> Result<Digester> {
-    let name = ctx.string(i, "digester")?;
-    Digester::from_name(&name).ok_or_else(|| {
-        JsError::type_error(format!("unknown digester '{name}' (expected one of: blake3, sha256)"))
-            .with_code("ERR_INVALID_ARG_VALUE")
-    })
-}
-
-/// Flags for mount/umount: unsigned 32-bit, but negative values produced by
-/// JS bitwise operators (`x | (1 << 31)`) are accepted as their bit pattern.
-fn flags_arg(ctx: &CallContext<'_>, i: usize, optional: bool) -> Result<u32> {
-    let (min, max) = (i32::MIN as i64, u32::MAX as i64);
-    let n = if optional { ctx.optional_integer(i, "flags", min, max, 0)? } else { ctx.integer(i, "flags", min, max)? };
-    Ok(n as u32)
-}
-
-// --- error conversion ------------------------------------------------------------
-
-fn codec_error(err: CodecError) -> JsError {
-    let message = err.to_string();
-    match err {
-        CodecError::InputTooLarge { .. } | CodecError::SizeTooLarge { .. } => {
-            JsError::range_error(message).with_code("ERR_OUT_OF_RANGE")
-        }
-        CodecError::OutOfMemory { .. } => JsError::error(message).with_code("ERR_NYDUS_NO_MEMORY"),
-        CodecError::Corrupt { .. } => JsError::error(message).with_code("ERR_NYDUS_CORRUPT_DATA"),
-        CodecError::TooLarge { .. } | CodecError::SizeMismatch { .. } => {
-            JsError::error(message).with_code("ERR_NYDUS_SIZE_MISMATCH")
-        }
-        CodecError::Failed { .. } => JsError::error(message).with_code("ERR_NYDUS_COMPRESS"),
+/// Throws a JS error of `kind` with `code`, and `props` set on it; the
+/// returned Error tells napi-rs the exception is already pending.
+pub(crate) fn throw(env: &Env, kind: Kind, code: &str, message: String, props: &[(&str, &str)]) -> Error {
+    let thrown = match (kind, props.is_empty()) {
+        (Kind::Type, true) => env.throw_type_error(&message, Some(code)),
+        (Kind::Range, true) => env.throw_range_error(&message, Some(code)),
+        _ => env.create_error(Error::new(Status::GenericFailure, message.clone())).and_then(|mut e| {
+            e.set("code", code)?;
+            for (k, v) in props {
+                e.set(*k, *v)?;
+            }
+            env.throw(e)
+        }),
+    };
+    match thrown {
+        Ok(()) => Error::new(Status::PendingException, message),
+        Err(e) => e,
     }
 }
 
-fn mount_error(err: MountError, syscall: &'static str) -> JsError {
+fn compressor(env: &Env, func: &str, name: &str) -> Result<Compressor> {
+    Compressor::from_name(name).ok_or_else(|| {
+        let m = format!("{func}: unknown compressor '{name}' (expected one of: none, lz4_block, zstd)");
+        throw(env, Kind::Type, "ERR_INVALID_ARG_VALUE", m, &[])
+    })
+}
+
+fn digester(env: &Env, func: &str, name: &str) -> Result<Digester> {
+    Digester::from_name(name).ok_or_else(|| {
+        let m = format!("{func}: unknown digester '{name}' (expected one of: blake3, sha256)");
+        throw(env, Kind::Type, "ERR_INVALID_ARG_VALUE", m, &[])
+    })
+}
+
+fn codec_code(err: &CodecError) -> (&'static str, bool) {
+    match err {
+        CodecError::InputTooLarge { .. } | CodecError::SizeTooLarge { .. } => ("ERR_OUT_OF_RANGE", true),
+        CodecError::OutOfMemory { .. } => ("ERR_NYDUS_NO_MEMORY", false),
+        CodecError::Corrupt { .. } => ("ERR_NYDUS_CORRUPT_DATA", false),
+        CodecError::TooLarge { .. } | CodecError::SizeMismatch { .. } => ("ERR_NYDUS_SIZE_MISMATCH", false),
+        CodecError::Failed { .. } => ("ERR_NYDUS_COMPRESS", false),
+    }
+}
+
+fn codec_error(env: &Env, func: &str, err: CodecError) -> Error {
+    let (code, range) = codec_code(&err);
+    throw(env, if range { Kind::Range } else { Kind::Error }, code, format!("{func}: {err}"), &[])
+}
+
+fn mount_error(env: &Env, err: MountError, syscall: &str) -> Error {
     match &err {
-        MountError::Nul { .. } => JsError::type_error(err.to_string()).with_code("ERR_INVALID_ARG_VALUE"),
+        MountError::Nul { .. } => throw(env, Kind::Type, "ERR_INVALID_ARG_VALUE", err.to_string(), &[]),
         MountError::Os { .. } => {
             let code = err.code().unwrap_or_default();
-            JsError::error(err.to_string()).with_code(code).with_prop("syscall", syscall).self_describing()
+            throw(env, Kind::Error, &code, err.to_string(), &[("syscall", syscall)])
         }
     }
 }
 
-// --- functions ---------------------------------------------------------------------
+/// A chunk as the builder stores it.
+#[napi(object)]
+pub struct ProcessedChunk {
+    /// Digest of the uncompressed bytes (32 bytes).
+    pub digest: Buffer,
+    /// The compressed bytes, or the input itself when `compressed` is false.
+    pub data: Buffer,
+    pub compressed: bool,
+    /// CRC32C of the uncompressed bytes.
+    #[napi(js_name = "crc32c")]
+    pub crc32c: u32,
+}
 
-/// `{ digest, data, compressed, crc32c }`; `input` is returned as `data`
-/// when the chunk is stored uncompressed.
-fn chunk_object(env: Env, chunk: ProcessedChunk, input: Value) -> Result<Value> {
-    let obj = env.object()?;
-    env.set_property(obj, "digest", env.buffer_copy(&chunk.digest)?)?;
-    let (data, compressed) = match chunk.compressed {
-        Some(bytes) => (env.buffer_from_vec(bytes)?, true),
+fn chunk_object(c: chunk::ProcessedChunk, input: Buffer) -> ProcessedChunk {
+    let (data, compressed) = match c.compressed {
+        Some(bytes) => (Buffer::from(bytes), true),
         None => (input, false),
     };
-    env.set_property(obj, "data", data)?;
-    env.set_property(obj, "compressed", env.boolean(compressed)?)?;
-    env.set_property(obj, "crc32c", env.uint32(chunk.crc32c)?)?;
-    Ok(obj)
+    ProcessedChunk { digest: Buffer::from(c.digest.to_vec()), data, compressed, crc32c: c.crc32c }
 }
 
-/// `processChunk(data, compressor, digester)`.
-fn process_chunk(ctx: &CallContext<'_>) -> Result<Value> {
-    let data = ctx.buffer(0, "data")?;
-    let compressor = compressor_arg(ctx, 1)?;
-    let digester = digester_arg(ctx, 2)?;
-    let chunk = chunk::process_chunk(data, compressor, digester).map_err(codec_error)?;
-    chunk_object(ctx.env(), chunk, ctx.arg(0)?)
+/// Digest and CRC32C of `data`, compressed with `compressor` when that makes it smaller.
+#[napi]
+pub fn process_chunk(env: Env, data: Buffer, compressor_name: String, digester_name: String) -> Result<ProcessedChunk> {
+    let c = compressor(&env, "processChunk", &compressor_name)?;
+    let d = digester(&env, "processChunk", &digester_name)?;
+    let out = chunk::process_chunk(&data, c, d).map_err(|e| codec_error(&env, "processChunk", e))?;
+    Ok(chunk_object(out, data))
 }
 
-/// `processChunkAsync(data, compressor, digester)`: same work on the libuv
-/// thread pool; the input Buffer is pinned by a reference until completion.
-fn process_chunk_async(ctx: &CallContext<'_>) -> Result<Value> {
-    let input = ctx.arg(0)?;
-    let data = ctx.buffer(0, "data")?;
-    let compressor = compressor_arg(ctx, 1)?;
-    let digester = digester_arg(ctx, 2)?;
-    // SAFETY: `spawn_promise` holds a reference to `input` (the Buffer owning
-    // these bytes) until the work has completed.
-    let bytes = unsafe { SendSlice::new(data) };
-    spawn_promise(
-        ctx.env(),
-        ctx.name(),
-        &[input],
-        move || {
-            // SAFETY: see above; the Buffer is pinned while this runs.
-            let data = unsafe { bytes.as_slice() };
-            chunk::process_chunk(data, compressor, digester).map_err(codec_error)
-        },
-        |env, chunk, kept| chunk_object(env, chunk, kept[0]),
-    )
+pub struct ProcessChunkTask {
+    data: Option<Buffer>,
+    compressor: Compressor,
+    digester: Digester,
 }
 
-/// `compress(compressor, data)`.
-fn compress(ctx: &CallContext<'_>) -> Result<Value> {
-    let compressor = compressor_arg(ctx, 0)?;
-    let data = ctx.buffer(1, "data")?;
-    let out = codec::compress(compressor, data).map_err(codec_error)?;
-    ctx.env().buffer_from_vec(out)
-}
+impl Task for ProcessChunkTask {
+    type Output = chunk::ProcessedChunk;
+    type JsValue = ProcessedChunk;
 
-/// `decompress(compressor, data, uncompressedSize)`.
-fn decompress(ctx: &CallContext<'_>) -> Result<Value> {
-    let compressor = compressor_arg(ctx, 0)?;
-    let data = ctx.buffer(1, "data")?;
-    let size = ctx.integer(2, "uncompressedSize", 0, codec::MAX_UNCOMPRESSED_SIZE as i64)? as usize;
-    let out = codec::decompress(compressor, data, size).map_err(codec_error)?;
-    ctx.env().buffer_from_vec(out)
-}
-
-/// `digest(digester, data)`: 32 bytes.
-fn digest(ctx: &CallContext<'_>) -> Result<Value> {
-    let digester = digester_arg(ctx, 0)?;
-    let data = ctx.buffer(1, "data")?;
-    ctx.env().buffer_copy(&digest::digest(digester, data))
-}
-
-/// `crc32c(data, seed?)`: unsigned 32-bit; `seed` continues a previous CRC.
-fn crc32c(ctx: &CallContext<'_>) -> Result<Value> {
-    let data = ctx.buffer(0, "data")?;
-    let seed = ctx.optional_integer(1, "seed", 0, u32::MAX as i64, 0)? as u32;
-    ctx.env().uint32(crc32c::crc32c_append(seed, data))
-}
-
-/// `mount(source, target, fstype, flags, data)`.
-fn mount(ctx: &CallContext<'_>) -> Result<Value> {
-    let source = ctx.string(0, "source")?;
-    let target = ctx.string(1, "target")?;
-    let fstype = ctx.string(2, "fstype")?;
-    let flags = flags_arg(ctx, 3, false)?;
-    let data = ctx.string(4, "data")?;
-    mount::mount(&source, &target, &fstype, flags as u64, &data).map_err(|e| mount_error(e, "mount"))?;
-    ctx.env().undefined()
-}
-
-/// `umount(target, flags?)`.
-fn umount(ctx: &CallContext<'_>) -> Result<Value> {
-    let target = ctx.string(0, "target")?;
-    let flags = flags_arg(ctx, 1, true)?;
-    mount::umount(&target, flags as i32).map_err(|e| mount_error(e, "umount2"))?;
-    ctx.env().undefined()
-}
-
-/// `copyFdOf(pid, fd)`: a close-on-exec copy of process `pid`'s descriptor `fd`.
-fn copy_fd_of(ctx: &CallContext<'_>) -> Result<Value> {
-    let pid = ctx.integer(0, "pid", 1, i32::MAX as i64)? as i32;
-    let fd = ctx.integer(1, "fd", 0, i32::MAX as i64)? as i32;
-    let copy = pidfd::copy_fd(pid, fd).map_err(|e| {
-        let code = e.raw_os_error().map(mount::errno_code).unwrap_or_default();
-        JsError::error(format!("copying fd {fd} of process {pid}: {e}")).with_code(code).with_prop("syscall", "pidfd_getfd")
-    })?;
-    ctx.env().double(copy as f64)
-}
-
-/// `listXattrs(path)`: `{ name: Buffer }` for every xattr, symlinks not followed.
-fn list_xattrs(ctx: &CallContext<'_>) -> Result<Value> {
-    let path = ctx.string(0, "path")?;
-    let env = ctx.env();
-    let obj = env.object()?;
-    for (name, value) in xattr::list(&path).map_err(JsError::error)? {
-        env.set_property(obj, &name, env.buffer_copy(&value)?)?;
+    fn compute(&mut self) -> Result<Self::Output> {
+        let data = self.data.as_deref().unwrap_or_default();
+        // Off the JS thread nothing can be thrown yet: the rejection is a plain Error.
+        chunk::process_chunk(data, self.compressor, self.digester).map_err(|e| Error::new(Status::GenericFailure, format!("processChunkAsync: {e}")))
     }
-    Ok(obj)
+
+    fn resolve(&mut self, _env: Env, out: Self::Output) -> Result<Self::JsValue> {
+        let input = self.data.take().unwrap_or_else(|| Buffer::from(Vec::new()));
+        Ok(chunk_object(out, input))
+    }
 }
 
-/// `rafsDump(bootstrapPath)`: the whole image as JSON (shape in
-/// `rafs::dump`), for cross-checking the Rust reader from tests. A corrupt
-/// bootstrap throws an Error whose message says what is wrong and where.
-fn rafs_dump(ctx: &CallContext<'_>) -> Result<Value> {
-    let path = ctx.string(0, "bootstrapPath")?;
-    let json = crate::rafs::dump::dump_file(std::path::Path::new(&path))
-        .map_err(|e| JsError::error(e.to_string()).with_code("ERR_NYDUS_RAFS"))?;
-    ctx.env().string(&json)
+/// `processChunk` on the libuv thread pool; the input Buffer is held until the work completes.
+#[napi(ts_return_type = "Promise<ProcessedChunk>")]
+pub fn process_chunk_async(env: Env, data: Buffer, compressor_name: String, digester_name: String) -> Result<AsyncTask<ProcessChunkTask>> {
+    let compressor = compressor(&env, "processChunkAsync", &compressor_name)?;
+    let digester = digester(&env, "processChunkAsync", &digester_name)?;
+    Ok(AsyncTask::new(ProcessChunkTask { data: Some(data), compressor, digester }))
 }
 
-/// `rafsCheck(bootstrapPath)`: validates the whole image the way the daemon
-/// would read it and answers `{"inodeCount":N,"blobs":["<id>",...]}` (JSON).
-/// What a snapshotter needs before it serves an image, and to know which
-/// cached blobs an image still uses.
-fn rafs_check(ctx: &CallContext<'_>) -> Result<Value> {
-    let json = check_bootstrap(&ctx.string(0, "bootstrapPath")?)?;
-    ctx.env().string(&json)
+/// Always the compressor's output ('none' returns a copy).
+#[napi]
+pub fn compress(env: Env, compressor_name: String, data: Buffer) -> Result<Buffer> {
+    let c = compressor(&env, "compress", &compressor_name)?;
+    codec::compress(c, &data).map(Buffer::from).map_err(|e| codec_error(&env, "compress", e))
 }
 
-/// `rafsCheckAsync(bootstrapPath)`: the same on the libuv thread pool, so a
-/// large or hostile bootstrap never holds a server's event loop.
-fn rafs_check_async(ctx: &CallContext<'_>) -> Result<Value> {
-    let path = ctx.string(0, "bootstrapPath")?;
-    spawn_promise(ctx.env(), ctx.name(), &[], move || check_bootstrap(&path), |env, json, _| env.string(&json))
+/// Exactly `uncompressed_size` bytes, or an error.
+#[napi]
+pub fn decompress(env: Env, compressor_name: String, data: Buffer, uncompressed_size: f64) -> Result<Buffer> {
+    let c = compressor(&env, "decompress", &compressor_name)?;
+    if !(uncompressed_size >= 0.0 && uncompressed_size.fract() == 0.0 && uncompressed_size <= codec::MAX_UNCOMPRESSED_SIZE as f64) {
+        let m = format!("decompress: uncompressedSize must be an integer in 0..={} (got {uncompressed_size})", codec::MAX_UNCOMPRESSED_SIZE);
+        return Err(throw(&env, Kind::Range, "ERR_OUT_OF_RANGE", m, &[]));
+    }
+    codec::decompress(c, &data, uncompressed_size as usize).map(Buffer::from).map_err(|e| codec_error(&env, "decompress", e))
 }
 
-fn check_bootstrap(path: &str) -> Result<String> {
-    let check = || -> std::result::Result<String, crate::rafs::RafsError> {
-        let bs = crate::rafs::Bootstrap::open(std::path::Path::new(path))?;
-        bs.validate()?;
-        let ids: Vec<String> = bs.blobs().iter().map(|b| format!("\"{}\"", b.id)).collect();
-        Ok(format!("{{\"inodeCount\":{},\"blobs\":[{}]}}", bs.inode_count(), ids.join(",")))
-    };
-    check().map_err(|e| JsError::error(e.to_string()).with_code("ERR_NYDUS_RAFS"))
+/// 32-byte digest of `data`.
+#[napi]
+pub fn digest(env: Env, digester_name: String, data: Buffer) -> Result<Buffer> {
+    let d = digester(&env, "digest", &digester_name)?;
+    Ok(Buffer::from(dg::digest(d, &data).to_vec()))
 }
+
+/// CRC32C of `data`, continuing from `seed`.
+#[napi(js_name = "crc32c")]
+pub fn crc32c(data: Buffer, seed: Option<u32>) -> u32 {
+    crc::crc32c_append(seed.unwrap_or(0), &data)
+}
+
+/// mount(2); empty `fstype`/`data` are passed as NULL.
+#[napi]
+pub fn mount(env: Env, source: String, target: String, fstype: String, flags: u32, data: String) -> Result<()> {
+    mnt::mount(&source, &target, &fstype, flags as u64, &data).map_err(|e| mount_error(&env, e, "mount"))
+}
+
+/// umount2(2).
+#[napi]
+pub fn umount(env: Env, target: String, flags: Option<u32>) -> Result<()> {
+    mnt::umount(&target, flags.unwrap_or(0) as i32).map_err(|e| mount_error(&env, e, "umount2"))
+}
+
+/// A close-on-exec copy of process `pid`'s descriptor `fd` (pidfd_getfd(2)).
+#[napi]
+pub fn copy_fd_of(env: Env, pid: i32, fd: i32) -> Result<i32> {
+    pidfd::copy_fd(pid, fd).map_err(|e| {
+        let code = e.raw_os_error().map(mnt::errno_code).unwrap_or_default();
+        throw(&env, Kind::Error, &code, format!("copying fd {fd} of process {pid}: {e}"), &[("syscall", "pidfd_getfd")])
+    })
+}
+
+/// Every xattr of `path` (symlinks not followed).
+#[napi(ts_return_type = "Record<string, Buffer>")]
+pub fn list_xattrs(path: String) -> Result<std::collections::HashMap<String, Buffer>> {
+    let list = xattr::list(&path).map_err(|e| Error::new(Status::GenericFailure, e))?;
+    Ok(list.into_iter().map(|(k, v)| (k, Buffer::from(v))).collect())
+}
+
+/// The TS wrappers give every error of the `rafs*` functions the code ERR_NYDUS_RAFS.
+fn rafs_error(func: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(Status::GenericFailure, format!("{func}: {e}"))
+}
+
+/// The whole image as JSON (shape in `rafs::dump`), for cross-checking the
+/// Rust reader from tests.
+#[napi]
+pub fn rafs_dump(bootstrap_path: String) -> Result<String> {
+    crate::rafs::dump::dump_file(std::path::Path::new(&bootstrap_path)).map_err(|e| rafs_error("rafsDump", e))
+}
+
+fn check_bootstrap(func: &str, path: &str) -> Result<String> {
+    let bs = crate::rafs::Bootstrap::open(std::path::Path::new(path)).map_err(|e| rafs_error(func, e))?;
+    bs.validate().map_err(|e| rafs_error(func, e))?;
+    let ids: Vec<String> = bs.blobs().iter().map(|b| format!("\"{}\"", b.id)).collect();
+    Ok(format!("{{\"inodeCount\":{},\"blobs\":[{}]}}", bs.inode_count(), ids.join(",")))
+}
+
+/// Validates the image the way the daemon reads it: `{"inodeCount":N,"blobs":["<id>",...]}` (JSON).
+#[napi]
+pub fn rafs_check(bootstrap_path: String) -> Result<String> {
+    check_bootstrap("rafsCheck", &bootstrap_path)
+}
+
+pub struct RafsCheckTask(String);
+
+impl Task for RafsCheckTask {
+    type Output = String;
+    type JsValue = String;
+
+    fn compute(&mut self) -> Result<String> {
+        check_bootstrap("rafsCheckAsync", &self.0)
+    }
+
+    fn resolve(&mut self, _env: Env, out: String) -> Result<String> {
+        Ok(out)
+    }
+}
+
+/// `rafsCheck` on the libuv thread pool: a large or hostile bootstrap never holds the event loop.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn rafs_check_async(bootstrap_path: String) -> AsyncTask<RafsCheckTask> {
+    AsyncTask::new(RafsCheckTask(bootstrap_path))
+}
+
+#[napi(js_name = "MS_RDONLY")]
+pub const MS_RDONLY: u32 = mnt::MS_RDONLY as u32;
+
+#[napi(js_name = "MNT_DETACH")]
+pub const MNT_DETACH: u32 = mnt::MNT_DETACH as u32;
