@@ -13,8 +13,11 @@ export declare class DaemonCore {
    */
   mountFuse(mountpoint: string, threads: number, fd: number, takeOver: boolean, resend: boolean): void
   unmountFuse(): void
-  /** Answers fetch `id` with exactly the requested bytes, or fails it with `error`. */
-  fetchDone(id: number, data?: Buffer | undefined | null, error?: string | undefined | null): boolean
+  /**
+   * Answers fetch `id` with exactly the requested bytes, or fails it with `error` of `kind`
+   * (nydusd's backend error kinds, or "timeout"), which decides the reader's errno.
+   */
+  fetchDone(id: number, data?: Buffer | undefined | null, error?: string | undefined | null, kind?: 'not-found' | 'auth' | 'timeout' | 'transient' | 'permanent' | 'integrity'): boolean
   /**
    * Starts a prefetch run (`mode`: all, table, table-or-all, paths, chunks; `paths`: newline-separated
    * paths, or a chunk trace); returns the number of chunks planned. A `prefetch-done` event follows.

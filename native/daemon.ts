@@ -31,6 +31,9 @@ export interface PrefetchDoneEvent {
 
 export type DaemonEvent = FetchEvent | PrefetchDoneEvent;
 
+/** How a backend classified a failed fetch (nydusd's BackendError kinds, plus timeout). */
+export type FetchFailureKind = 'not-found' | 'auth' | 'timeout' | 'transient' | 'permanent' | 'integrity';
+
 export interface RafsOptions {
   workDir: string;
   amplifyIo: number;
@@ -139,9 +142,12 @@ export class NativeDaemon {
     this.#core.unmountFuse();
   }
 
-  /** Answers fetch `id` with exactly the requested bytes, or fails it with `error`. */
-  fetchDone(id: number, data: Buffer | null, error?: string): boolean {
-    return this.#core.fetchDone(id, data, error);
+  /**
+   * Answers fetch `id` with exactly the requested bytes, or fails it with `error` of `kind`
+   * (what the reader's read fails with: auth EACCES, timeout ETIMEDOUT, anything else EIO).
+   */
+  fetchDone(id: number, data: Buffer | null, error?: string, kind?: FetchFailureKind): boolean {
+    return this.#core.fetchDone(id, data, error, kind);
   }
 
   /** Starts a prefetch run; returns the number of chunks planned. A `prefetch-done` event follows. */

@@ -20,7 +20,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
 
-use crate::daemon::fetch::{Fetcher, Priority};
+use crate::daemon::fetch::{FetchError, FetchFailure, Fetcher, Priority};
 use crate::daemon::instance::InstanceOptions;
 use crate::daemon::prefetch::{self, Report, Target};
 use crate::daemon::stats::{Stats, FOPS};
@@ -89,7 +89,7 @@ impl DaemonEvent {
     }
 }
 
-type Reply = std::result::Result<Vec<u8>, String>;
+type Reply = std::result::Result<Vec<u8>, FetchError>;
 
 /// Fetches through the JS event callback; the calling thread waits.
 struct JsFetcher {
@@ -124,13 +124,13 @@ impl JsFetcher {
         let status = self.events.call(event, ThreadsafeFunctionCallMode::NonBlocking);
         if status != Status::Ok {
             self.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-            return Err(format!("the JS event callback is gone ({status})"));
+            return Err(format!("the JS event callback is gone ({status})").into());
         }
         match rx.recv_timeout(FETCH_DEADLINE) {
             Ok(reply) => reply,
             Err(RecvTimeoutError::Timeout) => {
                 self.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                Err(format!("no answer from the backend within {}s", FETCH_DEADLINE.as_secs()))
+                Err(FetchError::new(FetchFailure::Timeout, format!("no answer from the backend within {}s", FETCH_DEADLINE.as_secs())))
             }
             Err(RecvTimeoutError::Disconnected) => Err("daemon is shutting down".into()),
         }
@@ -277,12 +277,19 @@ impl DaemonCore {
         self.daemon.unmount_fuse().map_err(|e| error(&env, "ERR_NYDUS_FUSE", e))
     }
 
-    /// Answers fetch `id` with exactly the requested bytes, or fails it with `error`.
+    /// Answers fetch `id` with exactly the requested bytes, or fails it with `error` of `kind`
+    /// (nydusd's backend error kinds, or "timeout"), which decides the reader's errno.
     #[napi]
-    pub fn fetch_done(&self, id: f64, data: Option<Buffer>, error: Option<String>) -> bool {
+    pub fn fetch_done(
+        &self,
+        id: f64,
+        data: Option<Buffer>,
+        error: Option<String>,
+        #[napi(ts_arg_type = "'not-found' | 'auth' | 'timeout' | 'transient' | 'permanent' | 'integrity'")] kind: Option<String>,
+    ) -> bool {
         let reply = match data {
             Some(d) => Ok(d.to_vec()),
-            None => Err(error.unwrap_or_else(|| "backend failed".to_string())),
+            None => Err(FetchError::new(FetchFailure::from_name(kind.as_deref().unwrap_or("transient")), error.unwrap_or_else(|| "backend failed".to_string()))),
         };
         self.fetcher.complete(id as u64, reply)
     }

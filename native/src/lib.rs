@@ -33,7 +33,10 @@ pub mod xattr;
 // The N-API glue (napi-rs) is left out of builds without the `node` feature
 // (the fuzzers, which link executables); napi-rs resolves Node's symbols at
 // load time, so `cargo test` links it without Node.
+// In test builds napi-rs registers nothing, so the glue looks unused there.
 #[cfg(feature = "node")]
+#[cfg_attr(test, allow(dead_code))]
 mod exports;
 #[cfg(feature = "node")]
+#[cfg_attr(test, allow(dead_code))]
 mod exports_daemon;

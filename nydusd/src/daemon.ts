@@ -13,7 +13,7 @@ import { NativeDaemon, type DaemonEvent, type DaemonStats, type FetchEvent, type
 import { MNT_DETACH, umount } from '@nydus-ts/native';
 import { logger } from '@nydus-ts/common/log';
 import { CHUNK_TRACE_NAME } from '@nydus-ts/rafs/constants';
-import { createBackend } from './backend/index.js';
+import { BackendError, createBackend } from './backend/index.js';
 import type { DaemonConfig } from './config.js';
 import { MountState } from './mount-state.js';
 import { readTakeoverState, writeTakeoverState } from './takeover-state.js';
@@ -234,7 +234,7 @@ export class Nydusd {
         },
         (err: Error) => {
           logger.warn('backend read failed', { mountpoint: e.mountpoint, blob: e.blobId, offset: e.offset, length: e.length, priority: e.priority, error: err.message });
-          this.#native?.fetchDone(e.id, null, err.message);
+          this.#native?.fetchDone(e.id, null, err.message, err instanceof BackendError ? err.fetchKind : 'transient');
         },
       );
   }

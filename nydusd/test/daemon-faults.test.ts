@@ -37,7 +37,7 @@ afterAll(async () => {
   for (const d of running) await d.stop().catch(() => undefined);
   await faults?.stop();
   await reg?.stop();
-  for (const m of ['mnt-faults', 'mnt-df', 'mnt-stall']) await exec('umount', ['-l', join(work, m)]).catch(() => undefined);
+  for (const m of ['mnt-faults', 'mnt-errno', 'mnt-df', 'mnt-stall']) await exec('umount', ['-l', join(work, m)]).catch(() => undefined);
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -91,6 +91,19 @@ describe('faults between nydusd and the registry', () => {
     expect(m.fetch_errors).toBeGreaterThanOrEqual(1);
 
     // A failed read is not remembered: once the registry is back, the file reads.
+    faults.always(undefined);
+    expect(await same(mnt, 'etc/motd')).toBe(true);
+    await d.stop();
+  });
+
+  it("a failed fetch fails the read with its kind's errno: refused credentials EACCES, no answer in time ETIMEDOUT, others EIO", async () => {
+    const { d, mnt } = await start('errno', faults.host);
+    faults.always({ type: 'status', status: 403 });
+    await expect(readFile(join(mnt, 'etc/motd'))).rejects.toMatchObject({ code: 'EACCES' });
+    faults.always({ type: 'stall', ms: 3000 });
+    await expect(readFile(join(mnt, 'opt/app/data.bin'))).rejects.toMatchObject({ code: 'ETIMEDOUT' });
+    faults.always({ type: 'status', status: 404 });
+    await expect(readFile(join(mnt, 'bin/busybox'))).rejects.toMatchObject({ code: 'EIO' });
     faults.always(undefined);
     expect(await same(mnt, 'etc/motd')).toBe(true);
     await d.stop();

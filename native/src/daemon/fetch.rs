@@ -21,8 +21,69 @@ impl Priority {
     }
 }
 
+/// Why a fetch failed, as the backend classified it. It decides what the
+/// reader sees: a read the registry refused fails with EACCES, one that ran
+/// out of time with ETIMEDOUT, any other with EIO (a file whose blob is gone
+/// is not a missing file: ENOENT would tell the reader the wrong story).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchFailure {
+    NotFound,
+    Auth,
+    Timeout,
+    Transient,
+    Permanent,
+    Integrity,
+}
+
+impl FetchFailure {
+    /// The backend's name for it (nydusd's BackendError kinds, plus "timeout").
+    pub fn from_name(name: &str) -> FetchFailure {
+        match name {
+            "not-found" => FetchFailure::NotFound,
+            "auth" => FetchFailure::Auth,
+            "timeout" => FetchFailure::Timeout,
+            "permanent" => FetchFailure::Permanent,
+            "integrity" => FetchFailure::Integrity,
+            _ => FetchFailure::Transient,
+        }
+    }
+
+    pub fn errno(self) -> i32 {
+        match self {
+            FetchFailure::Auth => libc::EACCES,
+            FetchFailure::Timeout => libc::ETIMEDOUT,
+            _ => libc::EIO,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError {
+    pub kind: FetchFailure,
+    pub message: String,
+}
+
+impl FetchError {
+    pub fn new(kind: FetchFailure, message: impl Into<String>) -> FetchError {
+        FetchError { kind, message: message.into() }
+    }
+}
+
+/// A bare message: a failure nobody classified (worth another try).
+impl From<&str> for FetchError {
+    fn from(message: &str) -> FetchError {
+        FetchError::new(FetchFailure::Transient, message)
+    }
+}
+
+impl From<String> for FetchError {
+    fn from(message: String) -> FetchError {
+        FetchError::new(FetchFailure::Transient, message)
+    }
+}
+
 pub trait Fetcher: Send + Sync {
-    /// Exactly `len` bytes of blob `blob_id` at `offset`, or a message saying
-    /// why not. Blocks the calling thread.
-    fn fetch(&self, blob_id: &str, offset: u64, len: u64, priority: Priority) -> Result<Vec<u8>, String>;
+    /// Exactly `len` bytes of blob `blob_id` at `offset`, or why not.
+    /// Blocks the calling thread.
+    fn fetch(&self, blob_id: &str, offset: u64, len: u64, priority: Priority) -> Result<Vec<u8>, FetchError>;
 }

@@ -196,7 +196,8 @@ impl Instance {
             let me = self.clone();
             std::thread::Builder::new().name("nydus-ahead".into()).spawn(move || me.loader.fetch_ahead(&run)).is_ok()
         };
-        self.loader.ensure_ahead(&chunks, &ahead, &background).map_err(eio)?;
+        // A failed fetch fails the read with the errno its kind calls for (EACCES, ETIMEDOUT, EIO).
+        self.loader.ensure_ahead(&chunks, &ahead, &background).map_err(|e| Errno(e.errno()))?;
         let cs = self.bootstrap.chunk_size() as u64;
         let first = offset / cs;
         for (i, c) in chunks.iter().enumerate() {

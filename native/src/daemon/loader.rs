@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::fetch::{Fetcher, Priority};
+use super::fetch::{FetchFailure, Fetcher, Priority};
 use super::inflight::{Claim, Inflight};
 use super::readahead::Readahead;
 use super::recent_errors::RecentErrors;
@@ -94,17 +94,27 @@ pub struct BlobSpec {
 
 #[derive(Debug)]
 pub enum LoadError {
-    Fetch { blob: String, message: String },
+    Fetch { blob: String, message: String, kind: FetchFailure },
     Integrity { blob: String, ci: u32, message: String },
     Io { blob: String, message: String },
     /// A chunk another reader was fetching could not be loaded.
     Waited,
 }
 
+impl LoadError {
+    /// What the reader's read fails with.
+    pub fn errno(&self) -> i32 {
+        match self {
+            LoadError::Fetch { kind, .. } => kind.errno(),
+            _ => libc::EIO,
+        }
+    }
+}
+
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LoadError::Fetch { blob, message } => write!(f, "fetching from blob {blob}: {message}"),
+            LoadError::Fetch { blob, message, .. } => write!(f, "fetching from blob {blob}: {message}"),
             LoadError::Integrity { blob, ci, message } => write!(f, "chunk {ci} of blob {blob}: {message}"),
             LoadError::Io { blob, message } => write!(f, "cache of blob {blob}: {message}"),
             LoadError::Waited => write!(f, "a concurrent fetch of the same chunk failed"),
@@ -521,11 +531,11 @@ impl ChunkLoader {
             Ok(d) => {
                 Stats::add(&self.stats.fetch_errors, 1);
                 let message = format!("backend returned {} bytes for a {len}-byte range at {start}", d.len());
-                return run.iter().map(|_| Err(LoadError::Fetch { blob: blob_id.clone(), message: message.clone() })).collect();
+                return run.iter().map(|_| Err(LoadError::Fetch { blob: blob_id.clone(), message: message.clone(), kind: FetchFailure::Transient })).collect();
             }
-            Err(message) => {
+            Err(e) => {
                 Stats::add(&self.stats.fetch_errors, 1);
-                return run.iter().map(|_| Err(LoadError::Fetch { blob: blob_id.clone(), message: message.clone() })).collect();
+                return run.iter().map(|_| Err(LoadError::Fetch { blob: blob_id.clone(), message: e.message.clone(), kind: e.kind })).collect();
             }
         };
         Stats::add(&self.stats.fetch_bytes, len);
@@ -608,6 +618,7 @@ impl ChunkLoader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::fetch::FetchError;
     use std::sync::atomic::Ordering;
     use std::sync::mpsc::{channel, Receiver, Sender};
     use std::time::{Duration, Instant};
@@ -622,7 +633,7 @@ mod tests {
     }
 
     impl Fetcher for GatedFetcher {
-        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, priority: Priority) -> Result<Vec<u8>, String> {
+        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, priority: Priority) -> Result<Vec<u8>, FetchError> {
             if priority == Priority::Prefetch {
                 let _ = self.prefetch_started.lock().unwrap().send(());
                 let _ = self.release_prefetch.lock().unwrap().recv();
@@ -704,7 +715,7 @@ mod tests {
     }
 
     impl Fetcher for PanicOnce {
-        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, _priority: Priority) -> Result<Vec<u8>, String> {
+        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, _priority: Priority) -> Result<Vec<u8>, FetchError> {
             if !self.panicked.swap(true, Ordering::SeqCst) {
                 panic!("injected panic in a fetch");
             }
@@ -738,7 +749,7 @@ mod tests {
     }
 
     impl Fetcher for RecordingFetcher {
-        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, _priority: Priority) -> Result<Vec<u8>, String> {
+        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, _priority: Priority) -> Result<Vec<u8>, FetchError> {
             self.ranges.lock().unwrap().push((offset, len));
             Ok(self.data[offset as usize..(offset + len) as usize].to_vec())
         }

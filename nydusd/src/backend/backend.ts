@@ -74,13 +74,21 @@ export class BackendError extends Error {
   override name = 'BackendError';
   /** HTTP status of the answer that failed the read, when there was one. */
   readonly status: number | undefined;
+  /** No complete answer in time (transient all the same: worth another try). */
+  readonly timedOut: boolean;
   constructor(
     readonly kind: BackendErrorKind,
     message: string,
-    options?: { cause?: unknown; status?: number },
+    options?: { cause?: unknown; status?: number; timedOut?: boolean },
   ) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.status = options?.status;
+    this.timedOut = options?.timedOut ?? false;
+  }
+
+  /** How the data path classifies it (it decides the reader's errno: auth EACCES, timeout ETIMEDOUT, else EIO). */
+  get fetchKind(): BackendErrorKind | 'timeout' {
+    return this.timedOut ? 'timeout' : this.kind;
   }
 }
 

@@ -221,12 +221,12 @@ export class RegistryBackend implements BlobBackend {
   async #bounded<T>(what: string, callerSignal: AbortSignal | undefined, relay: Relay | undefined, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const timeout = AbortSignal.timeout(this.opts.timeoutMs);
     const signal = callerSignal ? AbortSignal.any([callerSignal, timeout]) : timeout;
-    const fault = (msg: string, cause: unknown) => (relay ? new RelayFault(msg, { cause }) : new BackendError('transient', msg, { cause }));
+    const fault = (msg: string, cause: unknown, timedOut = false) => (relay ? new RelayFault(msg, { cause, timedOut }) : new BackendError('transient', msg, { cause, timedOut }));
     try {
       return await run(signal);
     } catch (e) {
       if (callerSignal?.aborted) throw new BackendError('transient', `${what}: aborted`, { cause: e });
-      if (timeout.aborted) throw fault(`${what}: no complete answer within ${this.opts.timeoutMs / 1000} s`, e);
+      if (timeout.aborted) throw fault(`${what}: no complete answer within ${this.opts.timeoutMs / 1000} s`, e, true);
       if (e instanceof RelayFault) throw e;
       if (e instanceof BackendError) {
         // A body that broke or ended early through a relay is the relay's fault.

@@ -28,7 +28,7 @@ export interface Relay {
 
 /** The relay, not the registry behind it, failed this request: the origin may still serve it. */
 export class RelayFault extends BackendError {
-  constructor(message: string, options?: { cause?: unknown; status?: number }) {
+  constructor(message: string, options?: { cause?: unknown; status?: number; timedOut?: boolean }) {
     super('transient', message, options);
   }
 }
