@@ -4,6 +4,7 @@
  * skopeo, check it, and show that check fails when a layer's bytes change or a blob goes missing.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,8 @@ import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry'
 import { RegistryClient } from '@nydus-ts/registry/client';
 import { OciLayoutWriter } from '../src/image/oci-layout.js';
 import { writeSampleImage } from '../src/sample/sample-image.js';
-import { unpackBootstrapLayer } from '../src/image/nydus-manifest.js';
+import { packBootstrapLayer, unpackBootstrapLayer } from '../src/image/nydus-manifest.js';
+import { blobPath } from '../src/image/oci-layout.js';
 
 let work: string;
 let basic: RunningRegistry;
@@ -167,6 +169,32 @@ describe('local sources and outputs', () => {
     expect(conv2.code, conv2.out).toBe(0);
     const chk2 = await nydusify(['check', '--source', `oci:${zstdLayout}:latest`, '--target', `oci:${join(work, 'out-zstd')}:nydus`]);
     expect(chk2.code, chk2.out).toBe(0);
+  });
+
+  it("check fails on a bootstrap the daemon's reader refuses, saying so", async () => {
+    // The converted layout of the test above, its bootstrap rewritten with the blob id in upper
+    // case: the builder's reader takes it, nydusd's (and the snapshotter's) does not.
+    const out = join(work, 'out-layout');
+    const index = JSON.parse(readFileSync(join(out, 'index.json'), 'utf8'));
+    const entry = index.manifests.find((m: { annotations?: Record<string, string> }) => m.annotations?.['org.opencontainers.image.ref.name'] === 'nydus');
+    const manifest = JSON.parse(readFileSync(blobPath(out, entry.digest), 'utf8'));
+    const last = manifest.layers[manifest.layers.length - 1];
+    const boot = await unpackBootstrapLayer(readFileSync(blobPath(out, last.digest)));
+    for (const l of manifest.layers.slice(0, -1)) {
+      const id = l.digest.slice('sha256:'.length);
+      for (let at = boot.indexOf(id); at >= 0; at = boot.indexOf(id, at + 1)) Buffer.from(id.toUpperCase()).copy(boot, at);
+    }
+    const layer = packBootstrapLayer(boot);
+    writeFileSync(blobPath(out, layer.digest), layer.gz);
+    manifest.layers[manifest.layers.length - 1] = { ...last, digest: layer.digest, size: layer.gz.length };
+    const body = Buffer.from(JSON.stringify(manifest));
+    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    writeFileSync(blobPath(out, digest), body);
+    index.manifests.push({ ...entry, digest, size: body.length, annotations: { ...entry.annotations, 'org.opencontainers.image.ref.name': 'upper' } });
+    writeFileSync(join(out, 'index.json'), JSON.stringify(index));
+    const chk = await nydusify(['check', '--target', `oci:${out}:upper`]);
+    expect(chk.code).toBe(1);
+    expect(chk.out).toMatch(/bootstrap \(daemon's reader\): .*lowercase hex/);
   });
 
   it('an image index converts the manifest of the requested --platform, and names the ones it has otherwise', async () => {
