@@ -12,6 +12,11 @@ export declare class DaemonCore {
    * `/dev/fuse` handed over (mounted, or with `takeOver` served as it is).
    */
   mountFuse(mountpoint: string, threads: number, fd: number, takeOver: boolean, resend: boolean): void
+  /**
+   * Serves instance `path` at `mountpoint` with the kernel's EROFS (a file-backed mount of
+   * `bootstrap`, its blobs' cache files as devices, filled through fanotify pre-content events).
+   */
+  mountErofs(path: string, bootstrap: string, mountpoint: string): void
   unmountFuse(): void
   /**
    * Answers fetch `id` with exactly the requested bytes, or fails it with `error` of `kind`

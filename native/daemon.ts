@@ -138,6 +138,15 @@ export class NativeDaemon {
     this.#core.mountFuse(mountpoint, threads, conn.fd ?? -1, conn.takeOver ?? false, conn.resend ?? true);
   }
 
+  /**
+   * Serves instance `path` at `mountpoint` with the kernel's EROFS instead of FUSE: `bootstrap`
+   * mounted file-backed with the blobs' cache files as devices, missing ranges filled through
+   * fanotify pre-content events (Linux 6.14+).
+   */
+  mountErofs(path: string, bootstrap: string, mountpoint: string): void {
+    this.#core.mountErofs(path, bootstrap, mountpoint);
+  }
+
   unmountFuse(): void {
     this.#core.unmountFuse();
   }

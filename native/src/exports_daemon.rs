@@ -272,6 +272,13 @@ impl DaemonCore {
         self.daemon.mount_fuse(Path::new(&mountpoint), threads.max(1) as usize, conn).map_err(|e| error(&env, "ERR_NYDUS_FUSE", e))
     }
 
+    /// Serves instance `path` at `mountpoint` with the kernel's EROFS (a file-backed mount of
+    /// `bootstrap`, its blobs' cache files as devices, filled through fanotify pre-content events).
+    #[napi]
+    pub fn mount_erofs(&self, env: Env, path: String, bootstrap: String, mountpoint: String) -> Result<()> {
+        self.daemon.mount_erofs(&path, Path::new(&bootstrap), Path::new(&mountpoint)).map_err(|e| error(&env, "ERR_NYDUS_EROFS", e))
+    }
+
     #[napi]
     pub fn unmount_fuse(&self, env: Env) -> Result<()> {
         self.daemon.unmount_fuse().map_err(|e| error(&env, "ERR_NYDUS_FUSE", e))
@@ -345,7 +352,8 @@ impl DaemonCore {
     #[napi]
     pub fn close(&self, env: Env) -> Result<()> {
         self.fetcher.close();
-        let r = self.daemon.unmount_fuse();
+        let erofs = self.daemon.unmount_erofs();
+        let r = self.daemon.unmount_fuse().and(erofs);
         self.daemon.flush_caches();
         r.map_err(|e| error(&env, "ERR_NYDUS_FUSE", e))
     }

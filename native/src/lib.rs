@@ -21,6 +21,7 @@ pub mod codec;
 pub mod crc32c;
 pub mod daemon;
 pub mod digest;
+pub mod fanotify;
 pub mod fuse;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;

@@ -40,7 +40,14 @@ export interface NydusdOptions {
   takeOver?: boolean;
   /** Failover policy: have the kernel send again what the predecessor read but never answered. */
   resend?: boolean;
+  /**
+   * fusedev (default): serve over FUSE. erofs: the kernel's EROFS mounts the bootstrap file-backed,
+   * with the blobs' cache files as devices, filled through fanotify (dedicated mode only).
+   */
+  fsDriver?: FsDriver;
 }
+
+export type FsDriver = 'fusedev' | 'erofs';
 
 export interface MountRequest {
   source: string;
@@ -118,7 +125,12 @@ export class Nydusd {
         if (o.config === undefined) throw new Error('a bootstrap needs a config');
         await this.mount('/', { source: o.bootstrap, config: o.config, prefetchFiles: o.prefetchFiles });
       }
-      this.native.mountFuse(mountpoint, o.threads, o.fuseFd === undefined ? {} : { fd: o.fuseFd });
+      if (o.fsDriver === 'erofs') {
+        if (o.bootstrap === undefined) throw new Error('the erofs driver serves one image: it needs a bootstrap');
+        this.native.mountErofs('/', resolve(o.bootstrap), mountpoint);
+      } else {
+        this.native.mountFuse(mountpoint, o.threads, o.fuseFd === undefined ? {} : { fd: o.fuseFd });
+      }
     }
     // Data-path errors (integrity, cache I/O) surface in the log within a second even when
     // nobody asks the API.
@@ -127,7 +139,7 @@ export class Nydusd {
     this.state = 'READY';
     this.event('mounted', { mountpoint });
     this.state = 'RUNNING';
-    logger.info('nydusd running', { mountpoint, bootstrap: this.opts.bootstrap ?? null, threads: this.opts.threads });
+    logger.info('nydusd running', { mountpoint, bootstrap: this.opts.bootstrap ?? null, threads: this.opts.threads, fsDriver: o.fsDriver ?? 'fusedev' });
   }
 
   /** Adds a RAFS instance at `mountpoint` ("/" or "/name") and starts its prefetch. */

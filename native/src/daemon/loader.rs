@@ -231,6 +231,11 @@ impl ChunkLoader {
         self.errors.drain()
     }
 
+    /// Keeps a message for the next [`take_errors`](Self::take_errors) (errors beside the loader's own).
+    pub fn note_error(&self, message: String) {
+        self.errors.push(message);
+    }
+
     fn note(&self, err: &LoadError) {
         self.errors.push(err.to_string());
     }

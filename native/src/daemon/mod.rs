@@ -6,6 +6,7 @@
 //! hit, or fetch → decompress → verify → cache) → reply. Metadata and cached
 //! reads never leave native code; only misses call the fetcher.
 
+pub mod erofs;
 pub mod fetch;
 mod inflight;
 pub mod instance;
@@ -17,10 +18,12 @@ pub mod stats;
 mod syncer;
 pub mod vfs;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::fuse::session::{Connection, Session, SessionOptions};
+use erofs::ErofsMount;
 use fetch::Fetcher;
 use instance::{Instance, InstanceOptions};
 use vfs::Vfs;
@@ -29,6 +32,8 @@ use vfs::Vfs;
 pub struct Daemon {
     pub vfs: Arc<Vfs>,
     session: Mutex<Option<Session>>,
+    /// Instances served by the kernel's EROFS, by instance path.
+    erofs: Mutex<HashMap<String, ErofsMount>>,
 }
 
 impl Daemon {
@@ -41,7 +46,29 @@ impl Daemon {
     }
 
     pub fn remove_instance(&self, path: &str) -> Result<(), String> {
-        self.vfs.umount(path)
+        let erofs = self.erofs.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
+        let unmounted = erofs.map_or(Ok(()), ErofsMount::unmount);
+        self.vfs.umount(path)?;
+        unmounted
+    }
+
+    /// Serves instance `path` at `mountpoint` with the kernel's EROFS
+    /// (file-backed, filled through fanotify) instead of through FUSE.
+    pub fn mount_erofs(&self, path: &str, bootstrap: &Path, mountpoint: &Path) -> Result<(), String> {
+        let instance = self.vfs.instance(path).ok_or_else(|| format!("nothing mounted at {path:?}"))?;
+        let mut erofs = self.erofs.lock().unwrap_or_else(|e| e.into_inner());
+        if erofs.contains_key(path) {
+            return Err(format!("{path:?} is already served by EROFS"));
+        }
+        let m = ErofsMount::mount(instance, bootstrap, mountpoint).map_err(|e| format!("mounting EROFS at {}: {e}", mountpoint.display()))?;
+        erofs.insert(path.to_string(), m);
+        Ok(())
+    }
+
+    /// Detaches every EROFS mount and stops filling them.
+    pub fn unmount_erofs(&self) -> Result<(), String> {
+        let all: Vec<ErofsMount> = self.erofs.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, m)| m).collect();
+        all.into_iter().map(ErofsMount::unmount).fold(Ok(()), |acc, r| acc.and(r))
     }
 
     /// Serves the FUSE filesystem at `mountpoint` over `conn` with `threads` workers.
