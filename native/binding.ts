@@ -17,6 +17,8 @@ export declare class DaemonCore {
    * `bootstrap`, its blobs' cache files as devices, filled through fanotify pre-content events).
    */
   mountErofs(path: string, bootstrap: string, mountpoint: string): void
+  /** A new descriptor (close-on-exec) of the fanotify group filling instance `path`, for its keeper. */
+  erofsGroupFd(path: string): number
   unmountFuse(): void
   /**
    * Answers fetch `id` with exactly the requested bytes, or fails it with `error` of `kind`
@@ -86,6 +88,13 @@ export declare function decompress(compressorName: string, data: Buffer, uncompr
 
 /** 32-byte digest of `data`. */
 export declare function digest(digesterName: string, data: Buffer): Buffer
+
+/**
+ * Keeps the EROFS mount of the daemon `daemon_pid` safe if that daemon dies (see
+ * `daemon::erofs_keeper`): takes over descriptor `group_fd` (the daemon's fanotify group),
+ * listens on `socket`, writes "ready" to stdout, and returns when `quit` arrives.
+ */
+export declare function erofsKeep(groupFd: number, daemonPid: number, socket: string): void
 
 /** How one file was read since mount. */
 export interface FileAccess {

@@ -147,6 +147,11 @@ export class NativeDaemon {
     this.#core.mountErofs(path, bootstrap, mountpoint);
   }
 
+  /** A new descriptor (close-on-exec) of the fanotify group filling `path`'s EROFS mount, for its keeper. */
+  erofsGroupFd(path: string): number {
+    return this.#core.erofsGroupFd(path);
+  }
+
   unmountFuse(): void {
     this.#core.unmountFuse();
   }

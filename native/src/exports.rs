@@ -252,6 +252,22 @@ pub fn rafs_check_async(bootstrap_path: String) -> AsyncTask<RafsCheckTask> {
     AsyncTask::new(RafsCheckTask(bootstrap_path))
 }
 
+/// Keeps the EROFS mount of the daemon `daemon_pid` safe if that daemon dies (see
+/// `daemon::erofs_keeper`): takes over descriptor `group_fd` (the daemon's fanotify group),
+/// listens on `socket`, writes "ready" to stdout, and returns when `quit` arrives.
+#[napi]
+pub fn erofs_keep(group_fd: i32, daemon_pid: i32, socket: String) -> Result<()> {
+    use std::io::Write;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: the descriptor was handed to this process to own (it is nothing else's).
+    let group = crate::fanotify::Group::from_fd(unsafe { OwnedFd::from_raw_fd(group_fd) });
+    let ready = || {
+        let mut out = std::io::stdout();
+        let _ = out.write_all(b"ready\n").and_then(|()| out.flush());
+    };
+    crate::daemon::erofs_keeper::keep(group, daemon_pid, std::path::Path::new(&socket), ready).map_err(|e| Error::new(Status::GenericFailure, format!("erofs keeper: {e}")))
+}
+
 #[napi(js_name = "MS_RDONLY")]
 pub const MS_RDONLY: u32 = mnt::MS_RDONLY as u32;
 

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::io::FromRawFd;
+use std::os::unix::io::{FromRawFd, IntoRawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
@@ -277,6 +277,12 @@ impl DaemonCore {
     #[napi]
     pub fn mount_erofs(&self, env: Env, path: String, bootstrap: String, mountpoint: String) -> Result<()> {
         self.daemon.mount_erofs(&path, Path::new(&bootstrap), Path::new(&mountpoint)).map_err(|e| error(&env, "ERR_NYDUS_EROFS", e))
+    }
+
+    /// A new descriptor (close-on-exec) of the fanotify group filling instance `path`, for its keeper.
+    #[napi]
+    pub fn erofs_group_fd(&self, env: Env, path: String) -> Result<i32> {
+        self.daemon.erofs_group_fd(&path).map(|fd| fd.into_raw_fd()).map_err(|e| error(&env, "ERR_NYDUS_EROFS", e))
     }
 
     #[napi]

@@ -8,7 +8,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -92,6 +92,21 @@ pub fn parse(buf: &[u8]) -> Vec<RawEvent> {
     out
 }
 
+/// Which of `fds` can be read, waiting up to `timeout_ms` (-1: until one can).
+pub fn poll_in(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut polled: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    loop {
+        // SAFETY: `polled` holds fds.len() valid pollfds.
+        if unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout_ms) } >= 0 {
+            return Ok(polled.iter().map(|p| p.revents != 0).collect());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Wakes a thread blocked in [`Group::wait`] (a pipe: once written, it stays readable).
 pub struct Waker {
     rx: OwnedFd,
@@ -157,21 +172,27 @@ impl Group {
 
     /// Waits until events can be read (true) or `stop` was woken (false).
     pub fn wait(&self, stop: &Waker) -> io::Result<bool> {
-        loop {
-            let mut fds = [
-                libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: stop.rx.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            ];
-            // SAFETY: two valid pollfds.
-            if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            return Ok(fds[1].revents == 0);
-        }
+        Ok(!poll_in(&[self.fd.as_raw_fd(), stop.rx.as_raw_fd()], -1)?[1])
+    }
+
+    /// A group from a descriptor handed over by the process that made it.
+    pub fn from_fd(fd: OwnedFd) -> Group {
+        Group { fd }
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Another descriptor of this group (close-on-exec), to hand to a keeper process.
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
+    /// Fails, with `errno`, the event that waits under descriptor number `fd`
+    /// (read by a process that is gone); false when there is none.
+    pub fn deny_fd(&self, fd: i32, errno: i32) -> bool {
+        self.respond_fd(fd, FAN_DENY | (((errno as u32) & 0xff) << FAN_ERRNO_SHIFT)).is_ok()
     }
 
     /// Blocks for the next batch of events. An overflowed queue is an error
@@ -194,8 +215,12 @@ impl Group {
     }
 
     fn respond(&self, event: &Event, response: u32) -> io::Result<()> {
+        self.respond_fd(event.fd.as_raw_fd(), response)
+    }
+
+    fn respond_fd(&self, fd: i32, response: u32) -> io::Result<()> {
         let mut msg = [0u8; 8];
-        msg[..4].copy_from_slice(&event.fd.as_raw_fd().to_ne_bytes());
+        msg[..4].copy_from_slice(&fd.to_ne_bytes());
         msg[4..].copy_from_slice(&response.to_ne_bytes());
         // SAFETY: writes the 8-byte struct fanotify_response from msg.
         let n = unsafe { libc::write(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };

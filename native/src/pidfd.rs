@@ -6,22 +6,26 @@
 //! outlives the daemon. Needs ptrace access to the process (root, here).
 
 use std::io;
-use std::os::unix::io::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// A new descriptor (close-on-exec) in this process for `fd` of process `pid`.
-pub fn copy_fd(pid: i32, fd: RawFd) -> io::Result<RawFd> {
-    // SAFETY: plain system calls on integers; the pidfd is closed below.
+/// A pidfd of process `pid`: readable once the process has exited.
+pub fn open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: a plain system call on integers.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if pidfd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: as above.
-    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd as libc::c_int, fd, 0) };
-    let err = io::Error::last_os_error();
-    // SAFETY: pidfd is ours.
-    unsafe { libc::close(pidfd as libc::c_int) };
+    // SAFETY: a fresh descriptor owned from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) })
+}
+
+/// A new descriptor (close-on-exec) in this process for `fd` of process `pid`.
+pub fn copy_fd(pid: i32, fd: RawFd) -> io::Result<RawFd> {
+    let pidfd = open(pid)?;
+    // SAFETY: a plain system call on integers.
+    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
     if copy < 0 {
-        return Err(err);
+        return Err(io::Error::last_os_error());
     }
     Ok(copy as RawFd)
 }

@@ -9,6 +9,7 @@ import { ApiServer } from './api/server.js';
 import { loadConfigFile, localfsConfig } from './config.js';
 import { DaemonController } from './controller.js';
 import { Nydusd } from './daemon.js';
+import { keeperMain } from './erofs-keeper.js';
 
 export const FUSE_COMMAND: CommandSpec = {
   name: 'fuse',
@@ -39,6 +40,8 @@ export const FUSE_COMMAND: CommandSpec = {
 };
 
 export async function main(argv: string[]): Promise<number> {
+  // The keeper of an EROFS mount (started by nydusd --fs-driver erofs, not by users).
+  if (argv[0] === 'erofs-keeper') return keeperMain(argv.slice(1));
   const args = argv[0] === 'fuse' ? argv.slice(1) : argv;
   if (argv[0] !== undefined && !argv[0].startsWith('-') && argv[0] !== 'fuse') {
     throw new UsageError(`unknown subcommand '${argv[0]}' (only 'fuse' is supported; virtiofs, singleton, nbd and uffd are not)`);

@@ -15,6 +15,7 @@ import { logger } from '@nydus-ts/common/log';
 import { CHUNK_TRACE_NAME } from '@nydus-ts/rafs/constants';
 import { BackendError, createBackend } from './backend/index.js';
 import type { DaemonConfig } from './config.js';
+import { keeperSocket, quitKeeper, startKeeper } from './erofs-keeper.js';
 import { MountState } from './mount-state.js';
 import { readTakeoverState, writeTakeoverState } from './takeover-state.js';
 
@@ -75,6 +76,8 @@ export class Nydusd {
   readonly startedAt = Date.now();
   readonly #events: { time: string; event: string; detail?: unknown }[] = [];
   #native: NativeDaemon | undefined;
+  /** The socket of the keeper of our EROFS mount (fs driver erofs). */
+  #keeperSocket: string | undefined;
   #errorTimer: NodeJS.Timeout | undefined;
   #exited: Promise<void>;
   #resolveExited!: () => void;
@@ -126,8 +129,27 @@ export class Nydusd {
         await this.mount('/', { source: o.bootstrap, config: o.config, prefetchFiles: o.prefetchFiles });
       }
       if (o.fsDriver === 'erofs') {
-        if (o.bootstrap === undefined) throw new Error('the erofs driver serves one image: it needs a bootstrap');
+        if (o.bootstrap === undefined || o.config === undefined) throw new Error('the erofs driver serves one image: it needs a bootstrap');
+        // A predecessor's keeper lets its group go first: our own group gates the files from now on.
+        this.#keeperSocket = keeperSocket(o.config.cache.workDir, mountpoint);
+        if (await quitKeeper(this.#keeperSocket)) {
+          // Its daemon died: that mount stays with the readers that have files open on it (our
+          // group gates the same cache files now); new opens get ours.
+          try {
+            umount(mountpoint, MNT_DETACH);
+          } catch {
+            // already gone
+          }
+          logger.warn('took over from a dead daemon: its EROFS mount detached, its keeper gone', { mountpoint });
+        }
         this.native.mountErofs('/', resolve(o.bootstrap), mountpoint);
+        try {
+          await startKeeper(this.native.erofsGroupFd('/'), this.#keeperSocket);
+        } catch (e) {
+          // Unguarded, the mount must not outlive us: a reader would see the cache files' holes.
+          this.native.close();
+          throw e;
+        }
       } else {
         this.native.mountFuse(mountpoint, o.threads, o.fuseFd === undefined ? {} : { fd: o.fuseFd });
       }
@@ -278,6 +300,8 @@ export class Nydusd {
     } catch (e) {
       logger.warn('unmount failed', { error: (e as Error).message });
     }
+    // Unmounted cleanly: the keeper has nothing left to guard.
+    if (this.#keeperSocket !== undefined) await quitKeeper(this.#keeperSocket).catch((e: Error) => logger.warn('erofs keeper', { error: e.message }));
     await Promise.all([...this.mounts.values()].map((m) => m.close()));
     this.mounts.clear();
     this.event('stopped');

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { listXattrs, MS_RDONLY, mount, umount } from '@nydus-ts/native';
+import { listXattrs, MNT_DETACH, MS_RDONLY, mount, umount } from '@nydus-ts/native';
 import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
 import { lookup } from '@nydus-ts/rafs/tree';
 import { ImageBuilder, type BuildOptions } from '@nydus-ts/nydusify/builder/build';
@@ -19,6 +19,7 @@ import { readDirSource } from '@nydus-ts/nydusify/source/dir-source';
 import { pseudoRandom } from '@nydus-ts/nydusify/sample/sample-image';
 import { makeEveryTypeTree } from '@nydus-ts/harness/fs-tree';
 import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
+import { quitKeeper } from '../src/erofs-keeper.js';
 
 let work: string;
 let src: string;
@@ -37,6 +38,14 @@ beforeAll(() => {
 
 afterAll(async () => {
   for (const d of running) await d.stop().catch(() => undefined);
+  // Keepers of daemons that died in a failed test (they exit on quit; none is ours to kill).
+  for (const dir of readdirSync(work).filter((d) => d.endsWith('-cache'))) {
+    for (const f of readdirSync(join(work, dir)).filter((n) => n.startsWith('erofs-keeper-'))) await quitKeeper(join(work, dir, f));
+  }
+  // Mounts a failed test left (stacked ones too).
+  for (const dir of readdirSync(work).filter((d) => d.endsWith('-mnt'))) {
+    while (fsType(join(work, dir)) !== undefined) umount(join(work, dir), MNT_DETACH);
+  }
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -146,5 +155,24 @@ describe('nydusd --fs-driver erofs (fanotify)', () => {
     await expect(readFile(join(mnt, 'three-chunks.bin'))).rejects.toMatchObject({ code: 'EIO' });
     expect((await d.api.metrics('blobcache')).digest_errors).toBeGreaterThanOrEqual(1);
     await d.stop();
+  });
+
+  it('kill -9 of the daemon: reads of ranges never fetched fail with EIO (no hang, no zeros); a restarted daemon serves again', async () => {
+    const { bootstrap, blobDir } = await build('kill9', { compressor: 'zstd' });
+    const { d, mnt } = await erofsDaemon('kill9', bootstrap, blobDir);
+    expect((await readFile(join(mnt, 'one-chunk.bin'))).equals(ONE)).toBe(true);
+    await d.kill9();
+    // Its keeper holds the marks: a read of a chunk nobody fetched is refused at once.
+    const outcome = await Promise.race([
+      readFile(join(mnt, 'three-chunks.bin')).then((b) => (b.equals(THREE) ? 'right bytes' : 'WRONG BYTES'), (e: NodeJS.ErrnoException) => e.code),
+      new Promise((r) => setTimeout(() => r('hung'), 20_000).unref()),
+    ]);
+    expect(outcome).toBe('EIO');
+    // What the dead daemon had fetched is in the cache and still reads (the kernel's page cache or the file).
+    expect((await readFile(join(mnt, 'one-chunk.bin'))).equals(ONE)).toBe(true);
+    const again = await erofsDaemon('kill9', bootstrap, blobDir);
+    expect((await readFile(join(again.mnt, 'three-chunks.bin'))).equals(THREE)).toBe(true);
+    await again.d.stop();
+    expect(fsType(mnt)).toBeUndefined();
   });
 });

@@ -98,6 +98,7 @@ impl Filler {
 /// A live EROFS mount of one image and the thread that fills it.
 pub struct ErofsMount {
     mountpoint: PathBuf,
+    filler: Arc<Filler>,
     stop: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
 }
@@ -153,18 +154,24 @@ impl ErofsMount {
         }
         let filler = Arc::new(Filler { instance, group, files, marked, pid: std::process::id() as i32 });
         let stop = Arc::new(Waker::new().map_err(|e| format!("pipe: {e}"))?);
-        let waker = stop.clone();
+        let (waker, listener) = (stop.clone(), filler.clone());
         let thread = std::thread::Builder::new()
             .name("erofs-fill".into())
-            .spawn(move || listen(filler, waker))
+            .spawn(move || listen(listener, waker))
             .map_err(|e| format!("spawning the fill thread: {e}"))?;
-        let mut m = ErofsMount { mountpoint: mountpoint.to_path_buf(), stop, thread: Some(thread) };
+        let mut m = ErofsMount { mountpoint: mountpoint.to_path_buf(), filler, stop, thread: Some(thread) };
         let (src, dst) = (bootstrap.to_string_lossy(), mountpoint.to_string_lossy());
         if let Err(e) = mount::mount(&src, &dst, "erofs", mount::MS_RDONLY, &devices.join(",")) {
             m.stop_thread();
             return Err(e.to_string());
         }
         Ok(m)
+    }
+
+    /// Another descriptor of the notification group, for the keeper
+    /// ([`super::erofs_keeper`]) that keeps the marks alive if this process dies.
+    pub fn group_fd(&self) -> io::Result<std::os::fd::OwnedFd> {
+        self.filler.group.try_clone_fd()
     }
 
     fn stop_thread(&mut self) {

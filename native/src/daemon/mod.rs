@@ -7,6 +7,7 @@
 //! reads never leave native code; only misses call the fetcher.
 
 pub mod erofs;
+pub mod erofs_keeper;
 pub mod fetch;
 mod inflight;
 pub mod instance;
@@ -63,6 +64,13 @@ impl Daemon {
         let m = ErofsMount::mount(instance, bootstrap, mountpoint).map_err(|e| format!("mounting EROFS at {}: {e}", mountpoint.display()))?;
         erofs.insert(path.to_string(), m);
         Ok(())
+    }
+
+    /// A descriptor of the notification group that fills instance `path`'s EROFS mount.
+    pub fn erofs_group_fd(&self, path: &str) -> Result<std::os::fd::OwnedFd, String> {
+        let erofs = self.erofs.lock().unwrap_or_else(|e| e.into_inner());
+        let m = erofs.get(path).ok_or_else(|| format!("{path:?} is not served by EROFS"))?;
+        m.group_fd().map_err(|e| format!("dup of the fanotify group: {e}"))
     }
 
     /// Detaches every EROFS mount and stops filling them.

@@ -1,0 +1,76 @@
+// The keeper of an EROFS mount (native/src/daemon/erofs_keeper.rs), as a process of its own:
+// `nydusd erofs-keeper`, started by the daemon it guards. It holds a copy of the daemon's fanotify
+// group, so that if the daemon dies the marks stay and readers of ranges never fetched get EIO
+// instead of the cache files' holes. A successor, or the daemon stopping cleanly, sends it `quit`.
+
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { erofsKeep } from '@nydus-ts/native';
+
+/** nydusd/src and nydusd/dist sit at the same depth below the repository's bin/. */
+const NYDUSD = fileURLToPath(new URL('../../bin/nydusd.js', import.meta.url));
+
+/** Where the keeper of the EROFS mount at `mountpoint` listens (beside the cache it guards). */
+export function keeperSocket(workDir: string, mountpoint: string): string {
+  return join(workDir, `erofs-keeper-${createHash('sha256').update(mountpoint).digest('hex').slice(0, 16)}.sock`);
+}
+
+/** Asks the keeper on `socket` (if any) to let its group go and waits until it has; whether one did. */
+export function quitKeeper(socket: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const conn = createConnection(socket);
+    let connected = false;
+    conn.once('connect', () => {
+      connected = true;
+      conn.end('quit\n');
+    });
+    conn.once('close', () => resolve(connected));
+    conn.once('error', (e: NodeJS.ErrnoException) => {
+      // No keeper (never started, or gone with its socket left behind): nothing holds the group.
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') resolve(false);
+      else reject(new Error(`erofs keeper at ${socket}: ${e.message}`));
+    });
+  });
+}
+
+/**
+ * Starts a keeper for this process with `groupFd` (closed here once handed over) and resolves
+ * once it listens. It is detached: it must outlive this process to be of any use.
+ */
+export function startKeeper(groupFd: number, socket: string): Promise<void> {
+  const child = spawn(process.execPath, [NYDUSD, 'erofs-keeper', '--group-fd', '3', '--pid', String(process.pid), '--socket', socket], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'ignore', groupFd],
+  });
+  closeSync(groupFd);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const onData = (b: Buffer) => {
+      out += b.toString();
+      if (!out.includes('ready\n')) return;
+      child.stdout!.off('data', onData);
+      child.stdout!.destroy();
+      child.unref();
+      resolve();
+    };
+    child.stdout!.on('data', onData);
+    child.once('exit', (code, signal) => reject(new Error(`erofs keeper exited before it was ready (${code ?? signal})`)));
+    child.once('error', reject);
+  });
+}
+
+/** `nydusd erofs-keeper --group-fd N --pid PID --socket PATH`: runs the keeper in this process. */
+export function keeperMain(argv: string[]): number {
+  const arg = (name: string): string => {
+    const i = argv.indexOf(`--${name}`);
+    if (i < 0 || argv[i + 1] === undefined) throw new Error(`erofs-keeper: --${name} is required`);
+    return argv[i + 1]!;
+  };
+  erofsKeep(Number(arg('group-fd')), Number(arg('pid')), arg('socket'));
+  return 0;
+}
