@@ -92,9 +92,10 @@ export declare function digest(digesterName: string, data: Buffer): Buffer
 /**
  * Keeps the EROFS mount of the daemon `daemon_pid` safe if that daemon dies (see
  * `daemon::erofs_keeper`): takes over descriptor `group_fd` (the daemon's fanotify group),
- * listens on `socket`, writes "ready" to stdout, and returns when `quit` arrives.
+ * listens on `socket`, writes "ready" to stdout, and returns when `quit` arrives (or, the
+ * daemon dead, when nothing is mounted at `mountpoint` any more).
  */
-export declare function erofsKeep(groupFd: number, daemonPid: number, socket: string): void
+export declare function erofsKeep(groupFd: number, daemonPid: number, socket: string, mountpoint: string): void
 
 /** How one file was read since mount. */
 export interface FileAccess {

@@ -196,12 +196,13 @@ export async function rafsCheckAsync(bootstrapPath: string): Promise<CheckResult
 
 /**
  * Runs the keeper of a daemon's EROFS mount in this process (nydusd erofs-keeper): owns the
- * daemon's fanotify group `groupFd`, prints "ready", and returns when `quit` comes on `socket`.
+ * daemon's fanotify group `groupFd`, prints "ready", and returns when `quit` comes on `socket`
+ * (or, the daemon dead, once nothing is mounted at `mountpoint`).
  * Blocks the calling thread throughout.
  */
-export function erofsKeep(groupFd: number, daemonPid: number, socket: string): void {
+export function erofsKeep(groupFd: number, daemonPid: number, socket: string, mountpoint: string): void {
   const fn = 'erofsKeep';
-  native.erofsKeep(integer(fn, 'groupFd', groupFd, 0, 2 ** 31 - 1), integer(fn, 'daemonPid', daemonPid, 1, 2 ** 31 - 1), string(fn, 'socket', socket));
+  native.erofsKeep(integer(fn, 'groupFd', groupFd, 0, 2 ** 31 - 1), integer(fn, 'daemonPid', daemonPid, 1, 2 ** 31 - 1), string(fn, 'socket', socket), string(fn, 'mountpoint', mountpoint));
 }
 
 export const MS_RDONLY: number = native.MS_RDONLY;

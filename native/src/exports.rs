@@ -254,9 +254,10 @@ pub fn rafs_check_async(bootstrap_path: String) -> AsyncTask<RafsCheckTask> {
 
 /// Keeps the EROFS mount of the daemon `daemon_pid` safe if that daemon dies (see
 /// `daemon::erofs_keeper`): takes over descriptor `group_fd` (the daemon's fanotify group),
-/// listens on `socket`, writes "ready" to stdout, and returns when `quit` arrives.
+/// listens on `socket`, writes "ready" to stdout, and returns when `quit` arrives (or, the
+/// daemon dead, when nothing is mounted at `mountpoint` any more).
 #[napi]
-pub fn erofs_keep(group_fd: i32, daemon_pid: i32, socket: String) -> Result<()> {
+pub fn erofs_keep(group_fd: i32, daemon_pid: i32, socket: String, mountpoint: String) -> Result<()> {
     use std::io::Write;
     use std::os::fd::{FromRawFd, OwnedFd};
     // SAFETY: the descriptor was handed to this process to own (it is nothing else's).
@@ -265,7 +266,7 @@ pub fn erofs_keep(group_fd: i32, daemon_pid: i32, socket: String) -> Result<()> 
         let mut out = std::io::stdout();
         let _ = out.write_all(b"ready\n").and_then(|()| out.flush());
     };
-    crate::daemon::erofs_keeper::keep(group, daemon_pid, std::path::Path::new(&socket), ready).map_err(|e| Error::new(Status::GenericFailure, format!("erofs keeper: {e}")))
+    crate::daemon::erofs_keeper::keep(group, daemon_pid, std::path::Path::new(&socket), std::path::Path::new(&mountpoint), ready).map_err(|e| Error::new(Status::GenericFailure, format!("erofs keeper: {e}")))
 }
 
 #[napi(js_name = "MS_RDONLY")]

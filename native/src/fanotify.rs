@@ -94,7 +94,12 @@ pub fn parse(buf: &[u8]) -> Vec<RawEvent> {
 
 /// Which of `fds` can be read, waiting up to `timeout_ms` (-1: until one can).
 pub fn poll_in(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
-    let mut polled: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    poll_for(&fds.iter().map(|&fd| (fd, libc::POLLIN)).collect::<Vec<_>>(), timeout_ms)
+}
+
+/// Which of `fds` saw one of its events (or an error), waiting up to `timeout_ms` (-1: until one does).
+pub fn poll_for(fds: &[(RawFd, libc::c_short)], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut polled: Vec<libc::pollfd> = fds.iter().map(|&(fd, events)| libc::pollfd { fd, events, revents: 0 }).collect();
     loop {
         // SAFETY: `polled` holds fds.len() valid pollfds.
         if unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout_ms) } >= 0 {

@@ -144,7 +144,7 @@ export class Nydusd {
         }
         this.native.mountErofs('/', resolve(o.bootstrap), mountpoint);
         try {
-          await startKeeper(this.native.erofsGroupFd('/'), this.#keeperSocket);
+          await startKeeper(this.native.erofsGroupFd('/'), this.#keeperSocket, mountpoint);
         } catch (e) {
           // Unguarded, the mount must not outlive us: a reader would see the cache files' holes.
           this.native.close();

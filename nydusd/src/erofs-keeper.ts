@@ -42,8 +42,9 @@ export function quitKeeper(socket: string): Promise<boolean> {
  * Starts a keeper for this process with `groupFd` (closed here once handed over) and resolves
  * once it listens. It is detached: it must outlive this process to be of any use.
  */
-export function startKeeper(groupFd: number, socket: string): Promise<void> {
-  const child = spawn(process.execPath, [NYDUSD, 'erofs-keeper', '--group-fd', '3', '--pid', String(process.pid), '--socket', socket], {
+export function startKeeper(groupFd: number, socket: string, mountpoint: string): Promise<void> {
+  const args = ['erofs-keeper', '--group-fd', '3', '--pid', String(process.pid), '--socket', socket, '--mountpoint', mountpoint];
+  const child = spawn(process.execPath, [NYDUSD, ...args], {
     detached: true,
     stdio: ['ignore', 'pipe', 'ignore', groupFd],
   });
@@ -64,13 +65,13 @@ export function startKeeper(groupFd: number, socket: string): Promise<void> {
   });
 }
 
-/** `nydusd erofs-keeper --group-fd N --pid PID --socket PATH`: runs the keeper in this process. */
+/** `nydusd erofs-keeper --group-fd N --pid PID --socket PATH --mountpoint DIR`: runs the keeper in this process. */
 export function keeperMain(argv: string[]): number {
   const arg = (name: string): string => {
     const i = argv.indexOf(`--${name}`);
     if (i < 0 || argv[i + 1] === undefined) throw new Error(`erofs-keeper: --${name} is required`);
     return argv[i + 1]!;
   };
-  erofsKeep(Number(arg('group-fd')), Number(arg('pid')), arg('socket'));
+  erofsKeep(Number(arg('group-fd')), Number(arg('pid')), arg('socket'), arg('mountpoint'));
   return 0;
 }

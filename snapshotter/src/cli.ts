@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { helpText, parseCommand, UsageError, type CommandSpec } from '@nydus-ts/common/args';
 import { NydusdConfigFile } from '@nydus-ts/nydusd/config-file';
 import { logger, setLogLevel, setLogSink } from '@nydus-ts/common/log';
-import { daemonMode, defaultConfig, DEFAULT_NYDUSD_CONFIG, fsDriver, loadSnapshotterConfig, type SnapshotterConfig } from './config.js';
+import { checkDriver, daemonMode, defaultConfig, DEFAULT_NYDUSD_CONFIG, fsDriver, loadSnapshotterConfig, type SnapshotterConfig } from './config.js';
 import { Daemons } from './daemons.js';
 import { serveMetrics } from './metrics.js';
 import { serve } from './service.js';
@@ -53,9 +53,10 @@ async function resolveConfig(v: Record<string, unknown>): Promise<SnapshotterCon
   if (typeof v['nydusd-config'] === 'string') config.daemon.nydusdConfig = v['nydusd-config'];
   if (typeof v.nydusd === 'string') config.daemon.nydusdPath = v.nydusd;
   if (typeof v['daemon-mode'] === 'string') config.daemonMode = daemonMode(v['daemon-mode']);
-  if (typeof v['fs-driver'] === 'string') fsDriver(v['fs-driver']);
+  if (typeof v['fs-driver'] === 'string') config.daemon.fsDriver = fsDriver(v['fs-driver']);
   if (typeof v['log-level'] === 'string') config.log.level = v['log-level'];
   if (v['log-to-stdout'] === true) config.log.toStdout = true;
+  checkDriver(config);
   return config;
 }
 
@@ -112,6 +113,7 @@ export async function main(argv: string[]): Promise<number> {
     threads: config.daemon.threadsNumber,
     logLevel: config.log.level,
     recoverPolicy: config.daemon.recoverPolicy,
+    fsDriver: config.daemon.fsDriver,
     failoverPolicy: config.daemon.failoverPolicy,
   });
   await daemons.recover();

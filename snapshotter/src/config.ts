@@ -33,6 +33,8 @@ export interface SnapshotterConfig {
     failoverPolicy: 'resend' | 'none';
     /** 0: nydusd's default. */
     threadsNumber: number;
+    /** fusedev: nydusd serves over FUSE; erofs: the kernel's EROFS, filled through fanotify (nydusd --fs-driver erofs). */
+    fsDriver: FsDriver;
   };
   log: { level: string; toStdout: boolean };
   /** Prometheus metrics over TCP ('' disables). */
@@ -60,7 +62,7 @@ export function defaultConfig(): SnapshotterConfig {
     daemonMode: 'dedicated',
     cleanupOnClose: false,
     system: { enable: true, address: DEFAULT_SYSTEM_ADDRESS },
-    daemon: { nydusdConfig: DEFAULT_NYDUSD_CONFIG, nydusdPath: BUNDLED_NYDUSD, recoverPolicy: 'failover', failoverPolicy: 'resend', threadsNumber: 4 },
+    daemon: { nydusdConfig: DEFAULT_NYDUSD_CONFIG, nydusdPath: BUNDLED_NYDUSD, recoverPolicy: 'failover', failoverPolicy: 'resend', threadsNumber: 4, fsDriver: 'fusedev' },
     log: { level: 'info', toStdout: false },
     metrics: { address: '' },
     snapshot: { syncRemove: false, enableOverlayfsVolatile: false },
@@ -168,7 +170,7 @@ export function parseSnapshotterConfig(text: string, source = 'config.toml'): Lo
   const daemon = top.table_('daemon');
   c.daemon.nydusdConfig = daemon.string('nydusd_config', c.daemon.nydusdConfig);
   c.daemon.nydusdPath = daemon.string('nydusd_path', c.daemon.nydusdPath);
-  fsDriver(daemon.string('fs_driver', 'fusedev'));
+  c.daemon.fsDriver = fsDriver(daemon.string('fs_driver', c.daemon.fsDriver));
   const recover = recoverPolicy(daemon.string('recover_policy', c.daemon.recoverPolicy));
   c.daemon.recoverPolicy = recover;
   c.daemon.failoverPolicy = failoverPolicy(daemon.string('failover_policy', c.daemon.failoverPolicy));
@@ -217,11 +219,25 @@ export function daemonMode(v: string): DaemonMode {
   throw new SnapshotterConfigError(`daemon_mode must be dedicated (or multiple), shared or none (got '${v}')`);
 }
 
-export function fsDriver(v: string): 'fusedev' {
-  if (v === 'fusedev') return v;
-  if (v === 'fscache') throw new SnapshotterConfigError('fs_driver fscache needs EROFS over fscache (CONFIG_EROFS_FS_ONDEMAND), which this kernel lacks; use fusedev');
-  if (['blockdev', 'proxy', 'nodev'].includes(v)) throw new SnapshotterConfigError(`fs_driver ${v} is not supported; use fusedev`);
-  throw new SnapshotterConfigError(`fs_driver must be fusedev, fscache, blockdev, proxy or nodev (got '${v}')`);
+export type FsDriver = 'fusedev' | 'erofs';
+
+/**
+ * fusedev (nydus-snapshotter's default), or ours: erofs, the kernel's EROFS mounting each image
+ * file-backed, filled by its nydusd through fanotify pre-content events (Linux 6.14+).
+ */
+export function fsDriver(v: string): FsDriver {
+  if (v === 'fusedev' || v === 'erofs') return v;
+  if (v === 'fscache') throw new SnapshotterConfigError('fs_driver fscache needs EROFS over fscache (CONFIG_EROFS_FS_ONDEMAND), which this kernel lacks; use erofs (EROFS filled through fanotify) or fusedev');
+  if (['blockdev', 'proxy', 'nodev'].includes(v)) throw new SnapshotterConfigError(`fs_driver ${v} is not supported; use fusedev or erofs`);
+  throw new SnapshotterConfigError(`fs_driver must be fusedev, erofs, fscache, blockdev, proxy or nodev (got '${v}')`);
+}
+
+/** Rules between settings: the erofs driver serves one image per daemon and has no FUSE connection to hand over. */
+export function checkDriver(c: SnapshotterConfig): void {
+  if (c.daemon.fsDriver !== 'erofs') return;
+  if (c.daemonMode === 'shared') throw new SnapshotterConfigError('fs_driver erofs serves one image per nydusd: use daemon_mode dedicated');
+  // A dead daemon's mount is guarded by its keeper until the restarted daemon takes the files over.
+  if (c.daemon.recoverPolicy === 'failover') c.daemon.recoverPolicy = 'restart';
 }
 
 function failoverPolicy(v: string): 'resend' | 'none' {

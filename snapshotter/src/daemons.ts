@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { copyFdOf, MNT_DETACH, umount } from '@nydus-ts/native';
 import { ApiClient } from '@nydus-ts/nydusd/api/client';
 import { logger } from '@nydus-ts/common/log';
-import type { RecoverPolicy } from './config.js';
+import type { FsDriver, RecoverPolicy } from './config.js';
 import type { DaemonRecord, InstanceRecord, MetaStore } from './store.js';
 
 const READY_TIMEOUT_MS = 30_000;
@@ -40,6 +40,8 @@ export interface DaemonsOptions {
   recoverPolicy: RecoverPolicy;
   /** nydusd --failover-policy, for recover_policy failover. */
   failoverPolicy?: 'resend' | 'none';
+  /** nydusd --fs-driver (default fusedev). */
+  fsDriver?: FsDriver;
 }
 
 /** The command line of a live process; undefined when it is gone or a zombie. */
@@ -123,7 +125,8 @@ export class Daemons {
     const args = ['fuse', '--mountpoint', mountpoint, '--apisock', join(dir, 'api.sock'), '--id', id, '--log-level', this.o.logLevel];
     if (instance) args.push('--config', instance.configPath, '--bootstrap', instance.bootstrap);
     if (this.o.threads > 0) args.push('--thread-num', String(this.o.threads));
-    if (this.o.recoverPolicy === 'failover') {
+    if (this.o.fsDriver === 'erofs') args.push('--fs-driver', 'erofs');
+    if (this.o.recoverPolicy === 'failover' && this.o.fsDriver !== 'erofs') {
       args.push('--fuse-fd', String(CHILD_FUSE_FD), '--takeover-state', join(dir, 'takeover.json'), '--failover-policy', this.o.failoverPolicy ?? 'resend');
     }
     return args;

@@ -10,7 +10,7 @@ import { createServer as createTcpServer, type Server as TcpServer } from 'node:
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { parseConfig } from '@nydus-ts/nydusd/config';
-import { parseDuration, parseSnapshotterConfig, SnapshotterConfigError } from '../src/config.js';
+import { checkDriver, parseDuration, parseSnapshotterConfig, SnapshotterConfigError } from '../src/config.js';
 import { detectScheme, imageAccess, imageDaemonConfig } from '../src/daemon-config.js';
 import { compileFilters } from '../src/filters.js';
 import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
@@ -77,6 +77,18 @@ describe('config.toml', () => {
       system: { enable: true, address: '/run/containerd-nydus/system.sock' },
     });
     expect(warnings.filter((w) => w.includes('unknown key'))).toEqual(['config.toml: unknown key daemon.extra ignored']);
+  });
+
+  it('fs_driver erofs: one image per daemon; failover (a FUSE hand-over) becomes restart', () => {
+    const erofs = parseSnapshotterConfig('[daemon]\nfs_driver = "erofs"').config;
+    expect(erofs.daemon.fsDriver).toBe('erofs');
+    checkDriver(erofs);
+    expect(erofs.daemon.recoverPolicy).toBe('restart');
+    const shared = parseSnapshotterConfig('daemon_mode = "shared"\n[daemon]\nfs_driver = "erofs"').config;
+    expect(() => checkDriver(shared)).toThrow(/daemon_mode dedicated/);
+    const fuse = parseSnapshotterConfig('').config;
+    checkDriver(fuse);
+    expect(fuse.daemon).toMatchObject({ fsDriver: 'fusedev', recoverPolicy: 'failover' });
   });
 
   it('refuses what cannot work here, with the reason', () => {

@@ -1,0 +1,60 @@
+/**
+ * The snapshotter with `fs_driver = "erofs"`: each image's nydusd serves it through the kernel's
+ * EROFS (file-backed, its cache files filled through fanotify) instead of FUSE, and containers
+ * run on it: with ctr and with nerdctl (v2.0.3, built by scripts/build-peers.sh), under Debian's
+ * containerd 1.6, from a real registry, lazily.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { ApiClient } from '@nydus-ts/nydusd/api/client';
+import { NERDCTL, nerdctl as makeNerdctl, type Nerdctl } from '@nydus-ts/harness/nerdctl';
+import { startNydusNode, type NydusNode } from '@nydus-ts/harness/nydus-node';
+
+let node: NydusNode | undefined;
+let cli: Nerdctl | undefined;
+
+/** The filesystem type mounted at `dir`. */
+function fsType(dir: string): string | undefined {
+  const hit = readFileSync('/proc/self/mountinfo', 'utf8').trim().split('\n').map((l) => l.split(' ')).filter((f) => f[4] === dir).pop();
+  return hit?.[hit.indexOf('-') + 1];
+}
+
+beforeAll(async () => {
+  if (!existsSync(NERDCTL)) throw new Error(`${NERDCTL} is missing: scripts/setup.sh builds it (scripts/build-peers.sh)`);
+  node = await startNydusNode({ prefix: 'snap-erofs-', repo: 'erofs', snapshotter: { configToml: '[daemon]\nfs_driver = "erofs"\n' } });
+  cli = makeNerdctl({ address: node.ctd.address, workDir: join(node.work, 'nerdctl'), namespace: 'erofs-e2e', snapshotter: 'nydus' });
+}, 180_000);
+
+afterAll(async () => {
+  await node?.stop();
+  await cli?.removeBridge();
+}, 60_000);
+
+describe('fs_driver erofs', () => {
+  it('ctr run: the rootfs comes from a kernel EROFS mount that nydusd fills, lazily', async () => {
+    const image = node!.ref('erofs/sample:nydus');
+    const pulled = await node!.ctd.ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'nydus', image], { timeoutMs: 90_000 });
+    expect(pulled.code, `${pulled.stdout}${pulled.stderr}\n--- snapshotter log ---\n${node!.snap.logs().slice(-6000)}`).toBe(0);
+    const out = await node!.ctr(['run', '--rm', '--snapshotter', 'nydus', image, 'erofs1', '/bin/sh', '-c', 'cat /etc/motd; /opt/app/run.sh; ls /var/cache/junk']);
+    expect(out).toContain('Welcome to a Nydus sample image (updated)');
+    expect(out).toContain('hello from nydus');
+    expect(out).toContain('fresh');
+    const daemons = await node!.snap.daemons();
+    expect(daemons).toHaveLength(1);
+    const mountpoint = Object.values(daemons[0]!.instances)[0]!.mountpoint;
+    expect(fsType(mountpoint)).toBe('erofs');
+    const backend = await new ApiClient(daemons[0]!.api_socket).metrics('backend');
+    expect(backend.read_amount_total).toBeGreaterThan(0);
+    // busybox and a few small files, not the image's 16 MiB of data files.
+    expect(backend.read_amount_total).toBeLessThan(12 * 2 ** 20);
+  });
+
+  it('nerdctl run --rm on the default bridge network', async () => {
+    const out = await cli!.run(['run', '--rm', node!.ref('erofs/sample:nydus'), '/bin/sh', '-c', 'cat /etc/motd; head -c 4 /opt/app/data.bin | od -An -tx1']);
+    expect(out).toContain('Welcome to a Nydus sample image (updated)');
+    expect(out.trim().split('\n').at(-1)!.trim()).toMatch(/^[0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2}$/);
+    for (const d of await node!.snap.daemons()) expect(fsType(Object.values(d.instances)[0]!.mountpoint)).toBe('erofs');
+  });
+});
