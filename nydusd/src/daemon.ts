@@ -15,7 +15,7 @@ import { logger } from '@nydus-ts/common/log';
 import { CHUNK_TRACE_NAME } from '@nydus-ts/rafs/constants';
 import { BackendError, createBackend } from './backend/index.js';
 import type { DaemonConfig } from './config.js';
-import { keeperSocket, quitKeeper, startKeeper } from './erofs-keeper.js';
+import { connectKeeper, keeperSocket, quitKeeper, startKeeper } from './erofs-keeper.js';
 import { MountState } from './mount-state.js';
 import { readTakeoverState, writeTakeoverState } from './takeover-state.js';
 
@@ -132,17 +132,23 @@ export class Nydusd {
         if (o.bootstrap === undefined || o.config === undefined) throw new Error('the erofs driver serves one image: it needs a bootstrap');
         // A predecessor's keeper lets its group go first: our own group gates the files from now on.
         this.#keeperSocket = keeperSocket(o.config.cache.workDir, mountpoint);
-        if (await quitKeeper(this.#keeperSocket)) {
-          // Its daemon died: that mount stays with the readers that have files open on it (our
-          // group gates the same cache files now); new opens get ours.
+        const predecessor = await connectKeeper(this.#keeperSocket);
+        if (predecessor !== undefined) {
+          // Its daemon died: that mount stays with the readers that have files open on it; new
+          // opens get ours.
           try {
             umount(mountpoint, MNT_DETACH);
           } catch {
             // already gone
           }
-          logger.warn('took over from a dead daemon: its EROFS mount detached, its keeper gone', { mountpoint });
         }
         this.native.mountErofs('/', resolve(o.bootstrap), mountpoint);
+        // Only now, with our marks on the cache files, may the old keeper let go of its own: in
+        // between, its refusals keep readers of the old mount from the files' holes.
+        if (predecessor !== undefined) {
+          await predecessor.quit();
+          logger.warn('took over from a dead daemon: its EROFS mount detached, its keeper gone', { mountpoint });
+        }
         try {
           await startKeeper(this.native.erofsGroupFd('/'), this.#keeperSocket, mountpoint);
         } catch (e) {

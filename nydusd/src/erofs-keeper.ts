@@ -20,22 +20,29 @@ export function keeperSocket(workDir: string, mountpoint: string): string {
   return join(workDir, `erofs-keeper-${createHash('sha256').update(mountpoint).digest('hex').slice(0, 16)}.sock`);
 }
 
-/** Asks the keeper on `socket` (if any) to let its group go and waits until it has; whether one did. */
-export function quitKeeper(socket: string): Promise<boolean> {
+/** A connection to a live keeper: it guards until `quit`, which resolves once it has let go. */
+export interface KeeperConnection {
+  quit(): Promise<void>;
+}
+
+/** The keeper listening on `socket`, if one is (none: never started, or gone with its socket left behind). */
+export function connectKeeper(socket: string): Promise<KeeperConnection | undefined> {
   return new Promise((resolve, reject) => {
     const conn = createConnection(socket);
-    let connected = false;
-    conn.once('connect', () => {
-      connected = true;
-      conn.end('quit\n');
-    });
-    conn.once('close', () => resolve(connected));
+    const closed = new Promise<void>((r) => conn.once('close', () => r()));
+    conn.once('connect', () => resolve({ quit: () => (conn.end('quit\n'), closed) }));
     conn.once('error', (e: NodeJS.ErrnoException) => {
-      // No keeper (never started, or gone with its socket left behind): nothing holds the group.
-      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') resolve(false);
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') resolve(undefined);
       else reject(new Error(`erofs keeper at ${socket}: ${e.message}`));
     });
   });
+}
+
+/** Asks the keeper on `socket` (if any) to let its group go and waits until it has; whether there was one. */
+export async function quitKeeper(socket: string): Promise<boolean> {
+  const keeper = await connectKeeper(socket);
+  await keeper?.quit();
+  return keeper !== undefined;
 }
 
 /**

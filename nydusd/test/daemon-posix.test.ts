@@ -4,13 +4,13 @@
  * same through both: lstat fields, readdir order, readlink, xattrs, statfs. Then integrity: a
  * flipped byte in a blob is EIO for the file using that chunk, an error metric, and nothing else.
  */
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { listXattrs, MS_RDONLY, mount, umount } from '@nydus-ts/native';
+import { MS_RDONLY, mount, umount } from '@nydus-ts/native';
 import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
 import { lookup } from '@nydus-ts/rafs/tree';
 import { ImageBuilder, type BuildOptions } from '@nydus-ts/nydusify/builder/build';
@@ -18,6 +18,7 @@ import { readDirSource } from '@nydus-ts/nydusify/source/dir-source';
 import { makeEveryTypeTree } from '@nydus-ts/harness/fs-tree';
 import { pseudoRandom } from '@nydus-ts/nydusify/sample/sample-image';
 import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
+import { observe } from './helpers/observe.js';
 
 let work: string;
 let src: string;
@@ -61,27 +62,6 @@ async function nydusd(name: string, bootstrap: string, blobDir: string, top: Rec
   const d = await startNydusd({ config: localfsConfig(blobDir, join(work, `${name}-cache`), top), mountpoint: mnt, bootstrap, workDir: work });
   running.push(d);
   return { d, mnt };
-}
-
-/** Everything a POSIX reader can see of one tree, path by path (readdir in the order returned). */
-function observe(root: string): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  const visit = (rel: string) => {
-    const abs = rel === '' ? root : join(root, rel);
-    const st = lstatSync(abs, { bigint: true });
-    const rec: Record<string, unknown> = {
-      mode: st.mode.toString(8), uid: st.uid, gid: st.gid, size: st.size, blocks: st.blocks, nlink: st.nlink, rdev: st.rdev, mtimeNs: st.mtimeNs,
-      xattrs: Object.fromEntries(Object.entries(listXattrs(abs)).map(([k, v]) => [k, v.toString('hex')])),
-    };
-    if (st.isSymbolicLink()) rec.target = readlinkSync(abs);
-    if (st.isDirectory()) rec.entries = readdirSync(abs);
-    out[rel || '/'] = JSON.parse(JSON.stringify(rec, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
-    if (st.isDirectory()) for (const n of rec.entries as string[]) visit(rel ? `${rel}/${n}` : n);
-  };
-  visit('');
-  const s = statfsSync(root);
-  out['<statfs>'] = { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree };
-  return out;
 }
 
 describe('nydusd against kernel EROFS', () => {

@@ -5,20 +5,22 @@
  * lstat, readdir order, readlink, xattrs, statfs and bytes), for laziness (one small file fetches
  * only its chunk) and for integrity (a flipped byte is EIO, never a wrong byte).
  */
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { listXattrs, MNT_DETACH, MS_RDONLY, mount, umount } from '@nydus-ts/native';
+import { MNT_DETACH, MS_RDONLY, mount, umount } from '@nydus-ts/native';
 import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
 import { lookup } from '@nydus-ts/rafs/tree';
 import { ImageBuilder, type BuildOptions } from '@nydus-ts/nydusify/builder/build';
 import { readDirSource } from '@nydus-ts/nydusify/source/dir-source';
 import { pseudoRandom } from '@nydus-ts/nydusify/sample/sample-image';
 import { makeEveryTypeTree } from '@nydus-ts/harness/fs-tree';
+import { fsTypeAt } from '@nydus-ts/harness/mountinfo';
 import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
+import { observe } from './helpers/observe.js';
 import { quitKeeper } from '../src/erofs-keeper.js';
 
 let work: string;
@@ -44,7 +46,7 @@ afterAll(async () => {
   }
   // Mounts a failed test left (stacked ones too).
   for (const dir of readdirSync(work).filter((d) => d.endsWith('-mnt'))) {
-    while (fsType(join(work, dir)) !== undefined) umount(join(work, dir), MNT_DETACH);
+    while (fsTypeAt(join(work, dir)) !== undefined) umount(join(work, dir), MNT_DETACH);
   }
   rmSync(work, { recursive: true, force: true });
 });
@@ -71,34 +73,6 @@ async function erofsDaemon(name: string, bootstrap: string, blobDir: string) {
   return { d, mnt };
 }
 
-/** The filesystem type mounted at `dir` (the last mount there wins). */
-function fsType(dir: string): string | undefined {
-  const lines = readFileSync('/proc/self/mountinfo', 'utf8').trim().split('\n');
-  const hit = lines.map((l) => l.split(' ')).filter((f) => f[4] === dir).pop();
-  return hit?.[hit.indexOf('-') + 1];
-}
-
-/** Everything a POSIX reader can see of one tree, path by path (readdir in the order returned). */
-function observe(root: string): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  const visit = (rel: string) => {
-    const abs = rel === '' ? root : join(root, rel);
-    const st = lstatSync(abs, { bigint: true });
-    const rec: Record<string, unknown> = {
-      mode: st.mode.toString(8), uid: st.uid, gid: st.gid, size: st.size, blocks: st.blocks, nlink: st.nlink, rdev: st.rdev, mtimeNs: st.mtimeNs,
-      xattrs: Object.fromEntries(Object.entries(listXattrs(abs)).map(([k, v]) => [k, v.toString('hex')])),
-    };
-    if (st.isSymbolicLink()) rec.target = readlinkSync(abs);
-    if (st.isDirectory()) rec.entries = readdirSync(abs);
-    out[rel || '/'] = JSON.parse(JSON.stringify(rec, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
-    if (st.isDirectory()) for (const n of rec.entries as string[]) visit(rel ? `${rel}/${n}` : n);
-  };
-  visit('');
-  const s = statfsSync(root);
-  out['<statfs>'] = { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree };
-  return out;
-}
-
 describe('nydusd --fs-driver erofs (fanotify)', () => {
   it('serves what plain kernel EROFS serves from the complete blob: every path and byte', async () => {
     const { bootstrap, blobDir, blobs } = await build('posix', {});
@@ -107,7 +81,7 @@ describe('nydusd --fs-driver erofs (fanotify)', () => {
     mount(bootstrap, kmnt, 'erofs', MS_RDONLY, blobs.map((b) => `device=${join(blobDir, b)}`).join(','));
     try {
       const { d, mnt } = await erofsDaemon('posix', bootstrap, blobDir);
-      expect(fsType(mnt)).toBe('erofs'); // the kernel serves it, not FUSE
+      expect(fsTypeAt(mnt)).toBe('erofs'); // the kernel serves it, not FUSE
       const kernel = observe(kmnt);
       const ours = observe(mnt);
       expect(Object.keys(ours)).toEqual(Object.keys(kernel));
@@ -116,7 +90,7 @@ describe('nydusd --fs-driver erofs (fanotify)', () => {
         expect((await readFile(join(mnt, f))).equals(await readFile(join(kmnt, f)))).toBe(true);
       }
       await d.stop();
-      expect(fsType(mnt)).toBeUndefined(); // unmounted with the daemon
+      expect(fsTypeAt(mnt)).toBeUndefined(); // unmounted with the daemon
     } finally {
       umount(kmnt);
     }
@@ -173,6 +147,6 @@ describe('nydusd --fs-driver erofs (fanotify)', () => {
     const again = await erofsDaemon('kill9', bootstrap, blobDir);
     expect((await readFile(join(again.mnt, 'three-chunks.bin'))).equals(THREE)).toBe(true);
     await again.d.stop();
-    expect(fsType(mnt)).toBeUndefined();
+    expect(fsTypeAt(mnt)).toBeUndefined();
   });
 });

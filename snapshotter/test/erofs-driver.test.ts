@@ -4,22 +4,17 @@
  * run on it: with ctr and with nerdctl (v2.0.3, built by scripts/build-peers.sh), under Debian's
  * containerd 1.6, from a real registry, lazily.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ApiClient } from '@nydus-ts/nydusd/api/client';
+import { fsTypeAt } from '@nydus-ts/harness/mountinfo';
 import { NERDCTL, nerdctl as makeNerdctl, type Nerdctl } from '@nydus-ts/harness/nerdctl';
 import { startNydusNode, type NydusNode } from '@nydus-ts/harness/nydus-node';
 
 let node: NydusNode | undefined;
 let cli: Nerdctl | undefined;
-
-/** The filesystem type mounted at `dir`. */
-function fsType(dir: string): string | undefined {
-  const hit = readFileSync('/proc/self/mountinfo', 'utf8').trim().split('\n').map((l) => l.split(' ')).filter((f) => f[4] === dir).pop();
-  return hit?.[hit.indexOf('-') + 1];
-}
 
 beforeAll(async () => {
   if (!existsSync(NERDCTL)) throw new Error(`${NERDCTL} is missing: scripts/setup.sh builds it (scripts/build-peers.sh)`);
@@ -44,7 +39,7 @@ describe('fs_driver erofs', () => {
     const daemons = await node!.snap.daemons();
     expect(daemons).toHaveLength(1);
     const mountpoint = Object.values(daemons[0]!.instances)[0]!.mountpoint;
-    expect(fsType(mountpoint)).toBe('erofs');
+    expect(fsTypeAt(mountpoint)).toBe('erofs');
     const backend = await new ApiClient(daemons[0]!.api_socket).metrics('backend');
     expect(backend.read_amount_total).toBeGreaterThan(0);
     // busybox and a few small files, not the image's 16 MiB of data files.
@@ -55,6 +50,6 @@ describe('fs_driver erofs', () => {
     const out = await cli!.run(['run', '--rm', node!.ref('erofs/sample:nydus'), '/bin/sh', '-c', 'cat /etc/motd; head -c 4 /opt/app/data.bin | od -An -tx1']);
     expect(out).toContain('Welcome to a Nydus sample image (updated)');
     expect(out.trim().split('\n').at(-1)!.trim()).toMatch(/^[0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2}$/);
-    for (const d of await node!.snap.daemons()) expect(fsType(Object.values(d.instances)[0]!.mountpoint)).toBe('erofs');
+    for (const d of await node!.snap.daemons()) expect(fsTypeAt(Object.values(d.instances)[0]!.mountpoint)).toBe('erofs');
   });
 });
