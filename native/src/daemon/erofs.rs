@@ -82,7 +82,9 @@ impl Filler {
         let (offset, count) = event.range.unwrap_or((0, u64::MAX));
         let chunks = self.chunks(blob, offset, count);
         if chunks.iter().all(|c| self.instance.loader.is_ready(c)) {
-            return self.answer(&event, true);
+            self.answer(&event, true);
+            // A blob completed by prefetch is unmarked at its first read after that.
+            return self.unmark_if_complete(blob);
         }
         let me = self.clone();
         std::thread::spawn(move || {
