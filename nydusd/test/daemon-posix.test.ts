@@ -13,11 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MS_RDONLY, mount, umount } from '@nydus-ts/native';
 import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
 import { lookup } from '@nydus-ts/rafs/tree';
-import { ImageBuilder, type BuildOptions } from '@nydus-ts/nydusify/builder/build';
-import { readDirSource } from '@nydus-ts/nydusify/source/dir-source';
+import type { BuildOptions } from '@nydus-ts/nydusify/builder/build';
 import { makeEveryTypeTree } from '@nydus-ts/harness/fs-tree';
 import { pseudoRandom } from '@nydus-ts/nydusify/sample/sample-image';
 import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
+import { buildDirImage } from './helpers/image.js';
 import { observe } from './helpers/observe.js';
 
 let work: string;
@@ -39,15 +39,7 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function build(name: string, opts: Partial<BuildOptions>) {
-  const blobDir = join(work, `${name}-blobs`);
-  const builder = new ImageBuilder({ chunkSize: 0x100000, compressor: 'none', digester: 'blake3', blobDir, whiteoutSpec: 'oci', inlineBootstrap: true, ...opts });
-  await builder.addLayer(readDirSource(src), src);
-  const result = builder.finish();
-  const bootstrap = join(work, `${name}.boot`);
-  writeFileSync(bootstrap, result.bootstrap);
-  return { bootstrap, blobDir, blobs: result.blobs.map((b) => b.blobId) };
-}
+const build = (name: string, opts: Partial<BuildOptions>) => buildDirImage(work, src, name, opts);
 
 function localfsConfig(blobDir: string, cacheDir: string, top: Record<string, unknown> = {}) {
   return {

@@ -12,6 +12,8 @@ import { lookup } from '@nydus-ts/rafs/tree';
 import { unpackBootstrapLayer } from '@nydus-ts/nydusify/image/nydus-manifest';
 import { RegistryClient } from '@nydus-ts/registry/client';
 import { writeSampleImage } from '@nydus-ts/nydusify/sample/sample-image';
+import { ImageBuilder, type BuildOptions } from '@nydus-ts/nydusify/builder/build';
+import { readDirSource } from '@nydus-ts/nydusify/source/dir-source';
 import type { RunningRegistry } from '@nydus-ts/harness/registry';
 
 export const exec = promisify(execFile);
@@ -79,4 +81,15 @@ export function registryConfig(o: { host: string; repo: string; workDir: string;
     fs_prefetch: { enable: false },
     ...o.top,
   };
+}
+
+/** An image of directory `src` built in `work` as `<name>.boot` and `<name>-blobs/` (1 MiB chunks, uncompressed unless `opts` say). */
+export async function buildDirImage(work: string, src: string, name: string, opts: Partial<BuildOptions> = {}): Promise<{ bootstrap: string; blobDir: string; blobs: string[] }> {
+  const blobDir = join(work, `${name}-blobs`);
+  const builder = new ImageBuilder({ chunkSize: 0x100000, compressor: 'none', digester: 'blake3', blobDir, whiteoutSpec: 'oci', inlineBootstrap: true, ...opts });
+  await builder.addLayer(readDirSource(src), src);
+  const result = builder.finish();
+  const bootstrap = join(work, `${name}.boot`);
+  writeFileSync(bootstrap, result.bootstrap);
+  return { bootstrap, blobDir, blobs: result.blobs.map((b) => b.blobId) };
 }
