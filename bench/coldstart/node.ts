@@ -15,11 +15,13 @@ import { startSnapshotter, type RunningSnapshotter } from '@nydus-ts/harness/sna
 import { startStargzSnapshotter, type RunningStargz } from '@nydus-ts/harness/stargz';
 import { NYDUSD_REF } from '@nydus-ts/harness/peers/nydus-ref';
 
-export type Mode = 'oci' | 'nydus-lazy' | 'nydus-ref' | 'nydus-cold' | 'nydus-warm' | 'nydus-opt' | 'estargz' | 'estargz-prefetch' | 'estargz-opt';
+export type Mode = 'oci' | 'nydus-lazy' | 'nydus-erofs' | 'nydus-erofs-cold' | 'nydus-ref' | 'nydus-cold' | 'nydus-warm' | 'nydus-opt' | 'estargz' | 'estargz-prefetch' | 'estargz-opt';
 
 export const MODE_LABELS: Record<Mode, string> = {
   oci: 'OCIv1',
   'nydus-lazy': 'Nydus on demand',
+  'nydus-erofs': 'Nydus on demand, EROFS+fanotify',
+  'nydus-erofs-cold': 'Nydus cold, EROFS+fanotify',
   'nydus-ref': 'Nydus reference on demand',
   'nydus-cold': 'Nydus cold',
   'nydus-warm': 'Nydus warm',
@@ -31,6 +33,10 @@ export const MODE_LABELS: Record<Mode, string> = {
 
 export const isNydus = (m: Mode) => m.startsWith('nydus');
 export const isStargz = (m: Mode) => m.startsWith('estargz');
+/** The Nydus modes on the kernel data path (fs_driver erofs). */
+export const isErofs = (m: Mode) => m.startsWith('nydus-erofs');
+/** The Nydus modes that start from an empty blob cache. */
+export const isCold = (m: Mode) => m === 'nydus-lazy' || isErofs(m) || m === 'nydus-ref' || m === 'nydus-cold' || m === 'nydus-opt';
 
 export interface NodeOptions {
   dir: string;
@@ -89,15 +95,18 @@ export async function startNode(o: NodeOptions): Promise<BenchNode> {
     // Nydus's own daemon: one per image (it has no mount API for a shared daemon) and no failover
     // (it cannot take a FUSE connection over); the same template otherwise, minus our own keys.
     const ref = o.mode === 'nydus-ref';
+    // The kernel data path: EROFS over the cache files, filled through fanotify (one image per nydusd).
+    const erofs = isErofs(o.mode);
     snap = await startSnapshotter({
       workDir: join(o.dir, 'snap'),
       // On demand: nothing but what the container reads. Every other mode runs as the snapshotter
       // does by default: nydusd prefetches the image's prefetch table at mount.
-      nydusdConfig: benchNydusdConfig(o.mode === 'nydus-lazy' || ref ? 'none' : o.prefetch && o.mode !== 'nydus-opt' ? 'all' : 'table', o.amplifyIo, o.proxy, ref ? undefined : o.fileReadahead),
-      daemonMode: ref ? 'dedicated' : o.daemonMode,
+      nydusdConfig: benchNydusdConfig(o.mode === 'nydus-lazy' || o.mode === 'nydus-erofs' || ref ? 'none' : o.prefetch && o.mode !== 'nydus-opt' ? 'all' : 'table', o.amplifyIo, o.proxy, ref ? undefined : o.fileReadahead),
+      daemonMode: ref || erofs ? 'dedicated' : o.daemonMode,
       // The cache outlives the node (warm runs); GC would empty it when the image goes.
       configToml: `[cache_manager]\ndisable = true\ncache_dir = ${JSON.stringify(o.cacheDir)}\n` +
-        (ref ? `[daemon]\nnydusd_path = ${JSON.stringify(NYDUSD_REF)}\nrecover_policy = "none"\n` : ''),
+        (ref ? `[daemon]\nnydusd_path = ${JSON.stringify(NYDUSD_REF)}\nrecover_policy = "none"\n` : '') +
+        (erofs ? '[daemon]\nfs_driver = "erofs"\n' : ''),
       logLevel: 'debug',
     });
   } else if (isStargz(o.mode)) {

@@ -132,7 +132,7 @@ function imageSection(img: ImageSummary, r: Report): string[] {
   }
   const demand = demandBytes(img);
   if (limit !== undefined && demand) {
-    const amplification = (['nydus-lazy', 'nydus-ref', 'nydus-cold', 'nydus-opt'] as const).filter((m) => img.byMode[m]).map((m) =>
+    const amplification = (['nydus-lazy', 'nydus-erofs', 'nydus-ref', 'nydus-cold', 'nydus-erofs-cold', 'nydus-opt'] as const).filter((m) => img.byMode[m]).map((m) =>
       `${MODE_LABELS[m]} fetched ${mib(img.byMode[m]!.fetchedBytes ?? 0)} MiB of chunks before ready (amplification ${((img.byMode[m]!.fetchedBytes ?? 0) / demand).toFixed(2)})`);
     lines.push('', `Physical limit ${s(limit)} s: Nydus warm ${s(img.byMode['nydus-warm']!.readyMs)} s + ${mib(demand)} MiB the container read ` +
       `(compressed chunks) at the measured ${((r.linkBytesPerSecond! * 8) / 1e6).toFixed(1)} Mbit/s. ${amplification.join('; ')}.`);

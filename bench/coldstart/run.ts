@@ -3,7 +3,8 @@
  * node that has never seen it to the container's ready line, through the real containerd, with
  * the registry in its own network namespace behind a shaped link. Modes alternate within one run:
  * OCIv1 (ctr image pull + ctr run on overlayfs), Nydus on demand (ctr-remote rpull + ctr run on our
- * snapshotter, empty blob cache, prefetch off), Nydus reference on demand (the same with Nydus's own
+ * snapshotter, empty blob cache, prefetch off; the same with the kernel data path, fs_driver erofs:
+ * EROFS filled through fanotify), Nydus reference on demand (the same with Nydus's own
  * daemon, bench/peers/nydus-ref, in place of ours), Nydus cold (the same with the snapshotter's default
  * prefetch of the image's prefetch table: for a plain conversion, the files its entrypoint needs to
  * start), Nydus warm (same, with the cache a cold run left), Nydus optimized (`nydusify optimize`
@@ -14,7 +15,7 @@
  * ready command, with the defaults (it prefetches what the workload read when it was recorded).
  *
  *   npm run build && npm run bench:coldstart -- [--images minimal,python3,nodejs,large]
- *       [--modes oci,nydus-lazy,nydus-ref,nydus-cold,nydus-warm,nydus-opt,estargz,estargz-prefetch,estargz-opt] [--reps 3]
+ *       [--modes oci,nydus-lazy,nydus-erofs,nydus-ref,nydus-cold,nydus-erofs-cold,nydus-warm,nydus-opt,estargz,estargz-prefetch,estargz-opt] [--reps 3]
  *       [--rate-mbit 100|none] [--rtt-ms 20]
  *
  * Every run is checked to be what its name says (a cold run found an empty cache and fetched
@@ -38,7 +39,7 @@ import { checkRun, NotAsNamed } from './checks.js';
 import { run, runUntilReady } from './commands.js';
 import { formOf, manifestLayers, prepareEstargz, prepareImage, type PreparedImage } from './prepare.js';
 import { createLink, type Link } from './link.js';
-import { fuseMountsUnder, isStargz, MODE_LABELS, startNode, type BenchNode, type Mode } from './node.js';
+import { fuseMountsUnder, isCold, isStargz, MODE_LABELS, startNode, type BenchNode, type Mode } from './node.js';
 import { describeMachine, dropCaches, machineCpuSeconds, peakRssBytes, processCpuSeconds } from './probe.js';
 import { startRegistry as startBenchRegistry, type BenchRegistry } from './registry.js';
 import { writeReport, type ImageSummary, type RunResult } from './report.js';
@@ -46,7 +47,7 @@ import { median } from '../median.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const MiB = 2 ** 20;
-const ALL_MODES: Mode[] = ['oci', 'nydus-lazy', 'nydus-ref', 'nydus-cold', 'nydus-warm', 'nydus-opt', 'estargz', 'estargz-prefetch', 'estargz-opt'];
+const ALL_MODES: Mode[] = ['oci', 'nydus-lazy', 'nydus-erofs', 'nydus-ref', 'nydus-cold', 'nydus-erofs-cold', 'nydus-warm', 'nydus-opt', 'estargz', 'estargz-prefetch', 'estargz-opt'];
 
 const HELP = `bench/coldstart: time from pull+run to a container's ready line, OCIv1 vs Nydus (cold, warm) vs eStargz (on demand, default, optimized)
 
@@ -172,7 +173,7 @@ function namespaceCpuSeconds(link: Link): number {
 async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, link: Link, registry: BenchRegistry): Promise<RunResult> {
   const name = p.image.name;
   const cacheDir = join(o.work, 'cache', name);
-  if (mode === 'nydus-lazy' || mode === 'nydus-ref' || mode === 'nydus-cold' || mode === 'nydus-opt') await rm(cacheDir, { recursive: true, force: true });
+  if (isCold(mode)) await rm(cacheDir, { recursive: true, force: true });
   const cached = existsSync(cacheDir) ? readdirSync(cacheDir).filter((f) => f.endsWith('.blob.data')).length : 0;
   mkdirSync(cacheDir, { recursive: true });
 
@@ -214,7 +215,7 @@ async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, li
     }
     checkRun({
       image: name, mode, cachedBlobsBefore: cached, registryBlobBytes: r.blobBytes, imageLayerBytes: layerBytes,
-      nydusdCount, fetchRequests: r.fetchRequests, fetchedBytes: r.fetchedBytes, servedBytes: r.readBytes, stargzMounts,
+      nydusdCount, fetchRequests: r.fetchRequests, fetchedBytes: r.fetchedBytes, servedBytes: r.readBytes, demandBytes: r.demandBytes, stargzMounts,
     });
     return r;
   } finally {
