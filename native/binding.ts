@@ -17,6 +17,10 @@ export declare class DaemonCore {
    * `bootstrap`, its blobs' cache files as devices, filled through fanotify pre-content events).
    */
   mountErofs(path: string, bootstrap: string, mountpoint: string): void
+  /** Binds /dev/cachefiles on demand to the cache in `dir` under `tag` (EROFS over fscache). */
+  bindFscache(dir: string, tag: string): void
+  /** Serves instance `path` (its `bootstrap`) to `mount -t erofs -o fsid=<fsid>[,domain_id=<domainId>]`. */
+  registerFscache(path: string, domainId: string, fsid: string, bootstrap: string): void
   /** A new descriptor (close-on-exec) of the fanotify group filling instance `path`, for its keeper. */
   erofsGroupFd(path: string): number
   unmountFuse(): void
@@ -81,6 +85,8 @@ export interface DaemonEvent {
 export interface DaemonStats {
   fuseMounted: boolean
   mounts: Record<string, InstanceStats>
+  /** Errors of no one image (the cachefiles device) since the last call, newline-separated. */
+  errors: string
 }
 
 /** Exactly `uncompressed_size` bytes, or an error. */
@@ -126,6 +132,12 @@ export declare const MNT_DETACH: number
 export declare function mount(source: string, target: string, fstype: string, flags: number, data: string): void
 
 export declare const MS_RDONLY: number
+
+/**
+ * "" when this kernel can serve EROFS filled through fanotify pre-content
+ * events (a scratch file is marked in `dir`), else why not.
+ */
+export declare function probeErofsFanotify(dir: string): string
 
 /** Digest and CRC32C of `data`, compressed with `compressor` when that makes it smaller. */
 export declare function processChunk(data: Buffer, compressorName: string, digesterName: string): ProcessedChunk

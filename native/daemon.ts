@@ -99,6 +99,8 @@ export interface InstanceStats {
 export interface DaemonStats {
   fuseMounted: boolean;
   mounts: Record<string, InstanceStats>;
+  /** Errors of no one image (the cachefiles device) since the last call, newline-separated. */
+  errors: string;
 }
 
 export interface FuseConnection {
@@ -152,6 +154,16 @@ export class NativeDaemon {
     return this.#core.erofsGroupFd(path);
   }
 
+  /** Binds /dev/cachefiles on demand to the cache in `dir` (`tag` "": the kernel's default). */
+  bindFscache(dir: string, tag: string): void {
+    this.#core.bindFscache(dir, tag);
+  }
+
+  /** Serves image `path` to `mount -t erofs -o fsid=<fsid>[,domain_id=<domainId>]` (domainId "": its own volume). */
+  registerFscache(path: string, domainId: string, fsid: string, bootstrap: string): void {
+    this.#core.registerFscache(path, domainId, fsid, bootstrap);
+  }
+
   unmountFuse(): void {
     this.#core.unmountFuse();
   }
@@ -185,7 +197,7 @@ export class NativeDaemon {
     for (const [path, m] of Object.entries(raw.mounts)) {
       mounts[path] = { ...m.counters, ...m.arrays, blobs: { ...m.blobs }, errors: m.errors } as unknown as InstanceStats;
     }
-    return { fuseMounted: raw.fuseMounted, mounts };
+    return { fuseMounted: raw.fuseMounted, mounts, errors: raw.errors };
   }
 
   /** Unmounts FUSE and fails fetches still waiting for an answer. */

@@ -205,6 +205,14 @@ export function erofsKeep(groupFd: number, daemonPid: number, socket: string, mo
   native.erofsKeep(integer(fn, 'groupFd', groupFd, 0, 2 ** 31 - 1), integer(fn, 'daemonPid', daemonPid, 1, 2 ** 31 - 1), string(fn, 'socket', socket), string(fn, 'mountpoint', mountpoint));
 }
 
+/**
+ * Why this kernel cannot serve EROFS filled through fanotify pre-content events (EROFS missing,
+ * no pre-content groups), or undefined when it can. Marks a scratch file it makes in `dir`.
+ */
+export function erofsFanotifyUnsupported(dir: string): string | undefined {
+  return native.probeErofsFanotify(string('erofsFanotifyUnsupported', 'dir', dir)) || undefined;
+}
+
 export const MS_RDONLY: number = native.MS_RDONLY;
 export const MNT_DETACH: number = native.MNT_DETACH;
 

@@ -269,6 +269,13 @@ pub fn erofs_keep(group_fd: i32, daemon_pid: i32, socket: String, mountpoint: St
     crate::daemon::erofs_keeper::keep(group, daemon_pid, std::path::Path::new(&socket), std::path::Path::new(&mountpoint), ready).map_err(|e| Error::new(Status::GenericFailure, format!("erofs keeper: {e}")))
 }
 
+/// "" when this kernel can serve EROFS filled through fanotify pre-content
+/// events (a scratch file is marked in `dir`), else why not.
+#[napi]
+pub fn probe_erofs_fanotify(dir: String) -> String {
+    crate::fanotify::probe(std::path::Path::new(&dir)).err().unwrap_or_default()
+}
+
 #[napi(js_name = "MS_RDONLY")]
 pub const MS_RDONLY: u32 = mnt::MS_RDONLY as u32;
 

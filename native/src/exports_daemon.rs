@@ -194,6 +194,8 @@ pub struct InstanceStats {
 pub struct DaemonStats {
     pub fuse_mounted: bool,
     pub mounts: HashMap<String, InstanceStats>,
+    /// Errors of no one image (the cachefiles device) since the last call, newline-separated.
+    pub errors: String,
 }
 
 fn instance_stats(instance: &crate::daemon::instance::Instance) -> InstanceStats {
@@ -279,6 +281,18 @@ impl DaemonCore {
         self.daemon.mount_erofs(&path, Path::new(&bootstrap), Path::new(&mountpoint)).map_err(|e| error(&env, "ERR_NYDUS_EROFS", e))
     }
 
+    /// Binds /dev/cachefiles on demand to the cache in `dir` under `tag` (EROFS over fscache).
+    #[napi]
+    pub fn bind_fscache(&self, env: Env, dir: String, tag: String) -> Result<()> {
+        self.daemon.bind_fscache(Path::new(&dir), &tag).map_err(|e| error(&env, "ERR_NYDUS_FSCACHE", e))
+    }
+
+    /// Serves instance `path` (its `bootstrap`) to `mount -t erofs -o fsid=<fsid>[,domain_id=<domainId>]`.
+    #[napi]
+    pub fn register_fscache(&self, env: Env, path: String, domain_id: String, fsid: String, bootstrap: String) -> Result<()> {
+        self.daemon.register_fscache(&path, &domain_id, &fsid, Path::new(&bootstrap)).map_err(|e| error(&env, "ERR_NYDUS_FSCACHE", e))
+    }
+
     /// A new descriptor (close-on-exec) of the fanotify group filling instance `path`, for its keeper.
     #[napi]
     pub fn erofs_group_fd(&self, env: Env, path: String) -> Result<i32> {
@@ -332,7 +346,7 @@ impl DaemonCore {
     #[napi]
     pub fn stats(&self) -> DaemonStats {
         let mounts = self.daemon.vfs.mounts().into_iter().map(|(path, instance)| (path, instance_stats(&instance))).collect();
-        DaemonStats { fuse_mounted: self.daemon.fuse_mounted(), mounts }
+        DaemonStats { fuse_mounted: self.daemon.fuse_mounted(), mounts, errors: self.daemon.errors.drain().join("\n") }
     }
 
     /// Files read since mount, in first-access order (empty unless recordAccess).

@@ -9,6 +9,8 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::poll::{poll_in, Waker};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -92,49 +94,6 @@ pub fn parse(buf: &[u8]) -> Vec<RawEvent> {
     out
 }
 
-/// Which of `fds` can be read, waiting up to `timeout_ms` (-1: until one can).
-pub fn poll_in(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
-    poll_for(&fds.iter().map(|&fd| (fd, libc::POLLIN)).collect::<Vec<_>>(), timeout_ms)
-}
-
-/// Which of `fds` saw one of its events (or an error), waiting up to `timeout_ms` (-1: until one does).
-pub fn poll_for(fds: &[(RawFd, libc::c_short)], timeout_ms: i32) -> io::Result<Vec<bool>> {
-    let mut polled: Vec<libc::pollfd> = fds.iter().map(|&(fd, events)| libc::pollfd { fd, events, revents: 0 }).collect();
-    loop {
-        // SAFETY: `polled` holds fds.len() valid pollfds.
-        if unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout_ms) } >= 0 {
-            return Ok(polled.iter().map(|p| p.revents != 0).collect());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-/// Wakes a thread blocked in [`Group::wait`] (a pipe: once written, it stays readable).
-pub struct Waker {
-    rx: OwnedFd,
-    tx: OwnedFd,
-}
-
-impl Waker {
-    pub fn new() -> io::Result<Waker> {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 writes two descriptors into fds.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fresh descriptors owned from here on.
-        Ok(unsafe { Waker { rx: OwnedFd::from_raw_fd(fds[0]), tx: OwnedFd::from_raw_fd(fds[1]) } })
-    }
-
-    pub fn wake(&self) {
-        // SAFETY: writes one byte from a valid buffer.
-        unsafe { libc::write(self.tx.as_raw_fd(), b"x".as_ptr().cast(), 1) };
-    }
-}
-
 /// A notification group with pre-content permission events.
 pub struct Group {
     fd: OwnedFd,
@@ -177,7 +136,7 @@ impl Group {
 
     /// Waits until events can be read (true) or `stop` was woken (false).
     pub fn wait(&self, stop: &Waker) -> io::Result<bool> {
-        Ok(!poll_in(&[self.fd.as_raw_fd(), stop.rx.as_raw_fd()], -1)?[1])
+        Ok(!poll_in(&[self.fd.as_raw_fd(), stop.raw_fd()], -1)?[1])
     }
 
     /// A group from a descriptor handed over by the process that made it.
@@ -244,6 +203,24 @@ impl Group {
     pub fn deny(&self, event: &Event, errno: i32) -> io::Result<()> {
         self.respond(event, FAN_DENY | (((errno as u32) & 0xff) << FAN_ERRNO_SHIFT))
     }
+}
+
+/// Whether this kernel can serve EROFS filled through pre-content events:
+/// EROFS is a known filesystem, and a pre-content group can mark a file
+/// (a scratch file made in `dir`) for `FAN_PRE_ACCESS`. The reason when not.
+/// (File-backed EROFS mounts, CONFIG_EROFS_FS_BACKED_BY_FILE since 6.12,
+/// are not probed: a kernel with pre-content events is 6.14 or later.)
+pub fn probe(dir: &Path) -> Result<(), String> {
+    let filesystems = std::fs::read_to_string("/proc/filesystems").map_err(|e| format!("/proc/filesystems: {e}"))?;
+    if !filesystems.lines().any(|l| l.split_whitespace().last() == Some("erofs")) {
+        return Err("EROFS is not in /proc/filesystems (CONFIG_EROFS_FS, or modprobe erofs)".into());
+    }
+    let group = Group::new().map_err(|e| format!("fanotify_init(FAN_CLASS_PRE_CONTENT): {e}"))?;
+    let scratch = dir.join(format!(".fanotify-probe-{}", std::process::id()));
+    std::fs::write(&scratch, b"").map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let marked = group.mark(&scratch);
+    let _ = std::fs::remove_file(&scratch);
+    marked.map_err(|e| format!("fanotify_mark(FAN_PRE_ACCESS): {e} (pre-content events need Linux 6.14+)"))
 }
 
 #[cfg(test)]

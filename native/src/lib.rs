@@ -6,7 +6,7 @@
 //! the daemon's data path (`daemon`: VFS, chunk loader, read-ahead, prefetch;
 //! `cache`: blob cache files and per-blob claims), chunk compression
 //! (`codec`, `lz4`), digests (BLAKE3, SHA-256), CRC32C, and the system calls
-//! (`mount`, `xattr`, `pidfd`).
+//! (`mount`, `xattr`, `pidfd`, `poll`, `fanotify`, `cachefiles`).
 //!
 //! Layout: domain modules are plain Rust with their own error values and unit
 //! tests; `exports` and `exports_daemon` adapt them to JS with napi-rs
@@ -16,6 +16,7 @@
 
 mod bits;
 pub mod cache;
+pub mod cachefiles;
 pub mod chunk;
 pub mod codec;
 pub mod crc32c;
@@ -28,6 +29,7 @@ pub mod fuzzing;
 mod lz4;
 pub mod mount;
 pub mod pidfd;
+pub mod poll;
 pub mod rafs;
 pub mod xattr;
 

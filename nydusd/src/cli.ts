@@ -39,22 +39,86 @@ export const FUSE_COMMAND: CommandSpec = {
   aliases: { 'fuse-threads': 'thread-num' },
 };
 
+export const SINGLETON_COMMAND: CommandSpec = {
+  name: 'singleton',
+  summary: "serve RAFS (Nydus) images to the kernel's EROFS over fscache (on-demand cachefiles, Linux 5.19+ with CONFIG_CACHEFILES_ONDEMAND)",
+  usage: 'singleton --fscache DIR [--fscache-tag TAG] --apisock SOCK [options]',
+  options: {
+    fscache: { type: 'string', short: 'F', value: 'dir', help: 'the cache directory bound through /dev/cachefiles (the kernel keeps its cache files there)' },
+    'fscache-tag': { type: 'string', value: 'tag', help: "the cache's tag (default: the kernel's, CacheFiles)" },
+    'fscache-threads': { type: 'string', value: 'n', default: '4', help: 'accepted for compatibility: each missing range is fetched on a thread of its own' },
+    apisock: { type: 'string', short: 'A', value: 'path', help: 'HTTP API on this unix socket: PUT /api/v2/blobs registers an image (type "bootstrap", config_v2 with metadata_path), then `mount -t erofs -o fsid=<id>[,domain_id=<domain>] none DIR` mounts it' },
+    'log-level': { type: 'string', short: 'l', value: 'level', default: 'info', help: 'trace, debug, info, warn, error' },
+    'log-file': { type: 'string', short: 'L', value: 'file', help: 'write logs to this file instead of stderr' },
+    'log-rotation-size': { type: 'string', value: 'MiB', default: '0', help: 'with --log-file: start a new file (the old one kept as FILE.1) past this many MiB; 0 never' },
+    id: { type: 'string', value: 'id', help: 'daemon id (reported by the API)' },
+    supervisor: { type: 'string', value: 'sock', help: 'accepted for compatibility (reported by the API)' },
+    config: { type: 'string', short: 'C', value: 'file', help: 'accepted for compatibility: each image brings its config with its registration' },
+    'rlimit-nofile': { type: 'string', value: 'n', help: 'accepted for compatibility' },
+  },
+};
+
+function setUpLogging(v: Record<string, unknown>): void {
+  setLogLevel(String(v['log-level']));
+  const rotate = Number(v['log-rotation-size']);
+  if (!Number.isInteger(rotate) || rotate < 0) throw new UsageError(`--log-rotation-size must be a whole number of MiB (got ${v['log-rotation-size']})`);
+  if (typeof v['log-file'] === 'string') logToFile(v['log-file'], rotate);
+}
+
+/** Runs `daemon` with its API on `apisock` (if any) until it stops, by signal or API. */
+async function serve(daemon: Nydusd, apisock: unknown): Promise<number> {
+  let api: ApiServer | undefined;
+  const shutdown = async (why: string) => {
+    logger.info('shutting down', { reason: why });
+    await api?.close();
+    await daemon.stop();
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  await daemon.start();
+  if (typeof apisock === 'string') {
+    api = new ApiServer(new DaemonController(daemon, () => shutdown('API exit')));
+    await api.listen(apisock);
+  }
+  await daemon.exited;
+  return 0;
+}
+
+async function singleton(argv: string[]): Promise<number> {
+  const { values: v, help } = parseCommand(SINGLETON_COMMAND, argv);
+  if (help) {
+    process.stdout.write(`${helpText('nydusd', SINGLETON_COMMAND)}\n`);
+    return 0;
+  }
+  setUpLogging(v);
+  if (typeof v.fscache !== 'string') throw new UsageError('--fscache DIR is required (blobcache and virtiofs singletons are not supported)');
+  if (typeof v.apisock !== 'string') throw new UsageError('--apisock is required: images are registered through the API');
+  const tag = typeof v['fscache-tag'] === 'string' ? v['fscache-tag'] : '';
+  if (/\s/.test(tag)) throw new UsageError('--fscache-tag must not contain spaces');
+  const daemon = new Nydusd({
+    threads: 1,
+    fsDriver: 'fscache',
+    fscache: { dir: v.fscache, tag },
+    ...(typeof v.id === 'string' ? { id: v.id } : {}),
+    ...(typeof v.supervisor === 'string' ? { supervisor: v.supervisor } : {}),
+  });
+  return serve(daemon, v.apisock);
+}
+
 export async function main(argv: string[]): Promise<number> {
   // The keeper of an EROFS mount (started by nydusd --fs-driver erofs, not by users).
   if (argv[0] === 'erofs-keeper') return keeperMain(argv.slice(1));
+  if (argv[0] === 'singleton') return singleton(argv.slice(1));
   const args = argv[0] === 'fuse' ? argv.slice(1) : argv;
   if (argv[0] !== undefined && !argv[0].startsWith('-') && argv[0] !== 'fuse') {
-    throw new UsageError(`unknown subcommand '${argv[0]}' (only 'fuse' is supported; virtiofs, singleton, nbd and uffd are not)`);
+    throw new UsageError(`unknown subcommand '${argv[0]}' (fuse and singleton --fscache are supported; virtiofs, nbd and uffd are not)`);
   }
   const { values: v, help } = parseCommand(FUSE_COMMAND, args);
   if (help) {
     process.stdout.write(`${helpText('nydusd', FUSE_COMMAND)}\n`);
     return 0;
   }
-  setLogLevel(String(v['log-level']));
-  const rotate = Number(v['log-rotation-size']);
-  if (!Number.isInteger(rotate) || rotate < 0) throw new UsageError(`--log-rotation-size must be a whole number of MiB (got ${v['log-rotation-size']})`);
-  if (typeof v['log-file'] === 'string') logToFile(v['log-file'], rotate);
+  setUpLogging(v);
   const fuseFd = v['fuse-fd'] === undefined ? undefined : Number(v['fuse-fd']);
   if (fuseFd !== undefined && !(Number.isInteger(fuseFd) && fuseFd >= 0)) throw new UsageError(`--fuse-fd must be a file descriptor number (got ${v['fuse-fd']})`);
   const policy = String(v['failover-policy']);
@@ -100,19 +164,5 @@ export async function main(argv: string[]): Promise<number> {
     resend: policy === 'resend',
     fsDriver,
   });
-  let api: ApiServer | undefined;
-  const shutdown = async (why: string) => {
-    logger.info('shutting down', { reason: why });
-    await api?.close();
-    await daemon.stop();
-  };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  await daemon.start();
-  if (typeof v.apisock === 'string') {
-    api = new ApiServer(new DaemonController(daemon, () => shutdown('API exit')));
-    await api.listen(v.apisock);
-  }
-  await daemon.exited;
-  return 0;
+  return serve(daemon, v.apisock);
 }

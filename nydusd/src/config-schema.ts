@@ -137,4 +137,6 @@ export const V2: Schema = {
   },
   overlay: { upper_dir: 'string', work_dir: 'string' },
   external_backends: 'any',
+  /** The bootstrap of an image registered for EROFS over fscache (`PUT /api/v2/blobs`). */
+  metadata_path: 'string',
 };

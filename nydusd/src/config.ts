@@ -14,8 +14,8 @@ import { fromV2 } from './config-v2.js';
 export { ConfigError } from './config-error.js';
 export type { BackendType } from './config-schema.js';
 
-/** `fscache` is Nydus's too, but only for `nydusd singleton --fscache`; it is refused here. */
-export type CacheType = 'blobcache' | 'filecache' | 'dummycache' | '';
+/** `fscache` only for images registered with `nydusd singleton --fscache` (EROFS over fscache). */
+export type CacheType = 'blobcache' | 'filecache' | 'dummycache' | 'fscache' | '';
 
 export interface DaemonConfig {
   /** `device.backend`, the config object kept as written for the backend factory. */
@@ -67,6 +67,8 @@ export interface LoadedConfig {
 export interface ParseOptions {
   /** Backend types the backend factory implements; the others are refused at load time, clearly. */
   servedBackends?: readonly BackendType[];
+  /** The config of an image registered for EROFS over fscache (`PUT /api/v2/blobs`): cache type fscache is its own. */
+  fscache?: boolean;
 }
 
 /** What `createBackend` (backend/index.ts) serves today. */
@@ -132,7 +134,7 @@ export function configLayout(json: unknown, unknownKeys: string[] = []): ConfigL
 export function parseConfig(json: unknown, opts: ParseOptions = {}): LoadedConfig {
   const unknownKeys: string[] = [];
   const { version, v1, paths } = configLayout(json, unknownKeys);
-  const config = build(v1, paths, opts.servedBackends ?? SERVED_BACKENDS);
+  const config = build(v1, paths, opts.servedBackends ?? SERVED_BACKENDS, opts.fscache === true);
   return { config, warnings: unknownKeys.map((p) => `unknown key ${showPath(p)} (ignored)`), unknownKeys, version };
 }
 
@@ -149,7 +151,7 @@ function checkV1(json: unknown, unknown: string[]): Record<string, unknown> {
   return top;
 }
 
-function build(top: Record<string, unknown>, at: SourcePaths, served: readonly BackendType[]): DaemonConfig {
+function build(top: Record<string, unknown>, at: SourcePaths, served: readonly BackendType[], fscache: boolean): DaemonConfig {
   if (top.device === undefined) fail(at.device, ' is required');
   const device = obj(top.device);
   const backend = obj(device.backend);
@@ -158,7 +160,7 @@ function build(top: Record<string, unknown>, at: SourcePaths, served: readonly B
   if (type === 'registry') checkRegistry(backendConfig, at.backendConfig);
 
   const cache = obj(device.cache);
-  const cacheType = checkCacheType(cache.type ?? 'blobcache', at.cacheType);
+  const cacheType = checkCacheType(cache.type ?? (fscache ? 'fscache' : 'blobcache'), at.cacheType, fscache);
   if (cache.compressed === true) fail(at.cacheCompressed, ': caching compressed chunks (.blob.raw) is not supported; set it to false');
   const cacheConfig = obj(cache.config);
   for (const k of ['enable_encryption', 'enable_convergent_encryption']) {
@@ -222,8 +224,9 @@ function checkBackendType(type: unknown, path: string, served: readonly BackendT
   return type as BackendType;
 }
 
-function checkCacheType(type: unknown, path: string): CacheType {
-  if (type === 'fscache') return fail(path, ': "fscache" is not supported: it is for `nydusd singleton --fscache` (EROFS over cachefiles); this nydusd serves FUSE (use blobcache)');
+function checkCacheType(type: unknown, path: string, fscache: boolean): CacheType {
+  if (type === 'fscache' && !fscache) return fail(path, ': "fscache" is for images registered with `nydusd singleton --fscache` (EROFS over cachefiles); over FUSE use blobcache');
+  if (type === 'fscache') return type;
   if (type === 'blobcache' || type === 'filecache' || type === 'dummycache' || type === '') return type;
   return fail(path, `: "${String(type)}" is not a cache type (blobcache, filecache, dummycache)`);
 }

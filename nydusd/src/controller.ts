@@ -7,8 +7,9 @@ import type { InstanceStats } from '@nydus-ts/native/daemon';
 import { setLogLevel } from '@nydus-ts/common/log';
 import { ApiError } from './api/errors.js';
 import type { ApiController } from './api/server.js';
-import { parseConfigString } from './config.js';
+import { parseConfig, parseConfigString } from './config.js';
 import { MountError, type Nydusd } from './daemon.js';
+import type { BlobCacheEntry } from './api/types.js';
 import type { MountState } from './mount-state.js';
 import { blobcacheMetricsJson, fsMetricsJson, renderPrometheus, type InstanceSnapshot } from './metrics/index.js';
 
@@ -92,6 +93,36 @@ export class DaemonController implements ApiController {
   async umount(mountpoint: string): Promise<void> {
     try {
       await this.daemon.umount(mountpoint);
+    } catch (e) {
+      if (e instanceof MountError) throw new ApiError(e.status, 'NotFound', e.message);
+      throw e;
+    }
+  }
+
+  listBlobs(domainId?: string, blobId?: string): unknown {
+    return this.daemon.fscacheImages()
+      .filter((i) => (domainId === undefined || i.domainId === domainId) && (blobId === undefined || i.id === blobId))
+      .map((i) => ({ type: 'bootstrap', id: i.id, domain_id: i.domainId, metadata_path: i.bootstrap }));
+  }
+
+  async createBlob(entry: BlobCacheEntry): Promise<void> {
+    // A data blob is served through the bootstrap that lists it (the kernel opens it by its id in
+    // that image's volume); registering one alone would give the kernel nothing to read it with.
+    if (entry.type === 'datablob') throw new ApiError(501, 'Unsupported', 'data blobs are registered with the bootstrap that lists them (type "bootstrap")');
+    const bootstrap = entry.config_v2.metadata_path;
+    if (typeof bootstrap !== 'string' || bootstrap === '') throw new ApiError(400, 'InvalidRequest', 'a bootstrap entry needs config_v2.metadata_path: the bootstrap file');
+    const { config } = parseConfig(entry.config_v2, { fscache: true });
+    try {
+      await this.daemon.registerFscache({ id: entry.id, domainId: entry.domain_id, bootstrap, config });
+    } catch (e) {
+      if (e instanceof MountError) throw new ApiError(e.status, e.status === 409 ? 'AlreadyExists' : 'RegisterFailed', e.message);
+      throw e;
+    }
+  }
+
+  async deleteBlob(domainId: string | undefined, blobId: string): Promise<void> {
+    try {
+      await this.daemon.unregisterFscache(domainId ?? '', blobId);
     } catch (e) {
       if (e instanceof MountError) throw new ApiError(e.status, 'NotFound', e.message);
       throw e;

@@ -6,7 +6,7 @@
 // ordered by the instance's FetchQueue, read from its backend and answered
 // with `fetchDone`. Everything else (metadata, cached reads) never reaches JS.
 
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { NativeDaemon, type DaemonEvent, type DaemonStats, type FetchEvent, type PrefetchDoneEvent, type PrefetchMode } from '@nydus-ts/native/daemon';
@@ -24,8 +24,8 @@ export type DaemonState = 'INIT' | 'READY' | 'RUNNING' | 'STOPPED';
 export interface NydusdOptions {
   /** The config of the bootstrap served at "/"; API mounts bring their own. */
   config?: DaemonConfig;
-  /** Where the FUSE filesystem is mounted. */
-  mountpoint: string;
+  /** Where the FUSE filesystem (or the EROFS mount) is; none for fscache, where `mount -t erofs` is the caller's. */
+  mountpoint?: string;
   /** The RAFS to serve at "/" (dedicated mode); without it the root lists API mounts (shared mode). */
   bootstrap?: string;
   threads: number;
@@ -46,9 +46,28 @@ export interface NydusdOptions {
    * with the blobs' cache files as devices, filled through fanotify (dedicated mode only).
    */
   fsDriver?: FsDriver;
+  /** fscache: the cache directory bound through /dev/cachefiles, and its tag ("": the kernel's default). */
+  fscache?: { dir: string; tag: string };
 }
 
-export type FsDriver = 'fusedev' | 'erofs';
+/**
+ * fusedev: FUSE. erofs: EROFS file-backed, filled through fanotify. fscache: EROFS over
+ * on-demand cachefiles (`nydusd singleton --fscache`), images registered through the v2 blob API.
+ */
+export type FsDriver = 'fusedev' | 'erofs' | 'fscache';
+
+/** An image registered for EROFS over fscache (Nydus's BlobCacheEntry of type bootstrap). */
+export interface FscacheImage {
+  /** The fsid of `mount -t erofs -o fsid=...`. */
+  id: string;
+  /** The shared domain (`domain_id=`), or "" for the image's own. */
+  domainId: string;
+  bootstrap: string;
+  config: DaemonConfig;
+}
+
+/** Where the instance of a registered image lives among the daemon's mounts. */
+export const fscacheInstancePath = (domainId: string, id: string): string => `/${domainId === '' ? '' : `${domainId}:`}${id}`;
 
 export interface MountRequest {
   source: string;
@@ -76,6 +95,7 @@ export class Nydusd {
   readonly startedAt = Date.now();
   readonly #events: { time: string; event: string; detail?: unknown }[] = [];
   #native: NativeDaemon | undefined;
+  readonly #fscacheImages = new Map<string, FscacheImage>();
   /** The socket of the keeper of our EROFS mount (fs driver erofs). */
   #keeperSocket: string | undefined;
   #errorTimer: NodeJS.Timeout | undefined;
@@ -110,9 +130,17 @@ export class Nydusd {
    * predecessor's mounts come back in their slots and its live connection is served instead.
    */
   async start(): Promise<void> {
-    const mountpoint = resolve(this.opts.mountpoint);
     this.#native = new NativeDaemon((e) => this.#onEvent(e));
     const o = this.opts;
+    if (o.fsDriver === 'fscache') {
+      if (o.fscache === undefined) throw new Error('the fscache driver needs a cache directory');
+      // The kernel's cache files go there; it must exist before the bind.
+      await mkdir(o.fscache.dir, { recursive: true });
+      this.native.bindFscache(resolve(o.fscache.dir), o.fscache.tag);
+      return this.#running({ fscache: o.fscache.dir });
+    }
+    if (o.mountpoint === undefined) throw new Error('a mountpoint is required');
+    const mountpoint = resolve(o.mountpoint);
     if (o.takeOver) {
       if (o.fuseFd === undefined || o.takeoverState === undefined) throw new Error('taking over needs the FUSE fd and the takeover state');
       // The mountpoint is live and unserved until the workers start: nothing may stat it.
@@ -160,14 +188,45 @@ export class Nydusd {
         this.native.mountFuse(mountpoint, o.threads, o.fuseFd === undefined ? {} : { fd: o.fuseFd });
       }
     }
+    this.#running({ mountpoint });
+  }
+
+  #running(where: Record<string, string>): void {
     // Data-path errors (integrity, cache I/O) surface in the log within a second even when
     // nobody asks the API.
     this.#errorTimer = setInterval(() => this.state === 'RUNNING' && this.stats(), 1000);
     this.#errorTimer.unref();
     this.state = 'READY';
-    this.event('mounted', { mountpoint });
+    this.event('mounted', where);
     this.state = 'RUNNING';
-    logger.info('nydusd running', { mountpoint, bootstrap: this.opts.bootstrap ?? null, threads: this.opts.threads, fsDriver: o.fsDriver ?? 'fusedev' });
+    logger.info('nydusd running', { ...where, bootstrap: this.opts.bootstrap ?? null, threads: this.opts.threads, fsDriver: this.opts.fsDriver ?? 'fusedev' });
+  }
+
+  /**
+   * Registers an image for EROFS over fscache: its instance opens now (and prefetches as its
+   * config says); the kernel's OPEN of object `id` in the image's volume finds it.
+   */
+  async registerFscache(image: FscacheImage): Promise<void> {
+    if (this.opts.fsDriver !== 'fscache') throw new MountError(400, 'images are registered for fscache only in `nydusd singleton --fscache`');
+    const path = fscacheInstancePath(image.domainId, image.id);
+    await this.mount(path, { source: image.bootstrap, config: image.config });
+    try {
+      this.native.registerFscache(path, image.domainId, image.id, resolve(image.bootstrap));
+    } catch (e) {
+      await this.umount(path);
+      throw new MountError(400, (e as Error).message);
+    }
+    this.#fscacheImages.set(path, image);
+  }
+
+  async unregisterFscache(domainId: string, id: string): Promise<void> {
+    const path = fscacheInstancePath(domainId, id);
+    if (!this.#fscacheImages.delete(path)) throw new MountError(404, `no image ${id} is registered${domainId === '' ? '' : ` in domain ${domainId}`}`);
+    await this.umount(path);
+  }
+
+  fscacheImages(): FscacheImage[] {
+    return [...this.#fscacheImages.values()];
   }
 
   /** Adds a RAFS instance at `mountpoint` ("/" or "/name") and starts its prefetch. */
@@ -290,6 +349,7 @@ export class Nydusd {
   /** Native counters; data-path errors drained from native code are logged here, once. */
   stats(): DaemonStats {
     const s = this.native.stats();
+    for (const error of s.errors === '' ? [] : s.errors.split('\n')) logger.error('data path error', { error });
     for (const [mountpoint, m] of Object.entries(s.mounts)) {
       for (const error of m.errors === '' ? [] : m.errors.split('\n')) logger.error('data path error', { mountpoint, error });
     }

@@ -94,6 +94,16 @@ class FakeController implements ApiController {
   putConfig(id: string | undefined, kv: Record<string, string>) {
     this.#rec('putConfig', id, kv);
   }
+  listBlobs(domainId?: string, blobId?: string) {
+    this.#rec('listBlobs', domainId, blobId);
+    return [];
+  }
+  async createBlob(entry: unknown) {
+    this.#rec('createBlob', entry);
+  }
+  async deleteBlob(domainId: string | undefined, blobId: string) {
+    this.#rec('deleteBlob', domainId, blobId);
+  }
   prometheus() {
     this.#rec('prometheus');
     return '# HELP nydusd_up Up.\n# TYPE nydusd_up gauge\nnydusd_up 1\n';
@@ -121,6 +131,7 @@ function raw(socketPath: string, method: string, path: string, body?: string | B
 }
 
 const MOUNT = { source: '/boot', fs_type: 'rafs', config: '{"mode":"direct"}', prefetch_files: ['/a'] };
+const BLOB_ENTRY = { type: 'bootstrap', id: 'img1', domain_id: 'd1', config_v2: { version: 2, metadata_path: '/boot' } };
 
 describe('ApiServer routes (stand-in controller)', () => {
   let ctl: FakeController;
@@ -216,12 +227,12 @@ describe('ApiServer routes (stand-in controller)', () => {
   });
 
   it('serves every route of the table: none answers 404 or 405 for its own method', async () => {
-    const bodies: Record<string, unknown> = { 'PUT /api/v1/daemon': { log_level: 'info' }, 'PUT /api/v1/config': {}, 'POST /api/v1/mount': MOUNT, 'PUT /api/v1/mount': MOUNT };
+    const bodies: Record<string, unknown> = { 'PUT /api/v1/daemon': { log_level: 'info' }, 'PUT /api/v1/config': {}, 'POST /api/v1/mount': MOUNT, 'PUT /api/v1/mount': MOUNT, 'PUT /api/v2/blobs': BLOB_ENTRY };
     const seen: string[] = [];
     for (const [path, methods] of Object.entries(ROUTES)) {
       for (const method of Object.keys(methods)) {
         const key = `${method} ${path}`;
-        const r = await client.request(method, `${path}?mountpoint=/m`, bodies[key]);
+        const r = await client.request(method, `${path}?mountpoint=/m&blob_id=b`, bodies[key]);
         expect([404, 405], key).not.toContain(r.status);
         expect(r.status, key).toBeLessThan(r.status === 501 ? 502 : 300);
         seen.push(key);
@@ -230,8 +241,25 @@ describe('ApiServer routes (stand-in controller)', () => {
     expect(seen).toHaveLength(25);
   });
 
-  it('answers 501 on Nydus routes for features this daemon lacks (sendfd/takeover over a supervisor socket, v2 blobs)', async () => {
-    for (const [method, path] of [['PUT', '/api/v1/daemon/fuse/sendfd'], ['PUT', '/api/v1/daemon/fuse/takeover'], ['GET', '/api/v2/blobs'], ['PUT', '/api/v2/blobs'], ['DELETE', '/api/v2/blobs?blob_id=x']] as const) {
+  it('GET/PUT/DELETE /api/v2/blobs (images for EROFS over fscache): bodies and queries checked first', async () => {
+    expect((await client.request('PUT', '/api/v2/blobs', BLOB_ENTRY)).status).toBe(204);
+    expect(ctl.calls.at(-1)).toEqual(['createBlob', BLOB_ENTRY]);
+    expect((await client.request('PUT', '/api/v2/blobs', { ...BLOB_ENTRY, domain_id: undefined })).status).toBe(204);
+    expect(ctl.calls.at(-1)).toEqual(['createBlob', { ...BLOB_ENTRY, domain_id: '' }]);
+    for (const bad of [{ ...BLOB_ENTRY, type: 'meta' }, { ...BLOB_ENTRY, id: 'a/b' }, { ...BLOB_ENTRY, id: '' }, { ...BLOB_ENTRY, domain_id: 'x,y' }, { ...BLOB_ENTRY, config_v2: '{}' }, ['a']]) {
+      const r = await client.request('PUT', '/api/v2/blobs', bad);
+      expect(r, JSON.stringify(bad)).toMatchObject({ status: 400, body: { code: 'InvalidRequest' } });
+    }
+    expect(ctl.calls.at(-1)?.[0]).toBe('createBlob');
+    expect((await client.request('GET', '/api/v2/blobs?domain_id=d1')).body).toEqual([]);
+    expect(ctl.calls.at(-1)).toEqual(['listBlobs', 'd1', undefined]);
+    expect((await client.request('DELETE', '/api/v2/blobs?domain_id=d1&blob_id=img1')).status).toBe(204);
+    expect(ctl.calls.at(-1)).toEqual(['deleteBlob', 'd1', 'img1']);
+    expect((await client.request('DELETE', '/api/v2/blobs')).status).toBe(400);
+  });
+
+  it('answers 501 on Nydus routes for features this daemon lacks (sendfd/takeover over a supervisor socket)', async () => {
+    for (const [method, path] of [['PUT', '/api/v1/daemon/fuse/sendfd'], ['PUT', '/api/v1/daemon/fuse/takeover']] as const) {
       const r = await client.request(method, path);
       expect(r.status, `${method} ${path}`).toBe(501);
       expect(r.body.code).toBe('Unsupported');

@@ -140,7 +140,7 @@ describe('errors', () => {
     fails((c) => (c.device.backend = { type: 'ftp', config: {} }), /"ftp" is not supported; Nydus backend types are registry, localfs, oss, s3, http-proxy and this nydusd serves registry, localfs/);
     fails((c) => (c.device.backend = { type: 'localdisk', config: {} }), /"localdisk" \(experimental in Nydus\) is not supported/);
     fails((c) => (c.device.cache.compressed = true), /config\.device\.cache\.compressed: .*not supported/);
-    fails((c) => (c.device.cache.type = 'fscache'), /config\.device\.cache\.type: "fscache" is not supported: it is for `nydusd singleton --fscache`/);
+    fails((c) => (c.device.cache.type = 'fscache'), /config\.device\.cache\.type: "fscache" is for images registered with `nydusd singleton --fscache`/);
     fails((c) => (c.device.cache.type = 'memcache'), /config\.device\.cache\.type: "memcache" is not a cache type/);
     fails((c) => (c.device.cache.config.enable_encryption = true), /config\.device\.cache\.config\.enable_encryption: cache encryption is not supported/);
   });
@@ -278,7 +278,7 @@ describe('v2 JSON ("version": 2)', () => {
     fails((x) => (x.rafs.validate = 'no'), /^config\.rafs\.validate: expected a boolean/);
     fails((x) => (x.backend.registry.timeout = 'slow'), /^config\.backend\.registry\.timeout: expected a number/);
     fails((x) => (x.backend.registry.mirrors = [{ headers: {} }]), /^config\.backend\.registry\.mirrors\[0\]\.host is required/);
-    fails((x) => (x.cache.type = 'fscache'), /^config\.cache\.type: "fscache" is not supported/);
+    fails((x) => (x.cache.type = 'fscache'), /^config\.cache\.type: "fscache" is for images registered/);
     fails((x) => (x.cache.filecache.enable_encryption = true), /^config\.cache\.filecache\.enable_encryption: cache encryption is not supported/);
     fails((x) => (x.backend.type = 'oss'), /^config\.backend\.type: "oss" is not supported by this nydusd/);
     fails((x) => delete x.backend, /^config\.backend is required/);

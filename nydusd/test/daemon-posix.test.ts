@@ -18,7 +18,7 @@ import { makeEveryTypeTree } from '@nydus-ts/harness/fs-tree';
 import { pseudoRandom } from '@nydus-ts/nydusify/sample/sample-image';
 import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
 import { buildDirImage } from './helpers/image.js';
-import { observe } from './helpers/observe.js';
+import { observe } from '@nydus-ts/harness/observe';
 
 let work: string;
 let src: string;

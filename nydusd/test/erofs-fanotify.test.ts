@@ -20,7 +20,7 @@ import { makeEveryTypeTree } from '@nydus-ts/harness/fs-tree';
 import { fsTypeAt } from '@nydus-ts/harness/mountinfo';
 import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
 import { buildDirImage } from './helpers/image.js';
-import { observe } from './helpers/observe.js';
+import { observe } from '@nydus-ts/harness/observe';
 import { quitKeeper } from '../src/erofs-keeper.js';
 
 let work: string;

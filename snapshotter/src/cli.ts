@@ -1,13 +1,14 @@
 // `containerd-nydus-grpc`: the containerd remote snapshotter for Nydus images, with
 // nydus-snapshotter's flags and config.toml.
 
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { helpText, parseCommand, UsageError, type CommandSpec } from '@nydus-ts/common/args';
 import { NydusdConfigFile } from '@nydus-ts/nydusd/config-file';
 import { logger, setLogLevel, setLogSink } from '@nydus-ts/common/log';
-import { checkDriver, daemonMode, defaultConfig, DEFAULT_NYDUSD_CONFIG, fsDriver, loadSnapshotterConfig, type SnapshotterConfig } from './config.js';
+import { erofsFanotifyUnsupported } from '@nydus-ts/native';
+import { checkDriver, chooseDriver, daemonMode, defaultConfig, DEFAULT_NYDUSD_CONFIG, fsDriver, loadSnapshotterConfig, type SnapshotterConfig } from './config.js';
 import { Daemons } from './daemons.js';
 import { serveMetrics } from './metrics.js';
 import { serve } from './service.js';
@@ -32,7 +33,7 @@ export const COMMAND: CommandSpec = {
     nydusd: { type: 'string', value: 'path', help: 'nydusd binary (default: the nydusd of this package)' },
     'nydus-image': { type: 'string', value: 'path', help: 'accepted for compatibility (conversion is not done by the snapshotter)' },
     'daemon-mode': { type: 'string', value: 'mode', help: 'dedicated (alias multiple: one nydusd per image) or shared (one nydusd for all)' },
-    'fs-driver': { type: 'string', value: 'driver', help: 'fusedev (fscache needs EROFS on-demand, not in this kernel)' },
+    'fs-driver': { type: 'string', value: 'driver', help: 'fusedev (FUSE), erofs (the kernel\'s EROFS filled through fanotify, Linux 6.14+, dedicated mode), or auto (erofs where the kernel and daemon_mode allow it, else fusedev)' },
     'log-level': { type: 'string', value: 'level', help: 'trace, debug, info, warn, error (default: info)' },
     'log-to-stdout': { type: 'boolean', help: 'log to stdout instead of stderr' },
     version: { type: 'boolean', help: 'print the version and exit' },
@@ -105,6 +106,12 @@ export async function main(argv: string[]): Promise<number> {
   if (config.log.toStdout) setLogSink((line) => process.stdout.write(line));
   const template = await loadTemplate(config.daemon.nydusdConfig);
   const cacheDir = config.cacheManager.cacheDir || join(config.root, 'cache');
+  // auto: probed where the cache files the kernel would read live (pre-content marks depend on the filesystem).
+  await mkdir(cacheDir, { recursive: true });
+  const chosen = chooseDriver(config, () => erofsFanotifyUnsupported(cacheDir));
+  config.daemon.fsDriver = chosen.driver;
+  checkDriver(config);
+  logger.info('fs driver', { fs_driver: chosen.driver, reason: chosen.reason });
 
   const store = await MetaStore.open(config.root);
   const daemons = new Daemons(store, {
@@ -113,7 +120,7 @@ export async function main(argv: string[]): Promise<number> {
     threads: config.daemon.threadsNumber,
     logLevel: config.log.level,
     recoverPolicy: config.daemon.recoverPolicy,
-    fsDriver: config.daemon.fsDriver,
+    fsDriver: chosen.driver,
     failoverPolicy: config.daemon.failoverPolicy,
   });
   await daemons.recover();

@@ -33,8 +33,11 @@ export interface SnapshotterConfig {
     failoverPolicy: 'resend' | 'none';
     /** 0: nydusd's default. */
     threadsNumber: number;
-    /** fusedev: nydusd serves over FUSE; erofs: the kernel's EROFS, filled through fanotify (nydusd --fs-driver erofs). */
-    fsDriver: FsDriver;
+    /**
+     * fusedev: nydusd serves over FUSE; erofs: the kernel's EROFS, filled through fanotify (nydusd
+     * --fs-driver erofs); auto: chosen at start by `chooseDriver`.
+     */
+    fsDriver: FsDriver | 'auto';
   };
   log: { level: string; toStdout: boolean };
   /** Prometheus metrics over TCP ('' disables). */
@@ -225,16 +228,27 @@ export type FsDriver = 'fusedev' | 'erofs';
  * fusedev (nydus-snapshotter's default), or ours: erofs, the kernel's EROFS mounting each image
  * file-backed, filled by its nydusd through fanotify pre-content events (Linux 6.14+).
  */
-export function fsDriver(v: string): FsDriver {
-  if (v === 'fusedev' || v === 'erofs') return v;
+export function fsDriver(v: string): FsDriver | 'auto' {
+  if (v === 'fusedev' || v === 'erofs' || v === 'auto') return v;
   if (v === 'fscache') throw new SnapshotterConfigError('fs_driver fscache needs EROFS over fscache (CONFIG_EROFS_FS_ONDEMAND), which this kernel lacks; use erofs (EROFS filled through fanotify) or fusedev');
   if (['blockdev', 'proxy', 'nodev'].includes(v)) throw new SnapshotterConfigError(`fs_driver ${v} is not supported; use fusedev or erofs`);
-  throw new SnapshotterConfigError(`fs_driver must be fusedev, erofs, fscache, blockdev, proxy or nodev (got '${v}')`);
+  throw new SnapshotterConfigError(`fs_driver must be fusedev, erofs, auto, fscache, blockdev, proxy or nodev (got '${v}')`);
+}
+
+/**
+ * fs_driver auto: erofs where it can serve (dedicated daemons, a kernel with EROFS and fanotify
+ * pre-content events, as `whyNotErofs` probes them), else fusedev; with the reason, for the log.
+ */
+export function chooseDriver(c: SnapshotterConfig, whyNotErofs: () => string | undefined): { driver: FsDriver; reason: string } {
+  if (c.daemon.fsDriver !== 'auto') return { driver: c.daemon.fsDriver, reason: 'configured' };
+  if (c.daemonMode === 'shared') return { driver: 'fusedev', reason: 'daemon_mode shared: the erofs driver serves one image per nydusd' };
+  const why = whyNotErofs();
+  return why === undefined ? { driver: 'erofs', reason: 'the kernel has EROFS and fanotify pre-content events' } : { driver: 'fusedev', reason: why };
 }
 
 /** Rules between settings: the erofs driver serves one image per daemon and has no FUSE connection to hand over. */
 export function checkDriver(c: SnapshotterConfig): void {
-  if (c.daemon.fsDriver !== 'erofs') return;
+  if (c.daemon.fsDriver !== 'erofs') return; // auto is checked once chosen
   if (c.daemonMode === 'shared') throw new SnapshotterConfigError('fs_driver erofs serves one image per nydusd: use daemon_mode dedicated');
   // A dead daemon's mount is guarded by its keeper until the restarted daemon takes the files over.
   if (c.daemon.recoverPolicy === 'failover') c.daemon.recoverPolicy = 'restart';

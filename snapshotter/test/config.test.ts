@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { erofsFanotifyUnsupported } from '@nydus-ts/native';
 import { parseConfig } from '@nydus-ts/nydusd/config';
-import { checkDriver, parseDuration, parseSnapshotterConfig, SnapshotterConfigError } from '../src/config.js';
+import { checkDriver, chooseDriver, parseDuration, parseSnapshotterConfig, SnapshotterConfigError } from '../src/config.js';
 import { detectScheme, imageAccess, imageDaemonConfig } from '../src/daemon-config.js';
 import { compileFilters } from '../src/filters.js';
 import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
@@ -89,6 +90,18 @@ describe('config.toml', () => {
     const fuse = parseSnapshotterConfig('').config;
     checkDriver(fuse);
     expect(fuse.daemon).toMatchObject({ fsDriver: 'fusedev', recoverPolicy: 'failover' });
+  });
+
+  it('fs_driver auto: erofs for dedicated daemons on a kernel that has it (probed), else fusedev, with the reason', () => {
+    const dedicated = parseSnapshotterConfig('[daemon]\nfs_driver = "auto"').config;
+    expect(chooseDriver(dedicated, () => undefined)).toEqual({ driver: 'erofs', reason: expect.stringMatching(/pre-content events/) });
+    expect(chooseDriver(dedicated, () => 'fanotify_init(FAN_CLASS_PRE_CONTENT): EINVAL')).toEqual({ driver: 'fusedev', reason: 'fanotify_init(FAN_CLASS_PRE_CONTENT): EINVAL' });
+    const shared = parseSnapshotterConfig('daemon_mode = "shared"\n[daemon]\nfs_driver = "auto"').config;
+    expect(chooseDriver(shared, () => undefined)).toMatchObject({ driver: 'fusedev', reason: expect.stringMatching(/shared/) });
+    const explicit = parseSnapshotterConfig('[daemon]\nfs_driver = "fusedev"').config;
+    expect(chooseDriver(explicit, () => undefined)).toEqual({ driver: 'fusedev', reason: 'configured' });
+    // This machine's kernel (6.18, the cache dir on its disk) has both: the probe says so.
+    expect(erofsFanotifyUnsupported(tmpdir())).toBeUndefined();
   });
 
   it('refuses what cannot work here, with the reason', () => {

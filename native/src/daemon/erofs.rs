@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::instance::Instance;
-use super::loader::ChunkLoc;
-use crate::fanotify::{Event, Group, Waker};
+use crate::fanotify::{Event, Group};
+use crate::poll::Waker;
 use crate::mount;
 
 /// Answers the events of one mounted image.
@@ -34,17 +34,6 @@ struct Filler {
 }
 
 impl Filler {
-    /// The chunks of `blob` whose uncompressed bytes overlap [offset, offset + count).
-    fn chunks(&self, blob: u32, offset: u64, count: u64) -> Vec<ChunkLoc> {
-        let Some(spec) = self.instance.loader.blob_spec(blob) else { return Vec::new() };
-        let end = offset.saturating_add(count.max(1));
-        spec.chunks
-            .iter()
-            .filter(|c| c.uncompressed_offset < end && c.uncompressed_offset + c.uncompressed_size as u64 > offset)
-            .copied()
-            .collect()
-    }
-
     fn blob_of(&self, event: &Event) -> Option<u32> {
         // The event's fd is the group's own open file: its metadata names the cache file.
         let file = std::fs::File::from(event.fd.try_clone().ok()?);
@@ -80,7 +69,7 @@ impl Filler {
         }
         let Some(blob) = self.blob_of(&event) else { return self.answer(&event, true) };
         let (offset, count) = event.range.unwrap_or((0, u64::MAX));
-        let chunks = self.chunks(blob, offset, count);
+        let chunks = self.instance.loader.chunks_in(blob, offset, count);
         if chunks.iter().all(|c| self.instance.loader.is_ready(c)) {
             self.answer(&event, true);
             // A blob completed by prefetch is unmarked at its first read after that.

@@ -20,7 +20,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
-use crate::fanotify::{poll_for, poll_in, Group};
+use crate::fanotify::Group;
+use crate::poll::{poll_for, poll_in};
 use crate::pidfd;
 
 /// Highest descriptor number a dead daemon's unanswered events are looked

@@ -207,6 +207,14 @@ impl ChunkLoader {
         self.blobs.get(blob as usize).map(|b| &b.spec)
     }
 
+    /// The chunks of `blob` whose uncompressed bytes overlap [offset, offset + count):
+    /// what a kernel read of the blob's cache file needs present.
+    pub fn chunks_in(&self, blob: u32, offset: u64, count: u64) -> Vec<ChunkLoc> {
+        let Some(spec) = self.blob_spec(blob) else { return Vec::new() };
+        let end = offset.saturating_add(count.max(1));
+        spec.chunks.iter().filter(|c| c.uncompressed_offset < end && c.uncompressed_offset + c.uncompressed_size as u64 > offset).copied().collect()
+    }
+
     pub fn cache_path(&self, blob: u32) -> Option<&Path> {
         self.blobs.get(blob as usize).map(|b| b.cache.data_path())
     }

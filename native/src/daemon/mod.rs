@@ -9,6 +9,7 @@
 pub mod erofs;
 pub mod erofs_keeper;
 pub mod fetch;
+pub mod fscache;
 mod inflight;
 pub mod instance;
 pub mod loader;
@@ -25,6 +26,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::fuse::session::{Connection, Session, SessionOptions};
 use erofs::ErofsMount;
+use fscache::Fscache;
+use recent_errors::RecentErrors;
 use fetch::Fetcher;
 use instance::{Instance, InstanceOptions};
 use vfs::Vfs;
@@ -35,6 +38,10 @@ pub struct Daemon {
     session: Mutex<Option<Session>>,
     /// Instances served by the kernel's EROFS, by instance path.
     erofs: Mutex<HashMap<String, ErofsMount>>,
+    /// The cachefiles device, once bound (EROFS over fscache).
+    fscache: Mutex<Option<Fscache>>,
+    /// Errors that belong to no one image (the cachefiles device).
+    pub errors: Arc<RecentErrors>,
 }
 
 impl Daemon {
@@ -47,6 +54,9 @@ impl Daemon {
     }
 
     pub fn remove_instance(&self, path: &str) -> Result<(), String> {
+        if let Some(f) = self.fscache.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            f.unregister(path);
+        }
         let erofs = self.erofs.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
         let unmounted = erofs.map_or(Ok(()), ErofsMount::unmount);
         self.vfs.umount(path)?;
@@ -66,6 +76,28 @@ impl Daemon {
         Ok(())
     }
 
+    /// Binds the cachefiles device on demand to the cache in `dir`: from now
+    /// on, images registered with [`Self::register_fscache`] can be mounted
+    /// with `mount -t erofs -o fsid=...`.
+    pub fn bind_fscache(&self, dir: &Path, tag: &str) -> Result<(), String> {
+        let mut fscache = self.fscache.lock().unwrap_or_else(|e| e.into_inner());
+        if fscache.is_some() {
+            return Err("the cachefiles device is already bound".into());
+        }
+        let errors = self.errors.clone();
+        *fscache = Some(Fscache::bind(dir, tag, Arc::new(move |m| errors.push(m))).map_err(|e| format!("binding cachefiles in {}: {e}", dir.display()))?);
+        Ok(())
+    }
+
+    /// Serves instance `path` to EROFS over fscache as image `fsid` in `domain_id` ("" for its own volume).
+    pub fn register_fscache(&self, path: &str, domain_id: &str, fsid: &str, bootstrap: &Path) -> Result<(), String> {
+        let instance = self.vfs.instance(path).ok_or_else(|| format!("nothing mounted at {path:?}"))?;
+        let fscache = self.fscache.lock().unwrap_or_else(|e| e.into_inner());
+        let f = fscache.as_ref().ok_or("the cachefiles device is not bound (nydusd singleton --fscache DIR)")?;
+        f.register(path, domain_id, fsid, bootstrap.to_path_buf(), instance);
+        Ok(())
+    }
+
     /// A descriptor of the notification group that fills instance `path`'s EROFS mount.
     pub fn erofs_group_fd(&self, path: &str) -> Result<std::os::fd::OwnedFd, String> {
         let erofs = self.erofs.lock().unwrap_or_else(|e| e.into_inner());
@@ -73,8 +105,9 @@ impl Daemon {
         m.group_fd().map_err(|e| format!("dup of the fanotify group: {e}"))
     }
 
-    /// Detaches every EROFS mount and stops filling them.
+    /// Detaches every EROFS mount and stops filling them; unbinds cachefiles.
     pub fn unmount_erofs(&self) -> Result<(), String> {
+        self.fscache.lock().unwrap_or_else(|e| e.into_inner()).take();
         let all: Vec<ErofsMount> = self.erofs.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, m)| m).collect();
         all.into_iter().map(ErofsMount::unmount).fold(Ok(()), |acc, r| acc.and(r))
     }

@@ -4,7 +4,7 @@
 import type { IncomingMessage } from 'node:http';
 
 import { ApiError } from './errors.js';
-import type { MountRequest } from './types.js';
+import type { BlobCacheEntry, MountRequest } from './types.js';
 
 /** Mount bodies carry a whole config as a string; nothing legitimate comes near this. */
 export const BODY_LIMIT = 1 << 20;
@@ -41,6 +41,17 @@ export function mountRequest(b: unknown): MountRequest {
   const prefetch = b.prefetch_files ?? undefined; // Nydus clients send null for "none"
   if (prefetch !== undefined && (!Array.isArray(prefetch) || prefetch.some((p) => typeof p !== 'string'))) throw invalid('"prefetch_files" must be an array of strings');
   return { source: b.source, fs_type: (b.fs_type as string | undefined) ?? 'rafs', config: b.config, ...(prefetch ? { prefetch_files: prefetch as string[] } : {}) };
+}
+
+/** PUT /api/v2/blobs: Nydus's BlobCacheEntry (`config_v2` is the image's v2 config, as an object). */
+export function blobCacheEntry(b: unknown): BlobCacheEntry {
+  if (!isObject(b)) throw invalid('expected a BlobCacheEntry object: {"type", "id", "domain_id", "config_v2"}');
+  if (b.type !== 'bootstrap' && b.type !== 'datablob') throw invalid('"type" must be "bootstrap" or "datablob"');
+  if (typeof b.id !== 'string' || b.id === '' || /[/:,\s]/.test(b.id)) throw invalid('"id" must be a non-empty name without "/", ":", "," or spaces');
+  const domain = b.domain_id ?? '';
+  if (typeof domain !== 'string' || /[/:,\s]/.test(domain)) throw invalid('"domain_id" must be a name without "/", ":", "," or spaces');
+  if (!isObject(b.config_v2)) throw invalid('"config_v2" must be the image\'s v2 config object');
+  return { type: b.type, id: b.id, domain_id: domain, config_v2: b.config_v2 };
 }
 
 export function logLevel(b: unknown): string {

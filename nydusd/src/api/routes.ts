@@ -2,7 +2,7 @@
 // check the request before calling the controller, and return what to answer:
 // JSON, text, or nothing (204).
 
-import { logLevel, mountRequest, stringMap } from './body.js';
+import { blobCacheEntry, logLevel, mountRequest, stringMap } from './body.js';
 import { ApiError } from './errors.js';
 import type { ApiController } from './types.js';
 
@@ -39,7 +39,6 @@ const unsupported = (what: string): Handler => () => {
 // Failover here needs no supervisor socket: the supervisor owns the FUSE fd (--fuse-fd) and the
 // daemon keeps its state in a file (--takeover-state) for a successor started with --upgrade.
 const FAILOVER = 'handing the FUSE fd and state to a supervisor socket (sendfd/takeover; this nydusd fails over through --fuse-fd, --takeover-state and --upgrade)';
-const BLOBS_V2 = 'the v2 blob API (fscache/blobcache objects)';
 
 export const ROUTES: Record<string, Partial<Record<string, Handler>>> = {
   '/api/v1/daemon': {
@@ -75,6 +74,14 @@ export const ROUTES: Record<string, Partial<Record<string, Handler>>> = {
     PUT: async (c, r) => c.putConfig(r.query('id'), stringMap(await r.body())),
   },
   '/api/v2/daemon': { GET: (c) => json(c.info()) },
-  '/api/v2/blobs': { GET: unsupported(BLOBS_V2), PUT: unsupported(BLOBS_V2), DELETE: unsupported(BLOBS_V2) },
+  '/api/v2/blobs': {
+    GET: (c, r) => json(c.listBlobs(r.query('domain_id'), r.query('blob_id'))),
+    PUT: async (c, r) => c.createBlob(blobCacheEntry(await r.body())),
+    DELETE: (c, r) => {
+      const id = r.query('blob_id');
+      if (id === undefined) throw new ApiError(400, 'InvalidRequest', 'the "blob_id" query parameter is required');
+      return c.deleteBlob(r.query('domain_id'), id);
+    },
+  },
   '/metrics': { GET: (c) => ({ status: 200, text: c.prometheus(), contentType: 'text/plain; version=0.0.4' }) },
 };

@@ -21,6 +21,14 @@ export interface MountRequest {
   prefetch_files?: string[];
 }
 
+/** PUT /api/v2/blobs body (Nydus's BlobCacheEntry); a bootstrap's config_v2 names it in `metadata_path`. */
+export interface BlobCacheEntry {
+  type: 'bootstrap' | 'datablob';
+  id: string;
+  domain_id: string;
+  config_v2: Record<string, unknown>;
+}
+
 /**
  * The daemon behind the routes. Throw an ApiError to answer a specific
  * status; other errors answer 500 (400 for a ConfigError).
@@ -47,6 +55,10 @@ export interface ApiController {
   getConfig(id?: string): Record<string, string>;
   /** Hot configuration update; unknown keys are to be rejected (ApiError 400). */
   putConfig(id: string | undefined, kv: Record<string, string>): void;
+  /** EROFS over fscache: the registered images (GET /api/v2/blobs), one registered, one dropped. */
+  listBlobs(domainId?: string, blobId?: string): unknown;
+  createBlob(entry: BlobCacheEntry): Promise<void>;
+  deleteBlob(domainId: string | undefined, blobId: string): Promise<void>;
   /** Prometheus text exposition. */
   prometheus(): string;
 }
