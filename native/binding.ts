@@ -21,8 +21,13 @@ export declare class DaemonCore {
   bindFscache(dir: string, tag: string): void
   /** Serves instance `path` (its `bootstrap`) to `mount -t erofs -o fsid=<fsid>[,domain_id=<domainId>]`. */
   registerFscache(path: string, domainId: string, fsid: string, bootstrap: string): void
-  /** A new descriptor (close-on-exec) of the fanotify group filling instance `path`, for its keeper. */
-  erofsGroupFd(path: string): number
+  /**
+   * Starts filling EROFS mounts: with the group of the dead predecessor whose keeper listens
+   * on `keeperSocket` (its marks and mounts carry on; true), or with a new group (false).
+   */
+  startErofs(keeperSocket: string): boolean
+  /** A new descriptor (close-on-exec) of the fanotify group filling the EROFS mounts, for the keeper. */
+  erofsGroupFd(): number
   unmountFuse(): void
   /**
    * Answers fetch `id` with exactly the requested bytes, or fails it with `error` of `kind`

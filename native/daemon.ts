@@ -141,17 +141,21 @@ export class NativeDaemon {
   }
 
   /**
-   * Serves instance `path` at `mountpoint` with the kernel's EROFS instead of FUSE: `bootstrap`
-   * mounted file-backed with the blobs' cache files as devices, missing ranges filled through
-   * fanotify pre-content events (Linux 6.14+).
+   * Starts filling EROFS mounts through fanotify: with the group of the dead predecessor whose
+   * keeper listens on `keeperSocket`, marks and mounts and all (true), or a new group (false).
    */
+  startErofs(keeperSocket: string): boolean {
+    return this.#core.startErofs(keeperSocket);
+  }
+
+  /** Serves image `path` at `mountpoint` with the kernel's EROFS (file-backed over its blobs' cache files); a predecessor's mount of it there is served as it is. */
   mountErofs(path: string, bootstrap: string, mountpoint: string): void {
     this.#core.mountErofs(path, bootstrap, mountpoint);
   }
 
-  /** A new descriptor (close-on-exec) of the fanotify group filling `path`'s EROFS mount, for its keeper. */
-  erofsGroupFd(path: string): number {
-    return this.#core.erofsGroupFd(path);
+  /** A new descriptor (close-on-exec) of the fanotify group filling the EROFS mounts, for their keeper. */
+  erofsGroupFd(): number {
+    return this.#core.erofsGroupFd();
   }
 
   /** Binds /dev/cachefiles on demand to the cache in `dir` (`tag` "": the kernel's default). */

@@ -27,8 +27,8 @@ export interface RunFacts {
   fetchedBytes?: number;
   /** File bytes nydusd returned to readers. */
   servedBytes?: number;
-  /** Compressed bytes of the distinct chunks readers needed (counted by nydusd on every path). */
-  demandBytes?: number;
+  /** fs_driver erofs: the EROFS mounts under the snapshotter's root at the ready line. */
+  erofsMounts?: number;
 }
 
 export function checkRun(f: RunFacts): void {
@@ -49,9 +49,9 @@ export function checkRun(f: RunFacts): void {
     return;
   }
   if (f.nydusdCount !== 1) throw new NotAsNamed(`${what}: expected one nydusd, found ${f.nydusdCount ?? 0}: the rootfs did not come from nydusd`);
-  // Through EROFS the kernel serves the reads; nydusd sees only the ranges it must fill first.
-  const served = isErofs(f.mode) ? f.demandBytes : f.servedBytes;
-  if (!((served ?? 0) > 0)) throw new NotAsNamed(`${what}: nydusd served no file data: the container did not run from the Nydus rootfs`);
+  // Through EROFS the kernel serves the reads (nydusd only fills ranges first): the mount is the evidence.
+  if (isErofs(f.mode) && !((f.erofsMounts ?? 0) > 0)) throw new NotAsNamed(`${what}: no EROFS mount under the snapshotter: the rootfs did not come from nydusd's kernel path`);
+  if (!isErofs(f.mode) && !((f.servedBytes ?? 0) > 0)) throw new NotAsNamed(`${what}: nydusd served no file data: the container did not run from the Nydus rootfs`);
   if (isCold(f.mode)) {
     if (f.cachedBlobsBefore !== 0) throw new NotAsNamed(`${what}: the cache held ${f.cachedBlobsBefore} blobs before the run: it was not cold`);
     if (!((f.fetchRequests ?? 0) > 0) || f.registryBlobBytes === 0) throw new NotAsNamed(`${what}: nothing was fetched from the registry: the cache was not cold`);

@@ -95,14 +95,14 @@ export async function startNode(o: NodeOptions): Promise<BenchNode> {
     // Nydus's own daemon: one per image (it has no mount API for a shared daemon) and no failover
     // (it cannot take a FUSE connection over); the same template otherwise, minus our own keys.
     const ref = o.mode === 'nydus-ref';
-    // The kernel data path: EROFS over the cache files, filled through fanotify (one image per nydusd).
+    // The kernel data path: EROFS over the cache files, filled through fanotify.
     const erofs = isErofs(o.mode);
     snap = await startSnapshotter({
       workDir: join(o.dir, 'snap'),
       // On demand: nothing but what the container reads. Every other mode runs as the snapshotter
       // does by default: nydusd prefetches the image's prefetch table at mount.
       nydusdConfig: benchNydusdConfig(o.mode === 'nydus-lazy' || o.mode === 'nydus-erofs' || ref ? 'none' : o.prefetch && o.mode !== 'nydus-opt' ? 'all' : 'table', o.amplifyIo, o.proxy, ref ? undefined : o.fileReadahead),
-      daemonMode: ref || erofs ? 'dedicated' : o.daemonMode,
+      daemonMode: ref ? 'dedicated' : o.daemonMode,
       // The cache outlives the node (warm runs); GC would empty it when the image goes.
       configToml: `[cache_manager]\ndisable = true\ncache_dir = ${JSON.stringify(o.cacheDir)}\n` +
         (ref ? `[daemon]\nnydusd_path = ${JSON.stringify(NYDUSD_REF)}\nrecover_policy = "none"\n` : '') +
@@ -138,12 +138,12 @@ export async function startNode(o: NodeOptions): Promise<BenchNode> {
   };
 }
 
-/** FUSE mounts below `dir` (the stargz snapshotter serves each layer as one). */
-export function fuseMountsUnder(dir: string): number {
+/** Mounts below `dir` whose type starts with `type` (the stargz snapshotter serves each layer as a FUSE mount; fs_driver erofs each image as an EROFS one). */
+export function mountsUnder(dir: string, type: 'fuse' | 'erofs'): number {
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
   return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => {
     const f = l.split(' ');
     const fstype = f[f.indexOf('-') + 1] ?? '';
-    return (f[4] ?? '').startsWith(prefix) && fstype.startsWith('fuse');
+    return (f[4] ?? '').startsWith(prefix) && fstype.startsWith(type);
   }).length;
 }

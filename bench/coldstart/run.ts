@@ -39,7 +39,7 @@ import { checkRun, NotAsNamed } from './checks.js';
 import { run, runUntilReady } from './commands.js';
 import { formOf, manifestLayers, prepareEstargz, prepareImage, type PreparedImage } from './prepare.js';
 import { createLink, type Link } from './link.js';
-import { fuseMountsUnder, isCold, isStargz, MODE_LABELS, startNode, type BenchNode, type Mode } from './node.js';
+import { isCold, isErofs, isStargz, mountsUnder, MODE_LABELS, startNode, type BenchNode, type Mode } from './node.js';
 import { describeMachine, dropCaches, machineCpuSeconds, peakRssBytes, processCpuSeconds } from './probe.js';
 import { startRegistry as startBenchRegistry, type BenchRegistry } from './registry.js';
 import { writeReport, type ImageSummary, type RunResult } from './report.js';
@@ -209,13 +209,13 @@ async function runOnce(p: PreparedImage, mode: Mode, rep: number, o: Options, li
     const nydusdCount = node.snap ? await nydusFacts(node, id, r) : 0;
     let stargzMounts: number | undefined;
     if (node.stargz) {
-      stargzMounts = fuseMountsUnder(node.stargz.root);
+      stargzMounts = mountsUnder(node.stargz.root, 'fuse');
       r.daemonRssBytes = peakRssBytes(node.stargz.pid);
       r.daemonCpuSeconds = processCpuSeconds(node.stargz.pid);
     }
     checkRun({
       image: name, mode, cachedBlobsBefore: cached, registryBlobBytes: r.blobBytes, imageLayerBytes: layerBytes,
-      nydusdCount, fetchRequests: r.fetchRequests, fetchedBytes: r.fetchedBytes, servedBytes: r.readBytes, demandBytes: r.demandBytes, stargzMounts,
+      nydusdCount, fetchRequests: r.fetchRequests, fetchedBytes: r.fetchedBytes, servedBytes: r.readBytes, stargzMounts, erofsMounts: isErofs(mode) ? mountsUnder(node.snap!.root, 'erofs') : undefined,
     });
     return r;
   } finally {

@@ -293,10 +293,20 @@ impl DaemonCore {
         self.daemon.register_fscache(&path, &domain_id, &fsid, Path::new(&bootstrap)).map_err(|e| error(&env, "ERR_NYDUS_FSCACHE", e))
     }
 
-    /// A new descriptor (close-on-exec) of the fanotify group filling instance `path`, for its keeper.
+    /// Starts filling EROFS mounts: with the group of the dead predecessor whose keeper listens
+    /// on `keeperSocket` (its marks and mounts carry on; true), or with a new group (false).
     #[napi]
-    pub fn erofs_group_fd(&self, env: Env, path: String) -> Result<i32> {
-        self.daemon.erofs_group_fd(&path).map(|fd| fd.into_raw_fd()).map_err(|e| error(&env, "ERR_NYDUS_EROFS", e))
+    pub fn start_erofs(&self, env: Env, keeper_socket: String) -> Result<bool> {
+        let taken = crate::daemon::erofs_keeper::take_over(Path::new(&keeper_socket)).map_err(|e| error(&env, "ERR_NYDUS_EROFS", format!("taking over from the keeper: {e}")))?;
+        let took = taken.is_some();
+        self.daemon.start_erofs(taken).map_err(|e| error(&env, "ERR_NYDUS_EROFS", e))?;
+        Ok(took)
+    }
+
+    /// A new descriptor (close-on-exec) of the fanotify group filling the EROFS mounts, for the keeper.
+    #[napi]
+    pub fn erofs_group_fd(&self, env: Env) -> Result<i32> {
+        self.daemon.erofs_group_fd().map(|fd| fd.into_raw_fd()).map_err(|e| error(&env, "ERR_NYDUS_EROFS", e))
     }
 
     #[napi]

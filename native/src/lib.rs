@@ -23,6 +23,7 @@ pub mod crc32c;
 pub mod daemon;
 pub mod digest;
 pub mod fanotify;
+pub mod fdpass;
 pub mod fuse;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;

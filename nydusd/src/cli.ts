@@ -23,7 +23,7 @@ export const FUSE_COMMAND: CommandSpec = {
     'localfs-dir': { type: 'string', short: 'D', value: 'dir', help: 'read blobs from this directory (localfs backend), overriding the config backend' },
     'prefetch-files': { type: 'string', value: 'file', help: 'newline-separated paths to prefetch, overriding the image prefetch table' },
     'thread-num': { type: 'string', value: 'n', default: '4', help: 'FUSE worker threads' },
-    'fs-driver': { type: 'string', value: 'driver', default: 'fusedev', help: "fusedev (FUSE), or erofs: the kernel's EROFS mounts the bootstrap file-backed and nydusd fills the blobs' cache files through fanotify pre-content events (Linux 6.14+; needs --bootstrap)" },
+    'fs-driver': { type: 'string', value: 'driver', default: 'fusedev', help: "fusedev (FUSE), or erofs: the kernel's EROFS mounts each image file-backed (the bootstrap at the mountpoint, API mounts below it) and nydusd fills the blobs' cache files through fanotify pre-content events (Linux 6.14+)" },
     'log-level': { type: 'string', short: 'l', value: 'level', default: 'info', help: 'trace, debug, info, warn, error' },
     'log-file': { type: 'string', short: 'L', value: 'file', help: 'write logs to this file instead of stderr' },
     'log-rotation-size': { type: 'string', value: 'MiB', default: '0', help: 'with --log-file: start a new file (the old one kept as FILE.1) past this many MiB; 0 never' },
@@ -131,8 +131,8 @@ export async function main(argv: string[]): Promise<number> {
   if (v['virtual-mountpoint'] !== '/') throw new UsageError('--virtual-mountpoint other than / is not supported');
   const fsDriver = String(v['fs-driver']);
   if (fsDriver !== 'fusedev' && fsDriver !== 'erofs') throw new UsageError(`--fs-driver must be fusedev or erofs (got ${fsDriver})`);
-  if (fsDriver === 'erofs' && (typeof v.bootstrap !== 'string' || v.upgrade || fuseFd !== undefined)) {
-    throw new UsageError('--fs-driver erofs serves one image: it needs --bootstrap, and takes no --fuse-fd or --upgrade');
+  if (fsDriver === 'erofs' && (v.upgrade || fuseFd !== undefined)) {
+    throw new UsageError('--fs-driver erofs has no FUSE connection: it takes no --fuse-fd or --upgrade (a restarted daemon takes the dead one\'s mounts over by itself)');
   }
 
   let loaded;

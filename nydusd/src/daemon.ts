@@ -15,7 +15,7 @@ import { logger } from '@nydus-ts/common/log';
 import { CHUNK_TRACE_NAME } from '@nydus-ts/rafs/constants';
 import { BackendError, createBackend } from './backend/index.js';
 import type { DaemonConfig } from './config.js';
-import { connectKeeper, keeperSocket, quitKeeper, startKeeper } from './erofs-keeper.js';
+import { keeperSocket, quitKeeper, startKeeper } from './erofs-keeper.js';
 import { MountState } from './mount-state.js';
 import { readTakeoverState, writeTakeoverState } from './takeover-state.js';
 
@@ -152,43 +152,39 @@ export class Nydusd {
       logger.info('took over the FUSE connection', { mountpoint, mounts: state.mounts.length, resend });
     } else {
       await clearStaleMount(mountpoint);
+      // EROFS mounts are guarded from the first one on: the keeper runs before any exists.
+      if (o.fsDriver === 'erofs') await this.#startErofs(mountpoint);
       if (o.bootstrap !== undefined) {
         if (o.config === undefined) throw new Error('a bootstrap needs a config');
         await this.mount('/', { source: o.bootstrap, config: o.config, prefetchFiles: o.prefetchFiles });
       }
-      if (o.fsDriver === 'erofs') {
-        if (o.bootstrap === undefined || o.config === undefined) throw new Error('the erofs driver serves one image: it needs a bootstrap');
-        // A predecessor's keeper lets its group go first: our own group gates the files from now on.
-        this.#keeperSocket = keeperSocket(o.config.cache.workDir, mountpoint);
-        const predecessor = await connectKeeper(this.#keeperSocket);
-        if (predecessor !== undefined) {
-          // Its daemon died: that mount stays with the readers that have files open on it; new
-          // opens get ours.
-          try {
-            umount(mountpoint, MNT_DETACH);
-          } catch {
-            // already gone
-          }
-        }
-        this.native.mountErofs('/', resolve(o.bootstrap), mountpoint);
-        // Only now, with our marks on the cache files, may the old keeper let go of its own: in
-        // between, its refusals keep readers of the old mount from the files' holes.
-        if (predecessor !== undefined) {
-          await predecessor.quit();
-          logger.warn('took over from a dead daemon: its EROFS mount detached, its keeper gone', { mountpoint });
-        }
-        try {
-          await startKeeper(this.native.erofsGroupFd('/'), this.#keeperSocket, mountpoint);
-        } catch (e) {
-          // Unguarded, the mount must not outlive us: a reader would see the cache files' holes.
-          this.native.close();
-          throw e;
-        }
-      } else {
-        this.native.mountFuse(mountpoint, o.threads, o.fuseFd === undefined ? {} : { fd: o.fuseFd });
-      }
+      if (o.fsDriver !== 'erofs') this.native.mountFuse(mountpoint, o.threads, o.fuseFd === undefined ? {} : { fd: o.fuseFd });
     }
     this.#running({ mountpoint });
+  }
+
+  /**
+   * One fanotify group fills every EROFS mount of this daemon. A dead predecessor's keeper hands
+   * its group over (its marks never lapse; its mounts are served again as their images are
+   * mounted), else the group is new; then our own keeper takes a copy.
+   */
+  async #startErofs(mountpoint: string): Promise<void> {
+    this.#keeperSocket = keeperSocket(mountpoint);
+    const tookOver = this.native.startErofs(this.#keeperSocket);
+    if (tookOver) logger.warn('took over the fanotify group of a dead daemon: its EROFS mounts are served again as their images are mounted', { mountpoint });
+    try {
+      await startKeeper(this.native.erofsGroupFd(), this.#keeperSocket, mountpoint);
+    } catch (e) {
+      // Unguarded, no mount may exist: if we died, a reader would see the cache files' holes.
+      this.native.close();
+      throw e;
+    }
+  }
+
+  /** Where image `path` ("/" or "/name") is mounted by the erofs driver. */
+  #erofsTarget(path: string): string {
+    const root = resolve(this.opts.mountpoint!);
+    return path === '/' ? root : join(root, path);
   }
 
   #running(where: Record<string, string>): void {
@@ -247,6 +243,17 @@ export class Nydusd {
     } catch (e) {
       await backend.close();
       throw new MountError(400, (e as Error).message);
+    }
+    if (this.opts.fsDriver === 'erofs') {
+      try {
+        const target = this.#erofsTarget(mountpoint);
+        await mkdir(target, { recursive: true });
+        this.native.mountErofs(mountpoint, source, target);
+      } catch (e) {
+        this.native.removeRafs(mountpoint);
+        await backend.close();
+        throw new MountError(400, (e as Error).message);
+      }
     }
     const state = new MountState(mountpoint, source, config, backend, slot, req.prefetchFiles);
     this.mounts.set(mountpoint, state);

@@ -1,13 +1,14 @@
-// The keeper of an EROFS mount (native/src/daemon/erofs_keeper.rs), as a process of its own:
-// `nydusd erofs-keeper`, started by the daemon it guards. It holds a copy of the daemon's fanotify
-// group, so that if the daemon dies the marks stay and readers of ranges never fetched get EIO
-// instead of the cache files' holes. A successor, or the daemon stopping cleanly, sends it `quit`.
+// The keeper of a daemon's EROFS mounts (native/src/daemon/erofs_keeper.rs), as a process of its
+// own: `nydusd erofs-keeper`, started by the daemon it guards. It holds a copy of the daemon's
+// fanotify group, so that if the daemon dies the marks stay and readers of ranges never fetched get
+// EIO instead of the cache files' holes. A successor takes the group over from it (`handover`,
+// done in native code); the daemon stopping cleanly sends it `quit`.
 
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync } from 'node:fs';
+import { closeSync, mkdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { erofsKeep } from '@nydus-ts/native';
@@ -15,9 +16,12 @@ import { erofsKeep } from '@nydus-ts/native';
 /** nydusd/src and nydusd/dist sit at the same depth below the repository's bin/. */
 const NYDUSD = fileURLToPath(new URL('../../bin/nydusd.js', import.meta.url));
 
-/** Where the keeper of the EROFS mount at `mountpoint` listens (beside the cache it guards). */
-export function keeperSocket(workDir: string, mountpoint: string): string {
-  return join(workDir, `erofs-keeper-${createHash('sha256').update(mountpoint).digest('hex').slice(0, 16)}.sock`);
+/** Where the keepers listen: a runtime directory (NYDUSD_RUNTIME_DIR overrides it). */
+export const keeperDir = (): string => process.env.NYDUSD_RUNTIME_DIR ?? '/run/nydusd';
+
+/** Where the keeper of the daemon mounted at `mountpoint` listens (named by that mountpoint, so its successor finds it). */
+export function keeperSocket(mountpoint: string): string {
+  return join(keeperDir(), `erofs-keeper-${createHash('sha256').update(mountpoint).digest('hex').slice(0, 16)}.sock`);
 }
 
 /** A connection to a live keeper: it guards until `quit`, which resolves once it has let go. */
@@ -50,6 +54,7 @@ export async function quitKeeper(socket: string): Promise<boolean> {
  * once it listens. It is detached: it must outlive this process to be of any use.
  */
 export function startKeeper(groupFd: number, socket: string, mountpoint: string): Promise<void> {
+  mkdirSync(dirname(socket), { recursive: true });
   const args = ['erofs-keeper', '--group-fd', '3', '--pid', String(process.pid), '--socket', socket, '--mountpoint', mountpoint];
   const child = spawn(process.execPath, [NYDUSD, ...args], {
     detached: true,

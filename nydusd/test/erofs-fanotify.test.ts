@@ -21,7 +21,7 @@ import { fsTypeAt } from '@nydus-ts/harness/mountinfo';
 import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
 import { buildDirImage } from './helpers/image.js';
 import { observe } from '@nydus-ts/harness/observe';
-import { quitKeeper } from '../src/erofs-keeper.js';
+import { keeperSocket, quitKeeper } from '../src/erofs-keeper.js';
 
 let work: string;
 let src: string;
@@ -41,26 +41,26 @@ beforeAll(() => {
 afterAll(async () => {
   for (const d of running) await d.stop().catch(() => undefined);
   // Keepers of daemons that died in a failed test (they exit on quit; none is ours to kill).
-  for (const dir of readdirSync(work).filter((d) => d.endsWith('-cache'))) {
-    for (const f of readdirSync(join(work, dir)).filter((n) => n.startsWith('erofs-keeper-'))) await quitKeeper(join(work, dir, f));
-  }
+  for (const dir of readdirSync(work).filter((d) => d.endsWith('-mnt'))) await quitKeeper(keeperSocket(join(work, dir)));
   // Mounts a failed test left (stacked ones too).
   for (const dir of readdirSync(work).filter((d) => d.endsWith('-mnt'))) {
-    while (fsTypeAt(join(work, dir)) !== undefined) umount(join(work, dir), MNT_DETACH);
+    for (const sub of ['', 'a', 'b']) while (fsTypeAt(join(work, dir, sub)) !== undefined) umount(join(work, dir, sub), MNT_DETACH);
   }
   rmSync(work, { recursive: true, force: true });
 });
 
 const build = (name: string, opts: Partial<BuildOptions>) => buildDirImage(work, src, name, opts);
 
-async function erofsDaemon(name: string, bootstrap: string, blobDir: string) {
+const lazyConfig = (name: string, blobDir: string) => ({
+  device: { backend: { type: 'localfs', config: { dir: blobDir } }, cache: { type: 'blobcache', config: { work_dir: join(work, `${name}-cache`) } } },
+  mode: 'direct', enable_xattr: true, fs_prefetch: { enable: false }, amplify_io: 0, file_readahead: 0,
+});
+
+/** A daemon on the kernel path: dedicated (`bootstrap` at its mountpoint) or, without one, shared (images mounted through the API below it). */
+async function erofsDaemon(name: string, bootstrap: string | undefined, blobDir: string) {
   const mnt = join(work, `${name}-mnt`);
   mkdirSync(mnt, { recursive: true });
-  const config = {
-    device: { backend: { type: 'localfs', config: { dir: blobDir } }, cache: { type: 'blobcache', config: { work_dir: join(work, `${name}-cache`) } } },
-    mode: 'direct', enable_xattr: true, fs_prefetch: { enable: false }, amplify_io: 0, file_readahead: 0,
-  };
-  const d = await startNydusd({ config, mountpoint: mnt, bootstrap, workDir: work, extraArgs: ['--fs-driver', 'erofs'] });
+  const d = await startNydusd({ config: lazyConfig(name, blobDir), mountpoint: mnt, ...(bootstrap ? { bootstrap } : {}), workDir: work, extraArgs: ['--fs-driver', 'erofs'] });
   running.push(d);
   return { d, mnt };
 }
@@ -140,5 +140,44 @@ describe('nydusd --fs-driver erofs (fanotify)', () => {
     expect((await readFile(join(again.mnt, 'three-chunks.bin'))).equals(THREE)).toBe(true);
     await again.d.stop();
     expect(fsTypeAt(mnt)).toBeUndefined();
+  });
+
+  it('shared: one daemon, one group, one keeper for images mounted through the API; kill -9 and a restart that takes the group over', async () => {
+    const a = await build('shared-a', { compressor: 'zstd' });
+    const b = await build('shared-b', { compressor: 'lz4_block' });
+    const { d, mnt } = await erofsDaemon('shared', undefined, a.blobDir);
+    const mountAll = async (api: RunningNydusd['api']) => {
+      for (const [name, img] of [['a', a], ['b', b]] as const) {
+        await api.mount(`/${name}`, { source: img.bootstrap, config: JSON.stringify(lazyConfig(`shared-${name}`, img.blobDir)) });
+      }
+    };
+    await mountAll(d.api);
+    expect([fsTypeAt(join(mnt, 'a')), fsTypeAt(join(mnt, 'b'))]).toEqual(['erofs', 'erofs']);
+    expect((await readFile(join(mnt, 'a', 'one-chunk.bin'))).equals(ONE)).toBe(true);
+    expect((await readFile(join(mnt, 'b', 'other.txt'), 'utf8'))).toBe('an unrelated small file\n');
+    // A file opened before the daemon dies, read after: the mount and the open file live on.
+    const open = await (await import('node:fs/promises')).open(join(mnt, 'b', 'three-chunks.bin'));
+    await d.kill9();
+    const outcome = await Promise.race([
+      readFile(join(mnt, 'a', 'three-chunks.bin')).then((x) => (x.equals(THREE) ? 'right bytes' : 'WRONG BYTES'), (e: NodeJS.ErrnoException) => e.code),
+      new Promise((r) => setTimeout(() => r('hung'), 20_000).unref()),
+    ]);
+    expect(outcome).toBe('EIO');
+
+    // The successor takes the dead daemon's group from its keeper: the same mounts, served again
+    // as the images are mounted through the API once more (as the snapshotter does on restart).
+    const again = await erofsDaemon('shared', undefined, a.blobDir);
+    await mountAll(again.d.api);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(` ${join(mnt, 'a')} `))).toHaveLength(1);
+    expect((await readFile(join(mnt, 'a', 'three-chunks.bin'))).equals(THREE)).toBe(true);
+    const got = Buffer.alloc(THREE.length);
+    const { bytesRead } = await open.read(got, 0, THREE.length, 0);
+    expect(bytesRead).toBe(THREE.length);
+    expect(got.equals(THREE)).toBe(true);
+    await open.close();
+    await again.d.api.umount('/b');
+    expect(fsTypeAt(join(mnt, 'b'))).toBeUndefined();
+    await again.d.stop();
+    expect(fsTypeAt(join(mnt, 'a'))).toBeUndefined();
   });
 });

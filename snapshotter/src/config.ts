@@ -236,20 +236,18 @@ export function fsDriver(v: string): FsDriver | 'auto' {
 }
 
 /**
- * fs_driver auto: erofs where it can serve (dedicated daemons, a kernel with EROFS and fanotify
- * pre-content events, as `whyNotErofs` probes them), else fusedev; with the reason, for the log.
+ * fs_driver auto: erofs where the kernel can serve it (EROFS and fanotify pre-content events, as
+ * `whyNotErofs` probes them), else fusedev; with the reason, for the log.
  */
 export function chooseDriver(c: SnapshotterConfig, whyNotErofs: () => string | undefined): { driver: FsDriver; reason: string } {
   if (c.daemon.fsDriver !== 'auto') return { driver: c.daemon.fsDriver, reason: 'configured' };
-  if (c.daemonMode === 'shared') return { driver: 'fusedev', reason: 'daemon_mode shared: the erofs driver serves one image per nydusd' };
   const why = whyNotErofs();
   return why === undefined ? { driver: 'erofs', reason: 'the kernel has EROFS and fanotify pre-content events' } : { driver: 'fusedev', reason: why };
 }
 
-/** Rules between settings: the erofs driver serves one image per daemon and has no FUSE connection to hand over. */
+/** Rules between settings: the erofs driver has no FUSE connection to hand over (a restarted daemon takes the dead one's fanotify group instead). */
 export function checkDriver(c: SnapshotterConfig): void {
   if (c.daemon.fsDriver !== 'erofs') return; // auto is checked once chosen
-  if (c.daemonMode === 'shared') throw new SnapshotterConfigError('fs_driver erofs serves one image per nydusd: use daemon_mode dedicated');
   // A dead daemon's mount is guarded by its keeper until the restarted daemon takes the files over.
   if (c.daemon.recoverPolicy === 'failover') c.daemon.recoverPolicy = 'restart';
 }

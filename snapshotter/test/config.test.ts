@@ -80,24 +80,25 @@ describe('config.toml', () => {
     expect(warnings.filter((w) => w.includes('unknown key'))).toEqual(['config.toml: unknown key daemon.extra ignored']);
   });
 
-  it('fs_driver erofs: one image per daemon; failover (a FUSE hand-over) becomes restart', () => {
+  it('fs_driver erofs: dedicated or shared; failover (a FUSE hand-over) becomes restart', () => {
     const erofs = parseSnapshotterConfig('[daemon]\nfs_driver = "erofs"').config;
     expect(erofs.daemon.fsDriver).toBe('erofs');
     checkDriver(erofs);
     expect(erofs.daemon.recoverPolicy).toBe('restart');
     const shared = parseSnapshotterConfig('daemon_mode = "shared"\n[daemon]\nfs_driver = "erofs"').config;
-    expect(() => checkDriver(shared)).toThrow(/daemon_mode dedicated/);
+    checkDriver(shared);
+    expect(shared.daemon.recoverPolicy).toBe('restart');
     const fuse = parseSnapshotterConfig('').config;
     checkDriver(fuse);
     expect(fuse.daemon).toMatchObject({ fsDriver: 'fusedev', recoverPolicy: 'failover' });
   });
 
-  it('fs_driver auto: erofs for dedicated daemons on a kernel that has it (probed), else fusedev, with the reason', () => {
+  it('fs_driver auto: erofs on a kernel that has it (probed), else fusedev, with the reason', () => {
     const dedicated = parseSnapshotterConfig('[daemon]\nfs_driver = "auto"').config;
     expect(chooseDriver(dedicated, () => undefined)).toEqual({ driver: 'erofs', reason: expect.stringMatching(/pre-content events/) });
     expect(chooseDriver(dedicated, () => 'fanotify_init(FAN_CLASS_PRE_CONTENT): EINVAL')).toEqual({ driver: 'fusedev', reason: 'fanotify_init(FAN_CLASS_PRE_CONTENT): EINVAL' });
     const shared = parseSnapshotterConfig('daemon_mode = "shared"\n[daemon]\nfs_driver = "auto"').config;
-    expect(chooseDriver(shared, () => undefined)).toMatchObject({ driver: 'fusedev', reason: expect.stringMatching(/shared/) });
+    expect(chooseDriver(shared, () => undefined)).toMatchObject({ driver: 'erofs' });
     const explicit = parseSnapshotterConfig('[daemon]\nfs_driver = "fusedev"').config;
     expect(chooseDriver(explicit, () => undefined)).toEqual({ driver: 'fusedev', reason: 'configured' });
     // This machine's kernel (6.18, the cache dir on its disk) has both: the probe says so.

@@ -1,7 +1,7 @@
 /**
- * The snapshotter with `fs_driver = "erofs"`: each image's nydusd serves it through the kernel's
- * EROFS (file-backed, its cache files filled through fanotify) instead of FUSE, and containers
- * run on it: with ctr and with nerdctl (v2.0.3, built by scripts/build-peers.sh), under Debian's
+ * The snapshotter with `fs_driver = "erofs"`: nydusd serves each image through the kernel's
+ * EROFS (file-backed, its cache files filled through fanotify) instead of FUSE, one daemon per
+ * image or one shared daemon for all, and containers run on it: with ctr and with nerdctl (v2.0.3, built by scripts/build-peers.sh), under Debian's
  * containerd 1.6, from a real registry, lazily.
  */
 import { existsSync } from 'node:fs';
@@ -52,4 +52,24 @@ describe('fs_driver erofs', () => {
     expect(out.trim().split('\n').at(-1)!.trim()).toMatch(/^[0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2} [0-9a-f]{2}$/);
     for (const d of await node!.snap.daemons()) expect(fsTypeAt(Object.values(d.instances)[0]!.mountpoint)).toBe('erofs');
   });
+
+  it('daemon_mode shared: one standing nydusd mounts each image with EROFS below its mountpoint', async () => {
+    const shared = await startNydusNode({ prefix: 'snap-erofs-shared-', repo: 'erofs-shared', snapshotter: { daemonMode: 'shared', configToml: '[daemon]\nfs_driver = "erofs"\n' } });
+    try {
+      const image = shared.ref('erofs-shared/sample:nydus');
+      const pulled = await shared.ctd.ctrRemote(['image', 'rpull', '--plain-http', '--snapshotter', 'nydus', image], { timeoutMs: 90_000 });
+      expect(pulled.code, `${pulled.stdout}${pulled.stderr}`).toBe(0);
+      const out = await shared.ctr(['run', '--rm', '--snapshotter', 'nydus', image, 'erofs-shared1', '/bin/sh', '-c', 'cat /etc/motd; /opt/app/run.sh']);
+      expect(out).toContain('Welcome to a Nydus sample image (updated)');
+      expect(out).toContain('hello from nydus');
+      const daemons = await shared.snap.daemons();
+      expect(daemons).toHaveLength(1);
+      const instances = Object.values(daemons[0]!.instances);
+      expect(instances).toHaveLength(1);
+      expect(fsTypeAt(instances[0]!.mountpoint)).toBe('erofs');
+      expect(fsTypeAt(daemons[0]!.mountpoint)).toBeUndefined(); // no FUSE at the daemon's root
+    } finally {
+      await shared.stop();
+    }
+  }, 180_000);
 });

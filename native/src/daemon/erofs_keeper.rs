@@ -1,6 +1,6 @@
-//! The keeper of an EROFS mount whose cache files nydusd fills through
+//! The keeper of the EROFS mounts whose cache files a nydusd fills through
 //! fanotify: a small process of its own that holds a copy of the daemon's
-//! notification group. While the group lives, the kernel keeps the marks and
+//! notification group (one group for all the daemon's mounts). While the group lives, the kernel keeps the marks and
 //! every reader of a missing range waits for an answer; if the group died
 //! with the daemon, the marks would go with it and readers would read the
 //! cache files' holes, never-fetched zeros, as data.
@@ -8,19 +8,21 @@
 //! While the daemon lives the keeper only watches it. When it dies the
 //! keeper fails, with EIO, every read the daemon had taken but not answered
 //! and every read after it: readers get an error, not a hang and not a wrong
-//! byte. A successor daemon (or the daemon stopping cleanly) sends `quit` on
-//! the keeper's socket; the keeper then answers what it holds, lets the
-//! group go and exits, and the successor's own group gates the files. With
-//! its daemon dead, it also exits once nothing is mounted at the mountpoint
-//! any more (a reaper unmounted it): there is nothing left to guard.
+//! byte. A successor daemon sends `handover`: the keeper hands it the group
+//! itself (marks and all: no moment passes with the files unguarded) and
+//! exits; the successor serves the mounts it finds. The daemon stopping
+//! cleanly sends `quit`: the keeper lets the group go and exits. With its
+//! daemon dead, it also exits once no EROFS is mounted at or below the
+//! daemon's mountpoint any more (a reaper unmounted them): nothing is left to guard.
 
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixListener;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
 use crate::fanotify::Group;
+use crate::fdpass;
 use crate::poll::{poll_for, poll_in};
 use crate::pidfd;
 
@@ -28,20 +30,37 @@ use crate::pidfd;
 /// for under: answering a number with no event is a harmless ENOENT.
 const MAX_STALE_FD: i32 = 1 << 16;
 
-/// Whether an EROFS filesystem is mounted at `mountpoint` in this mount namespace.
-fn erofs_mounted(mountpoint: &Path) -> bool {
+/// Whether an EROFS filesystem is mounted at or below `root` in this mount namespace.
+fn erofs_mounted(root: &Path) -> bool {
     let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else { return true };
-    let want = mountpoint.to_string_lossy();
+    let root = root.to_string_lossy();
+    let below = format!("{}/", root.trim_end_matches('/'));
     table.lines().any(|l| {
         let f: Vec<&str> = l.split(' ').collect();
         let fstype = f.iter().position(|x| *x == "-").and_then(|i| f.get(i + 1));
-        f.get(4) == Some(&want.as_ref()) && fstype == Some(&"erofs")
+        let at = f.get(4).copied().unwrap_or("");
+        (at == root || at.starts_with(&below)) && fstype == Some(&"erofs")
     })
 }
 
-/// Runs until `quit` arrives on `socket`, or, once its daemon is dead, until
-/// nothing is mounted at `mountpoint`; `group` is the daemon's group.
-pub fn keep(group: Group, daemon_pid: i32, socket: &Path, mountpoint: &Path, ready: impl FnOnce()) -> io::Result<()> {
+/// Asks the keeper on `socket` for its group, which it hands over only once
+/// its daemon is dead. None when no keeper listens there.
+pub fn take_over(socket: &Path) -> io::Result<Option<Group>> {
+    let mut conn = match UnixStream::connect(socket) {
+        Ok(c) => c,
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    conn.write_all(b"handover\n")?;
+    match fdpass::recv(&conn, 64)? {
+        (msg, Some(fd)) if msg == b"group" => Ok(Some(Group::from_fd(fd))),
+        (msg, _) => Err(io::Error::other(format!("the keeper on {} refused: {}", socket.display(), String::from_utf8_lossy(&msg).trim()))),
+    }
+}
+
+/// Runs until `quit` or `handover` arrives on `socket`, or, once its daemon
+/// is dead, until no EROFS is mounted at or below `root`; `group` is the daemon's group.
+pub fn keep(group: Group, daemon_pid: i32, socket: &Path, root: &Path, ready: impl FnOnce()) -> io::Result<()> {
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket)?;
     let daemon = pidfd::open(daemon_pid)?;
@@ -55,7 +74,7 @@ pub fn keep(group: Group, daemon_pid: i32, socket: &Path, mountpoint: &Path, rea
         let ready = poll_for(&[(listener.as_raw_fd(), libc::POLLIN), (watch, libc::POLLIN), (mounts.as_raw_fd(), libc::POLLPRI)], -1)?;
         if ready[2] {
             mounts = File::open("/proc/self/mountinfo")?;
-            if dead && !erofs_mounted(mountpoint) {
+            if dead && !erofs_mounted(root) {
                 deny_queued(&group, &mut buf);
                 let _ = std::fs::remove_file(socket);
                 return Ok(());
@@ -65,6 +84,17 @@ pub fn keep(group: Group, daemon_pid: i32, socket: &Path, mountpoint: &Path, rea
             let (mut conn, _) = listener.accept()?;
             let mut line = [0u8; 16];
             let n = conn.read(&mut line).unwrap_or(0);
+            if line[..n].starts_with(b"handover") {
+                // A live daemon still reads the group: two readers would race for its events.
+                if !dead && !pidfd_dead(&daemon) {
+                    let _ = conn.write_all(b"busy: the daemon is alive\n");
+                    continue;
+                }
+                // The socket goes first: the successor's own keeper binds the same path.
+                let _ = std::fs::remove_file(socket);
+                fdpass::send(&conn, b"group", group.raw_fd())?;
+                return Ok(());
+            }
             if line[..n].starts_with(b"quit") {
                 if dead {
                     deny_queued(&group, &mut buf);
@@ -79,7 +109,7 @@ pub fn keep(group: Group, daemon_pid: i32, socket: &Path, mountpoint: &Path, rea
             for fd in 0..MAX_STALE_FD {
                 group.deny_fd(fd, libc::EIO);
             }
-            if !erofs_mounted(mountpoint) {
+            if !erofs_mounted(root) {
                 let _ = std::fs::remove_file(socket);
                 return Ok(());
             }
@@ -87,6 +117,11 @@ pub fn keep(group: Group, daemon_pid: i32, socket: &Path, mountpoint: &Path, rea
             deny_queued(&group, &mut buf);
         }
     }
+}
+
+/// Whether the process behind `pidfd` has exited (its pidfd reads as ready).
+fn pidfd_dead(pidfd: &OwnedFd) -> bool {
+    poll_in(&[pidfd.as_raw_fd()], 0).is_ok_and(|r| r[0])
 }
 
 fn deny_queued(group: &Group, buf: &mut [u8]) {

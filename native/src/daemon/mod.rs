@@ -20,12 +20,11 @@ pub mod stats;
 mod syncer;
 pub mod vfs;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::fuse::session::{Connection, Session, SessionOptions};
-use erofs::ErofsMount;
+use erofs::Erofs;
 use fscache::Fscache;
 use recent_errors::RecentErrors;
 use fetch::Fetcher;
@@ -36,8 +35,8 @@ use vfs::Vfs;
 pub struct Daemon {
     pub vfs: Arc<Vfs>,
     session: Mutex<Option<Session>>,
-    /// Instances served by the kernel's EROFS, by instance path.
-    erofs: Mutex<HashMap<String, ErofsMount>>,
+    /// The group filling the EROFS mounts of instances served by the kernel, once started.
+    erofs: Mutex<Option<Erofs>>,
     /// The cachefiles device, once bound (EROFS over fscache).
     fscache: Mutex<Option<Fscache>>,
     /// Errors that belong to no one image (the cachefiles device).
@@ -57,23 +56,28 @@ impl Daemon {
         if let Some(f) = self.fscache.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             f.unregister(path);
         }
-        let erofs = self.erofs.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
-        let unmounted = erofs.map_or(Ok(()), ErofsMount::unmount);
+        let unmounted = self.erofs.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(Ok(()), |e| e.unmount(path));
         self.vfs.umount(path)?;
         unmounted
+    }
+
+    /// Starts filling EROFS mounts through `group` (taken over from a dead
+    /// predecessor's keeper) or, without one, a new group.
+    pub fn start_erofs(&self, group: Option<crate::fanotify::Group>) -> Result<(), String> {
+        let mut erofs = self.erofs.lock().unwrap_or_else(|e| e.into_inner());
+        if erofs.is_some() {
+            return Err("EROFS filling is already started".into());
+        }
+        *erofs = Some(Erofs::start(group, self.errors.clone())?);
+        Ok(())
     }
 
     /// Serves instance `path` at `mountpoint` with the kernel's EROFS
     /// (file-backed, filled through fanotify) instead of through FUSE.
     pub fn mount_erofs(&self, path: &str, bootstrap: &Path, mountpoint: &Path) -> Result<(), String> {
         let instance = self.vfs.instance(path).ok_or_else(|| format!("nothing mounted at {path:?}"))?;
-        let mut erofs = self.erofs.lock().unwrap_or_else(|e| e.into_inner());
-        if erofs.contains_key(path) {
-            return Err(format!("{path:?} is already served by EROFS"));
-        }
-        let m = ErofsMount::mount(instance, bootstrap, mountpoint).map_err(|e| format!("mounting EROFS at {}: {e}", mountpoint.display()))?;
-        erofs.insert(path.to_string(), m);
-        Ok(())
+        let erofs = self.erofs.lock().unwrap_or_else(|e| e.into_inner());
+        erofs.as_ref().ok_or("EROFS filling is not started")?.mount(path, instance, bootstrap, mountpoint)
     }
 
     /// Binds the cachefiles device on demand to the cache in `dir`: from now
@@ -98,18 +102,17 @@ impl Daemon {
         Ok(())
     }
 
-    /// A descriptor of the notification group that fills instance `path`'s EROFS mount.
-    pub fn erofs_group_fd(&self, path: &str) -> Result<std::os::fd::OwnedFd, String> {
+    /// A descriptor of the notification group that fills the EROFS mounts.
+    pub fn erofs_group_fd(&self) -> Result<std::os::fd::OwnedFd, String> {
         let erofs = self.erofs.lock().unwrap_or_else(|e| e.into_inner());
-        let m = erofs.get(path).ok_or_else(|| format!("{path:?} is not served by EROFS"))?;
-        m.group_fd().map_err(|e| format!("dup of the fanotify group: {e}"))
+        erofs.as_ref().ok_or("EROFS filling is not started")?.group_fd().map_err(|e| format!("dup of the fanotify group: {e}"))
     }
 
     /// Detaches every EROFS mount and stops filling them; unbinds cachefiles.
     pub fn unmount_erofs(&self) -> Result<(), String> {
         self.fscache.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let all: Vec<ErofsMount> = self.erofs.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, m)| m).collect();
-        all.into_iter().map(ErofsMount::unmount).fold(Ok(()), |acc, r| acc.and(r))
+        let erofs = self.erofs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        erofs.map_or(Ok(()), Erofs::close)
     }
 
     /// Serves the FUSE filesystem at `mountpoint` over `conn` with `threads` workers.
