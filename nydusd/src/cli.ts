@@ -11,6 +11,14 @@ import { DaemonController } from './controller.js';
 import { Nydusd } from './daemon.js';
 import { keeperMain } from './erofs-keeper.js';
 
+/** Logging and identity, the same for every kind of daemon. */
+const DAEMON_OPTIONS: CommandSpec['options'] = {
+    'log-level': { type: 'string', short: 'l', value: 'level', default: 'info', help: 'trace, debug, info, warn, error' },
+    'log-file': { type: 'string', short: 'L', value: 'file', help: 'write logs to this file instead of stderr' },
+    'log-rotation-size': { type: 'string', value: 'MiB', default: '0', help: 'with --log-file: start a new file (the old one kept as FILE.1) past this many MiB; 0 never' },
+    id: { type: 'string', value: 'id', help: 'daemon id (reported by the API)' },
+};
+
 export const FUSE_COMMAND: CommandSpec = {
   name: 'fuse',
   summary: 'serve a RAFS (Nydus) image lazily over FUSE',
@@ -24,10 +32,7 @@ export const FUSE_COMMAND: CommandSpec = {
     'prefetch-files': { type: 'string', value: 'file', help: 'newline-separated paths to prefetch, overriding the image prefetch table' },
     'thread-num': { type: 'string', value: 'n', default: '4', help: 'FUSE worker threads' },
     'fs-driver': { type: 'string', value: 'driver', default: 'fusedev', help: "fusedev (FUSE), or erofs: the kernel's EROFS mounts each image file-backed (the bootstrap at the mountpoint, API mounts below it) and nydusd fills the blobs' cache files through fanotify pre-content events (Linux 6.14+)" },
-    'log-level': { type: 'string', short: 'l', value: 'level', default: 'info', help: 'trace, debug, info, warn, error' },
-    'log-file': { type: 'string', short: 'L', value: 'file', help: 'write logs to this file instead of stderr' },
-    'log-rotation-size': { type: 'string', value: 'MiB', default: '0', help: 'with --log-file: start a new file (the old one kept as FILE.1) past this many MiB; 0 never' },
-    id: { type: 'string', value: 'id', help: 'daemon id (reported by the API)' },
+    ...DAEMON_OPTIONS,
     supervisor: { type: 'string', value: 'sock', help: 'supervisor socket (reported by the API; state for failover goes to --takeover-state)' },
     'fuse-fd': { type: 'string', value: 'n', help: 'serve on this inherited, opened /dev/fuse (a supervisor holding a copy keeps the mount alive if nydusd dies)' },
     'takeover-state': { type: 'string', value: 'file', help: 'keep what a successor needs to take over (mounts, configs, node-id slots) in this file' },
@@ -48,10 +53,7 @@ export const SINGLETON_COMMAND: CommandSpec = {
     'fscache-tag': { type: 'string', value: 'tag', help: "the cache's tag (default: the kernel's, CacheFiles)" },
     'fscache-threads': { type: 'string', value: 'n', default: '4', help: 'accepted for compatibility: each missing range is fetched on a thread of its own' },
     apisock: { type: 'string', short: 'A', value: 'path', help: 'HTTP API on this unix socket: PUT /api/v2/blobs registers an image (type "bootstrap", config_v2 with metadata_path), then `mount -t erofs -o fsid=<id>[,domain_id=<domain>] none DIR` mounts it' },
-    'log-level': { type: 'string', short: 'l', value: 'level', default: 'info', help: 'trace, debug, info, warn, error' },
-    'log-file': { type: 'string', short: 'L', value: 'file', help: 'write logs to this file instead of stderr' },
-    'log-rotation-size': { type: 'string', value: 'MiB', default: '0', help: 'with --log-file: start a new file (the old one kept as FILE.1) past this many MiB; 0 never' },
-    id: { type: 'string', value: 'id', help: 'daemon id (reported by the API)' },
+    ...DAEMON_OPTIONS,
     supervisor: { type: 'string', value: 'sock', help: 'accepted for compatibility (reported by the API)' },
     config: { type: 'string', short: 'C', value: 'file', help: 'accepted for compatibility: each image brings its config with its registration' },
     'rlimit-nofile': { type: 'string', value: 'n', help: 'accepted for compatibility' },

@@ -131,6 +131,26 @@ export function configLayout(json: unknown, unknownKeys: string[] = []): ConfigL
   return { version: 1, v1: checkV1(json, unknownKeys), paths: V1_PATHS };
 }
 
+/**
+ * The older config shape of Nydus's BlobCacheEntry (what nydus-snapshotter's fscache driver sends:
+ * backend_type, backend_config, cache_type, cache_config, prefetch_config, metadata_path) as a v1
+ * nydusd config, and the bootstrap it names.
+ */
+export function blobEntryConfig(c: Record<string, unknown>): { json: Record<string, unknown>; bootstrap: unknown } {
+  const prefetch = obj(c.prefetch_config);
+  return {
+    json: {
+      device: {
+        backend: { type: c.backend_type, config: c.backend_config ?? {} },
+        cache: { type: c.cache_type ?? 'fscache', config: c.cache_config ?? {} },
+      },
+      mode: 'direct',
+      ...(c.prefetch_config === undefined ? {} : { fs_prefetch: prefetch }),
+    },
+    bootstrap: c.metadata_path,
+  };
+}
+
 export function parseConfig(json: unknown, opts: ParseOptions = {}): LoadedConfig {
   const unknownKeys: string[] = [];
   const { version, v1, paths } = configLayout(json, unknownKeys);

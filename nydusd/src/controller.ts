@@ -7,7 +7,7 @@ import type { InstanceStats } from '@nydus-ts/native/daemon';
 import { setLogLevel } from '@nydus-ts/common/log';
 import { ApiError } from './api/errors.js';
 import type { ApiController } from './api/server.js';
-import { parseConfig, parseConfigString } from './config.js';
+import { blobEntryConfig, parseConfig, parseConfigString } from './config.js';
 import { MountError, type Nydusd } from './daemon.js';
 import type { BlobCacheEntry } from './api/types.js';
 import type { MountState } from './mount-state.js';
@@ -109,9 +109,9 @@ export class DaemonController implements ApiController {
     // A data blob is served through the bootstrap that lists it (the kernel opens it by its id in
     // that image's volume); registering one alone would give the kernel nothing to read it with.
     if (entry.type === 'datablob') throw new ApiError(501, 'Unsupported', 'data blobs are registered with the bootstrap that lists them (type "bootstrap")');
-    const bootstrap = entry.config_v2.metadata_path;
-    if (typeof bootstrap !== 'string' || bootstrap === '') throw new ApiError(400, 'InvalidRequest', 'a bootstrap entry needs config_v2.metadata_path: the bootstrap file');
-    const { config } = parseConfig(entry.config_v2, { fscache: true });
+    const { json, bootstrap } = 'config_v2' in entry ? { json: entry.config_v2, bootstrap: entry.config_v2.metadata_path } : blobEntryConfig(entry.config);
+    if (typeof bootstrap !== 'string' || bootstrap === '') throw new ApiError(400, 'InvalidRequest', 'a bootstrap entry needs metadata_path in its config: the bootstrap file');
+    const { config } = parseConfig(json, { fscache: true });
     try {
       await this.daemon.registerFscache({ id: entry.id, domainId: entry.domain_id, bootstrap, config });
     } catch (e) {

@@ -246,6 +246,10 @@ describe('ApiServer routes (stand-in controller)', () => {
     expect(ctl.calls.at(-1)).toEqual(['createBlob', BLOB_ENTRY]);
     expect((await client.request('PUT', '/api/v2/blobs', { ...BLOB_ENTRY, domain_id: undefined })).status).toBe(204);
     expect(ctl.calls.at(-1)).toEqual(['createBlob', { ...BLOB_ENTRY, domain_id: '' }]);
+    // The older config shape, as nydus-snapshotter's fscache driver sends it.
+    const older = { type: 'bootstrap', id: 'img2', domain_id: 'img2', config: { backend_type: 'localfs', backend_config: { dir: '/b' }, cache_type: 'fscache', metadata_path: '/boot' } };
+    expect((await client.request('PUT', '/api/v2/blobs', older)).status).toBe(204);
+    expect(ctl.calls.at(-1)).toEqual(['createBlob', older]);
     for (const bad of [{ ...BLOB_ENTRY, type: 'meta' }, { ...BLOB_ENTRY, id: 'a/b' }, { ...BLOB_ENTRY, id: '' }, { ...BLOB_ENTRY, domain_id: 'x,y' }, { ...BLOB_ENTRY, config_v2: '{}' }, ['a']]) {
       const r = await client.request('PUT', '/api/v2/blobs', bad);
       expect(r, JSON.stringify(bad)).toMatchObject({ status: 400, body: { code: 'InvalidRequest' } });

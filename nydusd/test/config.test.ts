@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { NydusdConfigFile } from '../src/config-file.js';
-import { ConfigError, loadConfigFile, localfsConfig, parseConfig, parseConfigString } from '../src/config.js';
+import { blobEntryConfig, ConfigError, loadConfigFile, localfsConfig, parseConfig, parseConfigString } from '../src/config.js';
 
 const FIXTURE = join(import.meta.dirname, '..', '..', '..', 'shared', 'fixtures', 'nydusd-config.json');
 const fixture = (): any => JSON.parse(readFileSync(FIXTURE, 'utf8'));
@@ -284,6 +284,25 @@ describe('v2 JSON ("version": 2)', () => {
     fails((x) => delete x.backend, /^config\.backend is required/);
     fails((x) => delete x.backend.type, /^config\.backend\.type is required/);
     fails((x) => (x.version = 3), /^config\.version: 3 is not a config version/);
+  });
+});
+
+describe('image configs registered for EROFS over fscache (PUT /api/v2/blobs)', () => {
+  it('take cache type fscache, and the older entry shape nydus-snapshotter sends maps onto the same config', () => {
+    const older = blobEntryConfig({
+      id: 'x', backend_type: 'registry', backend_config: { host: 'r:5000', repo: 'app', scheme: 'http' }, cache_type: 'fscache',
+      cache_config: { work_dir: '/w' }, prefetch_config: { enable: true, threads_count: 2, merging_size: 65536, prefetch_all: false }, metadata_path: '/b/image.boot',
+    });
+    expect(older.bootstrap).toBe('/b/image.boot');
+    const { config, warnings } = parseConfig(older.json, { fscache: true });
+    expect(warnings).toEqual([]);
+    expect(config).toMatchObject({
+      backend: { type: 'registry', config: { host: 'r:5000', repo: 'app', scheme: 'http' } }, cache: { type: 'fscache', workDir: '/w' },
+      fsPrefetch: { enable: true, threadsCount: 2, mergingSize: 65536, prefetchAll: false },
+    });
+    expect(() => parseConfig(older.json)).toThrow(/"fscache" is for images registered/);
+    const v2 = parseConfig({ version: 2, backend: { type: 'localfs', localfs: { dir: '/d' } }, cache: { type: 'fscache', fscache: { work_dir: '/w2' } }, metadata_path: '/b2' }, { fscache: true });
+    expect(v2).toMatchObject({ warnings: [], config: { cache: { type: 'fscache', workDir: '/w2' } } });
   });
 });
 

@@ -61,8 +61,9 @@ beforeAll(async () => {
     repo: REPO,
     images: [
       { id: 'good', domainId: 'd1', bootstrap: good.bootstrap, blobDir: good.blobDir },
-      // Its own volume (no domain): its blob id is the good image's, and must not be shared with it.
-      { id: 'bad', domainId: '', bootstrap: good.bootstrap, blobDir: badBlobs },
+      // Its own volume (domain = its id, mounted with fsid alone), registered with the body
+      // nydus-snapshotter's fscache driver sends; its blob id is the good image's, not shared with it.
+      { id: 'bad', domainId: 'bad', shape: 'nydus-snapshotter', bootstrap: good.bootstrap, blobDir: badBlobs },
     ],
     smallFile: SMALL,
     tamperedFile: 'three-chunks.bin',
@@ -116,12 +117,12 @@ describe('nydusd singleton --fscache: EROFS over on-demand cachefiles (in a VM)'
     expect(guest.digestErrors).toBeGreaterThanOrEqual(1);
   });
 
-  it('lists and unregisters images through the v2 blob API', () => {
+  it('lists and unregisters images through the v2 blob API; takes the body nydus-snapshotter sends', () => {
     expect(guest.registered).toEqual([
       { type: 'bootstrap', id: 'good', domain_id: 'd1', metadata_path: good.bootstrap },
     ]);
     expect(guest.unregister).toBe(204);
-    expect(guest.registeredAfter).toEqual([{ type: 'bootstrap', id: 'bad', domain_id: '', metadata_path: good.bootstrap }]);
+    expect(guest.registeredAfter).toEqual([{ type: 'bootstrap', id: 'bad', domain_id: 'bad', metadata_path: good.bootstrap }]);
     expect(console_).not.toMatch(/Kernel panic|Oops|BUG:/);
   });
 });

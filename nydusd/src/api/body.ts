@@ -43,15 +43,16 @@ export function mountRequest(b: unknown): MountRequest {
   return { source: b.source, fs_type: (b.fs_type as string | undefined) ?? 'rafs', config: b.config, ...(prefetch ? { prefetch_files: prefetch as string[] } : {}) };
 }
 
-/** PUT /api/v2/blobs: Nydus's BlobCacheEntry (`config_v2` is the image's v2 config, as an object). */
+/** PUT /api/v2/blobs: Nydus's BlobCacheEntry, its image config as `config_v2` (a v2 config) or `config` (the older shape nydus-snapshotter sends). */
 export function blobCacheEntry(b: unknown): BlobCacheEntry {
-  if (!isObject(b)) throw invalid('expected a BlobCacheEntry object: {"type", "id", "domain_id", "config_v2"}');
+  if (!isObject(b)) throw invalid('expected a BlobCacheEntry object: {"type", "id", "domain_id", "config_v2" or "config"}');
   if (b.type !== 'bootstrap' && b.type !== 'datablob') throw invalid('"type" must be "bootstrap" or "datablob"');
   if (typeof b.id !== 'string' || b.id === '' || /[/:,\s]/.test(b.id)) throw invalid('"id" must be a non-empty name without "/", ":", "," or spaces');
   const domain = b.domain_id ?? '';
   if (typeof domain !== 'string' || /[/:,\s]/.test(domain)) throw invalid('"domain_id" must be a name without "/", ":", "," or spaces');
-  if (!isObject(b.config_v2)) throw invalid('"config_v2" must be the image\'s v2 config object');
-  return { type: b.type, id: b.id, domain_id: domain, config_v2: b.config_v2 };
+  if (isObject(b.config_v2)) return { type: b.type, id: b.id, domain_id: domain, config_v2: b.config_v2 };
+  if (isObject(b.config)) return { type: b.type, id: b.id, domain_id: domain, config: b.config };
+  throw invalid('"config_v2" (a v2 config) or "config" (backend_type, backend_config, cache_config, metadata_path) must be the image\'s config object');
 }
 
 export function logLevel(b: unknown): string {

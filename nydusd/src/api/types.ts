@@ -21,13 +21,12 @@ export interface MountRequest {
   prefetch_files?: string[];
 }
 
-/** PUT /api/v2/blobs body (Nydus's BlobCacheEntry); a bootstrap's config_v2 names it in `metadata_path`. */
-export interface BlobCacheEntry {
-  type: 'bootstrap' | 'datablob';
-  id: string;
-  domain_id: string;
-  config_v2: Record<string, unknown>;
-}
+/**
+ * PUT /api/v2/blobs body (Nydus's BlobCacheEntry); the image's config names its bootstrap in
+ * `metadata_path`: a v2 config (`config_v2`), or the older shape (`config`: backend_type,
+ * backend_config, cache_type, cache_config, prefetch_config), which nydus-snapshotter's fscache driver sends.
+ */
+export type BlobCacheEntry = { type: 'bootstrap' | 'datablob'; id: string; domain_id: string } & ({ config_v2: Record<string, unknown> } | { config: Record<string, unknown> });
 
 /**
  * The daemon behind the routes. Throw an ApiError to answer a specific

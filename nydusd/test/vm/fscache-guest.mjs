@@ -47,24 +47,31 @@ function apiReady(daemon) {
   });
 }
 
-async function register(image) {
-  const r = await call('PUT', '/api/v2/blobs', {
-    type: 'bootstrap',
-    id: image.id,
-    domain_id: image.domainId,
+/** The image's config: a v2 config, or the older shape nydus-snapshotter's fscache driver sends. */
+function entryConfig(image) {
+  const workDir = `/run/cache/work-${image.id}`;
+  if (image.shape === 'nydus-snapshotter') {
+    return { config: { id: image.id, backend_type: 'localfs', backend_config: { dir: image.blobDir }, cache_type: 'fscache', cache_config: { work_dir: workDir }, prefetch_config: { enable: false }, metadata_path: image.bootstrap } };
+  }
+  return {
     config_v2: {
       version: 2,
       backend: { type: 'localfs', localfs: { dir: image.blobDir } },
-      cache: { type: 'fscache', fscache: { work_dir: `/run/cache/work-${image.id}` } },
+      cache: { type: 'fscache', fscache: { work_dir: workDir } },
       // No widening, no read-ahead: a read fetches what it needs, so laziness can be measured.
       rafs: { mode: 'direct', enable_xattr: true, batch_size: 0, file_readahead: 0, prefetch: { enable: false } },
       metadata_path: image.bootstrap,
     },
-  });
+  };
+}
+
+async function register(image) {
+  const r = await call('PUT', '/api/v2/blobs', { type: 'bootstrap', id: image.id, domain_id: image.domainId, ...entryConfig(image) });
   if (r.status !== 204) throw new Error(`registering ${image.id}: ${r.status} ${JSON.stringify(r.body)}`);
   const mnt = `/run/mnt-${image.id}`;
   mkdirSync(mnt);
-  const opts = `fsid=${image.id}${image.domainId ? `,domain_id=${image.domainId}` : ''}`;
+  // As nydus-snapshotter mounts: a domain other than the image's own is named, its own is not.
+  const opts = image.domainId && image.domainId !== image.id ? `domain_id=${image.domainId},fsid=${image.id}` : `fsid=${image.id}`;
   execFileSync('mount', ['-t', 'erofs', '-o', opts, 'none', mnt]);
   return mnt;
 }
