@@ -24,6 +24,7 @@ OPTIONS=(
   NET_9P NET_9P_VIRTIO NETWORK_FILESYSTEMS 9P_FS 9P_FS_POSIX_ACL        # the host's / over 9p
   BLOCK MISC_FILESYSTEMS EROFS_FS EROFS_FS_XATTR EROFS_FS_ONDEMAND      # what the test is about
   BLK_DEV VIRTIO_BLK EXT4_FS       # the cache dir: cachefiles wants xattrs, O_TMPFILE, sync_fs and DIO
+  OVERLAY_FS                       # the snapshotter's snapshots
   NETFS_SUPPORT FSCACHE CACHEFILES CACHEFILES_ONDEMAND
 )
 config_hash=$(printf '%s\n' "${OPTIONS[@]}" | sha256sum | cut -c1-12)

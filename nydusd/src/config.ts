@@ -151,6 +151,27 @@ export function blobEntryConfig(c: Record<string, unknown>): { json: Record<stri
   };
 }
 
+/**
+ * The config part of a BlobCacheEntry for an image whose nydusd config is `json`: v2 as `config_v2`,
+ * v1 in the older shape (the one nydus-snapshotter sends); either names `bootstrap` as metadata_path.
+ */
+export function blobEntryFor(json: Record<string, unknown>, bootstrap: string): { config_v2: Record<string, unknown> } | { config: Record<string, unknown> } {
+  if (json.version !== undefined) return { config_v2: { ...json, metadata_path: bootstrap } };
+  const device = obj(json.device);
+  const backend = obj(device.backend);
+  const cache = obj(device.cache);
+  return {
+    config: {
+      backend_type: backend.type,
+      backend_config: backend.config ?? {},
+      cache_type: cache.type ?? 'fscache',
+      cache_config: cache.config ?? {},
+      ...(json.fs_prefetch === undefined ? {} : { prefetch_config: json.fs_prefetch }),
+      metadata_path: bootstrap,
+    },
+  };
+}
+
 export function parseConfig(json: unknown, opts: ParseOptions = {}): LoadedConfig {
   const unknownKeys: string[] = [];
   const { version, v1, paths } = configLayout(json, unknownKeys);

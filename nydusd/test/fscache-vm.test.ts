@@ -70,8 +70,8 @@ beforeAll(async () => {
     files: FILES,
   }));
   const run = await runInVm({
-    init: join(REPO, 'nydusd/test/vm/guest-init.sh'),
-    env: { NYDUS_VM_PROGRAM: join(REPO, 'nydusd/test/vm/fscache-guest.mjs'), NYDUS_VM_PLAN: plan },
+    program: join(REPO, 'nydusd/test/vm/fscache-guest.mjs'),
+    plan,
     disks: [disk],
     timeoutMs: 8 * 60_000,
   });

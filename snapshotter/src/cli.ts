@@ -9,6 +9,7 @@ import { NydusdConfigFile } from '@nydus-ts/nydusd/config-file';
 import { logger, setLogLevel, setLogSink } from '@nydus-ts/common/log';
 import { erofsFanotifyUnsupported } from '@nydus-ts/native';
 import { checkDriver, chooseDriver, daemonMode, defaultConfig, DEFAULT_NYDUSD_CONFIG, fsDriver, loadSnapshotterConfig, type SnapshotterConfig } from './config.js';
+import { nydusdTemplate } from './daemon-config.js';
 import { Daemons } from './daemons.js';
 import { serveMetrics } from './metrics.js';
 import { serve } from './service.js';
@@ -104,7 +105,7 @@ export async function main(argv: string[]): Promise<number> {
   const config = await resolveConfig(v);
   setLogLevel(config.log.level);
   if (config.log.toStdout) setLogSink((line) => process.stdout.write(line));
-  const template = await loadTemplate(config.daemon.nydusdConfig);
+  const { template, domainId } = nydusdTemplate(await loadTemplate(config.daemon.nydusdConfig));
   const cacheDir = config.cacheManager.cacheDir || join(config.root, 'cache');
   // auto: probed where the cache files the kernel would read live (pre-content marks depend on the filesystem).
   await mkdir(cacheDir, { recursive: true });
@@ -122,6 +123,8 @@ export async function main(argv: string[]): Promise<number> {
     recoverPolicy: config.daemon.recoverPolicy,
     fsDriver: chosen.driver,
     failoverPolicy: config.daemon.failoverPolicy,
+    // nydus-snapshotter binds its cache directory itself; ours keeps the kernel's files apart from its blob files.
+    ...(chosen.driver === 'fscache' ? { fscache: { dir: join(cacheDir, 'fscache'), domainId } } : {}),
   });
   await daemons.recover();
   const sn = new Snapshotter(store, daemons, {
@@ -132,6 +135,7 @@ export async function main(argv: string[]): Promise<number> {
     cacheGc: !config.cacheManager.disable,
     cacheSizeLimit: config.cacheManager.cacheSizeLimit,
     overlayVolatile: config.snapshot.enableOverlayfsVolatile,
+    fscache: chosen.driver === 'fscache',
   });
   await sn.startSharedDaemon();
   const grpcServer = await serve(sn, config.address);

@@ -222,16 +222,15 @@ export function daemonMode(v: string): DaemonMode {
   throw new SnapshotterConfigError(`daemon_mode must be dedicated (or multiple), shared or none (got '${v}')`);
 }
 
-export type FsDriver = 'fusedev' | 'erofs';
+export type FsDriver = 'fusedev' | 'erofs' | 'fscache';
 
 /**
  * fusedev (nydus-snapshotter's default), or ours: erofs, the kernel's EROFS mounting each image
  * file-backed, filled by its nydusd through fanotify pre-content events (Linux 6.14+).
  */
 export function fsDriver(v: string): FsDriver | 'auto' {
-  if (v === 'fusedev' || v === 'erofs' || v === 'auto') return v;
-  if (v === 'fscache') throw new SnapshotterConfigError('fs_driver fscache needs EROFS over fscache (CONFIG_EROFS_FS_ONDEMAND), which this kernel lacks; use erofs (EROFS filled through fanotify) or fusedev');
-  if (['blockdev', 'proxy', 'nodev'].includes(v)) throw new SnapshotterConfigError(`fs_driver ${v} is not supported; use fusedev or erofs`);
+  if (v === 'fusedev' || v === 'erofs' || v === 'fscache' || v === 'auto') return v;
+  if (['blockdev', 'proxy', 'nodev'].includes(v)) throw new SnapshotterConfigError(`fs_driver ${v} is not supported; use fusedev, erofs or fscache`);
   throw new SnapshotterConfigError(`fs_driver must be fusedev, erofs, auto, fscache, blockdev, proxy or nodev (got '${v}')`);
 }
 
@@ -245,9 +244,14 @@ export function chooseDriver(c: SnapshotterConfig, whyNotErofs: () => string | u
   return why === undefined ? { driver: 'erofs', reason: 'the kernel has EROFS and fanotify pre-content events' } : { driver: 'fusedev', reason: why };
 }
 
-/** Rules between settings: the erofs driver has no FUSE connection to hand over (a restarted daemon takes the dead one's fanotify group instead). */
+/**
+ * Rules between settings: the kernel drivers have no FUSE connection to hand over (a restarted
+ * daemon takes the dead one's fanotify group, or binds the cache again); fscache serves every
+ * image from one daemon, so its daemon mode is shared (as nydus-snapshotter overrides it).
+ */
 export function checkDriver(c: SnapshotterConfig): void {
-  if (c.daemon.fsDriver !== 'erofs') return; // auto is checked once chosen
+  if (c.daemon.fsDriver === 'fscache') c.daemonMode = 'shared';
+  if (c.daemon.fsDriver !== 'erofs' && c.daemon.fsDriver !== 'fscache') return; // auto is checked once chosen
   // A dead daemon's mount is guarded by its keeper until the restarted daemon takes the files over.
   if (c.daemon.recoverPolicy === 'failover') c.daemon.recoverPolicy = 'restart';
 }

@@ -8,6 +8,7 @@ import { registryApiHost, parseReference, type ImageReference } from '@nydus-ts/
 import { lookupDockerCredentials } from '@nydus-ts/registry/docker-config';
 import { logger } from '@nydus-ts/common/log';
 import { NydusdConfigFile, type RegistryAccess } from '@nydus-ts/nydusd/config-file';
+import { blobEntryConfig, type ParseOptions } from '@nydus-ts/nydusd/config';
 import { failedPrecondition } from './errors.js';
 
 export interface ImageAccess {
@@ -78,6 +79,19 @@ export function detectScheme(host: string): Promise<'https' | 'http'> {
   });
 }
 
+/**
+ * The template as a nydusd config. With fs_driver fscache, nydus-snapshotter's template is a
+ * BlobCacheEntry (`{"type": "bootstrap", "domain_id"?, "config": {"backend_type", ...}}`): its config
+ * becomes a nydusd config and its `domain_id` the shared domain ("" for each image its own).
+ */
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function nydusdTemplate(json: unknown): { template: unknown; domainId: string } {
+  if (!isObject(json) || !isObject(json.config) || json.device !== undefined) return { template: json, domainId: '' };
+  const domainId = typeof json.domain_id === 'string' ? json.domain_id : '';
+  return { template: blobEntryConfig(json.config).json, domainId };
+}
+
 export function isLocalfsTemplate(template: unknown): boolean {
   return NydusdConfigFile.template(template).backendType === 'localfs';
 }
@@ -86,7 +100,7 @@ export function isLocalfsTemplate(template: unknown): boolean {
  * The template with this image's backend and cache filled in (`access` is needed for a registry
  * backend), checked by nydusd's own parser. Throws on a template it cannot complete.
  */
-export async function imageDaemonConfig(template: unknown, access: ImageAccess | undefined, cacheDir: string): Promise<Record<string, unknown>> {
+export async function imageDaemonConfig(template: unknown, access: ImageAccess | undefined, cacheDir: string, opts?: ParseOptions): Promise<Record<string, unknown>> {
   const file = NydusdConfigFile.template(template);
   let registry: RegistryAccess | undefined;
   if (file.backendType === 'registry' && access !== undefined) {
@@ -100,5 +114,5 @@ export async function imageDaemonConfig(template: unknown, access: ImageAccess |
     }
     registry = { host, repo: access.ref.repository, scheme, ...(access.auth !== undefined ? { auth: access.auth } : {}) };
   }
-  return file.forImage(registry, cacheDir).json;
+  return file.forImage(registry, cacheDir, opts).json;
 }

@@ -11,12 +11,14 @@
 // never answered). Running containers keep their rootfs.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { copyFdOf, MNT_DETACH, umount } from '@nydus-ts/native';
+import { copyFdOf, mount, MNT_DETACH, umount } from '@nydus-ts/native';
 import { ApiClient } from '@nydus-ts/nydusd/api/client';
+import { blobEntryFor } from '@nydus-ts/nydusd/config';
 import { logger } from '@nydus-ts/common/log';
 import type { FsDriver, RecoverPolicy } from './config.js';
 import type { DaemonRecord, InstanceRecord, MetaStore } from './store.js';
@@ -40,8 +42,22 @@ export interface DaemonsOptions {
   recoverPolicy: RecoverPolicy;
   /** nydusd --failover-policy, for recover_policy failover. */
   failoverPolicy?: 'resend' | 'none';
-  /** nydusd --fs-driver (default fusedev). */
+  /** nydusd --fs-driver (default fusedev); fscache runs `nydusd singleton --fscache`. */
   fsDriver?: FsDriver;
+  /** fscache: the directory bound through /dev/cachefiles, and the shared domain (nydus-snapshotter's template `domain_id`; "" for each image its own). */
+  fscache?: { dir: string; domainId: string };
+}
+
+/** The fsid of a snapshot's image under fscache (nydus-snapshotter's FscacheID: a digest of the snapshot id). */
+export const fscacheId = (snapshotId: string): string => createHash('sha256').update(`nydus-snapshot-${snapshotId}`).digest('hex');
+
+/** Detaches whatever is mounted at `dir` (nothing: nothing to do). */
+function detach(dir: string): void {
+  try {
+    umount(dir, MNT_DETACH);
+  } catch {
+    // not mounted
+  }
 }
 
 /** The command line of a live process; undefined when it is gone or a zombie. */
@@ -122,6 +138,11 @@ export class Daemons {
   /** The command line of a new daemon: dedicated (with its bootstrap) or shared (mounts come through the API). */
   argv(id: string, mountpoint: string, instance?: InstanceRecord): string[] {
     const dir = this.dir(id);
+    if (this.o.fsDriver === 'fscache') {
+      // nydus-snapshotter's command line for its fscache daemon; the snapshotter mounts each image itself.
+      const args = ['singleton', '--fscache', this.#fscache().dir, '--apisock', join(dir, 'api.sock'), '--id', id, '--log-level', this.o.logLevel];
+      return this.o.threads > 0 ? [...args, '--fscache-threads', String(this.o.threads)] : args;
+    }
     const args = ['fuse', '--mountpoint', mountpoint, '--apisock', join(dir, 'api.sock'), '--id', id, '--log-level', this.o.logLevel];
     if (instance) args.push('--config', instance.configPath, '--bootstrap', instance.bootstrap);
     if (this.o.threads > 0) args.push('--thread-num', String(this.o.threads));
@@ -384,24 +405,45 @@ export class Daemons {
     if (rec === undefined) return;
     this.#forgetProcess(id);
     this.#closeFuse(id);
-    try {
-      umount(rec.mountpoint, MNT_DETACH);
-    } catch {
-      // not mounted
-    }
+    detach(rec.mountpoint);
+    // fscache: the images' EROFS mounts are the snapshotter's own, one per instance.
+    if (this.o.fsDriver === 'fscache') for (const inst of Object.values(rec.instances)) detach(inst.mountpoint);
     await this.store.update((d) => {
       delete d.daemons[id];
     });
   }
 
-  /** Adds one RAFS instance to a shared daemon, at <mountpoint>/<snapshot id>. */
+  #fscache(): { dir: string; domainId: string } {
+    if (this.o.fscache === undefined) throw new Error('fs_driver fscache without a cache directory');
+    return this.o.fscache;
+  }
+
+  /**
+   * Adds one RAFS instance to a shared daemon, at <mountpoint>/<snapshot id>. With fscache, as
+   * nydus-snapshotter does: the image is registered with the daemon (PUT /api/v2/blobs) and
+   * mounted here, `mount -t erofs -o [domain_id=D,]fsid=F erofs DIR`.
+   */
   async mountShared(rec: DaemonRecord, snapshotId: string, inst: InstanceRecord): Promise<void> {
     const config = readFileSync(inst.configPath, 'utf8');
-    await this.api(rec).mount(`/${snapshotId}`, { source: inst.bootstrap, config });
+    if (this.o.fsDriver !== 'fscache') {
+      await this.api(rec).mount(`/${snapshotId}`, { source: inst.bootstrap, config });
+      return;
+    }
+    const id = fscacheId(snapshotId);
+    const domainId = this.#fscache().domainId || id;
+    await this.api(rec).bindBlob({ type: 'bootstrap', id, domain_id: domainId, ...blobEntryFor(JSON.parse(config) as Record<string, unknown>, inst.bootstrap) });
+    await mkdir(inst.mountpoint, { recursive: true });
+    // A dead daemon's mount of it reads nothing it had not cached: mounted afresh.
+    detach(inst.mountpoint);
+    mount('erofs', inst.mountpoint, 'erofs', 0, domainId === id ? `fsid=${id}` : `domain_id=${domainId},fsid=${id}`);
   }
 
   async umountShared(rec: DaemonRecord, snapshotId: string): Promise<void> {
-    await this.api(rec).umount(`/${snapshotId}`);
+    if (this.o.fsDriver !== 'fscache') return this.api(rec).umount(`/${snapshotId}`);
+    const inst = rec.instances[snapshotId];
+    if (inst !== undefined) detach(inst.mountpoint);
+    const id = fscacheId(snapshotId);
+    await this.api(rec).unbindBlob(this.#fscache().domainId || id, id);
   }
 
   /** Stops a daemon (SIGTERM: it unmounts itself), forgets it, removes its directory. */
@@ -433,7 +475,8 @@ export class Daemons {
    */
   #ownDaemonId(argv: string[]): string | undefined {
     const rest = this.#nydusdPath.endsWith('.js') ? (argv[1] === this.#nydusdPath ? argv.slice(2) : undefined) : argv[0] === this.#nydusdPath ? argv.slice(1) : undefined;
-    if (rest === undefined || rest[0] !== 'fuse' || rest[1] !== '--mountpoint' || rest[3] !== '--apisock') return undefined;
+    const command = rest?.[0] === 'fuse' ? '--mountpoint' : rest?.[0] === 'singleton' ? '--fscache' : undefined;
+    if (rest === undefined || command === undefined || rest[1] !== command || rest[3] !== '--apisock') return undefined;
     const m = /^(.*)\/([^/]+)\/api\.sock$/.exec(rest[4] ?? '');
     return m && m[1] === join(this.o.root, 'daemons') && rest[5] === '--id' && rest[6] === m[2] ? m[2] : undefined;
   }
@@ -448,15 +491,9 @@ export class Daemons {
     for (const p of strays) {
       logger.warn('stopping a nydusd no record knows', { pid: p.pid, id: this.#ownDaemonId(p.argv) });
       process.kill(p.pid, 'SIGKILL');
-      const mp = p.argv[p.argv.indexOf('--mountpoint') + 1];
+      const at = p.argv.indexOf('--mountpoint');
       for (const deadline = Date.now() + STOP_TIMEOUT_MS; liveArgv(p.pid) !== undefined && Date.now() < deadline;) await sleep(20);
-      if (mp) {
-        try {
-          umount(mp, MNT_DETACH);
-        } catch {
-          // not mounted
-        }
-      }
+      if (at >= 0 && p.argv[at + 1]) detach(p.argv[at + 1]!);
     }
     return strays.length;
   }

@@ -46,6 +46,8 @@ export interface SnapshotterOptions {
   /** Bytes the cache may take on disk (0: unbounded); blobs no mounted image uses are evicted past it. */
   cacheSizeLimit?: number;
   overlayVolatile: boolean;
+  /** Images go to EROFS over fscache: their configs take cache type fscache. */
+  fscache?: boolean;
 }
 
 /** What the cache bound did, for the metrics. */
@@ -432,7 +434,7 @@ export class Snapshotter {
         + 'pull it with a client that passes snapshot labels (ctr-remote image rpull, CRI with disable_snapshot_annotations = false, nerdctl)');
     }
     const access = ref === undefined ? undefined : imageAccess(ref, labelCredentials(meta.labels));
-    const config = await imageDaemonConfig(this.o.nydusdTemplate, access, this.o.cacheDir);
+    const config = await imageDaemonConfig(this.o.nydusdTemplate, access, this.o.cacheDir, { fscache: this.o.fscache === true });
     await mkdir(join(configPath, '..'), { recursive: true });
     await writeFile(configPath, JSON.stringify(config, null, 2), { mode: 0o600 });
     logger.info('serving a Nydus image', { snapshot: meta.id, image: ref ?? '(localfs)', auth: access?.authSource ?? 'none' });

@@ -93,6 +93,12 @@ describe('config.toml', () => {
     expect(fuse.daemon).toMatchObject({ fsDriver: 'fusedev', recoverPolicy: 'failover' });
   });
 
+  it('fs_driver fscache: one shared daemon (a dedicated daemon_mode is overridden, as nydus-snapshotter does), no failover', () => {
+    const c = parseSnapshotterConfig('daemon_mode = "dedicated"\n[daemon]\nfs_driver = "fscache"').config;
+    checkDriver(c);
+    expect(c).toMatchObject({ daemonMode: 'shared', daemon: { fsDriver: 'fscache', recoverPolicy: 'restart' } });
+  });
+
   it('fs_driver auto: erofs on a kernel that has it (probed), else fusedev, with the reason', () => {
     const dedicated = parseSnapshotterConfig('[daemon]\nfs_driver = "auto"').config;
     expect(chooseDriver(dedicated, () => undefined)).toEqual({ driver: 'erofs', reason: expect.stringMatching(/pre-content events/) });
@@ -106,7 +112,7 @@ describe('config.toml', () => {
   });
 
   it('refuses what cannot work here, with the reason', () => {
-    expect(() => parseSnapshotterConfig('[daemon]\nfs_driver = "fscache"')).toThrow(/EROFS over fscache.*this kernel lacks/);
+    expect(() => parseSnapshotterConfig('[daemon]\nfs_driver = "blockdev"')).toThrow(/not supported; use fusedev, erofs or fscache/);
     expect(() => parseSnapshotterConfig('daemon_mode = "none"')).toThrow(SnapshotterConfigError);
     expect(() => parseSnapshotterConfig('daemon_mode = "sometimes"')).toThrow(/dedicated/);
     expect(() => parseSnapshotterConfig('[daemon]\nthreads_number = 5000')).toThrow(/0\.\.1024/);

@@ -2,9 +2,10 @@
  * A throwaway VM for what this machine's kernel cannot do (EROFS over fscache): the small kernel
  * scripts/build-test-kernel.sh builds, under qemu-system-x86_64 (TCG: there is no KVM here),
  * booting this machine's own root filesystem read-only over 9p, so the guest runs the same node
- * and the same checkout at the same paths. The guest's PID 1 is a script of the caller's; what
- * it prints on the serial console comes back as the output. Nothing of the host is writable from
- * the guest except the scratch disks handed to it.
+ * and the same checkout at the same paths. The guest's PID 1 (vm-init.sh) sets up a userland and
+ * runs the caller's program (plain JavaScript, on the built packages) with a plan file; what the
+ * guest prints on the serial console comes back as the output. Nothing of the host is writable
+ * from the guest except the scratch disks handed to it.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -13,11 +14,14 @@ import { join } from 'node:path';
 /** The kernel scripts/build-test-kernel.sh leaves in the cache (outside the repository). */
 export const TEST_KERNEL = join(process.env.NYDUS_TS_CACHE ?? '/var/cache/nydus-ts', 'test-kernel', 'current', 'bzImage');
 
+/** The guest's PID 1 (beside this module in source and build alike). */
+const VM_INIT = join(import.meta.dirname, '..', 'harness', 'vm-init.sh');
+
 export interface VmOptions {
-  /** The guest's PID 1: an executable (a shell script) at a path the host root has. */
-  init: string;
-  /** Passed to init as its environment (through the kernel command line: no spaces, no dots in names). */
-  env: Record<string, string>;
+  /** The guest program: a .mjs file node runs in the guest, given `plan` as its argument. */
+  program: string;
+  /** A file the program reads (the host's /tmp is visible, read-only). */
+  plan: string;
   /** Raw disk images, attached as /dev/vda, /dev/vdb, ... (writable by the guest). */
   disks?: string[];
   memoryMib?: number;
@@ -35,15 +39,15 @@ export interface VmRun {
 export function runInVm(o: VmOptions): Promise<VmRun> {
   const kernel = o.kernel ?? TEST_KERNEL;
   if (!existsSync(kernel)) throw new Error(`${kernel} is missing: scripts/build-test-kernel.sh builds it (scripts/setup.sh runs it)`);
-  for (const [k, v] of Object.entries(o.env)) {
-    if (/[\s.]/.test(k) || /\s/.test(v)) throw new Error(`VM env ${k}=${v}: names without dots or spaces, values without spaces`);
-  }
+  // Passed to init as its environment, through the kernel command line.
+  const env = { NYDUS_VM_PROGRAM: o.program, NYDUS_VM_PLAN: o.plan };
+  for (const [k, v] of Object.entries(env)) if (/\s/.test(v)) throw new Error(`VM ${k}=${v}: no spaces allowed on the kernel command line`);
   const cmdline = [
     'console=ttyS0', 'quiet', 'loglevel=3', 'panic=-1',
     // The host's root, read-only: the guest's node, checkout and test files at the host's paths.
     'root=hostroot', 'rootfstype=9p', 'rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose', 'ro',
-    `init=${o.init}`,
-    ...Object.entries(o.env).map(([k, v]) => `${k}=${v}`),
+    `init=${VM_INIT}`,
+    ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
   ].join(' ');
   const args = [
     '-machine', 'q35', '-cpu', 'max', '-smp', '1', '-m', String(o.memoryMib ?? 1024),

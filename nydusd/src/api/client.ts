@@ -4,7 +4,7 @@
 import { request } from 'node:http';
 
 import { ApiError } from './errors.js';
-import type { DaemonInfo, MountRequest } from './types.js';
+import type { BlobCacheEntry, DaemonInfo, MountRequest } from './types.js';
 
 export type MetricsKind = '' | 'files' | 'pattern' | 'chunks' | 'backend' | 'blobcache' | 'inflight';
 
@@ -111,6 +111,15 @@ export class ApiClient {
 
   umount(mountpoint: string): Promise<void> {
     return this.call('DELETE', `/api/v1/mount?mountpoint=${encodeURIComponent(mountpoint)}`);
+  }
+
+  /** EROFS over fscache: registers an image (PUT /api/v2/blobs), then `mount -t erofs -o fsid=` finds it. */
+  bindBlob(entry: BlobCacheEntry): Promise<void> {
+    return this.call('PUT', '/api/v2/blobs', entry);
+  }
+
+  unbindBlob(domainId: string, blobId: string): Promise<void> {
+    return this.call('DELETE', `/api/v2/blobs?${new URLSearchParams({ domain_id: domainId, blob_id: blobId })}`);
   }
 
   /** GET /api/v1/metrics[/kind]?id=; `latest` only means something for 'files'. */

@@ -1,4 +1,4 @@
-// The guest half of nydusd/test/fscache-vm.test.ts, run by guest-init.sh inside the test VM
+// The guest half of nydusd/test/fscache-vm.test.ts, run inside the test VM (test/harness/vm.ts)
 // (its kernel has EROFS over fscache; the host's does not). Plain JavaScript on the built
 // packages: the guest has the host's node and checkout, not vitest.
 //

@@ -1,5 +1,5 @@
 #!/bin/sh
-# PID 1 of the test VM (test/harness/vm.ts): the host's root is mounted read-only over 9p, so
+# PID 1 of the test VM (vm.ts beside it): the host's root is mounted read-only over 9p, so
 # this runs the host's node and checkout. Sets up what a userland needs, runs the guest program
 # named by NYDUS_VM_PROGRAM with the plan NYDUS_VM_PLAN, and powers the VM off whatever happens.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
