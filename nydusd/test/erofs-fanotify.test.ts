@@ -104,6 +104,25 @@ describe('nydusd --fs-driver erofs (fanotify)', () => {
     await d.stop();
   });
 
+  it('keeps access records of what the kernel asked for: the files read first, none never read', async () => {
+    const { bootstrap, blobDir } = await build('access', { compressor: 'zstd' });
+    const mnt = join(work, 'access-mnt');
+    mkdirSync(mnt, { recursive: true });
+    const config = { ...lazyConfig('access', blobDir), iostats_files: true, access_pattern: true };
+    const d = await startNydusd({ config, mountpoint: mnt, bootstrap, workDir: work, extraArgs: ['--fs-driver', 'erofs'] });
+    running.push(d);
+    expect((await readFile(join(mnt, 'one-chunk.bin'))).equals(ONE)).toBe(true);
+    const files = (await d.api.metrics('files')) as { path: string; nr_read: number; data_read: number }[];
+    const one = files.find((f) => f.path === '/one-chunk.bin');
+    // Each range once: the kernel caches what it has read.
+    expect(one).toMatchObject({ data_read: ONE.length });
+    expect(one!.nr_read).toBeGreaterThanOrEqual(1);
+    expect(files.map((f) => f.path)).not.toContain('/three-chunks.bin');
+    const pattern = (await d.api.metrics('pattern')) as { path: string }[];
+    expect(pattern.map((p) => p.path)).toContain('/one-chunk.bin');
+    await d.stop();
+  });
+
   it('a flipped byte in a blob is EIO for the file that uses it; other files read; no wrong byte', async () => {
     const { bootstrap, blobDir, blobs } = await build('tamper', { compressor: 'zstd' });
     const parsed = readBootstrap(readFileSync(bootstrap));

@@ -108,6 +108,9 @@ describe('nydusd singleton --fscache: EROFS over on-demand cachefiles (in a VM)'
     const chunk = lookup(readBootstrap(readFileSync(good.bootstrap)).root, `/${SMALL}`)!.chunks[0]!;
     expect(guest.fetchedForSmallFile).toBeGreaterThan(0);
     expect(guest.fetchedForSmallFile).toBeLessThanOrEqual(chunk.compressedSize);
+    // Access records of the kernel's reads: the file read (and any packed into its chunk), not the big ones.
+    expect(guest.filesRead).toContain(`/${SMALL}`);
+    expect(guest.filesRead).not.toContain('/three-chunks.bin');
   });
 
   it('a flipped byte is EIO for the file that uses it, again on retry; other files read', () => {

@@ -101,6 +101,7 @@ impl Filler {
         // are not data.
         let Some((key, r)) = self.reader_of(&event) else { return self.answer(&event, false) };
         let (offset, count) = event.range.unwrap_or((0, u64::MAX));
+        r.instance.note_kernel_read(r.blob, offset, count);
         let chunks = r.instance.loader.chunks_in(r.blob, offset, count);
         if chunks.iter().all(|c| r.instance.loader.is_ready(c)) {
             self.answer(&event, true);

@@ -145,6 +145,7 @@ fn serve(device: &Device, state: &Mutex<Registered>, stop: &Waker, on_error: &(d
                     }
                     // A fetch may take a while: it holds up only the readers waiting for it.
                     Target::Blob(instance, blob) => {
+                        instance.note_kernel_read(blob, offset, len);
                         let on_error = on_error_owned(&instance);
                         std::thread::spawn(move || {
                             let chunks = instance.loader.chunks_in(blob, offset, len);

@@ -3,7 +3,8 @@
 //! nids to FUSE node ids.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::fetch::Fetcher;
 use super::loader::{BlobSpec, ChunkLoader, ChunkLoc, LoaderOptions};
@@ -38,7 +39,14 @@ pub struct Instance {
     enable_xattr: bool,
     file_readahead: u64,
     /// nid → access record, when recording is on.
-    access: Option<std::sync::Mutex<std::collections::HashMap<u64, FileAccess>>>,
+    access: Option<Mutex<HashMap<u64, FileAccess>>>,
+    /// (blob, chunk index) → the files holding it and their bytes in it, for
+    /// the kernel paths' access records; built at their first use.
+    chunk_files: OnceLock<HashMap<(u32, u32), Vec<(u64, u64)>>>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn eio<E: std::fmt::Display>(_: E) -> Errno {
@@ -96,7 +104,7 @@ impl Instance {
         )
         .map_err(|e| format!("cache work dir {}: {e}", opts.work_dir.display()))?;
         let access = opts.record_access.then(Default::default);
-        Ok(Instance { bootstrap, loader, stats, enable_xattr: opts.enable_xattr, file_readahead: opts.file_readahead, access })
+        Ok(Instance { bootstrap, loader, stats, enable_xattr: opts.enable_xattr, file_readahead: opts.file_readahead, access, chunk_files: OnceLock::new() })
     }
 
     pub fn root_nid(&self) -> u64 {
@@ -212,14 +220,57 @@ impl Instance {
         self.stats.read_bytes(end - offset);
         if let Some(access) = &self.access {
             let mut map = access.lock().unwrap_or_else(|e| e.into_inner());
-            let a = map.entry(nid).or_insert_with(|| FileAccess {
-                first_access_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
-                ..Default::default()
-            });
+            let a = map.entry(nid).or_insert_with(|| FileAccess { first_access_ms: now_ms(), ..Default::default() });
             a.nr_read += 1;
             a.bytes += end - offset;
         }
         Ok(())
+    }
+
+    /// The kernel paths' access records: the kernel (EROFS through fanotify
+    /// or cachefiles) asked for [offset, offset + len) of blob `blob`. It
+    /// names blob ranges, and only those it has not cached (or, through
+    /// fanotify, of blobs not yet complete), so a record says which files
+    /// were first read, when, and how much of their chunks the kernel asked
+    /// for (a whole chunk's share for each of the files packed into it): not
+    /// every read, as FUSE sees them.
+    pub fn note_kernel_read(&self, blob: u32, offset: u64, len: u64) {
+        let Some(access) = &self.access else { return };
+        let index = self.chunk_files.get_or_init(|| self.index_chunk_files());
+        let mut map = access.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counted = HashSet::new();
+        let end = offset.saturating_add(len);
+        for c in self.loader.chunks_in(blob, offset, len) {
+            // The part of the range in this chunk (the kernel asks for each range once, then caches it).
+            let asked = end.min(c.uncompressed_offset + c.uncompressed_size as u64) - offset.max(c.uncompressed_offset);
+            for &(nid, bytes) in index.get(&(c.blob, c.ci)).map_or(&[][..], |v| v.as_slice()) {
+                let a = map.entry(nid).or_insert_with(|| FileAccess { first_access_ms: now_ms(), ..Default::default() });
+                if counted.insert(nid) {
+                    a.nr_read += 1;
+                }
+                a.bytes += asked.min(bytes);
+            }
+        }
+    }
+
+    /// Every regular file's chunks, by chunk (a hard-linked file once).
+    fn index_chunk_files(&self) -> HashMap<(u32, u32), Vec<(u64, u64)>> {
+        let mut index: HashMap<(u32, u32), Vec<(u64, u64)>> = HashMap::new();
+        let mut seen = HashSet::new();
+        let cs = self.bootstrap.chunk_size() as u64;
+        let walked = self.bootstrap.walk_nodes(&mut |_, _, inode| {
+            if inode.is_reg() && inode.size > 0 && seen.insert(inode.nid) {
+                for (i, c) in self.chunks(inode, 0, inode.size).unwrap_or_default().iter().enumerate() {
+                    let bytes = (inode.size - i as u64 * cs).min(cs);
+                    index.entry((c.blob, c.ci)).or_default().push((inode.nid, bytes));
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = walked {
+            self.loader.note_error(format!("access records: walking the image: {e}"));
+        }
+        index
     }
 
     /// Access records by nid, in first-access order; empty when recording is off.

@@ -59,7 +59,7 @@ function entryConfig(image) {
       backend: { type: 'localfs', localfs: { dir: image.blobDir } },
       cache: { type: 'fscache', fscache: { work_dir: workDir } },
       // No widening, no read-ahead: a read fetches what it needs, so laziness can be measured.
-      rafs: { mode: 'direct', enable_xattr: true, batch_size: 0, file_readahead: 0, prefetch: { enable: false } },
+      rafs: { mode: 'direct', enable_xattr: true, batch_size: 0, file_readahead: 0, iostats_files: true, prefetch: { enable: false } },
       metadata_path: image.bootstrap,
     },
   };
@@ -94,6 +94,7 @@ try {
   results.fetchedBeforeRead = (await metrics('backend', instance(good))).read_amount_total;
   results.smallFile = await readFile(join(mnt, plan.smallFile), 'utf8');
   results.fetchedForSmallFile = (await metrics('backend', instance(good))).read_amount_total;
+  results.filesRead = (await metrics('files', instance(good))).map((f) => f.path);
   results.tree = observe(mnt);
   results.digests = Object.fromEntries(plan.files.map((f) => [f, createHash('sha256').update(readFileSync(join(mnt, f))).digest('hex')]));
   results.registered = (await call('GET', '/api/v2/blobs')).body;
