@@ -406,8 +406,8 @@ export class Daemons {
     this.#forgetProcess(id);
     this.#closeFuse(id);
     detach(rec.mountpoint);
-    // fscache: the images' EROFS mounts are the snapshotter's own, one per instance.
-    if (this.o.fsDriver === 'fscache') for (const inst of Object.values(rec.instances)) detach(inst.mountpoint);
+    // The kernel drivers mount each image on its own (fscache: the snapshotter did; erofs: the dead daemon did).
+    if (this.o.fsDriver === 'fscache' || this.o.fsDriver === 'erofs') for (const inst of Object.values(rec.instances)) detach(inst.mountpoint);
     await this.store.update((d) => {
       delete d.daemons[id];
     });
