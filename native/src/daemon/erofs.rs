@@ -110,7 +110,7 @@ impl Filler {
         }
         let me = self.clone();
         std::thread::spawn(move || {
-            let ok = r.instance.loader.ensure(&chunks).is_ok();
+            let ok = r.instance.fill_range(r.blob, offset, count).is_ok();
             me.answer(&event, ok);
             if ok {
                 me.unmark_if_complete(key, &r);

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,6 @@ use std::thread::JoinHandle;
 use super::instance::Instance;
 use crate::cachefiles::{read_complete, Device, Msg};
 use crate::poll::Waker;
-use std::os::fd::AsRawFd;
 
 /// What a cache object holds.
 #[derive(Clone)]
@@ -146,10 +146,9 @@ fn serve(device: &Device, state: &Mutex<Registered>, stop: &Waker, on_error: &(d
                     // A fetch may take a while: it holds up only the readers waiting for it.
                     Target::Blob(instance, blob) => {
                         instance.note_kernel_read(blob, offset, len);
-                        let on_error = on_error_owned(&instance);
+                        let on_error = instance_errors(&instance);
                         std::thread::spawn(move || {
-                            let chunks = instance.loader.chunks_in(blob, offset, len);
-                            let filled = instance.loader.ensure(&chunks).map_err(|e| e.to_string()).and_then(|()| {
+                            let filled = instance.fill_range(blob, offset, len).map_err(|e| e.to_string()).and_then(|()| {
                                 let cache = instance.loader.cache_path(blob).ok_or("no cache file")?.to_path_buf();
                                 copy_range(&cache, &file, offset, len).map_err(|e| e.to_string())
                             });
@@ -167,7 +166,7 @@ fn serve(device: &Device, state: &Mutex<Registered>, stop: &Waker, on_error: &(d
 }
 
 /// Errors of a blob read go to its instance's error list (the control plane logs them).
-fn on_error_owned(instance: &Arc<Instance>) -> Arc<dyn Fn(String) + Send + Sync> {
+fn instance_errors(instance: &Arc<Instance>) -> Arc<dyn Fn(String) + Send + Sync> {
     let i = instance.clone();
     Arc::new(move |m| i.loader.note_error(m))
 }

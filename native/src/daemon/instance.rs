@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::fetch::Fetcher;
@@ -40,9 +41,19 @@ pub struct Instance {
     file_readahead: u64,
     /// nid → access record, when recording is on.
     access: Option<Mutex<HashMap<u64, FileAccess>>>,
-    /// (blob, chunk index) → the files holding it and their bytes in it, for
-    /// the kernel paths' access records; built at their first use.
-    chunk_files: OnceLock<HashMap<(u32, u32), Vec<(u64, u64)>>>,
+    /// (blob, chunk index) → the files holding it, for the kernel paths (which
+    /// name blob ranges, not files): their access records and file read-ahead.
+    chunk_files: OnceLock<HashMap<(u32, u32), Vec<FileChunk>>>,
+    /// The index above is being built (in the background, for read-ahead).
+    indexing: AtomicBool,
+}
+
+/// A file's share of a chunk: the file, the chunk's index in it, the file's bytes in it.
+#[derive(Clone, Copy)]
+struct FileChunk {
+    nid: u64,
+    index: u64,
+    bytes: u64,
 }
 
 fn now_ms() -> u64 {
@@ -104,7 +115,7 @@ impl Instance {
         )
         .map_err(|e| format!("cache work dir {}: {e}", opts.work_dir.display()))?;
         let access = opts.record_access.then(Default::default);
-        Ok(Instance { bootstrap, loader, stats, enable_xattr: opts.enable_xattr, file_readahead: opts.file_readahead, access, chunk_files: OnceLock::new() })
+        Ok(Instance { bootstrap, loader, stats, enable_xattr: opts.enable_xattr, file_readahead: opts.file_readahead, access, chunk_files: OnceLock::new(), indexing: AtomicBool::new(false) })
     }
 
     pub fn root_nid(&self) -> u64 {
@@ -187,6 +198,12 @@ impl Instance {
         self.chunks(&inode, offset, end).is_ok_and(|chunks| chunks.iter().any(|c| !self.loader.is_ready(c)))
     }
 
+    /// Starts fetching `run` (read-ahead beside an on-demand read) on a thread of its own.
+    fn fetch_in_background(self: &Arc<Self>, run: Vec<ChunkLoc>) -> bool {
+        let me = self.clone();
+        std::thread::Builder::new().name("nydus-ahead".into()).spawn(move || me.loader.fetch_ahead(&run)).is_ok()
+    }
+
     /// Appends up to `size` bytes of file `nid` at `offset` to `out`.
     pub fn read(self: &Arc<Self>, nid: u64, offset: u64, size: u32, out: &mut Vec<u8>) -> FsResult<()> {
         let inode = self.inode(nid)?;
@@ -200,12 +217,8 @@ impl Instance {
         let chunks = self.chunks(&inode, offset, end)?;
         let ahead_end = inode.size.min(end.saturating_add(self.file_readahead));
         let ahead = || self.chunks(&inode, end, ahead_end).unwrap_or_default();
-        let background = |run: Vec<ChunkLoc>| {
-            let me = self.clone();
-            std::thread::Builder::new().name("nydus-ahead".into()).spawn(move || me.loader.fetch_ahead(&run)).is_ok()
-        };
         // A failed fetch fails the read with the errno its kind calls for (EACCES, ETIMEDOUT, EIO).
-        self.loader.ensure_ahead(&chunks, &ahead, &background).map_err(|e| Errno(e.errno()))?;
+        self.loader.ensure_ahead(&chunks, &ahead, &|run| self.fetch_in_background(run)).map_err(|e| Errno(e.errno()))?;
         let cs = self.bootstrap.chunk_size() as u64;
         let first = offset / cs;
         for (i, c) in chunks.iter().enumerate() {
@@ -227,6 +240,39 @@ impl Instance {
         Ok(())
     }
 
+    /// Makes [offset, offset + len) of blob `blob`'s uncompressed space present
+    /// in its cache file, for the kernel reading that file (EROFS filled
+    /// through fanotify or cachefiles), with the FUSE path's file read-ahead.
+    pub fn fill_range(self: &Arc<Self>, blob: u32, offset: u64, len: u64) -> Result<(), super::loader::LoadError> {
+        let chunks = self.loader.chunks_in(blob, offset, len);
+        self.loader.ensure_ahead(&chunks, &|| self.file_ahead(chunks.last()), &|run| self.fetch_in_background(run))
+    }
+
+    /// The chunks of the file that follow `last` in it, up to `file_readahead`
+    /// bytes, when `last` holds one file's data (a chunk holding several small
+    /// files, or the same data twice, has no one "next"). Nothing until the
+    /// chunk index is built: it is built in the background at the first miss,
+    /// not in a reader's way.
+    fn file_ahead(self: &Arc<Self>, last: Option<&ChunkLoc>) -> Vec<ChunkLoc> {
+        let Some(c) = last.filter(|_| self.file_readahead > 0) else { return Vec::new() };
+        let Some(index) = self.chunk_files.get() else {
+            if !self.indexing.swap(true, Ordering::AcqRel) {
+                let me = self.clone();
+                let _ = std::thread::Builder::new().name("nydus-index".into()).spawn(move || {
+                    me.chunk_files.get_or_init(|| me.index_chunk_files());
+                });
+            }
+            return Vec::new();
+        };
+        let [f] = index.get(&(c.blob, c.ci)).map_or(&[][..], |v| v.as_slice()) else { return Vec::new() };
+        let Ok(inode) = self.inode(f.nid) else { return Vec::new() };
+        let from = (f.index + 1) * self.bootstrap.chunk_size() as u64;
+        if from >= inode.size {
+            return Vec::new();
+        }
+        self.chunks(&inode, from, inode.size.min(from + self.file_readahead)).unwrap_or_default()
+    }
+
     /// The kernel paths' access records: the kernel (EROFS through fanotify
     /// or cachefiles) asked for [offset, offset + len) of blob `blob`. It
     /// names blob ranges, and only those it has not cached (or, through
@@ -243,7 +289,7 @@ impl Instance {
         for c in self.loader.chunks_in(blob, offset, len) {
             // The part of the range in this chunk (the kernel asks for each range once, then caches it).
             let asked = end.min(c.uncompressed_offset + c.uncompressed_size as u64) - offset.max(c.uncompressed_offset);
-            for &(nid, bytes) in index.get(&(c.blob, c.ci)).map_or(&[][..], |v| v.as_slice()) {
+            for &FileChunk { nid, bytes, .. } in index.get(&(c.blob, c.ci)).map_or(&[][..], |v| v.as_slice()) {
                 let a = map.entry(nid).or_insert_with(|| FileAccess { first_access_ms: now_ms(), ..Default::default() });
                 if counted.insert(nid) {
                     a.nr_read += 1;
@@ -254,15 +300,15 @@ impl Instance {
     }
 
     /// Every regular file's chunks, by chunk (a hard-linked file once).
-    fn index_chunk_files(&self) -> HashMap<(u32, u32), Vec<(u64, u64)>> {
-        let mut index: HashMap<(u32, u32), Vec<(u64, u64)>> = HashMap::new();
+    fn index_chunk_files(&self) -> HashMap<(u32, u32), Vec<FileChunk>> {
+        let mut index: HashMap<(u32, u32), Vec<FileChunk>> = HashMap::new();
         let mut seen = HashSet::new();
         let cs = self.bootstrap.chunk_size() as u64;
         let walked = self.bootstrap.walk_nodes(&mut |_, _, inode| {
             if inode.is_reg() && inode.size > 0 && seen.insert(inode.nid) {
                 for (i, c) in self.chunks(inode, 0, inode.size).unwrap_or_default().iter().enumerate() {
                     let bytes = (inode.size - i as u64 * cs).min(cs);
-                    index.entry((c.blob, c.ci)).or_default().push((inode.nid, bytes));
+                    index.entry((c.blob, c.ci)).or_default().push(FileChunk { nid: inode.nid, index: i as u64, bytes });
                 }
             }
             Ok(())
