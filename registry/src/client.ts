@@ -30,9 +30,10 @@ import {
   connectionReleased,
   discardBody,
   errorFromResponse,
+  contentLength,
   header,
   isTransientError,
-  parseContentRange,
+  rangeAnswer,
   sleep,
   type HttpResponse,
 } from './transport.js';
@@ -125,13 +126,6 @@ function validateRange(range: ByteRange): void {
     throw new RangeError(`invalid range offset ${range.offset}`);
   if (!Number.isSafeInteger(range.length) || range.length <= 0)
     throw new RangeError(`invalid range length ${range.length}`);
-}
-
-function contentLength(res: HttpResponse): number | undefined {
-  const v = header(res.headers, 'content-length');
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
 
 /** Pass through at most `limit` bytes of a stream, then stop reading it. */
@@ -633,35 +627,18 @@ export class RegistryClient {
         if (res.status !== 200) throw await errorFromResponse(res, { method: 'GET', url });
         return consume(res.body, cl, url);
       }
-      if (res.status === 206) {
-        const cr = parseContentRange(header(res.headers, 'content-range'));
-        if (cr && cr.start !== range.offset) {
-          abandon(res.body);
-          throw new RegistryError({
-            method: 'GET',
-            url,
-            status: 206,
-            hint: `server returned range starting at ${cr.start}, requested ${range.offset}`,
-          });
-        }
-        const expected = cr ? cr.end - cr.start + 1 : cl;
-        if (expected !== undefined && expected > range.length) {
-          return consume(limitStream(res.body, range.length), range.length, url);
-        }
-        return consume(res.body, expected, url);
+      const a = rangeAnswer(res, range.offset, range.length);
+      if (a.kind === 'wrong') {
+        abandon(res.body);
+        throw new RegistryError({ method: 'GET', url, status: a.status, hint: a.message });
       }
-      if (res.status === 200) {
-        if (range.offset !== 0) {
-          abandon(res.body);
-          throw new RegistryError({
-            method: 'GET',
-            url,
-            status: 200,
-            hint: `server ignored the Range header (requested bytes ${range.offset}-${range.offset + range.length - 1})`,
-          });
-        }
-        if (cl === undefined || cl > range.length) return consume(limitStream(res.body, range.length), undefined, url);
-        return consume(res.body, cl, url);
+      if (a.kind === 'part') {
+        if (a.declared !== undefined && a.declared > range.length) return consume(limitStream(res.body, range.length), range.length, url);
+        return consume(res.body, a.declared, url);
+      }
+      if (a.kind === 'whole') {
+        if (a.declared === undefined || a.declared > range.length) return consume(limitStream(res.body, range.length), undefined, url);
+        return consume(res.body, a.declared, url);
       }
       throw await errorFromResponse(res, { method: 'GET', url });
     });

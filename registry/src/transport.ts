@@ -117,7 +117,14 @@ export function header(headers: HttpHeaders, name: string): string | undefined {
   return v;
 }
 
-/** All values of a response header. */
+/** The Content-Length header as a number, when it is a valid one. */
+export function contentLength(res: HttpResponse): number | undefined {
+  const v = header(res.headers, 'content-length');
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
 /** Parse `Content-Range: bytes start-end/total` (total may be `*`). */
 export function parseContentRange(v: string | undefined): { start: number; end: number; total?: number } | undefined {
   const m = v ? /^bytes\s+(\d+)-(\d+)\/(\d+|\*)$/i.exec(v.trim()) : null;
@@ -125,6 +132,35 @@ export function parseContentRange(v: string | undefined): { start: number; end: 
   return { start: Number(m[1]), end: Number(m[2]), ...(m[3] !== '*' ? { total: Number(m[3]) } : {}) };
 }
 
+/**
+ * What the answer to a `Range: bytes=offset-(offset+length-1)` GET is, from its status and
+ * headers (before the body is read): part of the blob from `offset` (206; `declared` is how much the
+ * server says it sends, from Content-Range or Content-Length, and `total` the blob's size when it
+ * says), the whole blob (200, right only for offset 0), the wrong bytes (206 from elsewhere, or
+ * 200 for a later offset: the server ignored the Range), or another status for the caller's error path.
+ */
+export type RangeAnswer =
+  | { kind: 'part'; declared?: number; total?: number }
+  | { kind: 'whole'; declared?: number }
+  | { kind: 'wrong'; status: 200 | 206; message: string }
+  | { kind: 'status' };
+
+export function rangeAnswer(res: HttpResponse, offset: number, length: number): RangeAnswer {
+  const cl = contentLength(res);
+  if (res.status === 206) {
+    const cr = parseContentRange(header(res.headers, 'content-range'));
+    if (cr && cr.start !== offset) return { kind: 'wrong', status: 206, message: `asked for bytes from ${offset}, the server sent bytes ${cr.start}-${cr.end}` };
+    const declared = cr ? cr.end - cr.start + 1 : cl;
+    return { kind: 'part', ...(declared !== undefined ? { declared } : {}), ...(cr?.total !== undefined ? { total: cr.total } : {}) };
+  }
+  if (res.status === 200) {
+    if (offset !== 0) return { kind: 'wrong', status: 200, message: `the server ignored the Range header (200 for bytes ${offset}-${offset + length - 1})` };
+    return { kind: 'whole', ...(cl !== undefined ? { declared: cl } : {}) };
+  }
+  return { kind: 'status' };
+}
+
+/** All values of a response header. */
 export function headerAll(headers: HttpHeaders, name: string): string[] {
   const v = headers[name];
   if (v === undefined) return [];

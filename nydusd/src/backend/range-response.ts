@@ -1,10 +1,9 @@
-// Turns the answer to a `Range: bytes=off-end` GET into exactly `length`
-// bytes, or a BackendError: 206 with a matching Content-Range (200 accepted
-// at offset 0), the body read up to `length` bytes. A body that ends early
-// or breaks is a transient error (the read is retried); a range that starts
-// elsewhere is an integrity error.
+// Turns the answer to a `Range: bytes=off-end` GET (judged by the registry
+// package's rangeAnswer) into exactly `length` bytes, or a BackendError. A
+// body that ends early or breaks is a transient error (the read is retried);
+// a range that starts elsewhere is an integrity error.
 
-import { errorFromResponse, abandon, bodyComplete, connectionReleased, header, parseContentRange, type HttpResponse } from '@nydus-ts/registry/transport';
+import { errorFromResponse, abandon, bodyComplete, connectionReleased, rangeAnswer, type HttpResponse } from '@nydus-ts/registry/transport';
 import { BackendError, type BackendErrorKind } from './backend.js';
 
 export function kindOfStatus(status: number): BackendErrorKind {
@@ -45,29 +44,21 @@ async function readUpTo(res: HttpResponse, length: number, what: string): Promis
 }
 
 export async function readRange(res: HttpResponse, offset: number, length: number, what: string): Promise<Buffer> {
-  if (res.status === 206) {
-    const cr = parseContentRange(header(res.headers, 'content-range'));
-    if (cr && cr.start !== offset) {
-      abandon(res.body);
-      throw new BackendError('integrity', `${what}: asked for bytes from ${offset}, got Content-Range ${header(res.headers, 'content-range')}`);
-    }
-    if (cr && cr.end - cr.start + 1 < length) {
-      abandon(res.body);
-      const pastEnd = cr.total !== undefined && cr.end + 1 === cr.total;
-      throw new BackendError(
-        pastEnd ? 'permanent' : 'transient',
-        pastEnd ? `${what}: range ${offset}+${length} runs past the end of the blob (${cr.total} bytes)` : `${what}: short range ${cr.start}-${cr.end} for ${length} bytes`,
-      );
-    }
-    return readUpTo(res, length, what);
+  const a = rangeAnswer(res, offset, length);
+  if (a.kind === 'wrong') {
+    abandon(res.body);
+    // Bytes from elsewhere would be the wrong chunk; a whole blob for a later offset, the wrong bytes every time.
+    throw new BackendError(a.status === 206 ? 'integrity' : 'permanent', `${what}: ${a.message}`);
   }
-  if (res.status === 200) {
-    if (offset !== 0) {
-      abandon(res.body);
-      throw new BackendError('permanent', `${what}: the server ignored the Range header (200 for bytes ${offset}-${offset + length - 1})`);
-    }
-    return readUpTo(res, length, what);
+  if (a.kind === 'part' && a.declared !== undefined && a.declared < length) {
+    abandon(res.body);
+    const pastEnd = a.total !== undefined && offset + a.declared === a.total;
+    throw new BackendError(
+      pastEnd ? 'permanent' : 'transient',
+      pastEnd ? `${what}: range ${offset}+${length} runs past the end of the blob (${a.total} bytes)` : `${what}: short range of ${a.declared} bytes from ${offset} for ${length} bytes`,
+    );
   }
+  if (a.kind !== 'status') return readUpTo(res, length, what);
   if (res.status === 416) {
     throw await statusError(res, what, `range ${offset}+${length} is outside the blob`).then((e) => new BackendError('permanent', e.message, { status: 416 }));
   }
