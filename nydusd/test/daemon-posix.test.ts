@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { MS_RDONLY, mount, umount } from '@nydus-ts/native';
 import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
 import { lookup } from '@nydus-ts/rafs/tree';
 import type { BuildOptions } from '@nydus-ts/nydusify/builder/build';
@@ -18,7 +17,7 @@ import { makeEveryTypeTree } from '@nydus-ts/harness/fs-tree';
 import { pseudoRandom } from '@nydus-ts/nydusify/sample/sample-image';
 import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
 import { buildDirImage } from './helpers/image.js';
-import { observe } from '@nydus-ts/harness/observe';
+import { observe, treeDifferences, withKernelErofs } from '@nydus-ts/harness/observe';
 
 let work: string;
 let src: string;
@@ -59,22 +58,14 @@ async function nydusd(name: string, bootstrap: string, blobDir: string, top: Rec
 describe('nydusd against kernel EROFS', () => {
   it('every path looks the same: lstat, readdir order, readlink, xattrs, statfs; and the bytes', async () => {
     const { bootstrap, blobDir, blobs } = await build('posix', {});
-    const kmnt = join(work, 'kernel-mnt');
-    mkdirSync(kmnt);
-    mount(bootstrap, kmnt, 'erofs', MS_RDONLY, blobs.map((b) => `device=${join(blobDir, b)}`).join(','));
-    try {
+    await withKernelErofs(bootstrap, blobs.map((b) => join(blobDir, b)), join(work, 'kernel-mnt'), async (kmnt) => {
       const { d, mnt } = await nydusd('posix', bootstrap, blobDir);
-      const kernel = observe(kmnt);
-      const ours = observe(mnt);
-      expect(Object.keys(ours)).toEqual(Object.keys(kernel));
-      for (const p of Object.keys(kernel)) expect({ p, v: ours[p] }).toEqual({ p, v: kernel[p] });
+      expect(treeDifferences(observe(mnt), observe(kmnt))).toEqual([]);
       for (const f of ['three-chunks.bin', 'one-chunk.bin', 'other.txt']) {
         expect((await readFile(join(mnt, f))).equals(await readFile(join(kmnt, f)))).toBe(true);
       }
       await d.stop();
-    } finally {
-      umount(kmnt);
-    }
+    });
   });
 });
 

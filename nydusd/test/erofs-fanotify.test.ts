@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { MNT_DETACH, MS_RDONLY, mount, umount } from '@nydus-ts/native';
+import { MNT_DETACH, umount } from '@nydus-ts/native';
 import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
 import { lookup } from '@nydus-ts/rafs/tree';
 import type { BuildOptions } from '@nydus-ts/nydusify/builder/build';
@@ -20,7 +20,7 @@ import { makeEveryTypeTree } from '@nydus-ts/harness/fs-tree';
 import { fsTypeAt } from '@nydus-ts/harness/mountinfo';
 import { startNydusd, type RunningNydusd } from '@nydus-ts/harness/nydusd';
 import { buildDirImage } from './helpers/image.js';
-import { observe } from '@nydus-ts/harness/observe';
+import { observe, treeDifferences, withKernelErofs } from '@nydus-ts/harness/observe';
 import { keeperSocket, quitKeeper } from '../src/erofs-keeper.js';
 
 let work: string;
@@ -68,24 +68,16 @@ async function erofsDaemon(name: string, bootstrap: string | undefined, blobDir:
 describe('nydusd --fs-driver erofs (fanotify)', () => {
   it('serves what plain kernel EROFS serves from the complete blob: every path and byte', async () => {
     const { bootstrap, blobDir, blobs } = await build('posix', {});
-    const kmnt = join(work, 'kernel-mnt');
-    mkdirSync(kmnt);
-    mount(bootstrap, kmnt, 'erofs', MS_RDONLY, blobs.map((b) => `device=${join(blobDir, b)}`).join(','));
-    try {
+    await withKernelErofs(bootstrap, blobs.map((b) => join(blobDir, b)), join(work, 'kernel-mnt'), async (kmnt) => {
       const { d, mnt } = await erofsDaemon('posix', bootstrap, blobDir);
       expect(fsTypeAt(mnt)).toBe('erofs'); // the kernel serves it, not FUSE
-      const kernel = observe(kmnt);
-      const ours = observe(mnt);
-      expect(Object.keys(ours)).toEqual(Object.keys(kernel));
-      for (const p of Object.keys(kernel)) expect({ p, v: ours[p] }).toEqual({ p, v: kernel[p] });
+      expect(treeDifferences(observe(mnt), observe(kmnt))).toEqual([]);
       for (const f of ['three-chunks.bin', 'one-chunk.bin', 'other.txt']) {
         expect((await readFile(join(mnt, f))).equals(await readFile(join(kmnt, f)))).toBe(true);
       }
       await d.stop();
       expect(fsTypeAt(mnt)).toBeUndefined(); // unmounted with the daemon
-    } finally {
-      umount(kmnt);
-    }
+    });
   });
 
   it('is lazy: one small file fetches its chunk, not the image; compressed blobs are served decompressed', async () => {
