@@ -41,18 +41,17 @@ export interface NydusdOptions {
   takeOver?: boolean;
   /** Failover policy: have the kernel send again what the predecessor read but never answered. */
   resend?: boolean;
-  /**
-   * fusedev (default): serve over FUSE. erofs: the kernel's EROFS mounts the bootstrap file-backed,
-   * with the blobs' cache files as devices, filled through fanotify (dedicated mode only).
-   */
+  /** fusedev (default), erofs or fscache: see FsDriver. */
   fsDriver?: FsDriver;
   /** fscache: the cache directory bound through /dev/cachefiles, and its tag ("": the kernel's default). */
   fscache?: { dir: string; tag: string };
 }
 
 /**
- * fusedev: FUSE. erofs: EROFS file-backed, filled through fanotify. fscache: EROFS over
- * on-demand cachefiles (`nydusd singleton --fscache`), images registered through the v2 blob API.
+ * fusedev: FUSE. erofs: the kernel's EROFS mounts each image file-backed over its blobs' cache
+ * files, filled through fanotify (the bootstrap at the mountpoint, API mounts below it). fscache:
+ * EROFS over on-demand cachefiles (`nydusd singleton --fscache`), images registered through the v2
+ * blob API and mounted by the caller.
  */
 export type FsDriver = 'fusedev' | 'erofs' | 'fscache';
 

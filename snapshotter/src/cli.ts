@@ -34,7 +34,7 @@ export const COMMAND: CommandSpec = {
     nydusd: { type: 'string', value: 'path', help: 'nydusd binary (default: the nydusd of this package)' },
     'nydus-image': { type: 'string', value: 'path', help: 'accepted for compatibility (conversion is not done by the snapshotter)' },
     'daemon-mode': { type: 'string', value: 'mode', help: 'dedicated (alias multiple: one nydusd per image) or shared (one nydusd for all)' },
-    'fs-driver': { type: 'string', value: 'driver', help: 'fusedev (FUSE), erofs (the kernel\'s EROFS filled through fanotify, Linux 6.14+), or auto (erofs where the kernel can, else fusedev)' },
+    'fs-driver': { type: 'string', value: 'driver', help: 'fusedev (FUSE), erofs (the kernel\'s EROFS filled through fanotify, Linux 6.14+), fscache (EROFS over on-demand cachefiles, as nydus-snapshotter; kernels with CONFIG_EROFS_FS_ONDEMAND), or auto (erofs where the kernel can, else fusedev)' },
     'log-level': { type: 'string', value: 'level', help: 'trace, debug, info, warn, error (default: info)' },
     'log-to-stdout': { type: 'boolean', help: 'log to stdout instead of stderr' },
     version: { type: 'boolean', help: 'print the version and exit' },
