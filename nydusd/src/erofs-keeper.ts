@@ -25,12 +25,12 @@ export function keeperSocket(mountpoint: string): string {
 }
 
 /** A connection to a live keeper: it guards until `quit`, which resolves once it has let go. */
-export interface KeeperConnection {
+interface KeeperConnection {
   quit(): Promise<void>;
 }
 
 /** The keeper listening on `socket`, if one is (none: never started, or gone with its socket left behind). */
-export function connectKeeper(socket: string): Promise<KeeperConnection | undefined> {
+function connectKeeper(socket: string): Promise<KeeperConnection | undefined> {
   return new Promise((resolve, reject) => {
     const conn = createConnection(socket);
     const closed = new Promise<void>((r) => conn.once('close', () => r()));

@@ -101,8 +101,8 @@ impl Filler {
         // are not data.
         let Some((key, r)) = self.reader_of(&event) else { return self.answer(&event, false) };
         let (offset, count) = event.range.unwrap_or((0, u64::MAX));
-        r.instance.note_kernel_read(r.blob, offset, count);
         let chunks = r.instance.loader.chunks_in(r.blob, offset, count);
+        r.instance.note_kernel_read(&chunks, offset, count);
         if chunks.iter().all(|c| r.instance.loader.is_ready(c)) {
             self.answer(&event, true);
             // A blob completed by prefetch is unmarked at its first read after that.
@@ -110,7 +110,7 @@ impl Filler {
         }
         let me = self.clone();
         std::thread::spawn(move || {
-            let ok = r.instance.fill_range(r.blob, offset, count).is_ok();
+            let ok = r.instance.fill(&chunks).is_ok();
             me.answer(&event, ok);
             if ok {
                 me.unmark_if_complete(key, &r);

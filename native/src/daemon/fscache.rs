@@ -145,10 +145,11 @@ fn serve(device: &Device, state: &Mutex<Registered>, stop: &Waker, on_error: &(d
                     }
                     // A fetch may take a while: it holds up only the readers waiting for it.
                     Target::Blob(instance, blob) => {
-                        instance.note_kernel_read(blob, offset, len);
+                        let chunks = instance.loader.chunks_in(blob, offset, len);
+                        instance.note_kernel_read(&chunks, offset, len);
                         let on_error = instance_errors(&instance);
                         std::thread::spawn(move || {
-                            let filled = instance.fill_range(blob, offset, len).map_err(|e| e.to_string()).and_then(|()| {
+                            let filled = instance.fill(&chunks).map_err(|e| e.to_string()).and_then(|()| {
                                 let cache = instance.loader.cache_path(blob).ok_or("no cache file")?.to_path_buf();
                                 copy_range(&cache, &file, offset, len).map_err(|e| e.to_string())
                             });

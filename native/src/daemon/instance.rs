@@ -240,12 +240,11 @@ impl Instance {
         Ok(())
     }
 
-    /// Makes [offset, offset + len) of blob `blob`'s uncompressed space present
-    /// in its cache file, for the kernel reading that file (EROFS filled
-    /// through fanotify or cachefiles), with the FUSE path's file read-ahead.
-    pub fn fill_range(self: &Arc<Self>, blob: u32, offset: u64, len: u64) -> Result<(), super::loader::LoadError> {
-        let chunks = self.loader.chunks_in(blob, offset, len);
-        self.loader.ensure_ahead(&chunks, &|| self.file_ahead(chunks.last()), &|run| self.fetch_in_background(run))
+    /// Makes `chunks` (those of a blob range the kernel reads from its cache
+    /// file: `loader.chunks_in`, EROFS filled through fanotify or cachefiles)
+    /// present, with the FUSE path's file read-ahead.
+    pub fn fill(self: &Arc<Self>, chunks: &[ChunkLoc]) -> Result<(), super::loader::LoadError> {
+        self.loader.ensure_ahead(chunks, &|| self.file_ahead(chunks.last()), &|run| self.fetch_in_background(run))
     }
 
     /// The chunks of the file that follow `last` in it, up to `file_readahead`
@@ -274,19 +273,20 @@ impl Instance {
     }
 
     /// The kernel paths' access records: the kernel (EROFS through fanotify
-    /// or cachefiles) asked for [offset, offset + len) of blob `blob`. It
+    /// or cachefiles) asked for [offset, offset + len) of a blob, whose
+    /// chunks (`loader.chunks_in`) are `chunks`. It
     /// names blob ranges, and only those it has not cached (or, through
     /// fanotify, of blobs not yet complete), so a record says which files
     /// were first read, when, and how much of their chunks the kernel asked
     /// for (a whole chunk's share for each of the files packed into it): not
     /// every read, as FUSE sees them.
-    pub fn note_kernel_read(&self, blob: u32, offset: u64, len: u64) {
+    pub fn note_kernel_read(&self, chunks: &[ChunkLoc], offset: u64, len: u64) {
         let Some(access) = &self.access else { return };
         let index = self.chunk_files.get_or_init(|| self.index_chunk_files());
         let mut map = access.lock().unwrap_or_else(|e| e.into_inner());
         let mut counted = HashSet::new();
         let end = offset.saturating_add(len);
-        for c in self.loader.chunks_in(blob, offset, len) {
+        for c in chunks {
             // The part of the range in this chunk (the kernel asks for each range once, then caches it).
             let asked = end.min(c.uncompressed_offset + c.uncompressed_size as u64) - offset.max(c.uncompressed_offset);
             for &FileChunk { nid, bytes, .. } in index.get(&(c.blob, c.ci)).map_or(&[][..], |v| v.as_slice()) {

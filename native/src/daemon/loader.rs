@@ -255,7 +255,9 @@ impl ChunkLoader {
     }
 
     /// Makes every chunk in `chunks` ready in the cache (fetching what is
-    /// missing), for an on-demand read.
+    /// missing), for an on-demand read without read-ahead (the tests' reader:
+    /// the daemon's readers go through `ensure_ahead`).
+    #[cfg(test)]
     pub fn ensure(&self, chunks: &[ChunkLoc]) -> Result<(), LoadError> {
         self.ensure_ahead(chunks, &Vec::new, &|_| false)
     }
