@@ -4,6 +4,7 @@
 #   bench/peers/stargz-grpc       -> containerd-stargz-grpc (the stargz snapshotter, our main over its library)
 #   bench/peers/nydus-snapshotter -> nydus-snapshotter-grpc (the real nydus-snapshotter, our main over its module)
 #   test/tools/nerdctl            -> nerdctl (its own cmd/nerdctl, pinned by that module's go.mod/go.sum)
+#   test/tools/modctl             -> modctl (the ModelPack CLI: builds and pushes model artifacts)
 # as ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/peers/<hash>/<name>, linked from
 # ${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/bin/<name>. Go modules come from the Go module proxy through
 # the committed go.mod/go.sum (go build's default -mod=readonly: nothing is re-resolved).
@@ -46,3 +47,6 @@ build bench/peers/nydus-snapshotter nydus-snapshotter-grpc
 # The checksum database has no entry for nerdctl v2.0.3 here (its lookup answers 404), so go install
 # cannot verify it; its hash was recorded once in test/tools/nerdctl/go.sum, which pins it from then on.
 build test/tools/nerdctl nerdctl github.com/containerd/nerdctl/v2/cmd/nerdctl
+# modctl v0.2.1 is not served by this module proxy; v0.2.2 is (it writes the legacy vnd.cnai media
+# types, which nydusify reads as well as the vnd.cncf.model ones).
+build test/tools/modctl modctl github.com/modelpack/modctl

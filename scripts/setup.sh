@@ -15,7 +15,7 @@ APT_PACKAGES=(
   # benchmarks: peers and load generators (bench/convert, bench/datapath)
   squashfuse fio time
   # bench/coldstart: the shaped link (tc, a netns, an NFQUEUE delay line in python3)
-  iproute2 iptables python3
+  iproute2 iptables python3 python3-venv
   # real Dragonfly (scripts/build-dragonfly.sh): dfdaemon's build needs protoc and the well-known
   # .proto files, libclang (bindgen, RocksDB) and OpenSSL headers; nsenter (util-linux) runs the
   # test's processes in their network namespaces
@@ -54,6 +54,14 @@ scripts/build-nydus-ref.sh
 scripts/build-containerd2.sh
 scripts/build-test-kernel.sh
 scripts/fuzz.sh --install
+# The model tests read tensors with the real safetensors library: a venv outside the repository,
+# pinned versions from PyPI (Debian packages neither).
+PY_MODEL="${NYDUS_TS_CACHE:-/var/cache/nydus-ts}/py-model"
+if ! "$PY_MODEL/bin/python" -c 'import safetensors, numpy' 2>/dev/null; then
+  echo "setup: installing safetensors into $PY_MODEL"
+  python3 -m venv "$PY_MODEL"
+  "$PY_MODEL/bin/pip" install -q --disable-pip-version-check safetensors==0.4.5 numpy==1.26.4
+fi
 npm run build
 df_rc=0
 wait "$df_pid" || df_rc=$?

@@ -17,6 +17,8 @@ import type { DedupStats } from './builder/chunk-store.js';
 import { buildNydusManifest, packBootstrapLayer, unpackBootstrapLayer } from './image/nydus-manifest.js';
 import { OciLayoutWriter } from './image/oci-layout.js';
 import { openImage } from './image/resolve.js';
+import { convertModel } from './model/convert-model.js';
+import { isModelManifest } from './model/modelpack.js';
 import type { ImageConfig, ImageSource } from './image/types.js';
 import { LocalFileReader } from './builder/local-file-reader.js';
 import { formatChunkTrace, parseChunkTrace } from './builder/hot-blob.js';
@@ -76,6 +78,8 @@ export interface ConvertResult {
   uploadedBytes: number;
   reusedBlobs: string[];
   seconds: number;
+  /** Model artifacts: layers served in place, chunks prefetched at mount. */
+  model?: { inPlace: number; prefetchChunks: number };
 }
 
 /** Loads a chunk dictionary: the bootstrap of an earlier Nydus image. */
@@ -90,6 +94,26 @@ export async function loadChunkDict(spec: string, insecure?: boolean): Promise<{
   if (!last) throw new Error(`chunk dict ${m[2]}: image has no layers`);
   const boot = await unpackBootstrapLayer(await client.getBlobBuffer(ref.repository, last.digest));
   return { dict: readBootstrap(boot), repo: { host: ref.registryHost, repository: ref.repository } };
+}
+
+/**
+ * A ModelPack artifact: weights served in place (model/convert-model.ts). Chunks are digested with
+ * blake3 and never compressed; a chunk dict (the base model's bootstrap) dedups a fine-tune.
+ */
+async function convertModelImage(source: ImageSource, dict: Awaited<ReturnType<typeof loadChunkDict>> | undefined, o: ConvertOptions, blobDir: string): Promise<ConvertResult> {
+  if (o.chunkTrace !== undefined || o.hotRegion) throw new Error('a model artifact ships its own prefetch trace (safetensors headers, small files); --chunk-trace and the hot region do not apply');
+  const builder = new ImageBuilder({
+    chunkSize: o.chunkSize ?? 0x100000, compressor: o.compressor ?? 'zstd', digester: 'blake3', blobDir,
+    whiteoutSpec: 'oci', inlineBootstrap: false, merkleTable: o.merkleTable ?? false,
+  }, undefined, dict?.dict);
+  const r = await convertModel(source, builder, { target: o.target, outputDir: o.outputDir, targetInsecure: o.targetInsecure, dictRepo: dict?.repo, limits: o.limits, quiet: o.quiet });
+  return {
+    target: r.target, manifestDigest: r.manifestDigest, rootDigest: r.rootDigest,
+    layers: r.layers.map((l) => ({ source: l.source, blob: l.blob, size: l.size, newChunks: l.newChunks, sourceSize: l.sourceSize, uploaded: l.uploaded })),
+    bootstrap: r.bootstrap, stats: r.stats, sourceBytes: r.layers.reduce((a, l) => a + l.sourceSize, 0),
+    blobBytes: r.layers.reduce((a, l) => a + l.size, 0), uploadedBytes: r.uploadedBytes,
+    reusedBlobs: r.reusedBlobs, seconds: r.seconds, model: { inPlace: r.layers.filter((l) => l.mode === 'in-place').length, prefetchChunks: r.prefetchChunks },
+  };
 }
 
 /**
@@ -125,6 +149,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertResult> {
   try {
     const source: ImageSource = await openImage(o.source, { platform: o.platform, insecure: o.sourceInsecure, workDir: work });
     const dict = o.chunkDict ? await loadChunkDict(o.chunkDict, o.chunkDictInsecure) : undefined;
+    if (isModelManifest(source.manifest)) return await convertModelImage(source, dict, o, blobDir);
     const builder = new ImageBuilder({
       chunkSize: o.chunkSize ?? 0x100000, compressor: o.compressor ?? 'zstd', digester: 'blake3', blobDir,
       whiteoutSpec: 'oci', inlineBootstrap: true, prefetchPatterns: o.prefetchPatterns, merkleTable: o.merkleTable ?? false,

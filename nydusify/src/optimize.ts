@@ -10,23 +10,18 @@
  * in a few large requests, before the container asks for them. The data blobs are byte-identical to
  * a plain conversion: only the bootstrap layer differs, and a registry that has the blobs keeps them.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 
-import { ApiClient } from '@nydus-ts/nydusd/api/client';
+import type { ApiClient } from '@nydus-ts/nydusd/api/client';
 import { convert, type ConvertOptions, type ConvertResult } from './convert.js';
 import { unpackBootstrapLayer } from './image/nydus-manifest.js';
 import { blobPath, openOciLayout } from './image/oci-layout.js';
+import { exited, startNydusdChild } from './nydusd-process.js';
 import { RUNTIME_FILES } from './prefetch/entrypoint.js';
 import { logger } from '@nydus-ts/common/log';
-
-/** Our nydusd, the repository's bin/nydusd.js: nydusify/src and nydusify/dist sit at the same depth. */
-function defaultNydusd(): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'nydusd.js');
-}
 
 export interface OptimizeOptions extends Omit<ConvertOptions, 'prefetchPatterns'> {
   /** The workload's argv; default: the image's Entrypoint + Cmd. */
@@ -63,10 +58,6 @@ function run(cmd: string, args: string[]): Promise<void> {
     p.on('error', rej);
     p.on('close', (code) => (code === 0 ? res() : rej(new Error(`${cmd} ${args.join(' ')} failed (${code}): ${err.trim()}`))));
   });
-}
-
-function exited(p: ChildProcess): Promise<string> {
-  return new Promise((res) => p.once('close', (code, signal) => res(signal ?? String(code))));
 }
 
 /** The device nodes a container runtime gives every container; nothing else of the host's /dev. */
@@ -134,20 +125,10 @@ async function recordTrace(work: string, bootstrap: string, blobDir: string, w: 
     device: { backend: { type: 'localfs', config: { dir: blobDir } }, cache: { type: 'blobcache', config: { work_dir: join(work, 'cache') } } },
     mode: 'direct', enable_xattr: true, access_pattern: true, fs_prefetch: { enable: false },
   };
-  await writeFile(join(work, 'nydusd.json'), JSON.stringify(config));
-  const apisock = join(work, 'api.sock');
-  const daemon = spawn(process.execPath, [o.nydusd ?? defaultNydusd(), '--config', join(work, 'nydusd.json'), '--bootstrap', bootstrap,
-    '--mountpoint', mnt, '--apisock', apisock, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let daemonErr = '';
-  daemon.stderr!.on('data', (d: Buffer) => (daemonErr = (daemonErr + d.toString('utf8')).slice(-4000)));
-  const daemonGone = exited(daemon);
-  const api = new ApiClient(apisock);
+  const daemon = await startNydusdChild({ work, config, bootstrap, mountpoint: mnt, nydusd: o.nydusd });
+  const api = daemon.api;
   let mounted = false;
   try {
-    await Promise.race([
-      api.waitUntilState('RUNNING', 30_000),
-      daemonGone.then((s) => Promise.reject(new Error(`nydusd exited (${s}) before serving the image: ${daemonErr.trim()}`))),
-    ]);
     await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${mnt},upperdir=${upper},workdir=${scratch}`, root]);
     mounted = true;
     // What the runtime reads before exec (the user and its groups), first, as a container start does.
@@ -160,8 +141,7 @@ async function recordTrace(work: string, bootstrap: string, blobDir: string, w: 
     return { trace, chunkTrace, workloadExit };
   } finally {
     if (mounted) await run('umount', [root]).catch((e: Error) => logger.warn('overlay umount failed', { error: e.message }));
-    daemon.kill('SIGTERM');
-    await daemonGone;
+    await daemon.stop();
   }
 }
 

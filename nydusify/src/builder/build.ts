@@ -6,10 +6,10 @@
 import type { ParsedBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
 import { writeBootstrap, type WrittenBootstrap } from '@nydus-ts/rafs/bootstrap-writer';
 import type { CompressorName, DigesterName } from '@nydus-ts/rafs/constants';
-import { lookup, type FsNode } from '@nydus-ts/rafs/tree';
+import { lookup, type BlobInfo, type FsNode } from '@nydus-ts/rafs/tree';
 import { BlobWriter, type FinishedBlob } from './blob-writer.js';
 import { writeHotBlob, type HotBlob, type TracedChunk } from './hot-blob.js';
-import { ChunkPipeline } from './chunk-pipeline.js';
+import { ChunkPipeline, type ChunkSink } from './chunk-pipeline.js';
 import { ChunkStore, addStats, emptyStats, type DedupStats } from './chunk-store.js';
 import { LayerTree, inheritImplicitAttrs, type LayerEntry } from './layer-tree.js';
 import { mergeLayer, stripWhiteouts, type WhiteoutSpec } from './overlay.js';
@@ -30,6 +30,12 @@ export interface BuildOptions {
   discardBlobs?: boolean;
   /** The merged bootstrap stores every inode's merkle digest, not only the root (default true). */
   merkleTable?: boolean;
+}
+
+/** A layer's blob as the builder fills it: new chunks in, finished blob (maybe embedding a bootstrap) out. */
+export interface LayerBlob extends ChunkSink {
+  finish(bootstrapFor?: (blob: BlobInfo) => Buffer): Promise<FinishedBlob>;
+  abort(): Promise<void>;
 }
 
 export type SourceEntry = LayerEntry;
@@ -73,10 +79,13 @@ export class ImageBuilder {
     }
   }
 
-  /** Adds one layer. On any error the layer's blob is removed and the error rethrown. */
-  async addLayer(items: AsyncIterable<SourceItem>, label: string): Promise<LayerOutput> {
+  /**
+   * Adds one layer. Its new chunks go to a new blob, or to `into` (e.g. the source blob served in
+   * place, see in-place-blob.ts). On any error the layer's blob is removed and the error rethrown.
+   */
+  async addLayer(items: AsyncIterable<SourceItem>, label: string, into?: LayerBlob): Promise<LayerOutput> {
     const o = this.opts;
-    const blob = await BlobWriter.create({ dir: o.blobDir, chunkSize: o.chunkSize, compressor: o.compressor, digester: o.digester, discard: o.discardBlobs });
+    const blob = into ?? await BlobWriter.create({ dir: o.blobDir, chunkSize: o.chunkSize, compressor: o.compressor, digester: o.digester, discard: o.discardBlobs });
     const stats = emptyStats();
     const pipeline = new ChunkPipeline(o, this.store, blob, stats);
     const tree = new LayerTree(this.merged, o.whiteoutSpec);
@@ -87,7 +96,7 @@ export class ImageBuilder {
         entries++;
         const node = tree.add(entry);
         if (entry.type === 'file') {
-          const { chunks } = await pipeline.storeFile(body, entry.size, entry.path);
+          const { chunks } = await pipeline.storeFile(body, entry.size, entry.path, entry.dataOffset);
           files.push(chunks.then((c) => (node.chunks = c)));
         }
       }

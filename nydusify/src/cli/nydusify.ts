@@ -4,6 +4,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { check } from '../check.js';
 import { convert, type ConvertOptions } from '../convert.js';
+import { mountImage } from '../mount.js';
 import { optimize } from '../optimize.js';
 import { hostPlatform } from '../image/types.js';
 import { setLogLevel } from '@nydus-ts/common/log';
@@ -85,6 +86,24 @@ const COMMANDS: Record<string, CommandSpec> = {
       ...common,
     },
   },
+  mount: {
+    name: 'mount', summary: 'mount a Nydus image or a converted model from its registry at a path, lazily',
+    usage: 'mount --target REF --mount-path DIR [options]\n\n'
+      + 'Pulls the bootstrap layer and serves the image with our nydusd, fetching (and verifying)\n'
+      + 'only the chunks that are read. Stays in the foreground; SIGINT or SIGTERM unmounts. A model\n'
+      + 'converted with `nydusify convert` mounts as its files (e.g. to bind into a container).',
+    options: {
+      target: { type: 'string', value: 'ref', help: 'the Nydus image (registry reference)' },
+      'mount-path': { type: 'string', value: 'dir', help: 'where to mount it (created if missing)' },
+      'target-insecure': { type: 'boolean', default: false, help: 'plain http to the registry' },
+      'fs-driver': { type: 'string', default: 'fusedev', value: 'driver', help: 'fusedev, or erofs (kernel EROFS filled through fanotify)' },
+      prefetch: { type: 'boolean', default: false, help: 'prefetch at mount what the image lists (a model: its safetensors headers and small files)' },
+      'file-readahead': { type: 'string', value: 'size', help: 'bytes of the same file fetched beside a miss (nydusd file_readahead; 0: none)' },
+      'amplify-io': { type: 'string', value: 'size', help: 'widen each miss to this many bytes (nydusd amplify_io; 0: the chunk only)' },
+      nydusd: { type: 'string', value: 'path', help: 'nydusd to serve the image with (default: ours)' },
+      ...common,
+    },
+  },
 };
 
 /** `--command` as a JSON array of strings. */
@@ -148,10 +167,30 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`converted ${r.layers.length} layers in ${r.seconds.toFixed(1)}s: source ${humanBytes(r.sourceBytes)} -> blobs ${humanBytes(r.blobBytes)} `
       + `+ bootstrap ${humanBytes(r.bootstrap.size)}; chunks ${s.chunks} referenced, ${s.newChunks} stored, ${s.chunks - s.newChunks} deduplicated `
       + `(in-layer ${s.hitsSameLayer}, cross-layer ${s.hitsEarlierLayer}, chunk-dict ${s.hitsDict}); uploaded ${humanBytes(r.uploadedBytes)} to ${r.target}\n`);
+    if (r.model) process.stdout.write(`model: ${r.model.inPlace} of ${r.layers.length} layers served in place (not uploaded again), ${r.model.prefetchChunks} chunks prefetched at mount\n`);
     await json(r);
     return 0;
   }
   if (!v.target) throw new UsageError('--target is required');
+  if (name === 'mount') {
+    if (!v['mount-path']) throw new UsageError('--mount-path is required');
+    const m = await mountImage({
+      target: v.target as string, mountPath: v['mount-path'] as string, insecure: !!v['target-insecure'], platform: v.platform as string,
+      workDir: v['work-dir'] as string | undefined, nydusd: v.nydusd as string | undefined, prefetch: !!v.prefetch,
+      fileReadahead: v['file-readahead'] === undefined ? undefined : parseSize(v['file-readahead'] as string, '--file-readahead'),
+      amplifyIo: v['amplify-io'] === undefined ? undefined : parseSize(v['amplify-io'] as string, '--amplify-io'),
+      fsDriver: oneOf(v['fs-driver'], ['fusedev', 'erofs'] as const, '--fs-driver'),
+    });
+    process.stdout.write(`mounted ${v.target} at ${m.mountPath} (nydusd pid ${m.daemon.pid}); SIGINT or SIGTERM unmounts\n`);
+    await json({ mountPath: m.mountPath, nydusdPid: m.daemon.pid });
+    const signalled = new Promise<string>((res) => {
+      for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => res(sig));
+    });
+    const why = await Promise.race([signalled, m.daemon.gone.then((s) => `nydusd exited (${s})`)]);
+    await m.unmount();
+    process.stdout.write(`unmounted ${m.mountPath}: ${why}\n`);
+    return why.startsWith('nydusd') ? 1 : 0;
+  }
   const r = await check({
     source: v.source as string | undefined, target: v.target as string, sourceInsecure: !!v['source-insecure'],
     targetInsecure: !!v['target-insecure'], platform: v.platform as string, workDir: v['work-dir'] as string | undefined,

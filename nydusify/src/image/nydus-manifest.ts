@@ -28,18 +28,25 @@ export function packBootstrapLayer(bootstrap: Buffer, chunkTrace?: string): { gz
   return { gz, digest: sha256(gz), diffId: sha256(tar) };
 }
 
-/** Pulls image.boot out of a bootstrap layer (also accepting the legacy top-level name). */
-export async function unpackBootstrapLayer(gz: Buffer): Promise<Buffer> {
+/** Pulls image.boot (also accepting the legacy top-level name) and its chunk trace out of a bootstrap layer. */
+export async function readBootstrapLayer(gz: Buffer): Promise<{ bootstrap: Buffer; chunkTrace?: string }> {
   const tar = gz[0] === 0x1f && gz[1] === 0x8b ? gunzipSync(gz) : gz;
+  let bootstrap: Buffer | undefined;
+  let chunkTrace: string | undefined;
   for await (const { entry, body } of readTar(Readable.from([tar]))) {
-    if (entry.type === 'file' && (entry.path === BOOTSTRAP_PATH || entry.path === 'image.boot')) {
-      const parts: Buffer[] = [];
-      for await (const c of body) parts.push(c);
-      return Buffer.concat(parts);
-    }
+    const isBoot = entry.path === BOOTSTRAP_PATH || entry.path === 'image.boot';
+    if (entry.type !== 'file' || (!isBoot && entry.path !== `image/${CHUNK_TRACE_NAME}`)) continue;
+    const parts: Buffer[] = [];
+    for await (const c of body) parts.push(c);
+    if (isBoot) bootstrap = Buffer.concat(parts);
+    else chunkTrace = Buffer.concat(parts).toString('utf8');
   }
-  throw new Error('bootstrap layer holds no image/image.boot');
+  if (!bootstrap) throw new Error('bootstrap layer holds no image/image.boot');
+  return { bootstrap, ...(chunkTrace === undefined ? {} : { chunkTrace }) };
 }
+
+/** Pulls image.boot out of a bootstrap layer. */
+export const unpackBootstrapLayer = async (gz: Buffer): Promise<Buffer> => (await readBootstrapLayer(gz)).bootstrap;
 
 export interface NydusImageParts {
   sourceConfig: ImageConfig;

@@ -3,10 +3,11 @@
  * images into one (`--output-dir`), which skopeo, umoci and ctr can then take anywhere.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { copyFile, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { OCI_INDEX } from '@nydus-ts/registry/media-types';
 import { selectPlatform, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type ImageSource } from './types.js';
 
@@ -51,6 +52,7 @@ export async function openOciLayout(dir: string, tag: string | undefined, platfo
   const configBytes = await readVerified(dir, manifest.config);
   return {
     label, manifest, manifestMediaType: desc.mediaType, configBytes, config: JSON.parse(configBytes.toString()) as ImageConfig,
+    manifestDescriptor: { mediaType: desc.mediaType, digest: desc.digest, size: desc.size },
     openBlob: async (d: Descriptor): Promise<Readable> => createReadStream(blobPath(dir, d.digest)),
     readRange: (d: Descriptor, offset: number, length: number) => readFileRange(blobPath(dir, d.digest), offset, length),
   };
@@ -77,6 +79,22 @@ export class OciLayoutWriter {
     if (await stat(dest).catch(() => undefined)) return;
     if (move) await rename(path, dest).catch(() => copyFile(path, dest));
     else await copyFile(path, dest);
+  }
+
+  /** Writes a blob from a stream, checking it against `digest` before it takes the name. */
+  async putStream(source: Readable, digest: string): Promise<void> {
+    const dest = blobPath(this.dir, digest);
+    if (await stat(dest).catch(() => undefined)) return;
+    const tmp = `${dest}.tmp-${process.pid}`;
+    const hash = createHash('sha256');
+    try {
+      await pipeline(source, new Transform({ transform: (c: Buffer, _e, cb) => cb(null, (hash.update(c), c)) }), createWriteStream(tmp));
+      const got = `sha256:${hash.digest('hex')}`;
+      if (got !== digest) throw new Error(`blob ${digest}: the source's bytes hash to ${got}`);
+      await rename(tmp, dest);
+    } finally {
+      await rm(tmp, { force: true });
+    }
   }
 
   async tag(manifest: Descriptor, tag: string): Promise<void> {

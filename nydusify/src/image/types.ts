@@ -49,6 +49,10 @@ export interface ImageSource {
   manifestMediaType: string;
   config: ImageConfig;
   configBytes: Buffer;
+  /** The manifest as stored (registry and OCI layout sources), e.g. for a `subject` pointing at it. */
+  manifestDescriptor?: Descriptor;
+  /** Where a registry source lives, so its blobs can be mounted into another repository. */
+  registry?: { host: string; repository: string };
   openBlob(desc: Descriptor): Promise<Readable>;
   /** A byte range of a blob (registry Range request, or a file read). */
   readRange(desc: Descriptor, offset: number, length: number): Promise<Buffer>;

@@ -82,7 +82,8 @@ export interface OpenedLayer {
 
 export async function openLayer(
   source: Readable,
-  expect: { digest?: string; size?: number; mediaType?: string; label: string },
+  /** `compression` overrides detection (a raw model layer is a file, whatever its first bytes are). */
+  expect: { digest?: string; size?: number; mediaType?: string; label: string; compression?: LayerCompression },
   limits: LayerLimits = {},
   onCompressedBytes?: (n: number) => void,
 ): Promise<OpenedLayer> {
@@ -97,7 +98,7 @@ export async function openLayer(
   const it = (input as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   const first = await it.next();
   const head: Buffer = first.done ? Buffer.alloc(0) : first.value;
-  const kind = compressionOf(expect.mediaType, head);
+  const kind = expect.compression ?? compressionOf(expect.mediaType, head);
   const replay = Readable.from((async function* () {
     if (!first.done) yield head;
     for (;;) {

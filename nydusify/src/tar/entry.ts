@@ -28,4 +28,9 @@ export interface TarEntry {
   gname?: string;
   /** Byte offset of the entry's first header (its PAX / GNU long-name header if any) in the tar stream. */
   offset: number;
+  /**
+   * Byte offset of a regular file's content in the (uncompressed) tar stream, where the content is
+   * stored as one run: not set for sparse files, whose stored data is split by a map.
+   */
+  dataOffset?: number;
 }

@@ -438,6 +438,7 @@ class TarReader {
     if (gname !== undefined) entry.gname = decodeName(gname);
     else if (h.gname !== '') entry.gname = h.gname;
 
+    if (type === 'file' && map === null) entry.dataOffset = this.src.offset;
     // Data of non-files (e.g. a hardlink that carries content) is skipped.
     this.dataRemaining = dataSize;
     this.padding = paddingFor(storedSize);

@@ -1,0 +1,199 @@
+/**
+ * AI models, lazily: a synthetic model (safetensors shards written by the test, config and
+ * tokenizer files) built into ModelPack artifacts by the real modctl (raw and tar layers) in the real
+ * registry, converted by nydusify without uploading the weights again, mounted by `nydusify mount`
+ * (our nydusd, FUSE) through a counting proxy, and read by the real safetensors library: one tensor
+ * costs its own chunks plus the header's, every file reads back byte-identical, and a weight layer
+ * tampered in the registry's storage gives EIO, never wrong data.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync } from 'node:fs';
+import { mkdir, open, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFaultProxy, type FaultProxy } from '@nydus-ts/harness/fault-proxy';
+import { MODEL_PYTHON, modctlBuild, modelToolsMissing, writeSyntheticModel, type SyntheticModel, type WrittenTensor } from '@nydus-ts/harness/model';
+import { makeTempDir, runCommand, spawnProcess, waitServing, type ManagedProcess } from '@nydus-ts/harness/process';
+import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
+import { RegistryClient } from '@nydus-ts/registry/client';
+import { DEFAULT_MANIFEST_ACCEPT } from '@nydus-ts/registry/media-types';
+
+const MiB = 1 << 20;
+const CHUNK = MiB;
+
+let tmp: { dir: string; remove(): Promise<void> };
+let registry: RunningRegistry;
+let proxy: FaultProxy;
+let model: SyntheticModel;
+const mounts: ManagedProcess[] = [];
+
+const nydusify = (args: string[]) => runCommand(process.execPath, ['bin/nydusify.js', ...args, '--quiet'], { timeoutMs: 300_000 });
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(path)) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+/** `nydusify mount` as a user runs it, through the counting proxy; resolves once it serves. */
+async function mount(tag: string, name: string, extra: string[] = []): Promise<{ mnt: string; proc: ManagedProcess }> {
+  const mnt = join(tmp.dir, `mnt-${name}`);
+  const work = join(tmp.dir, `work-${name}`);
+  await mkdir(work, { recursive: true });
+  const proc = spawnProcess(process.execPath, ['bin/nydusify.js', 'mount', '--target', `${proxy.host}/model:${tag}`, '--target-insecure',
+    '--mount-path', mnt, '--work-dir', work, ...extra], { name: `nydusify-mount-${name}` });
+  mounts.push(proc);
+  await waitServing(proc, { marker: 'image mounted', socket: join(work, 'api.sock'), timeoutMs: 60_000 });
+  return { mnt, proc };
+}
+
+/** One tensor through the safetensors library (mmap + get_tensor), as a loader reads it. */
+async function readTensor(file: string, name: string): Promise<{ sha256?: string; error?: string }> {
+  const script = [
+    'import hashlib, json, sys',
+    'from safetensors import safe_open',
+    'try:',
+    '    with safe_open(sys.argv[1], framework="np") as f:',
+    '        t = f.get_tensor(sys.argv[2])',
+    '    print(json.dumps({"sha256": hashlib.sha256(t.tobytes()).hexdigest()}))',
+    'except Exception as e:',
+    '    print(json.dumps({"error": str(e)}))',
+  ].join('\n');
+  // A read error under mmap is a SIGBUS: the process dies, which is an error too, never wrong data.
+  const r = await runCommand(MODEL_PYTHON, ['-c', script, file, name], { timeoutMs: 120_000 }).catch((e: Error) => ({ stdout: JSON.stringify({ error: e.message }) }));
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { sha256?: string; error?: string };
+}
+
+/** Bytes of the 1 MiB chunks of a raw layer (the file) that overlap any of `ranges`. */
+function chunkBytes(fileSize: number, ranges: Array<[number, number]>): number {
+  const chunks = new Set<number>();
+  for (const [b, e] of ranges) for (let c = Math.floor(b / CHUNK); c * CHUNK < e; c++) chunks.add(c);
+  return [...chunks].reduce((a, c) => a + Math.min(CHUNK, fileSize - c * CHUNK), 0);
+}
+
+/** Bytes asked for by ranged blob GETs, leaving out the 1-byte reads nydusd opens connections with. */
+function rangeBytes(headers: Array<Record<string, string | string[] | undefined>>): number {
+  return headers.map((h) => /^bytes=(\d+)-(\d+)$/.exec(String(h.range ?? ''))).filter((m) => m !== null)
+    .map((m) => Number(m[2]) - Number(m[1]) + 1).filter((n) => n > 1).reduce((a, n) => a + n, 0);
+}
+
+async function manifestOf(tag: string) {
+  const client = new RegistryClient(registry.host, { insecure: true });
+  const got = await client.getManifest('model', tag, [...DEFAULT_MANIFEST_ACCEPT]);
+  return { digest: `sha256:${createHash('sha256').update(got.body).digest('hex')}`, manifest: JSON.parse(got.body.toString()) as {
+    artifactType?: string; subject?: { digest: string }; layers: Array<{ digest: string; size: number; mediaType: string; annotations?: Record<string, string> }>;
+  } };
+}
+
+beforeAll(async () => {
+  const missing = modelToolsMissing();
+  if (missing) throw new Error(missing);
+  tmp = makeTempDir('nydus-model-');
+  registry = await startRegistry();
+  proxy = await startFaultProxy(registry.url);
+  // 2 shards x 6 tensors of ~20 MiB: 240 MiB of weights, tensors straddling chunk boundaries.
+  model = await writeSyntheticModel(join(tmp.dir, 'model'), { shards: 2, tensorsPerShard: 6, tensorBytes: 20 * MiB });
+  await modctlBuild(model.dir, `${registry.host}/model:raw`, { raw: true });
+  await modctlBuild(model.dir, `${registry.host}/model:tar`, { raw: false });
+}, 600_000);
+
+afterAll(async () => {
+  for (const m of mounts) await m.stop();
+  await proxy?.stop();
+  await registry?.stop();
+  await tmp?.remove();
+});
+
+describe('ModelPack artifacts, lazily', () => {
+  it('converts a raw-layer model in place: the weights are not uploaded again', async () => {
+    const source = await manifestOf('raw');
+    expect(source.manifest.layers.every((l) => /^application\/vnd\.(cncf|cnai)\.model\..*\.raw$/.test(l.mediaType))).toBe(true);
+    const mark = registry.logs().length;
+    const out = join(tmp.dir, 'convert-raw.json');
+    await nydusify(['convert', '--source', `${registry.host}/model:raw`, '--target', `${registry.host}/model:nydus`, '--source-insecure', '--target-insecure', '--output-json', out]);
+    const r = JSON.parse(readFileSync(out, 'utf8')) as { uploadedBytes: number; model: { inPlace: number; prefetchChunks: number }; layers: Array<{ source: string; blob: string }> };
+    expect(r.model.inPlace).toBe(source.manifest.layers.length);
+    for (const l of r.layers) expect(l.blob).toBe(l.source);
+    // What went up: the bootstrap layer, nothing else (the config is the source's, already there).
+    const uploads = registry.logs().slice(mark).split('\n').filter((l) => /"?(POST|PATCH|PUT) \/v2\/model\/blobs\/uploads/.test(l));
+    // (The digest is URL-encoded in the PUT: match its hex.)
+    for (const l of source.manifest.layers) expect(uploads.filter((u) => u.includes(l.digest.slice(7)))).toEqual([]);
+    expect(uploads.filter((u) => u.includes('"PUT '))).toHaveLength(1);
+    expect(r.uploadedBytes).toBeLessThan(256 * 1024);
+    // Every header and small file is in the mount-time prefetch: 2 shards' headers + 4 small files.
+    expect(r.model.prefetchChunks).toBeGreaterThanOrEqual(2 + 4);
+
+    const nydus = await manifestOf('nydus');
+    expect(nydus.manifest.artifactType).toBe(source.manifest.artifactType);
+    expect(nydus.manifest.subject?.digest).toBe(source.digest);
+    expect(nydus.manifest.layers.slice(0, -1).map((l) => l.digest)).toEqual(source.manifest.layers.map((l) => l.digest));
+    expect(nydus.manifest.layers.at(-1)!.annotations?.['containerd.io/snapshot/nydus-bootstrap']).toBe('true');
+  }, 300_000);
+
+  it('reads one tensor through safetensors fetching only its chunks and the header, then every file byte-identical', async () => {
+    const { mnt } = await mount('nydus', 'raw', ['--file-readahead', '0', '--amplify-io', '0']);
+    const t = model.tensors.find((x) => x.name === 'layers.1.3.weight') as WrittenTensor;
+    const shard = t.shard.split('/').at(-1)!;
+    const mark = proxy.stats.blobHeaders.length;
+    const got = await readTensor(join(mnt, shard), t.name);
+    expect(got).toEqual({ sha256: t.sha256 });
+    const size = (await stat(t.shard)).size;
+    const fetched = rangeBytes(proxy.stats.blobHeaders.slice(mark));
+    expect(fetched).toBeGreaterThanOrEqual(chunkBytes(size, [[0, model.headerBytes[shard]!], [t.begin, t.end]]));
+    // The kernel's fault-around may reach one page over either end of the tensor; nothing else.
+    expect(fetched).toBeLessThanOrEqual(chunkBytes(size, [[0, model.headerBytes[shard]!], [t.begin - 128 * 1024, t.end + 128 * 1024]]));
+
+    const names = (await readdir(model.dir)).filter((n) => n !== 'Modelfile').sort();
+    expect((await readdir(mnt)).sort()).toEqual(names);
+    for (const n of names) expect(await sha256File(join(mnt, n)), n).toBe(await sha256File(join(model.dir, n)));
+  }, 300_000);
+
+  it('converts a tar-layer model in place too, and serves it through kernel EROFS', async () => {
+    const source = await manifestOf('tar');
+    expect(source.manifest.layers.every((l) => l.mediaType.endsWith('.tar'))).toBe(true);
+    const out = join(tmp.dir, 'convert-tar.json');
+    await nydusify(['convert', '--source', `${registry.host}/model:tar`, '--target', `${registry.host}/model:nydus-tar`, '--source-insecure', '--target-insecure', '--output-json', out]);
+    const r = JSON.parse(readFileSync(out, 'utf8')) as { uploadedBytes: number; model: { inPlace: number } };
+    expect(r.model.inPlace).toBe(source.manifest.layers.length);
+    expect(r.uploadedBytes).toBeLessThan(256 * 1024);
+    // Through the kernel this time: EROFS over the cache files, filled through fanotify.
+    const { mnt } = await mount('nydus-tar', 'tar', ['--fs-driver', 'erofs']);
+    expect((await runCommand('findmnt', ['-n', '-o', 'FSTYPE', mnt])).stdout.trim()).toBe('erofs');
+    const t = model.tensors[2]!;
+    expect(await readTensor(join(mnt, t.shard.split('/').at(-1)!), t.name)).toEqual({ sha256: t.sha256 });
+    for (const n of (await readdir(model.dir)).filter((x) => x !== 'Modelfile')) {
+      expect(await sha256File(join(mnt, n)), n).toBe(await sha256File(join(model.dir, n)));
+    }
+  }, 300_000);
+
+  it('answers EIO for a tampered weight byte, and still serves the rest', async () => {
+    const { manifest } = await manifestOf('raw');
+    const t = model.tensors.find((x) => x.name === 'layers.0.4.weight')!;
+    const shard = t.shard.split('/').at(-1)!;
+    const layer = manifest.layers.find((l) => (l.annotations?.['org.cncf.model.filepath'] ?? l.annotations?.['org.cnai.model.filepath']) === shard)!;
+    const data = join(registry.dataDir, 'docker/registry/v2/blobs/sha256', layer.digest.slice(7, 9), layer.digest.slice(7), 'data');
+    const at = t.begin + 12345;
+    const f = await open(data, 'r+');
+    try {
+      const b = Buffer.alloc(1);
+      await f.read(b, 0, 1, at);
+      b[0] = b[0]! ^ 0x5a;
+      await f.write(b, 0, 1, at);
+    } finally {
+      await f.close();
+    }
+    // A fresh mount (empty cache), so the tampered range is fetched now.
+    const { mnt } = await mount('nydus', 'tampered', ['--file-readahead', '0']);
+    const fd = await open(join(mnt, shard), 'r');
+    try {
+      await expect(fd.read(Buffer.alloc(4096), 0, 4096, at - (at % 4096))).rejects.toMatchObject({ code: 'EIO' });
+    } finally {
+      await fd.close();
+    }
+    const bad = await readTensor(join(mnt, shard), t.name);
+    expect(bad.sha256).toBeUndefined();
+    expect(bad.error).toBeTruthy();
+    const other = model.tensors.find((x) => x.name === 'layers.1.0.weight')!;
+    expect(await readTensor(join(mnt, other.shard.split('/').at(-1)!), other.name)).toEqual({ sha256: other.sha256 });
+  }, 300_000);
+});
