@@ -106,7 +106,7 @@ async function convertModelImage(source: ImageSource, dict: Awaited<ReturnType<t
     chunkSize: o.chunkSize ?? 0x100000, compressor: o.compressor ?? 'zstd', digester: 'blake3', blobDir,
     whiteoutSpec: 'oci', inlineBootstrap: false, merkleTable: o.merkleTable ?? false,
   }, undefined, dict?.dict);
-  const r = await convertModel(source, builder, { target: o.target, outputDir: o.outputDir, targetInsecure: o.targetInsecure, dictRepo: dict?.repo, limits: o.limits, quiet: o.quiet });
+  const r = await convertModel(source, builder, { target: o.target, outputDir: o.outputDir, targetInsecure: o.targetInsecure, platform: o.platform, dictRepo: dict?.repo, limits: o.limits, quiet: o.quiet });
   return {
     target: r.target, manifestDigest: r.manifestDigest, rootDigest: r.rootDigest,
     layers: r.layers.map((l) => ({ source: l.source, blob: l.blob, size: l.size, newChunks: l.newChunks, sourceSize: l.sourceSize, uploaded: l.uploaded })),

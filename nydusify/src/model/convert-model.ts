@@ -3,8 +3,9 @@
  * layers become in-place blobs (builder/in-place-blob.ts): the bootstrap's chunks are ranges of the
  * original layers, digested over those bytes, so nydusd fetches and verifies exactly the ranges a
  * reader touches and the registry stores the weights once. Compressed tar layers cannot be read in
- * ranges; they are converted into ordinary Nydus blobs (and said so). The result is the source
- * manifest's config and layers plus one bootstrap layer, with `subject` naming the source manifest.
+ * ranges; they are converted into ordinary Nydus blobs (and said so). The result is a Nydus image
+ * whose blob layers are the source's layers by digest, plus one bootstrap layer, with `subject`
+ * naming the source manifest (whose config, the model's, stays reachable through it).
  *
  * The bootstrap ships a chunk trace (image/prefetch.chunks) so a daemon with prefetch on fetches, at
  * mount, every safetensors header and the small files (configs, tokenizer, docs) a loader reads
@@ -16,16 +17,16 @@ import type { Readable } from 'node:stream';
 import { CHUNK_TRACE_NAME } from '@nydus-ts/rafs/constants';
 import { walk, type FsNode } from '@nydus-ts/rafs/tree';
 import { RegistryClient } from '@nydus-ts/registry/client';
-import { NYDUS_BLOB_LAYER, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '@nydus-ts/registry/media-types';
+import { OCI_MANIFEST } from '@nydus-ts/registry/media-types';
 import { parseReference } from '@nydus-ts/registry/reference';
 import { logger } from '@nydus-ts/common/log';
 import type { ImageBuilder, SourceItem } from '../builder/build.js';
 import type { DedupStats } from '../builder/chunk-store.js';
 import { formatChunkTrace, type TracedChunk } from '../builder/hot-blob.js';
 import { InPlaceBlob } from '../builder/in-place-blob.js';
-import { ANNOTATION_NYDUS_BLOB, ANNOTATION_NYDUS_BOOTSTRAP, ANNOTATION_NYDUS_FS_VERSION, packBootstrapLayer } from '../image/nydus-manifest.js';
+import { buildNydusManifest, packBootstrapLayer } from '../image/nydus-manifest.js';
 import { OciLayoutWriter } from '../image/oci-layout.js';
-import type { Descriptor, ImageManifest, ImageSource } from '../image/types.js';
+import type { ImageSource } from '../image/types.js';
 import { openLayer, type LayerLimits } from '../source/layer-stream.js';
 import { tarLayerSource } from '../source/tar-source.js';
 import type { TarEntry } from '../tar/entry.js';
@@ -42,6 +43,8 @@ export interface ModelConvertOptions {
   target?: string;
   outputDir?: string;
   targetInsecure?: boolean;
+  /** os/arch of the image config (runtimes match it against their own). */
+  platform: string;
   /** Where the chunk dictionary's image lives, to mount its blobs the bootstrap reuses. */
   dictRepo?: { host: string; repository: string };
   limits?: LayerLimits;
@@ -202,29 +205,25 @@ export async function convertModel(source: ImageSource, builder: ImageBuilder, o
   const boot = packBootstrapLayer(result.bootstrap, formatChunkTrace(trace));
   logger.info('model bootstrap', { files: [...walk(root)].length, prefetch_chunks: trace.length, trace: CHUNK_TRACE_NAME, bytes: result.bootstrap.length });
 
-  // The source's layers stay as they are (a converted compressed layer stays too: the source's own
-  // readers still need it), then the new Nydus blobs, then the bootstrap.
-  const bootDesc: Descriptor = {
-    mediaType: OCI_LAYER_TAR_GZIP, digest: boot.digest, size: boot.gz.length,
-    annotations: { [ANNOTATION_NYDUS_BOOTSTRAP]: 'true', [ANNOTATION_NYDUS_FS_VERSION]: '6' },
-  };
-  // Blobs of the chunk dictionary (the base model) the bootstrap reads chunks from.
+  // A Nydus image (OCI image config, blob layers, bootstrap last) so that runtimes mount it as
+  // they mount any Nydus image (our snapshotter, nydus-snapshotter, containerd image volumes); its
+  // blob layers are the source's own layers by digest, and `subject` names the model it serves.
   const reused = result.blobs.filter((b) => result.reusedBlobIds.includes(b.blobId)).map((b) => ({ digest: `sha256:${b.blobId}`, size: b.compressedSize }));
-  const manifest: ImageManifest = {
-    schemaVersion: 2, mediaType: OCI_MANIFEST,
-    ...(source.manifest.artifactType ? { artifactType: source.manifest.artifactType } : {}),
-    config: source.manifest.config,
-    layers: [
-      ...source.manifest.layers.filter((_, i) => results[i]!.mode === 'in-place'),
-      ...[...newBlobs, ...reused].map((b) => ({ mediaType: NYDUS_BLOB_LAYER, digest: b.digest, size: b.size, annotations: { [ANNOTATION_NYDUS_BLOB]: 'true' } })),
-      bootDesc,
-    ],
-    ...(source.manifestDescriptor ? { subject: source.manifestDescriptor } : {}),
-    annotations: { ...(source.manifestDescriptor ? { [ANNOTATION_MODEL_SOURCE]: source.manifestDescriptor.digest } : {}) },
-  };
+  const inPlaceLayers = layers.filter((_, i) => results[i]!.mode === 'in-place').map((l) => l.desc);
+  const [os, architecture] = o.platform.split('/');
+  const { manifest, config } = buildNydusManifest({
+    sourceConfig: {
+      os, architecture, rootfs: { type: 'layers', diff_ids: [] },
+      config: { Labels: { [ANNOTATION_MODEL_SOURCE]: source.manifestDescriptor?.digest ?? source.label } },
+    },
+    blobs: [...inPlaceLayers, ...newBlobs, ...reused], bootstrap: { digest: boot.digest, size: boot.gz.length, diffId: boot.diffId }, oci: true,
+  });
+  if (source.manifestDescriptor) {
+    manifest.subject = source.manifestDescriptor;
+    manifest.annotations = { [ANNOTATION_MODEL_SOURCE]: source.manifestDescriptor.digest };
+  }
   const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2));
   const manifestDigest = sha256(manifestBytes);
-  const inPlaceLayers = layers.filter((_, i) => results[i]!.mode === 'in-place').map((l) => l.desc);
 
   let uploadedBytes = 0;
   let targetLabel: string;
@@ -234,7 +233,7 @@ export async function convertModel(source: ImageSource, builder: ImageBuilder, o
     for (const d of inPlaceLayers) await w.putStream(await source.openBlob(d), d.digest);
     for (const b of newBlobs) await w.putFile(b.path, b.digest);
     await w.putBytes(boot.gz);
-    await w.putBytes(source.configBytes);
+    await w.putBytes(config);
     await w.putBytes(manifestBytes);
     await w.tag({ mediaType: OCI_MANIFEST, digest: manifestDigest, size: manifestBytes.length }, o.target ? o.target.split(':').pop()! : 'latest');
     targetLabel = `oci:${o.outputDir}`;
@@ -265,7 +264,7 @@ export async function convertModel(source: ImageSource, builder: ImageBuilder, o
       const r = await client.pushBlob(ref.repository, b.digest, b.size, () => [], { mountFrom: from });
       if (!r.mounted && r.uploaded) throw new Error(`chunk-dict blob ${b.digest}: the registry did not mount it from ${from}`);
     }
-    for (const data of [boot.gz, source.configBytes]) {
+    for (const data of [boot.gz, config]) {
       const r = await client.pushBlob(ref.repository, sha256(data), data.length, () => [data], { mountFrom: sameRegistry });
       if (r.uploaded) uploadedBytes += data.length;
     }
