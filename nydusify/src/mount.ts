@@ -25,6 +25,11 @@ export interface MountOptions {
   platform: string;
   /** Bootstrap, cache and nydusd's files; default a temporary directory removed at the end. */
   workDir?: string;
+  /**
+   * The blob cache (default `<work dir>/cache`). Mounts that share one reuse each other's chunks:
+   * a fine-tune converted against its base fetches only what differs once the base is cached.
+   */
+  cacheDir?: string;
   nydusd?: string;
   /** fusedev (default) or erofs (kernel EROFS filled through fanotify). */
   fsDriver?: 'fusedev' | 'erofs';
@@ -73,7 +78,7 @@ export async function mountImage(o: MountOptions): Promise<MountedImage> {
     const config = {
       device: {
         backend: { type: 'registry', config: { scheme: o.insecure ? 'http' : 'https', host: ref.registryHost, repo: ref.repository, ...(auth ? { auth } : {}) } },
-        cache: { type: 'blobcache', config: { work_dir: join(work, 'cache') } },
+        cache: { type: 'blobcache', config: { work_dir: o.cacheDir === undefined ? join(work, 'cache') : resolve(o.cacheDir) } },
       },
       mode: 'direct', enable_xattr: true,
       ...(o.fileReadahead === undefined ? {} : { file_readahead: o.fileReadahead }),

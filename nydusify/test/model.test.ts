@@ -167,6 +167,32 @@ describe('ModelPack artifacts, lazily', () => {
     }
   }, 300_000);
 
+  it('a fine-tune converted against its base fetches only what differs on a node that has the base', async () => {
+    // The same model with one of its 12 tensors changed (~8% of the weights).
+    const changed = 'layers.0.1.weight';
+    const ft = await writeSyntheticModel(join(tmp.dir, 'finetune'), { shards: 2, tensorsPerShard: 6, tensorBytes: 20 * MiB, changed: (n) => n === changed });
+    await modctlBuild(ft.dir, `${registry.host}/model:ft-raw`, { raw: true });
+    const out = join(tmp.dir, 'convert-ft.json');
+    await nydusify(['convert', '--source', `${registry.host}/model:ft-raw`, '--target', `${registry.host}/model:ft-nydus`, '--source-insecure', '--target-insecure',
+      '--chunk-dict', `bootstrap:registry:${registry.host}/model:nydus`, '--chunk-dict-insecure', '--output-json', out]);
+    const r = JSON.parse(readFileSync(out, 'utf8')) as { stats: { chunks: number; newChunks: number; hitsDict: number } };
+    expect(r.stats.hitsDict).toBeGreaterThan(r.stats.chunks * 0.8);
+
+    // The node: the base mounted and read whole, then the fine-tune on the same blob cache.
+    const cache = join(tmp.dir, 'node-cache');
+    const base = await mount('nydus', 'node-base', ['--cache-dir', cache]);
+    for (const n of await readdir(base.mnt)) await sha256File(join(base.mnt, n));
+    const { mnt } = await mount('ft-nydus', 'node-ft', ['--cache-dir', cache, '--file-readahead', '0', '--amplify-io', '0']);
+    const mark = proxy.stats.blobHeaders.length;
+    for (const n of (await readdir(ft.dir)).filter((x) => x !== 'Modelfile')) {
+      expect(await sha256File(join(mnt, n)), n).toBe(await sha256File(join(ft.dir, n)));
+    }
+    const t = ft.tensors.find((x) => x.name === changed)!;
+    const fetched = rangeBytes(proxy.stats.blobHeaders.slice(mark));
+    expect(fetched).toBeGreaterThanOrEqual(t.bytes);
+    expect(fetched).toBeLessThanOrEqual(chunkBytes((await stat(t.shard)).size, [[t.begin, t.end]]));
+  }, 300_000);
+
   it('answers EIO for a tampered weight byte, and still serves the rest', async () => {
     const { manifest } = await manifestOf('raw');
     const t = model.tensors.find((x) => x.name === 'layers.0.4.weight')!;

@@ -100,6 +100,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       prefetch: { type: 'boolean', default: false, help: 'prefetch at mount what the image lists (a model: its safetensors headers and small files)' },
       'file-readahead': { type: 'string', value: 'size', help: 'bytes of the same file fetched beside a miss (nydusd file_readahead; 0: none)' },
       'amplify-io': { type: 'string', value: 'size', help: 'widen each miss to this many bytes (nydusd amplify_io; 0: the chunk only)' },
+      'cache-dir': { type: 'string', value: 'dir', help: 'blob cache directory (default: in the work dir); mounts sharing one reuse each other\'s chunks' },
       nydusd: { type: 'string', value: 'path', help: 'nydusd to serve the image with (default: ours)' },
       ...common,
     },
@@ -176,7 +177,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!v['mount-path']) throw new UsageError('--mount-path is required');
     const m = await mountImage({
       target: v.target as string, mountPath: v['mount-path'] as string, insecure: !!v['target-insecure'], platform: v.platform as string,
-      workDir: v['work-dir'] as string | undefined, nydusd: v.nydusd as string | undefined, prefetch: !!v.prefetch,
+      workDir: v['work-dir'] as string | undefined, cacheDir: v['cache-dir'] as string | undefined, nydusd: v.nydusd as string | undefined, prefetch: !!v.prefetch,
       fileReadahead: v['file-readahead'] === undefined ? undefined : parseSize(v['file-readahead'] as string, '--file-readahead'),
       amplifyIo: v['amplify-io'] === undefined ? undefined : parseSize(v['amplify-io'] as string, '--amplify-io'),
       fsDriver: oneOf(v['fs-driver'], ['fusedev', 'erofs'] as const, '--fs-driver'),

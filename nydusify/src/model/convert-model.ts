@@ -216,7 +216,8 @@ export async function convertModel(source: ImageSource, builder: ImageBuilder, o
       os, architecture, rootfs: { type: 'layers', diff_ids: [] },
       config: { Labels: { [ANNOTATION_MODEL_SOURCE]: source.manifestDescriptor?.digest ?? source.label } },
     },
-    blobs: [...inPlaceLayers, ...newBlobs, ...reused], bootstrap: { digest: boot.digest, size: boot.gz.length, diffId: boot.diffId }, oci: true,
+    // A fine-tune's unchanged files are the base's own layers (same digest): list each blob once.
+    blobs: [...new Map([...inPlaceLayers, ...newBlobs, ...reused].map((b) => [b.digest, b])).values()], bootstrap: { digest: boot.digest, size: boot.gz.length, diffId: boot.diffId }, oci: true,
   });
   if (source.manifestDescriptor) {
     manifest.subject = source.manifestDescriptor;
