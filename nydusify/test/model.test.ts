@@ -8,12 +8,12 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
-import { mkdir, open, readdir, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultProxy, type FaultProxy } from '@nydus-ts/harness/fault-proxy';
-import { MODEL_PYTHON, modctlBuild, modelToolsMissing, writeSyntheticModel, type SyntheticModel, type WrittenTensor } from '@nydus-ts/harness/model';
-import { makeTempDir, runCommand, spawnProcess, waitServing, type ManagedProcess } from '@nydus-ts/harness/process';
+import { modctlBuild, modelToolsMissing, nydusifyMount, readTensors, writeSyntheticModel, type SyntheticModel, type WrittenTensor } from '@nydus-ts/harness/model';
+import { makeTempDir, runCommand, type ManagedProcess } from '@nydus-ts/harness/process';
 import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
 import { RegistryClient } from '@nydus-ts/registry/client';
 import { DEFAULT_MANIFEST_ACCEPT } from '@nydus-ts/registry/media-types';
@@ -35,33 +35,18 @@ async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
-/** `nydusify mount` as a user runs it, through the counting proxy; resolves once it serves. */
+/** `nydusify mount` of model:TAG through the counting proxy, in its own work dir. */
 async function mount(tag: string, name: string, extra: string[] = []): Promise<{ mnt: string; proc: ManagedProcess }> {
   const mnt = join(tmp.dir, `mnt-${name}`);
-  const work = join(tmp.dir, `work-${name}`);
-  await mkdir(work, { recursive: true });
-  const proc = spawnProcess(process.execPath, ['bin/nydusify.js', 'mount', '--target', `${proxy.host}/model:${tag}`, '--target-insecure',
-    '--mount-path', mnt, '--work-dir', work, ...extra], { name: `nydusify-mount-${name}` });
+  const proc = await nydusifyMount({ target: `${proxy.host}/model:${tag}`, mountPath: mnt, workDir: join(tmp.dir, `work-${name}`), args: extra });
   mounts.push(proc);
-  await waitServing(proc, { marker: 'image mounted', socket: join(work, 'api.sock'), timeoutMs: 60_000 });
   return { mnt, proc };
 }
 
-/** One tensor through the safetensors library (mmap + get_tensor), as a loader reads it. */
+/** One tensor through the safetensors library: its sha256, or the error (never wrong bytes). */
 async function readTensor(file: string, name: string): Promise<{ sha256?: string; error?: string }> {
-  const script = [
-    'import hashlib, json, sys',
-    'from safetensors import safe_open',
-    'try:',
-    '    with safe_open(sys.argv[1], framework="np") as f:',
-    '        t = f.get_tensor(sys.argv[2])',
-    '    print(json.dumps({"sha256": hashlib.sha256(t.tobytes()).hexdigest()}))',
-    'except Exception as e:',
-    '    print(json.dumps({"error": str(e)}))',
-  ].join('\n');
-  // A read error under mmap is a SIGBUS: the process dies, which is an error too, never wrong data.
-  const r = await runCommand(MODEL_PYTHON, ['-c', script, file, name], { timeoutMs: 120_000 }).catch((e: Error) => ({ stdout: JSON.stringify({ error: e.message }) }));
-  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { sha256?: string; error?: string };
+  const r = await readTensors(file, [name]);
+  return r.error === undefined ? { sha256: r.sha256[name] } : { error: r.error };
 }
 
 /** Bytes of the 1 MiB chunks of a raw layer (the file) that overlap any of `ranges`. */

@@ -9,7 +9,9 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCommand } from './process.js';
+import { REPO_ROOT } from './containerd.js';
+import { inNetns } from './netns.js';
+import { runCommand, spawnProcess, waitServing, type ManagedProcess } from './process.js';
 
 const CACHE = process.env.NYDUS_TS_CACHE ?? '/var/cache/nydus-ts';
 /** modctl, built by scripts/build-peers.sh. */
@@ -134,20 +136,78 @@ export async function writeSyntheticModel(dir: string, o: SyntheticModelOptions)
   return { dir, shards, tensors, headerBytes, totalBytes: total };
 }
 
+/** modctl with a throw-away storage directory (in a network namespace when given). */
+async function modctl(args: string[], netns?: string): Promise<void> {
+  const storage = await mkdtemp(join(tmpdir(), 'modctl-'));
+  try {
+    const argv = ['--storage-dir', storage, '--log-dir', join(storage, 'logs'), '--no-progress', ...args];
+    const [cmd, cmdArgs] = netns ? inNetns(netns, MODCTL, argv) : [MODCTL, argv];
+    await runCommand(cmd, cmdArgs, { timeoutMs: 1_800_000 });
+  } finally {
+    await rm(storage, { recursive: true, force: true });
+  }
+}
+
 /**
  * Builds the model directory into a ModelPack artifact with modctl and pushes it straight to the
  * registry (`--output-remote`, plain http). `raw`: one raw layer per file (modctl's default);
  * otherwise one tar layer per file.
  */
-export async function modctlBuild(dir: string, target: string, opts: { raw: boolean }): Promise<void> {
-  const storage = await mkdtemp(join(tmpdir(), 'modctl-'));
+export const modctlBuild = (dir: string, target: string, opts: { raw: boolean; netns?: string }): Promise<void> =>
+  modctl(['build', '--output-remote', '--plain-http', `--raw=${opts.raw}`, '--no-creation-time', '-f', join(dir, 'Modelfile'), '-t', target, dir], opts.netns);
+
+/** The full pull a user does without lazy loading: every file of the model into `dir`. */
+export const modctlPullFiles = (target: string, dir: string): Promise<void> =>
+  modctl(['pull', '--plain-http', '--extract-from-remote', '--extract-dir', dir, target]);
+
+/**
+ * `nydusify mount` as a user runs it (plain http to the registry); resolves once nydusd serves the
+ * mount. Stop the returned process (SIGTERM) to unmount.
+ */
+export async function nydusifyMount(o: { target: string; mountPath: string; workDir: string; args?: string[] }): Promise<ManagedProcess> {
+  await mkdir(o.workDir, { recursive: true });
+  const proc = spawnProcess(process.execPath, [join(REPO_ROOT, 'bin', 'nydusify.js'), 'mount', '--target', o.target, '--target-insecure',
+    '--mount-path', o.mountPath, '--work-dir', o.workDir, ...(o.args ?? [])], { name: `nydusify-mount(${o.target})` });
   try {
-    await runCommand(MODCTL, [
-      '--storage-dir', storage, '--log-dir', join(storage, 'logs'), '--no-progress',
-      'build', '--output-remote', '--plain-http', `--raw=${opts.raw}`, '--no-creation-time',
-      '-f', join(dir, 'Modelfile'), '-t', target, dir,
-    ]);
-  } finally {
-    await rm(storage, { recursive: true, force: true });
+    await waitServing(proc, { marker: 'image mounted', socket: join(o.workDir, 'api.sock'), timeoutMs: 60_000 });
+  } catch (e) {
+    await proc.stop();
+    throw e;
   }
+  return proc;
+}
+
+export interface TensorReads {
+  /** sha256 of each tensor read, by name. */
+  sha256: Record<string, string>;
+  /** The library's error, or the signal that killed the reader (a read error under mmap is a SIGBUS). */
+  error?: string;
+}
+
+/**
+ * Reads tensors of a safetensors file through the safetensors library (mmap + get_tensor), as a
+ * loader does: `names` in that order, or every tensor in file order.
+ */
+export async function readTensors(file: string, names?: string[]): Promise<TensorReads> {
+  const script = [
+    'import hashlib, json, struct, sys',
+    'from safetensors import safe_open',
+    'out = {"sha256": {}}',
+    'try:',
+    '    names = json.loads(sys.argv[2])',
+    '    if names is None:',
+    '        with open(sys.argv[1], "rb") as h:',
+    '            n = struct.unpack("<Q", h.read(8))[0]',
+    '            header = json.loads(h.read(n))',
+    '        names = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0])',
+    '    with safe_open(sys.argv[1], framework="np") as f:',
+    '        for name in names:',
+    '            out["sha256"][name] = hashlib.sha256(f.get_tensor(name).tobytes()).hexdigest()',
+    'except Exception as e:',
+    '    out["error"] = str(e)',
+    'print(json.dumps(out))',
+  ].join('\n');
+  const r = await runCommand(MODEL_PYTHON, ['-c', script, file, JSON.stringify(names ?? null)], { timeoutMs: 1_800_000 })
+    .catch((e: Error) => ({ stdout: JSON.stringify({ sha256: {}, error: e.message }) }));
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as TensorReads;
 }
