@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::fetch::Fetcher;
 use super::loader::{BlobSpec, ChunkLoader, ChunkLoc, LoaderOptions};
+use super::readahead::FileStreams;
 use super::stats::Stats;
 use crate::fuse::filesystem::{Attr, Errno, FsResult, Statfs};
 use crate::rafs::{Bootstrap, ChunkRef, Inode};
@@ -38,7 +39,8 @@ pub struct Instance {
     pub loader: ChunkLoader,
     pub stats: Arc<Stats>,
     enable_xattr: bool,
-    file_readahead: u64,
+    /// How far each file's read-ahead reaches (grows on sequential streams).
+    streams: FileStreams,
     /// nid → access record, when recording is on.
     access: Option<Mutex<HashMap<u64, FileAccess>>>,
     /// (blob, chunk index) → the files holding it, for the kernel paths (which
@@ -115,7 +117,8 @@ impl Instance {
         )
         .map_err(|e| format!("cache work dir {}: {e}", opts.work_dir.display()))?;
         let access = opts.record_access.then(Default::default);
-        Ok(Instance { bootstrap, loader, stats, enable_xattr: opts.enable_xattr, file_readahead: opts.file_readahead, access, chunk_files: OnceLock::new(), indexing: AtomicBool::new(false) })
+        let streams = FileStreams::new(opts.file_readahead, bootstrap.chunk_size() as u64);
+        Ok(Instance { bootstrap, loader, stats, enable_xattr: opts.enable_xattr, streams, access, chunk_files: OnceLock::new(), indexing: AtomicBool::new(false) })
     }
 
     pub fn root_nid(&self) -> u64 {
@@ -215,8 +218,7 @@ impl Instance {
         }
         let end = inode.size.min(offset + size as u64);
         let chunks = self.chunks(&inode, offset, end)?;
-        let ahead_end = inode.size.min(end.saturating_add(self.file_readahead));
-        let ahead = || self.chunks(&inode, end, ahead_end).unwrap_or_default();
+        let ahead = || self.chunks(&inode, end, inode.size.min(end.saturating_add(self.streams.window(nid, offset, end)))).unwrap_or_default();
         // A failed fetch fails the read with the errno its kind calls for (EACCES, ETIMEDOUT, EIO).
         self.loader.ensure_ahead(&chunks, &ahead, &|run| self.fetch_in_background(run)).map_err(|e| Errno(e.errno()))?;
         let cs = self.bootstrap.chunk_size() as u64;
@@ -247,13 +249,13 @@ impl Instance {
         self.loader.ensure_ahead(chunks, &|| self.file_ahead(chunks.last()), &|run| self.fetch_in_background(run))
     }
 
-    /// The chunks of the file that follow `last` in it, up to `file_readahead`
-    /// bytes, when `last` holds one file's data (a chunk holding several small
+    /// The chunks of the file that follow `last` in it, as far as its stream's
+    /// read-ahead reaches, when `last` holds one file's data (a chunk holding several small
     /// files, or the same data twice, has no one "next"). Nothing until the
     /// chunk index is built: it is built in the background at the first miss,
     /// not in a reader's way.
     fn file_ahead(self: &Arc<Self>, last: Option<&ChunkLoc>) -> Vec<ChunkLoc> {
-        let Some(c) = last.filter(|_| self.file_readahead > 0) else { return Vec::new() };
+        let Some(c) = last.filter(|_| self.streams.enabled()) else { return Vec::new() };
         let Some(index) = self.chunk_files.get() else {
             if !self.indexing.swap(true, Ordering::AcqRel) {
                 let me = self.clone();
@@ -265,11 +267,13 @@ impl Instance {
         };
         let [f] = index.get(&(c.blob, c.ci)).map_or(&[][..], |v| v.as_slice()) else { return Vec::new() };
         let Ok(inode) = self.inode(f.nid) else { return Vec::new() };
-        let from = (f.index + 1) * self.bootstrap.chunk_size() as u64;
+        let cs = self.bootstrap.chunk_size() as u64;
+        let from = (f.index + 1) * cs;
         if from >= inode.size {
             return Vec::new();
         }
-        self.chunks(&inode, from, inode.size.min(from + self.file_readahead)).unwrap_or_default()
+        let window = self.streams.window(f.nid, f.index * cs, from);
+        self.chunks(&inode, from, inode.size.min(from + window)).unwrap_or_default()
     }
 
     /// The kernel paths' access records: the kernel (EROFS through fanotify

@@ -8,8 +8,15 @@
 //! (a big file read in order, or the files of one directory, which sit
 //! together in the blob) and doubles the window, up to `amplify_io`; any
 //! other miss starts again from [`FIRST_WINDOW`].
+//!
+//! The file read-ahead (`file_readahead`, fetched in the background beside a
+//! miss) grows the same way per file, in [`FileStreams`]: a reader streaming a
+//! large file (a model's tensors, read in order) would otherwise stall at the
+//! end of every window, the link idle for a round trip each time.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// The window of a miss that continues no stream. The bandwidth-delay
 /// product of a 100 Mbit/s link with 20 ms of round trip (250 KB) looks like
@@ -50,9 +57,88 @@ impl Readahead {
     }
 }
 
+/// How many times the configured file read-ahead a stream may grow to.
+const FILE_GROWTH: u64 = 8;
+/// Files whose stream state is kept; past it the table starts afresh.
+const MAX_STREAMS: usize = 4096;
+
+/// Where the last file read-ahead of a file ended, and how large it was.
+#[derive(Clone, Copy)]
+struct Stream {
+    miss_end: u64,
+    ahead_end: u64,
+    window: u64,
+}
+
+/// Per-file sequential streams for the file read-ahead.
+pub struct FileStreams {
+    base: u64,
+    slack: u64,
+    streams: Mutex<HashMap<u64, Stream>>,
+}
+
+impl FileStreams {
+    /// `base`: the configured `file_readahead` (0: none); `slack`: how far
+    /// past a read-ahead's end a miss still continues it (one chunk: the
+    /// read-ahead covers whole chunks).
+    pub fn new(base: u64, slack: u64) -> Self {
+        FileStreams { base, slack, streams: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.base > 0
+    }
+
+    /// The read-ahead for a miss at `[start, end)` of file `nid`: doubled
+    /// (up to FILE_GROWTH times the base) when the miss lies past the file's
+    /// previous miss and within reach of where its read-ahead ended; kept when
+    /// it lies a little behind (the kernel's own read-ahead sends reads of one
+    /// stream from several threads, not quite in order); the base otherwise.
+    /// Called only when a read-ahead is really started.
+    pub fn window(&self, nid: u64, start: u64, end: u64) -> u64 {
+        if self.base == 0 {
+            return 0;
+        }
+        let mut map = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_STREAMS {
+            map.clear();
+        }
+        let stream = map.get(&nid).copied().filter(|s| start <= s.ahead_end.saturating_add(self.slack) && start.saturating_add(s.window) >= s.miss_end);
+        let next = match stream {
+            Some(s) if start >= s.miss_end => {
+                let w = (s.window * 2).min(self.base * FILE_GROWTH);
+                Stream { miss_end: end, ahead_end: s.ahead_end.max(end.saturating_add(w)), window: w }
+            }
+            Some(s) => Stream { miss_end: s.miss_end.max(end), ahead_end: s.ahead_end.max(end.saturating_add(s.window)), window: s.window },
+            None => Stream { miss_end: end, ahead_end: end.saturating_add(self.base), window: self.base },
+        };
+        map.insert(nid, next);
+        next.window
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_stream_grows_its_read_ahead_and_a_jump_resets_it() {
+        let mb = 1u64 << 20;
+        let s = FileStreams::new(4 * mb, mb);
+        // A miss, then the next miss where the read-ahead ended (rounded to the chunk after).
+        assert_eq!(s.window(7, 0, 128 << 10), 4 * mb);
+        assert_eq!(s.window(7, 5 * mb, 5 * mb + 4096), 8 * mb);
+        assert_eq!(s.window(7, 14 * mb, 14 * mb + 4096), 16 * mb);
+        assert_eq!(s.window(7, 31 * mb, 31 * mb + 4096), 32 * mb);
+        assert_eq!(s.window(7, 64 * mb, 64 * mb + 4096), 32 * mb, "capped at 8x");
+        // A read of the same stream a little behind (another kernel thread) keeps the window.
+        assert_eq!(s.window(7, 60 * mb, 60 * mb + 4096), 32 * mb);
+        // Another file is its own stream; a jump back (or far ahead) starts again.
+        assert_eq!(s.window(9, 5 * mb, 5 * mb + 4096), 4 * mb);
+        assert_eq!(s.window(7, mb, mb + 4096), 4 * mb);
+        assert_eq!(s.window(7, 200 * mb, 200 * mb + 4096), 4 * mb);
+        assert_eq!(FileStreams::new(0, mb).window(1, 0, 4096), 0, "read-ahead off stays off");
+    }
 
     #[test]
     fn a_stray_miss_gets_the_first_window() {
