@@ -14,6 +14,7 @@ import crypto from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import { request } from 'undici';
 import { makeTempDir, spawnProcess, waitForUrl } from '@nydus-ts/harness/process';
 import type { Link } from './link.js';
 
@@ -223,4 +224,21 @@ function httpGet(url: string): Promise<void> {
     req.once('timeout', () => req.destroy(new Error(`GET ${url}: timed out`)));
     req.once('error', reject);
   });
+}
+
+/**
+ * The link's rate as one client sees it: bytes per second of one ranged read (up to 16 MiB) of
+ * `blob`, timed from its first byte (so the request's round trip is not counted).
+ */
+export async function blobReadRate(registry: BenchRegistry, repo: string, blob: { digest: string; size: number }): Promise<number> {
+  const len = Math.min(blob.size, 16 * 1024 * 1024);
+  const res = await request(`${registry.url}/v2/${repo}/blobs/${blob.digest}`, { headers: { range: `bytes=0-${len - 1}` } });
+  let first: number | undefined;
+  let got = 0;
+  for await (const chunk of res.body) {
+    first ??= performance.now();
+    got += (chunk as Buffer).length;
+  }
+  if (got !== len) throw new Error(`link rate probe: got ${got} of ${len} bytes`);
+  return got / ((performance.now() - first!) / 1000);
 }

@@ -41,7 +41,7 @@ import { formOf, manifestLayers, prepareEstargz, prepareImage, type PreparedImag
 import { createLink, type Link } from './link.js';
 import { isCold, isErofs, isStargz, mountsUnder, MODE_LABELS, startNode, type BenchNode, type Mode } from './node.js';
 import { describeMachine, dropCaches, machineCpuSeconds, peakRssBytes, processCpuSeconds } from './probe.js';
-import { startRegistry as startBenchRegistry, type BenchRegistry } from './registry.js';
+import { blobReadRate, startRegistry as startBenchRegistry, type BenchRegistry } from './registry.js';
 import { writeReport, type ImageSummary, type RunResult } from './report.js';
 import { median } from '../median.js';
 
@@ -138,21 +138,8 @@ const log = (msg: string) => process.stderr.write(`[coldstart ${new Date().toISO
  * timed from the first body byte to the last (the round trip before it is not rate).
  */
 async function measureLinkRate(registry: BenchRegistry, prepared: PreparedImage[]): Promise<number> {
-  const { request } = await import('undici');
-  const repo = `bench/${prepared[0]!.image.name}`;
   const layers = await manifestLayers(prepared[0]!.ociRef);
-  const blob = layers.reduce((a, b) => (b.size > a.size ? b : a));
-  const len = Math.min(blob.size, 16 * MiB);
-  const res = await request(`${registry.url}/v2/${repo}/blobs/${blob.digest}`, { headers: { range: `bytes=0-${len - 1}` } });
-  let first: number | undefined;
-  let got = 0;
-  for await (const chunk of res.body) {
-    first ??= performance.now();
-    got += (chunk as Buffer).length;
-  }
-  const secs = (performance.now() - first!) / 1000;
-  if (got !== len) throw new Error(`link rate probe: got ${got} of ${len} bytes`);
-  return got / secs;
+  return blobReadRate(registry, `bench/${prepared[0]!.image.name}`, layers.reduce((a, b) => (b.size > a.size ? b : a)));
 }
 
 // ---------------------------------------------------------------------------------------------

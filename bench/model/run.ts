@@ -22,7 +22,6 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { request } from 'undici';
 
 import { REPO_ROOT } from '@nydus-ts/harness/containerd';
 import {
@@ -35,7 +34,7 @@ import { numberOption } from '../cli-options.js';
 import { barChartSvg } from '../coldstart/chart.js';
 import { createLink, type Link } from '../coldstart/link.js';
 import { describeMachine } from '../coldstart/probe.js';
-import { startRegistry, type BenchRegistry } from '../coldstart/registry.js';
+import { blobReadRate, startRegistry, type BenchRegistry } from '../coldstart/registry.js';
 import { median } from '../median.js';
 
 const MiB = 1 << 20;
@@ -92,22 +91,11 @@ async function nydusifyInNs(link: Link, args: string[]): Promise<void> {
   await runCommand(cmd, argv, { timeoutMs: 1_800_000 });
 }
 
-/** Bytes per second of one 16 MiB ranged read of a weight layer, through the link. */
+/** The link's rate: one ranged read of the largest weight layer, through the link. */
 async function measureLinkRate(registry: BenchRegistry, repo: string, tag: string): Promise<number> {
-  const client = new RegistryClient(registry.address, { insecure: true });
-  const got = await client.getManifest(repo, tag);
+  const got = await new RegistryClient(registry.address, { insecure: true }).getManifest(repo, tag);
   const layers = (JSON.parse(got.body.toString()) as { layers: Array<{ digest: string; size: number }> }).layers;
-  const blob = layers.reduce((a, b) => (b.size > a.size ? b : a));
-  const len = Math.min(blob.size, 16 * MiB);
-  const res = await request(`${registry.url}/v2/${repo}/blobs/${blob.digest}`, { headers: { range: `bytes=0-${len - 1}` } });
-  let first: number | undefined;
-  let n = 0;
-  for await (const c of res.body) {
-    first ??= performance.now();
-    n += (c as Buffer).length;
-  }
-  if (n !== len) throw new Error(`link rate probe: got ${n} of ${len} bytes`);
-  return n / ((performance.now() - first!) / 1000);
+  return blobReadRate(registry, repo, layers.reduce((a, b) => (b.size > a.size ? b : a)));
 }
 
 /** Reads every tensor of every shard in file order through `mnt`, checking each one. */
@@ -195,6 +183,7 @@ Reps: ${o.reps.length} (medians below). Read-all file_readahead: ${o.fileReadahe
 |---|---|---|---|---|
 | time to first tensor (mount + get_tensor) vs full pull (modctl pull --extract-from-remote) | ${first.toFixed(2)} s | ${pull.toFixed(2)} s | ${pct(first / pull)} | <= 5% |
 | read all tensors in order vs the link (size / measured rate) | ${all.toFixed(1)} s | ${linkSeconds.toFixed(1)} s | ${pct(linkSeconds / all)} of the link | >= 90% |
+| read all tensors in order vs the full pull (modctl, 5 connections) | ${all.toFixed(1)} s | ${pull.toFixed(1)} s | ${pct(pull / all)} of its rate | |
 | fine-tune (${o.changedTensors} of ${o.tensors} tensors changed) on a node with the base: bytes fetched vs changed bytes | ${(ftBytes / MiB).toFixed(1)} MiB | ${(o.changedBytes / MiB).toFixed(1)} MiB | ${(ftBytes / o.changedBytes).toFixed(2)}x | <= 1.2x |
 
 Per rep:

@@ -35,6 +35,8 @@ export interface MountOptions {
   fsDriver?: 'fusedev' | 'erofs';
   /** Prefetch at mount what the image lists (a model: its safetensors headers and small files). */
   prefetch?: boolean;
+  /** A file of paths (one per line) to prefetch whole at mount instead, e.g. a model's shards. */
+  prefetchFiles?: string;
   /** nydusd's file_readahead (bytes fetched beside a miss in the same file) and amplify_io; default nydusd's. */
   fileReadahead?: number;
   amplifyIo?: number;
@@ -89,7 +91,7 @@ export async function mountImage(o: MountOptions): Promise<MountedImage> {
     await mkdir(mountPath, { recursive: true });
     const daemon = await startNydusdChild({
       work, config, bootstrap, mountpoint: mountPath, nydusd: o.nydusd, logLevel: 'info',
-      extraArgs: o.fsDriver === 'erofs' ? ['--fs-driver', 'erofs'] : [],
+      extraArgs: [...(o.fsDriver === 'erofs' ? ['--fs-driver', 'erofs'] : []), ...(o.prefetchFiles ? ['--prefetch-files', resolve(o.prefetchFiles)] : [])],
     });
     logger.info('image mounted', { target: o.target, mount_path: mountPath, nydusd_pid: daemon.pid, fs_driver: o.fsDriver ?? 'fusedev' });
     return {

@@ -8,8 +8,9 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
-import { open, readdir, stat } from 'node:fs/promises';
+import { open, readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultProxy, type FaultProxy } from '@nydus-ts/harness/fault-proxy';
 import { modctlBuild, modelToolsMissing, nydusifyMount, readTensors, writeSyntheticModel, type SyntheticModel, type WrittenTensor } from '@nydus-ts/harness/model';
@@ -17,6 +18,8 @@ import { makeTempDir, runCommand, type ManagedProcess } from '@nydus-ts/harness/
 import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
 import { RegistryClient } from '@nydus-ts/registry/client';
 import { DEFAULT_MANIFEST_ACCEPT } from '@nydus-ts/registry/media-types';
+import { OciLayoutWriter } from '../src/image/oci-layout.js';
+import { buildTar } from '../src/tar/index.js';
 
 const MiB = 1 << 20;
 const CHUNK = MiB;
@@ -176,6 +179,41 @@ describe('ModelPack artifacts, lazily', () => {
     const fetched = rangeBytes(proxy.stats.blobHeaders.slice(mark));
     expect(fetched).toBeGreaterThanOrEqual(t.bytes);
     expect(fetched).toBeLessThanOrEqual(chunkBytes((await stat(t.shard)).size, [[t.begin, t.end]]));
+  }, 300_000);
+
+  it('converts a model from an OCI layout, a compressed tar layer into a Nydus blob', async () => {
+    // A layout by hand: the config file as a raw layer, the tokenizer in a tar+gzip weight.config layer.
+    const layout = join(tmp.dir, 'layout');
+    const w = new OciLayoutWriter(layout);
+    await w.init();
+    const configJson = readFileSync(join(model.dir, 'config.json'));
+    const tokenizer = readFileSync(join(model.dir, 'tokenizer.json'));
+    const gz = gzipSync(buildTar([{ path: 'tokenizer.json', type: 'file', mode: 0o640, data: tokenizer }]));
+    const modelConfig = Buffer.from(JSON.stringify({ descriptor: { name: 'layout-model' }, config: {}, modelfs: { type: 'layers', diffIds: [] } }));
+    const layers = [
+      { mediaType: 'application/vnd.cncf.model.weight.config.v1.raw', digest: await w.putBytes(configJson), size: configJson.length,
+        annotations: { 'org.cncf.model.filepath': 'config.json', 'org.cncf.model.file.metadata+json': JSON.stringify({ name: 'config.json', mode: 0o600, uid: 0, gid: 0, size: configJson.length, mtime: '2026-01-02T03:04:05.123456789Z', typeflag: 0 }) } },
+      { mediaType: 'application/vnd.cncf.model.weight.config.v1.tar+gzip', digest: await w.putBytes(gz), size: gz.length, annotations: { 'org.cncf.model.filepath': 'tokenizer.json' } },
+    ];
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: 'application/vnd.cncf.model.manifest.v1+json',
+      config: { mediaType: 'application/vnd.cncf.model.config.v1+json', digest: await w.putBytes(modelConfig), size: modelConfig.length }, layers,
+    }));
+    await w.tag({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: await w.putBytes(manifest), size: manifest.length }, 'v1');
+
+    const out = join(tmp.dir, 'convert-layout.json');
+    await nydusify(['convert', '--source', `oci:${layout}:v1`, '--target', `${registry.host}/model:from-layout`, '--target-insecure', '--output-json', out]);
+    const r = JSON.parse(readFileSync(out, 'utf8')) as { model: { inPlace: number }; layers: Array<{ source: string; blob: string }> };
+    expect(r.model.inPlace).toBe(1);
+    expect(r.layers[0]!.blob).toBe(layers[0]!.digest);
+    expect(r.layers[1]!.blob).not.toBe(layers[1]!.digest);
+    const { mnt } = await mount('from-layout', 'layout');
+    // Asynchronous reads: the counting proxy nydusd fetches through runs in this process.
+    expect(await readFile(join(mnt, 'config.json'))).toEqual(configJson);
+    expect(await readFile(join(mnt, 'tokenizer.json'))).toEqual(tokenizer);
+    const st = await stat(join(mnt, 'config.json'));
+    expect(st.mode & 0o7777).toBe(0o600);
+    expect(st.mtime.toISOString()).toBe('2026-01-02T03:04:05.123Z');
   }, 300_000);
 
   it('answers EIO for a tampered weight byte, and still serves the rest', async () => {

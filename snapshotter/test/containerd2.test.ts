@@ -6,7 +6,7 @@
  * Kubernetes node would (`snapshotter = "nydus"`, `disable_snapshot_annotations = false`).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '@nydus-ts/nydusd/api/client';
 import { writePauseImage } from '@nydus-ts/nydusify/sample/sample-image';
 import { CONTAINERD2_BIN_DIR, type Containerd } from '@nydus-ts/harness/containerd';
+import { crictl, runPodToExit } from '@nydus-ts/harness/crictl';
 import { startNydusNode, type NydusNode } from '@nydus-ts/harness/nydus-node';
 import { type RunningRegistry } from '@nydus-ts/harness/registry';
 import { type RunningSnapshotter } from '@nydus-ts/harness/snapshotter';
@@ -78,38 +79,14 @@ describe('our snapshotter under containerd 2.x', () => {
   });
 
   it('crictl runp / create / start / logs: a pod container from the Nydus image, through CRI', async () => {
-    const crictl = async (...args: string[]) => {
-      const { stdout } = await exec(join(CONTAINERD2_BIN_DIR, 'crictl'), ['--runtime-endpoint', `unix://${ctd.address}`, '--image-endpoint', `unix://${ctd.address}`, '--timeout', '60s', ...args]);
-      return stdout.trim();
-    };
+    const cri = crictl(ctd.address);
     const dir = join(work, 'crictl');
-    mkdirSync(join(dir, 'logs'), { recursive: true });
-    const pod = join(dir, 'pod.json');
-    const container = join(dir, 'container.json');
-    // The node's network: no CNI config needed (and no hostname: runc refuses one without a UTS namespace).
-    writeFileSync(pod, JSON.stringify({
-      metadata: { name: 'lazy-pod', namespace: 'default', uid: 'ctd2-pod-1', attempt: 0 },
-      log_directory: join(dir, 'logs'),
-      linux: { security_context: { namespace_options: { network: 2, pid: 1, ipc: 1 } } },
-    }));
     const image = ref('ctd2/sample:nydus');
-    writeFileSync(container, JSON.stringify({
-      metadata: { name: 'app', attempt: 0 },
-      image: { image },
-      command: ['/bin/sh', '-c', 'cat /etc/motd; /opt/app/run.sh'],
-      log_path: 'app.log',
-    }));
-    await crictl('pull', image);
-    const podId = await crictl('runp', pod);
-    const id = await crictl('create', podId, container, pod);
-    await crictl('start', id);
-    // The container exits by itself; its log is complete once crictl reports it exited.
-    const deadline = Date.now() + 60_000;
-    for (let state = ''; state !== 'CONTAINER_EXITED'; ) {
-      if (Date.now() > deadline) throw new Error(`the pod container did not exit (state ${state})`);
-      state = (JSON.parse(await crictl('inspect', id)) as { status: { state: string } }).status.state;
-    }
-    const logs = await crictl('logs', id);
+    await cri('pull', image);
+    const { podId, logs } = await runPodToExit(cri, {
+      dir, name: 'lazy-pod',
+      container: { metadata: { name: 'app', attempt: 0 }, image: { image }, command: ['/bin/sh', '-c', 'cat /etc/motd; /opt/app/run.sh'], log_path: 'app.log' },
+    });
     expect(logs).toContain('Welcome to a Nydus sample image (updated)');
     expect(logs).toContain('hello from nydus');
     expect(readFileSync(join(dir, 'logs', 'app.log'), 'utf8')).toContain('hello from nydus');
@@ -121,7 +98,7 @@ describe('our snapshotter under containerd 2.x', () => {
     const content = (await ctd.ctr(['content', 'ls', '-q'], { namespace: 'k8s.io' })).stdout;
     expect(content).toContain(layers.at(-1)!.digest); // the bootstrap layer, unpacked as usual
     for (const b of blobs) expect(content).not.toContain(b.digest);
-    await crictl('stopp', podId);
-    await crictl('rmp', podId);
+    await cri('stopp', podId);
+    await cri('rmp', podId);
   });
 });

@@ -7,13 +7,14 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { writePauseImage } from '@nydus-ts/nydusify/sample/sample-image';
 import { CONTAINERD2_BIN_DIR } from '@nydus-ts/harness/containerd';
+import { crictl, runPodToExit } from '@nydus-ts/harness/crictl';
 import { modctlBuild, modelToolsMissing, writeSyntheticModel, type SyntheticModel } from '@nydus-ts/harness/model';
 import { startNydusNode, type NydusNode } from '@nydus-ts/harness/nydus-node';
 
@@ -50,40 +51,24 @@ afterAll(async () => {
 describe('a model as an image volume (containerd 2.x CRI)', () => {
   it('a pod container reads the lazily mounted model at /models', async () => {
     const { work, ctd, ref, snap } = node!;
-    const crictl = async (...args: string[]) => {
-      const { stdout } = await exec(join(CONTAINERD2_BIN_DIR, 'crictl'), ['--runtime-endpoint', `unix://${ctd.address}`, '--image-endpoint', `unix://${ctd.address}`, '--timeout', '60s', ...args]);
-      return stdout.trim();
-    };
-    const dir = join(work, 'crictl');
-    mkdirSync(join(dir, 'logs'), { recursive: true });
-    const pod = join(dir, 'pod.json');
-    const container = join(dir, 'container.json');
-    writeFileSync(pod, JSON.stringify({
-      metadata: { name: 'model-pod', namespace: 'default', uid: 'model-pod-1', attempt: 0 },
-      log_directory: join(dir, 'logs'),
-      linux: { security_context: { namespace_options: { network: 2, pid: 1, ipc: 1 } } },
-    }));
+    const cri = crictl(ctd.address);
     const shard = model.shards[0]!;
     const t = model.tensors[2]!;
-    writeFileSync(container, JSON.stringify({
-      metadata: { name: 'reader', attempt: 0 },
-      image: { image: ref('mv/sample:nydus') },
-      // One tensor's bytes, read where a loader would read them, and a small file whole.
-      command: ['/bin/sh', '-c', `ls /models; cat /models/config.json | head -c 64; echo; dd if=/models/${shard} bs=1 skip=${t.begin} count=${t.end - t.begin} 2>/dev/null | sha256sum`],
-      mounts: [{ container_path: '/models', image: { image: ref('mv/model:nydus') }, readonly: true }],
-      log_path: 'reader.log',
-    }));
-    await crictl('pull', ref('mv/sample:nydus'));
-    await crictl('pull', ref('mv/model:nydus'));
-    const podId = await crictl('runp', pod);
-    const id = await crictl('create', podId, container, pod);
-    await crictl('start', id);
-    const deadline = Date.now() + 120_000;
-    for (let state = ''; state !== 'CONTAINER_EXITED'; ) {
-      if (Date.now() > deadline) throw new Error(`the pod container did not exit (state ${state})\n${snap.logs().slice(-4000)}`);
-      state = (JSON.parse(await crictl('inspect', id)) as { status: { state: string } }).status.state;
-    }
-    const logs = await crictl('logs', id);
+    await cri('pull', ref('mv/sample:nydus'));
+    await cri('pull', ref('mv/model:nydus'));
+    const { podId, logs } = await runPodToExit(cri, {
+      dir: join(work, 'crictl'), name: 'model-pod', timeoutMs: 120_000,
+      container: {
+        metadata: { name: 'reader', attempt: 0 },
+        image: { image: ref('mv/sample:nydus') },
+        // One tensor's bytes, read where a loader would read them, and a small file whole.
+        command: ['/bin/sh', '-c', `ls /models; cat /models/config.json | head -c 64; echo; dd if=/models/${shard} bs=1 skip=${t.begin} count=${t.end - t.begin} 2>/dev/null | sha256sum`],
+        mounts: [{ container_path: '/models', image: { image: ref('mv/model:nydus') }, readonly: true }],
+        log_path: 'reader.log',
+      },
+    }).catch((e: Error) => {
+      throw new Error(`${e.message}\n--- snapshotter log ---\n${snap.logs().slice(-4000)}`);
+    });
     expect(logs).toContain(shard);
     expect(logs).toContain('"architectures"');
     expect(logs).toContain(t.sha256);
@@ -94,7 +79,7 @@ describe('a model as an image volume (containerd 2.x CRI)', () => {
     const layers = (JSON.parse(stdout) as { layers: { digest: string; mediaType: string }[] }).layers;
     const content = (await ctd.ctr(['content', 'ls', '-q'], { namespace: 'k8s.io' })).stdout;
     for (const l of layers.slice(0, -1)) expect(content).not.toContain(l.digest);
-    await crictl('stopp', podId);
-    await crictl('rmp', podId);
+    await cri('stopp', podId);
+    await cri('rmp', podId);
   }, 240_000);
 });

@@ -98,6 +98,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       'target-insecure': { type: 'boolean', default: false, help: 'plain http to the registry' },
       'fs-driver': { type: 'string', default: 'fusedev', value: 'driver', help: 'fusedev, or erofs (kernel EROFS filled through fanotify)' },
       prefetch: { type: 'boolean', default: false, help: 'prefetch at mount what the image lists (a model: its safetensors headers and small files)' },
+      'prefetch-files': { type: 'string', value: 'file', help: 'prefetch these paths whole at mount (one per line, e.g. a model\'s shards), instead of what the image lists' },
       'file-readahead': { type: 'string', value: 'size', help: 'bytes of the same file fetched beside a miss (nydusd file_readahead; 0: none)' },
       'amplify-io': { type: 'string', value: 'size', help: 'widen each miss to this many bytes (nydusd amplify_io; 0: the chunk only)' },
       'cache-dir': { type: 'string', value: 'dir', help: 'blob cache directory (default: in the work dir); mounts sharing one reuse each other\'s chunks' },
@@ -178,6 +179,7 @@ export async function main(argv: string[]): Promise<number> {
     const m = await mountImage({
       target: v.target as string, mountPath: v['mount-path'] as string, insecure: !!v['target-insecure'], platform: v.platform as string,
       workDir: v['work-dir'] as string | undefined, cacheDir: v['cache-dir'] as string | undefined, nydusd: v.nydusd as string | undefined, prefetch: !!v.prefetch,
+      prefetchFiles: v['prefetch-files'] as string | undefined,
       fileReadahead: v['file-readahead'] === undefined ? undefined : parseSize(v['file-readahead'] as string, '--file-readahead'),
       amplifyIo: v['amplify-io'] === undefined ? undefined : parseSize(v['amplify-io'] as string, '--amplify-io'),
       fsDriver: oneOf(v['fs-driver'], ['fusedev', 'erofs'] as const, '--fs-driver'),

@@ -117,8 +117,14 @@ async function* tapHead(body: AsyncIterable<Buffer>, onHead: (head: Buffer) => v
   }
 }
 
+/** What a loader reads before the first tensor: each shard's header (path, end offset), the small files. */
+interface FirstReads {
+  headers: Array<{ path: string; end: number }>;
+  small: string[];
+}
+
 /** Sees every file a layer adds: safetensors shards (for their headers) and the small files. */
-function watchFiles(items: AsyncIterable<SourceItem>, layer: ModelLayer, found: { headers: Array<{ path: string; end: number }>; small: string[] }): AsyncIterable<SourceItem> {
+function watchFiles(items: AsyncIterable<SourceItem>, layer: ModelLayer, found: FirstReads): AsyncIterable<SourceItem> {
   return (async function* () {
     for await (const item of items) {
       const { entry } = item;
@@ -136,7 +142,7 @@ function watchFiles(items: AsyncIterable<SourceItem>, layer: ModelLayer, found: 
 }
 
 /** The chunks a loader reads first: each shard's header chunks, then the small files whole. */
-function prefetchTrace(root: FsNode, found: { headers: Array<{ path: string; end: number }>; small: string[] }, chunkSize: number): { trace: TracedChunk[]; files: string[] } {
+function prefetchTrace(root: FsNode, found: FirstReads, chunkSize: number): { trace: TracedChunk[]; files: string[] } {
   const byPath = new Map([...walk(root)].map(([p, n]) => [p, n]));
   const trace: TracedChunk[] = [];
   const seen = new Set<string>();
@@ -166,7 +172,7 @@ const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).d
 export async function convertModel(source: ImageSource, builder: ImageBuilder, o: ModelConvertOptions): Promise<ModelConvertResult> {
   const started = Date.now();
   const layers = source.manifest.layers.map(modelLayerOf);
-  const found = { headers: [] as Array<{ path: string; end: number }>, small: [] as string[] };
+  const found: FirstReads = { headers: [], small: [] };
   const results: ModelLayerResult[] = [];
   const newBlobs: Array<{ digest: string; size: number; path: string }> = [];
   for (const [i, layer] of layers.entries()) {
