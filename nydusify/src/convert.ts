@@ -201,10 +201,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertResult> {
       const w = new OciLayoutWriter(o.outputDir);
       await w.init();
       for (const b of blobs) if (b.path) await w.putFile(b.path, b.digest);
-      await w.putBytes(boot.gz);
-      await w.putBytes(config);
-      await w.putBytes(manifestBytes);
-      await w.tag({ mediaType: manifestMediaType, digest: manifestDigest, size: manifestBytes.length }, o.target ? o.target.split(':').pop()! : 'latest');
+      await w.putImage([boot.gz, config], manifestBytes, manifestMediaType, o.target ? o.target.split(':').pop()! : 'latest');
       targetLabel = `oci:${o.outputDir}`;
     } else {
       const ref = parseReference(o.target!);

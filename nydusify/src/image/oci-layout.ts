@@ -97,6 +97,13 @@ export class OciLayoutWriter {
     }
   }
 
+  /** Writes an image's small blobs (bootstrap layer, config), its manifest, and tags it `tag`. */
+  async putImage(blobs: Buffer[], manifest: Buffer, mediaType: string, tag: string): Promise<void> {
+    for (const b of blobs) await this.putBytes(b);
+    const digest = await this.putBytes(manifest);
+    await this.tag({ mediaType, digest, size: manifest.length }, tag);
+  }
+
   async tag(manifest: Descriptor, tag: string): Promise<void> {
     const path = join(this.dir, 'index.json');
     const index: ImageIndex = await readFile(path, 'utf8').then((t) => JSON.parse(t) as ImageIndex).catch(() => ({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] }));

@@ -239,10 +239,7 @@ export async function convertModel(source: ImageSource, builder: ImageBuilder, o
     await w.init();
     for (const d of inPlaceLayers) await w.putStream(await source.openBlob(d), d.digest);
     for (const b of newBlobs) await w.putFile(b.path, b.digest);
-    await w.putBytes(boot.gz);
-    await w.putBytes(config);
-    await w.putBytes(manifestBytes);
-    await w.tag({ mediaType: OCI_MANIFEST, digest: manifestDigest, size: manifestBytes.length }, o.target ? o.target.split(':').pop()! : 'latest');
+    await w.putImage([boot.gz, config], manifestBytes, OCI_MANIFEST, o.target ? o.target.split(':').pop()! : 'latest');
     targetLabel = `oci:${o.outputDir}`;
   } else {
     const ref = parseReference(o.target!);
