@@ -195,13 +195,19 @@ describe.skipIf(unavailable !== undefined)(title, () => {
     await B.start();
     await until("B's nydusd sees its dfdaemon healthy again", async () => ((await backend(b.d)).mirrors?.[0]?.healthy === true ? true : undefined), 30_000);
     mark = accessLog(reg).length;
-    const proxyBefore = (await backend(b.d)).via_proxy_count ?? 0;
+    const beforeRead = await backend(b.d);
     const proxiedBefore = await B.metric('dragonfly_client_proxy_request_via_dfdaemon_total');
     same(b.mnt, AFTER_FILE);
     bBackend = await backend(b.d);
-    expect(bBackend.via_proxy_count).toBeGreaterThan(proxyBefore);
+    expect(bBackend.via_proxy_count).toBeGreaterThan(beforeRead.via_proxy_count ?? 0);
     expect(await B.metric('dragonfly_client_proxy_request_via_dfdaemon_total')).toBeGreaterThan(proxiedBefore);
-    // The blob is in B's kept storage (or at peer A): still nothing from the registry.
-    expect(blobGets(mark, dataBlob)).toEqual([]);
+    // nydusd itself went to the registry for none of it.
+    expect(bBackend.via_origin_count).toBe(beforeRead.via_origin_count);
+    // The blob is in B's kept storage or at peer A: no data from the registry. A dfdaemon that has
+    // just restarted may still probe the blob's length there (a 1-byte range GET, seen in about one
+    // run in five), as node A's did above: only such probes, and only from B's address.
+    const gets = blobGets(mark, dataBlob);
+    expect(gets.filter((g) => g.bytes > 1)).toEqual([]);
+    expect(gets.every((g) => g.client === B.address)).toBe(true);
   }, 240_000);
 });
