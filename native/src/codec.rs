@@ -198,16 +198,12 @@ fn check_lz4_input(data: &[u8]) -> Result<(), CodecError> {
 // --- zstd ---------------------------------------------------------------------
 
 /// `ZSTD_error_dstSize_tooSmall` from `zstd_errors.h` (a stable value).
-const ZSTD_ERROR_DST_SIZE_TOO_SMALL: c_int = 70;
+const ZSTD_ERROR_DST_SIZE_TOO_SMALL: usize = 70;
 
-extern "C" {
-    /// From libzstd (`zstd_errors.h`); not covered by zstd-sys' bindings.
-    fn ZSTD_getErrorCode(function_result: usize) -> c_int;
-}
-
-fn zstd_error_code(code: usize) -> c_int {
-    // SAFETY: pure function over an error code returned by libzstd.
-    unsafe { ZSTD_getErrorCode(code) }
+/// The `ZSTD_ErrorCode` of a failed libzstd call's result: libzstd returns
+/// errors as the negated code in a `size_t` (what `ZSTD_getErrorCode` undoes).
+fn zstd_error_code(result: usize) -> usize {
+    result.wrapping_neg()
 }
 
 thread_local! {

@@ -259,9 +259,7 @@ pub fn rafs_check_async(bootstrap_path: String) -> AsyncTask<RafsCheckTask> {
 #[napi]
 pub fn erofs_keep(group_fd: i32, daemon_pid: i32, socket: String, mountpoint: String) -> Result<()> {
     use std::io::Write;
-    use std::os::fd::{FromRawFd, OwnedFd};
-    // SAFETY: the descriptor was handed to this process to own (it is nothing else's).
-    let group = crate::fanotify::Group::from_fd(unsafe { OwnedFd::from_raw_fd(group_fd) });
+    let group = crate::fanotify::Group::from_fd(crate::fdpass::adopt(group_fd).map_err(|e| Error::new(Status::InvalidArg, format!("group fd: {e}")))?);
     let ready = || {
         let mut out = std::io::stdout();
         let _ = out.write_all(b"ready\n").and_then(|()| out.flush());

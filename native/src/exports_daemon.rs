@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::io::{FromRawFd, IntoRawFd};
+use std::os::unix::io::IntoRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
@@ -263,8 +263,7 @@ impl DaemonCore {
         let conn = if fd < 0 {
             Connection::Open
         } else {
-            // SAFETY: the caller hands the descriptor over; nothing else closes it.
-            let dev = unsafe { File::from_raw_fd(fd) };
+            let dev = File::from(crate::fdpass::adopt(fd).map_err(|e| Error::new(Status::InvalidArg, format!("fuse fd: {e}")))?);
             if take_over {
                 Connection::TakeOver { dev, resend }
             } else {

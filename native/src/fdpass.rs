@@ -1,9 +1,22 @@
 //! Handing a descriptor to another process over a unix socket (SCM_RIGHTS),
-//! with a few bytes of message beside it.
+//! with a few bytes of message beside it; and adopting one a parent handed
+//! down as a number (`--fuse-fd`, the keeper's group).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+
+/// Takes ownership of descriptor `fd`, which the caller was handed to own:
+/// open, and closed by nothing else (N-API callers pass descriptors as numbers).
+pub fn adopt(fd: RawFd) -> io::Result<OwnedFd> {
+    // Refuse what is not an open descriptor, rather than own a number.
+    // SAFETY: F_GETFD only reads the descriptor's flags.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{fd} is not an open descriptor")));
+    }
+    // SAFETY: open (checked above) and handed to us to own (the caller's contract).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
 
 /// Room for one control message carrying one descriptor.
 fn control_buffer() -> Vec<u8> {
