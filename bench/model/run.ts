@@ -28,7 +28,7 @@ import {
   modctlBuild, modctlPullFiles, modelToolsMissing, nydusifyMount, readTensors, writeSyntheticModel, type SyntheticModel,
 } from '@nydus-ts/harness/model';
 import { inNetns } from '@nydus-ts/harness/netns';
-import { runCommand } from '@nydus-ts/harness/process';
+import { runCommand, type ManagedProcess } from '@nydus-ts/harness/process';
 import { RegistryClient } from '@nydus-ts/registry/client';
 import { numberOption } from '../cli-options.js';
 import { barChartSvg } from '../coldstart/chart.js';
@@ -113,6 +113,7 @@ async function oneRep(rep: number, o: { work: string; registry: BenchRegistry; b
   const { registry, base, ft } = o;
   const at = (tag: string) => `${registry.address}/bench/model:${tag}`;
   const scratch = join(o.work, `rep-${rep}`);
+  const mounts: ManagedProcess[] = [];
   await rm(scratch, { recursive: true, force: true });
   mkdirSync(scratch, { recursive: true });
   try {
@@ -129,38 +130,35 @@ async function oneRep(rep: number, o: { work: string; registry: BenchRegistry; b
     const first = base.tensors[0]!;
     mark = await registry.mark();
     t0 = now();
-    const m1 = await nydusifyMount({ target: at('nydus'), mountPath: join(scratch, 'mnt-first'), workDir: join(scratch, 'work-first'), args: ['--prefetch'] });
+    mounts.push(await nydusifyMount({ target: at('nydus'), mountPath: join(scratch, 'mnt-first'), workDir: join(scratch, 'work-first'), args: ['--prefetch'] }));
     const firstTensorMountSeconds = now() - t0;
     const r = await readTensors(join(scratch, 'mnt-first', base.shards[0]!), [first.name]);
     const firstTensorSeconds = now() - t0;
     const firstTensorBytes = (await registry.since(mark)).blobBytes;
-    await m1.stop();
+    await mounts.pop()!.stop();
     if (r.sha256[first.name] !== first.sha256) throw new Error(`first tensor: ${r.error ?? 'wrong bytes'}`);
     log(`rep ${rep + 1}: first tensor ${firstTensorSeconds.toFixed(2)} s (mounted after ${firstTensorMountSeconds.toFixed(2)} s), ${(firstTensorBytes / MiB).toFixed(1)} MiB`);
 
-    // Read all, in order, through a fresh mount; its cache stays for the fine-tune.
+    // Read all, in order, through a fresh mount; its cache stays for the fine-tune, read next on it
+    // (a node that has the base).
     const cache = join(scratch, 'node-cache');
     const readahead = o.fileReadahead === undefined ? [] : ['--file-readahead', String(o.fileReadahead)];
-    const m2 = await nydusifyMount({ target: at('nydus'), mountPath: join(scratch, 'mnt-all'), workDir: join(scratch, 'work-all'), args: ['--cache-dir', cache, ...readahead] });
-    mark = await registry.mark();
-    t0 = now();
-    await readAll(join(scratch, 'mnt-all'), base);
-    const readAllSeconds = now() - t0;
-    const readAllBytes = (await registry.since(mark)).blobBytes;
-    log(`rep ${rep + 1}: read all ${readAllSeconds.toFixed(2)} s, ${(readAllBytes / MiB).toFixed(0)} MiB`);
-
-    // The fine-tune on the node that has the base.
-    const m3 = await nydusifyMount({ target: at('ft-nydus'), mountPath: join(scratch, 'mnt-ft'), workDir: join(scratch, 'work-ft'), args: ['--cache-dir', cache, ...readahead] });
-    mark = await registry.mark();
-    t0 = now();
-    await readAll(join(scratch, 'mnt-ft'), ft);
-    const fineTuneSeconds = now() - t0;
-    const fineTuneBytes = (await registry.since(mark)).blobBytes;
-    await m3.stop();
-    await m2.stop();
-    log(`rep ${rep + 1}: fine-tune read all ${fineTuneSeconds.toFixed(2)} s, ${(fineTuneBytes / MiB).toFixed(1)} MiB fetched`);
+    const readThrough = async (tag: string, name: string, m: SyntheticModel) => {
+      const mnt = join(scratch, `mnt-${name}`);
+      mounts.push(await nydusifyMount({ target: at(tag), mountPath: mnt, workDir: join(scratch, `work-${name}`), args: ['--cache-dir', cache, ...readahead] }));
+      const marked = await registry.mark();
+      const started = now();
+      await readAll(mnt, m);
+      return { seconds: now() - started, bytes: (await registry.since(marked)).blobBytes };
+    };
+    const all = await readThrough('nydus', 'all', base);
+    log(`rep ${rep + 1}: read all ${all.seconds.toFixed(2)} s, ${(all.bytes / MiB).toFixed(0)} MiB`);
+    const tuned = await readThrough('ft-nydus', 'ft', ft);
+    log(`rep ${rep + 1}: fine-tune read all ${tuned.seconds.toFixed(2)} s, ${(tuned.bytes / MiB).toFixed(1)} MiB fetched`);
+    const [readAllSeconds, readAllBytes, fineTuneSeconds, fineTuneBytes] = [all.seconds, all.bytes, tuned.seconds, tuned.bytes];
     return { fullPullSeconds, fullPullBytes, firstTensorSeconds, firstTensorMountSeconds, firstTensorBytes, readAllSeconds, readAllBytes, fineTuneSeconds, fineTuneBytes };
   } finally {
+    for (const m of mounts.reverse()) await m.stop();
     await rm(scratch, { recursive: true, force: true });
   }
 }

@@ -142,7 +142,7 @@ function watchFiles(items: AsyncIterable<SourceItem>, layer: ModelLayer, found: 
 }
 
 /** The chunks a loader reads first: each shard's header chunks, then the small files whole. */
-function prefetchTrace(root: FsNode, found: FirstReads, chunkSize: number): { trace: TracedChunk[]; files: string[] } {
+function prefetchTrace(root: FsNode, found: FirstReads, chunkSize: number): { trace: TracedChunk[]; files: string[]; entries: number } {
   const byPath = new Map([...walk(root)].map(([p, n]) => [p, n]));
   const trace: TracedChunk[] = [];
   const seen = new Set<string>();
@@ -163,7 +163,7 @@ function prefetchTrace(root: FsNode, found: FirstReads, chunkSize: number): { tr
     files.push(`/${p}`);
     add(n, n.size);
   }
-  return { trace, files };
+  return { trace, files, entries: byPath.size };
 }
 
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -206,10 +206,10 @@ export async function convertModel(source: ImageSource, builder: ImageBuilder, o
   }
   const root = builder.root;
   if (!root) throw new ModelArtifactError(`${source.label}: the model has no layers`);
-  const { trace, files } = prefetchTrace(root, found, builder.opts.chunkSize);
+  const { trace, files, entries } = prefetchTrace(root, found, builder.opts.chunkSize);
   const result = builder.finish(files.length > 0 ? files : []);
   const boot = packBootstrapLayer(result.bootstrap, formatChunkTrace(trace));
-  logger.info('model bootstrap', { files: [...walk(root)].length, prefetch_chunks: trace.length, trace: CHUNK_TRACE_NAME, bytes: result.bootstrap.length });
+  logger.info('model bootstrap', { entries, prefetch_chunks: trace.length, trace: CHUNK_TRACE_NAME, bytes: result.bootstrap.length });
 
   // A Nydus image (OCI image config, blob layers, bootstrap last) so that runtimes mount it as
   // they mount any Nydus image (our snapshotter, nydus-snapshotter, containerd image volumes); its
