@@ -8,15 +8,13 @@ import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ParsedBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
-import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
 import type { CompressorName } from '@nydus-ts/rafs/constants';
-import { loadBootstrap } from './builder/bootstrap-file.js';
 import { ImageBuilder } from './builder/build.js';
 import type { DedupStats } from './builder/chunk-store.js';
-import { buildNydusManifest, packBootstrapLayer, unpackBootstrapLayer } from './image/nydus-manifest.js';
+import { buildNydusManifest, packBootstrapLayer } from './image/nydus-manifest.js';
 import { OciLayoutWriter } from './image/oci-layout.js';
 import { openImage } from './image/resolve.js';
+import { ensureDictBlob, loadChunkDict, type ChunkDict } from './chunk-dict.js';
 import { convertModel } from './model/convert-model.js';
 import { isModelManifest } from './model/modelpack.js';
 import type { ImageConfig, ImageSource } from './image/types.js';
@@ -82,25 +80,11 @@ export interface ConvertResult {
   model?: { inPlace: number; prefetchChunks: number };
 }
 
-/** Loads a chunk dictionary: the bootstrap of an earlier Nydus image. */
-export async function loadChunkDict(spec: string, insecure?: boolean): Promise<{ dict: ParsedBootstrap; repo?: { host: string; repository: string } }> {
-  const m = /^bootstrap:(registry|local):(.+)$/.exec(spec);
-  if (!m || m[1] === 'local') return { dict: await loadBootstrap(m ? m[2]! : spec) };
-  const ref = parseReference(m[2]!);
-  const client = new RegistryClient(ref.registryHost, { insecure });
-  const got = await client.getManifest(ref.repository, ref.digest ?? ref.tag ?? 'latest');
-  const manifest = JSON.parse(got.body.toString()) as { layers: Array<{ digest: string }> };
-  const last = manifest.layers[manifest.layers.length - 1];
-  if (!last) throw new Error(`chunk dict ${m[2]}: image has no layers`);
-  const boot = await unpackBootstrapLayer(await client.getBlobBuffer(ref.repository, last.digest));
-  return { dict: readBootstrap(boot), repo: { host: ref.registryHost, repository: ref.repository } };
-}
-
 /**
  * A ModelPack artifact: weights served in place (model/convert-model.ts). Chunks are digested with
  * blake3 and never compressed; a chunk dict (the base model's bootstrap) dedups a fine-tune.
  */
-async function convertModelImage(source: ImageSource, dict: Awaited<ReturnType<typeof loadChunkDict>> | undefined, o: ConvertOptions, blobDir: string): Promise<ConvertResult> {
+async function convertModelImage(source: ImageSource, dict: ChunkDict | undefined, o: ConvertOptions, blobDir: string): Promise<ConvertResult> {
   if (o.chunkTrace !== undefined || o.hotRegion) throw new Error('a model artifact ships its own prefetch trace (safetensors headers, small files); --chunk-trace and the hot region do not apply');
   const builder = new ImageBuilder({
     chunkSize: o.chunkSize ?? 0x100000, compressor: o.compressor ?? 'zstd', digester: 'blake3', blobDir,
@@ -210,15 +194,13 @@ export async function convert(o: ConvertOptions): Promise<ConvertResult> {
       const progress = o.quiet ? undefined : new Progress(`push ${ref.repository}`, total);
       let done = 0;
       for (const [i, b] of blobs.entries()) {
-        const mountFrom = !b.path && dict?.repo && dict.repo.host === ref.registryHost ? dict.repo.repository : undefined;
-        if (!b.path && !mountFrom && (await client.headBlob(ref.repository, b.digest)) === null) {
-          throw new Error(`chunk-dict blob ${b.digest} is not in ${ref.repository}; push the dictionary image to the same registry`);
+        if (b.path === undefined) await ensureDictBlob(client, ref.registryHost, ref.repository, b, dict?.repo);
+        else {
+          const path = b.path;
+          const r = await client.pushBlob(ref.repository, b.digest, b.size, () => createReadStream(path), { onProgress: (n: number) => progress?.set(done + n) });
+          if (r.uploaded) uploadedBytes += b.size;
+          if (i < layerFacts.length) layerFacts[i]!.uploaded = r.uploaded;
         }
-        const r = await client.pushBlob(ref.repository, b.digest, b.size, () => createReadStream(b.path ?? '/dev/null'), {
-          mountFrom, onProgress: (n: number) => progress?.set(done + n),
-        });
-        if (r.uploaded) uploadedBytes += b.size;
-        if (i < layerFacts.length) layerFacts[i]!.uploaded = r.uploaded;
         done += b.size;
         progress?.set(done);
       }

@@ -11,11 +11,10 @@ import { join, resolve } from 'node:path';
 import { CHUNK_TRACE_NAME } from '@nydus-ts/rafs/constants';
 import { RegistryClient } from '@nydus-ts/registry/client';
 import { lookupDockerCredentials } from '@nydus-ts/registry/docker-config';
-import { DEFAULT_MANIFEST_ACCEPT, isIndexMediaType } from '@nydus-ts/registry/media-types';
-import { parseReference } from '@nydus-ts/registry/reference';
+import { parseReference, type ImageReference } from '@nydus-ts/registry/reference';
 import { logger } from '@nydus-ts/common/log';
 import { ANNOTATION_NYDUS_BOOTSTRAP, BOOTSTRAP_PATH, readBootstrapLayer } from './image/nydus-manifest.js';
-import { selectPlatform, type ImageIndex, type ImageManifest } from './image/types.js';
+import { openRegistryImage } from './image/registry-source.js';
 import { startNydusdChild, type NydusdChild } from './nydusd-process.js';
 
 export interface MountOptions {
@@ -50,16 +49,11 @@ export interface MountedImage {
 }
 
 /** Pulls the image's bootstrap layer into `dir` (image/image.boot and its chunk trace, if any). */
-async function pullBootstrap(client: RegistryClient, repo: string, reference: string, platform: string, dir: string): Promise<string> {
-  let got = await client.getManifest(repo, reference, [...DEFAULT_MANIFEST_ACCEPT]);
-  if (isIndexMediaType(got.mediaType)) {
-    const desc = selectPlatform(JSON.parse(got.body.toString()) as ImageIndex, platform, reference);
-    got = await client.getManifest(repo, desc.digest, [...DEFAULT_MANIFEST_ACCEPT]);
-  }
-  const manifest = JSON.parse(got.body.toString()) as ImageManifest;
-  const layer = manifest.layers?.find((l) => l.annotations?.[ANNOTATION_NYDUS_BOOTSTRAP] === 'true');
-  if (!layer) throw new Error(`${repo}:${reference} is not a Nydus image (no layer annotated ${ANNOTATION_NYDUS_BOOTSTRAP}); convert it with nydusify convert first`);
-  const { bootstrap, chunkTrace } = await readBootstrapLayer(await client.getBlobBuffer(repo, layer.digest));
+async function pullBootstrap(client: RegistryClient, ref: ImageReference, label: string, platform: string, dir: string): Promise<string> {
+  const image = await openRegistryImage(client, ref, platform, label);
+  const layer = image.manifest.layers.find((l) => l.annotations?.[ANNOTATION_NYDUS_BOOTSTRAP] === 'true');
+  if (!layer) throw new Error(`${label} is not a Nydus image (no layer annotated ${ANNOTATION_NYDUS_BOOTSTRAP}); convert it with nydusify convert first`);
+  const { bootstrap, chunkTrace } = await readBootstrapLayer(await client.getBlobBuffer(ref.repository, layer.digest));
   const path = join(dir, BOOTSTRAP_PATH);
   await mkdir(join(path, '..'), { recursive: true });
   await writeFile(path, bootstrap);
@@ -74,7 +68,7 @@ export async function mountImage(o: MountOptions): Promise<MountedImage> {
   try {
     await mkdir(work, { recursive: true });
     const client = new RegistryClient(ref.registryHost, { insecure: o.insecure });
-    const bootstrap = await pullBootstrap(client, ref.repository, ref.digest ?? ref.tag ?? 'latest', o.platform, work);
+    const bootstrap = await pullBootstrap(client, ref, o.target, o.platform, work);
     const creds = lookupDockerCredentials(ref.domain).credentials;
     const auth = creds && 'password' in creds ? Buffer.from(`${creds.username}:${creds.password}`).toString('base64') : undefined;
     const config = {

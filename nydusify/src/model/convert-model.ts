@@ -20,6 +20,7 @@ import { RegistryClient } from '@nydus-ts/registry/client';
 import { OCI_MANIFEST } from '@nydus-ts/registry/media-types';
 import { parseReference } from '@nydus-ts/registry/reference';
 import { logger } from '@nydus-ts/common/log';
+import { ensureDictBlob, type ChunkDict } from '../chunk-dict.js';
 import type { ImageBuilder, SourceItem } from '../builder/build.js';
 import type { DedupStats } from '../builder/chunk-store.js';
 import { formatChunkTrace, type TracedChunk } from '../builder/hot-blob.js';
@@ -46,7 +47,7 @@ export interface ModelConvertOptions {
   /** os/arch of the image config (runtimes match it against their own). */
   platform: string;
   /** Where the chunk dictionary's image lives, to mount its blobs the bootstrap reuses. */
-  dictRepo?: { host: string; repository: string };
+  dictRepo?: ChunkDict['repo'];
   limits?: LayerLimits;
   quiet?: boolean;
 }
@@ -259,15 +260,7 @@ export async function convertModel(source: ImageSource, builder: ImageBuilder, o
       const r = await client.pushBlob(ref.repository, b.digest, b.size, () => createReadStream(b.path));
       if (r.uploaded) uploadedBytes += b.size;
     }
-    for (const b of reused) {
-      const from = o.dictRepo?.host === ref.registryHost ? o.dictRepo.repository : undefined;
-      if (from === undefined || from === ref.repository) {
-        if ((await client.headBlob(ref.repository, b.digest)) === null) throw new Error(`chunk-dict blob ${b.digest} is not in ${ref.repository}; push the base model to the same registry`);
-        continue;
-      }
-      const r = await client.pushBlob(ref.repository, b.digest, b.size, () => [], { mountFrom: from });
-      if (!r.mounted && r.uploaded) throw new Error(`chunk-dict blob ${b.digest}: the registry did not mount it from ${from}`);
-    }
+    for (const b of reused) await ensureDictBlob(client, ref.registryHost, ref.repository, b, o.dictRepo);
     for (const data of [boot.gz, config]) {
       const r = await client.pushBlob(ref.repository, sha256(data), data.length, () => [data], { mountFrom: sameRegistry });
       if (r.uploaded) uploadedBytes += data.length;
