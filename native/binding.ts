@@ -168,10 +168,111 @@ export declare function rafsCheck(bootstrapPath: string): string
 export declare function rafsCheckAsync(bootstrapPath: string): Promise<string>
 
 /**
- * The whole image as JSON (shape in `rafs::dump`), for cross-checking the
- * Rust reader from tests.
+ * The whole image as JSON (shape in `rafs::dump`): a bootstrap file by path,
+ * or its bytes.
  */
-export declare function rafsDump(bootstrapPath: string): string
+export declare function rafsDump(bootstrap: string | Buffer): string
+
+/**
+ * The merkle digest tree (SPEC §4) of a tree in `rafsWrite`'s form; blobs
+ * play no part in it.
+ */
+export declare function rafsMerkle(nodes: Array<RafsTreeNode>, chunks: Array<RafsTreeChunk>, digesterName: string): RafsMerkle
+
+export interface RafsMerkle {
+  /**
+   * Every node's content digest, 32 bytes each, by node index (zeros for
+   * a node the root does not reach).
+   */
+  digests: Buffer
+  root: Buffer
+}
+
+/** A data blob as the blob table records it. */
+export interface RafsTreeBlob {
+  blobId: string
+  chunkSize: number
+  chunkCount: number
+  compressor: string
+  digester: string
+  features: number
+  compressedSize: number
+  uncompressedSize: number
+  ciCompressor: string
+  ciOffset: number
+  ciCompressedSize: number
+  ciUncompressedSize: number
+  tocSize: number
+  tocDigest: Buffer
+}
+
+/** Where one chunk's bytes are; `blob` indexes the blobs given with it. */
+export interface RafsTreeChunk {
+  blob: number
+  /** Index in the blob's chunk-info array. */
+  index: number
+  digest: Buffer
+  compressedOffset: number
+  compressedSize: number
+  uncompressedOffset: number
+  uncompressedSize: number
+  compressed: boolean
+  crc32c?: number
+}
+
+/** One node of the tree `rafsWrite` lays out (`nodes[0]` is the root). */
+export interface RafsTreeNode {
+  /** `st_mode`: file type and permission bits. */
+  mode: number
+  uid: number
+  gid: number
+  mtime: number
+  mtimeNsec: number
+  /** Devices: the `new_encode_dev` value. */
+  rdev: number
+  /** Full xattr names and, at the same positions, their values. */
+  xattrNames: Array<string>
+  xattrValues: Array<Buffer>
+  /** Regular files: their size. */
+  size: number
+  /** Symlinks: the target. */
+  target: string
+  /** Directories: entry names and, at the same positions, node indexes. */
+  childNames: Array<string>
+  childNodes: Array<number>
+  /** Regular files: indexes into the chunks, in file order. */
+  chunks: Array<number>
+}
+
+/**
+ * Lays the tree out as a RAFS v6 bootstrap (`rafs::write`). A tree that
+ * cannot be an image throws with code ERR_NYDUS_RAFS_BUILD and says why.
+ */
+export declare function rafsWrite(nodes: Array<RafsTreeNode>, chunks: Array<RafsTreeChunk>, blobs: Array<RafsTreeBlob>, options: RafsWriteOptions): RafsWritten
+
+export interface RafsWriteOptions {
+  chunkSize: number
+  compressor: string
+  digester: string
+  /** Every inode extended (directory sources, as Nydus does). */
+  forceExtended?: boolean
+  /** Node indexes for the prefetch table (default: the root, "everything"). */
+  prefetch?: Array<number>
+  /** Blob ids to put first in the blob table. */
+  blobOrder?: Array<string>
+  /** Store every inode's merkle digest (default true). */
+  merkleTable?: boolean
+}
+
+export interface RafsWritten {
+  bootstrap: Buffer
+  /** Each node's nid; 4294967295 for a node the root does not reach. */
+  nids: Array<number>
+  /** Indexes into the blobs given, in blob table (device) order. */
+  blobOrder: Array<number>
+  rootDigest: Buffer
+  inodeCount: number
+}
 
 /** umount2(2). */
 export declare function umount(target: string, flags?: number | undefined | null): void

@@ -9,9 +9,9 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ProcessedChunk } from './binding.js';
+import type { ProcessedChunk, RafsMerkle, RafsTreeBlob, RafsTreeChunk, RafsTreeNode, RafsWriteOptions, RafsWritten } from './binding.js';
 
-export type { ProcessedChunk } from './binding.js';
+export type { ProcessedChunk, RafsMerkle, RafsTreeBlob, RafsTreeChunk, RafsTreeNode, RafsWriteOptions, RafsWritten } from './binding.js';
 export type Compressor = 'none' | 'lz4_block' | 'zstd';
 export type Digester = 'blake3' | 'sha256';
 
@@ -153,19 +153,60 @@ export function listXattrs(path: string): Record<string, Buffer> {
   return native.listXattrs(string('listXattrs', 'path', path));
 }
 
+/** A u64 of the dump: a number, or a decimal string above 2^53 - 1 (JSON numbers would round it). */
+export type DumpU64 = number | string;
+
+export interface RafsDumpChunk {
+  blobIndex: number; chunkIndex: number; compressedOffset: DumpU64; compressedSize: number;
+  uncompressedOffset: DumpU64; uncompressedSize: number; digest: string; compressed: boolean;
+  crc32c: number | null; fileOffset: DumpU64;
+}
+
+/** One path of the image (a hard-linked inode appears once per path, with the same nid). */
+export interface RafsDumpNode {
+  path: string; nid: number; ino: number; mode: number; uid: number; gid: number; size: DumpU64; nlink: number;
+  rdev: number; mtime: DumpU64; mtimeNsec: number; blocks: DumpU64;
+  /** Name to base64 value. */
+  xattrs: Record<string, string>;
+  merkleDigest?: string;
+  /** Symlinks: the target as UTF-8 (invalid bytes replaced), and its exact bytes. */
+  target?: string; targetBase64?: string;
+  /** Directories, in on-disk order, with "." and "..". */
+  entries?: Array<{ name: string; nid: number; fileType: number }>;
+  /** Regular files. */
+  chunks?: RafsDumpChunk[];
+}
+
+export interface RafsDump {
+  rootNid: number; chunkSize: number; compressor: Compressor; digester: Digester; inodeCount: DumpU64;
+  merkleRoot: string | null;
+  statfs: { blocks: DumpU64; files: DumpU64; ffree: DumpU64; bsize: number; namelen: number };
+  blobs: Array<{
+    id: string; compressor: Compressor; digester: Digester; chunkSize: number; chunkCount: number; features: number;
+    compressedSize: DumpU64; uncompressedSize: DumpU64; ciCompressor: Compressor; ciOffset: DumpU64;
+    ciCompressedSize: DumpU64; ciUncompressedSize: DumpU64; tocSize: number; tocDigest: string;
+  }>;
+  /** The prefetch table's nids, each once, in table order. */
+  prefetch: number[];
+  /** Every path, breadth-first in on-disk entry order. */
+  nodes: RafsDumpNode[];
+}
+
 /**
- * The RAFS v6 bootstrap at `bootstrapPath` as read by the Rust reader (the FUSE daemon's), as
- * JSON: every path with its inode fields, xattrs (base64), symlink target, dirents and chunks,
- * plus the blobs, statfs and prefetch table. The shape is documented in native/src/rafs/dump.rs;
- * integers above 2^53 - 1 are decimal strings. Throws (code ERR_NYDUS_RAFS) on a corrupt bootstrap.
+ * A RAFS v6 bootstrap (a file's path, or its bytes) as read by the Rust reader, the project's
+ * one RAFS decoder: every path with its inode fields, xattrs, symlink target, dirents and chunks,
+ * plus the blobs, statfs and prefetch table (shape documented in native/src/rafs/dump.rs). Throws
+ * (code ERR_NYDUS_RAFS) on a corrupt bootstrap.
  */
-export function rafsDump(bootstrapPath: string): string {
-  const path = string('rafsDump', 'bootstrapPath', bootstrapPath);
+export function rafsDump(bootstrap: string | Buffer): RafsDump {
+  const arg = Buffer.isBuffer(bootstrap) ? bootstrap : string('rafsDump', 'bootstrap', bootstrap);
+  let json: string;
   try {
-    return native.rafsDump(path);
+    json = native.rafsDump(arg);
   } catch (e) {
     throw rafsError(e);
   }
+  return JSON.parse(json) as RafsDump;
 }
 
 type CheckResult = { inodeCount: number; blobs: string[] };
@@ -182,6 +223,23 @@ export function rafsCheck(bootstrapPath: string): CheckResult {
   } catch (e) {
     throw rafsError(e);
   }
+}
+
+/**
+ * Lays a tree out as a RAFS v6 bootstrap with the native writer (native/src/rafs/write.rs):
+ * `nodes[0]` is the root; files name chunks by index, chunks name blobs by index. Throws
+ * (code ERR_NYDUS_RAFS_BUILD) when the tree cannot be an image, saying why.
+ */
+export function rafsWrite(nodes: RafsTreeNode[], chunks: RafsTreeChunk[], blobs: RafsTreeBlob[], options: RafsWriteOptions): RafsWritten {
+  return native.rafsWrite(nodes, chunks, blobs, options);
+}
+
+/**
+ * The merkle digest tree (SPEC §4) of a tree in `rafsWrite`'s form: every node's content digest
+ * (32 bytes each, by node index) and the root digest.
+ */
+export function rafsMerkle(nodes: RafsTreeNode[], chunks: RafsTreeChunk[], digester: Digester): RafsMerkle {
+  return native.rafsMerkle(nodes, chunks, digester);
 }
 
 /** `rafsCheck` on the libuv thread pool: the caller's event loop keeps serving meanwhile. */

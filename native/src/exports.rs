@@ -9,7 +9,7 @@
 //! Errors carry a `code` (`ERR_NYDUS_*`, `ERR_INVALID_ARG_VALUE`, or the
 //! errno name with `syscall` for system calls).
 
-use napi::bindgen_prelude::{AsyncTask, Buffer};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Either};
 use napi::{Env, Error, Result, Status, Task};
 use napi_derive::napi;
 
@@ -211,11 +211,15 @@ fn rafs_error(func: &str, e: impl std::fmt::Display) -> Error {
     Error::new(Status::GenericFailure, format!("{func}: {e}"))
 }
 
-/// The whole image as JSON (shape in `rafs::dump`), for cross-checking the
-/// Rust reader from tests.
+/// The whole image as JSON (shape in `rafs::dump`): a bootstrap file by path,
+/// or its bytes.
 #[napi]
-pub fn rafs_dump(bootstrap_path: String) -> Result<String> {
-    crate::rafs::dump::dump_file(std::path::Path::new(&bootstrap_path)).map_err(|e| rafs_error("rafsDump", e))
+pub fn rafs_dump(bootstrap: Either<String, Buffer>) -> Result<String> {
+    let dumped = match bootstrap {
+        Either::A(path) => crate::rafs::dump::dump_file(std::path::Path::new(&path)),
+        Either::B(bytes) => crate::rafs::dump::dump_bytes(bytes.to_vec()),
+    };
+    dumped.map_err(|e| rafs_error("rafsDump", e))
 }
 
 fn check_bootstrap(func: &str, path: &str) -> Result<String> {
@@ -279,3 +283,212 @@ pub const MS_RDONLY: u32 = mnt::MS_RDONLY as u32;
 
 #[napi(js_name = "MNT_DETACH")]
 pub const MNT_DETACH: u32 = mnt::MNT_DETACH as u32;
+
+// --- the bootstrap writer ---------------------------------------------------------------------
+
+/// One node of the tree `rafsWrite` lays out (`nodes[0]` is the root).
+#[napi(object)]
+pub struct RafsTreeNode {
+    /// `st_mode`: file type and permission bits.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    /// Devices: the `new_encode_dev` value.
+    pub rdev: u32,
+    /// Full xattr names and, at the same positions, their values.
+    pub xattr_names: Vec<String>,
+    pub xattr_values: Vec<Buffer>,
+    /// Regular files: their size.
+    pub size: i64,
+    /// Symlinks: the target.
+    pub target: String,
+    /// Directories: entry names and, at the same positions, node indexes.
+    pub child_names: Vec<String>,
+    pub child_nodes: Vec<u32>,
+    /// Regular files: indexes into the chunks, in file order.
+    pub chunks: Vec<u32>,
+}
+
+/// Where one chunk's bytes are; `blob` indexes the blobs given with it.
+#[napi(object)]
+pub struct RafsTreeChunk {
+    pub blob: u32,
+    /// Index in the blob's chunk-info array.
+    pub index: u32,
+    pub digest: Buffer,
+    pub compressed_offset: i64,
+    pub compressed_size: u32,
+    pub uncompressed_offset: i64,
+    pub uncompressed_size: u32,
+    pub compressed: bool,
+    #[napi(js_name = "crc32c")]
+    pub crc32c: Option<u32>,
+}
+
+/// A data blob as the blob table records it.
+#[napi(object)]
+pub struct RafsTreeBlob {
+    pub blob_id: String,
+    pub chunk_size: u32,
+    pub chunk_count: u32,
+    pub compressor: String,
+    pub digester: String,
+    pub features: u32,
+    pub compressed_size: i64,
+    pub uncompressed_size: i64,
+    pub ci_compressor: String,
+    pub ci_offset: i64,
+    pub ci_compressed_size: i64,
+    pub ci_uncompressed_size: i64,
+    pub toc_size: u32,
+    pub toc_digest: Buffer,
+}
+
+#[napi(object)]
+pub struct RafsWriteOptions {
+    pub chunk_size: u32,
+    pub compressor: String,
+    pub digester: String,
+    /// Every inode extended (directory sources, as Nydus does).
+    pub force_extended: Option<bool>,
+    /// Node indexes for the prefetch table (default: the root, "everything").
+    pub prefetch: Option<Vec<u32>>,
+    /// Blob ids to put first in the blob table.
+    pub blob_order: Option<Vec<String>>,
+    /// Store every inode's merkle digest (default true).
+    pub merkle_table: Option<bool>,
+}
+
+#[napi(object)]
+pub struct RafsWritten {
+    pub bootstrap: Buffer,
+    /// Each node's nid; 4294967295 for a node the root does not reach.
+    pub nids: Vec<u32>,
+    /// Indexes into the blobs given, in blob table (device) order.
+    pub blob_order: Vec<u32>,
+    pub root_digest: Buffer,
+    pub inode_count: u32,
+}
+
+fn u64_arg(env: &Env, what: &str, v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| throw(env, Kind::Range, "ERR_OUT_OF_RANGE", format!("rafsWrite: {what} is negative ({v})"), &[]))
+}
+
+fn pairs<A, B>(env: &Env, what: &str, a: Vec<A>, b: Vec<B>) -> Result<Vec<(A, B)>> {
+    if a.len() != b.len() {
+        let m = format!("rafsWrite: {what}: {} names for {} values", a.len(), b.len());
+        return Err(throw(env, Kind::Type, "ERR_INVALID_ARG_VALUE", m, &[]));
+    }
+    Ok(a.into_iter().zip(b).collect())
+}
+
+/// The tree as the `rafs` modules take it.
+fn tree_from_js(env: &Env, nodes: Vec<RafsTreeNode>, chunks: Vec<RafsTreeChunk>, blobs: Vec<RafsTreeBlob>) -> Result<crate::rafs::tree::Tree> {
+    use crate::rafs::tree::{Node, Tree};
+    let mut tree = Tree { nodes: Vec::with_capacity(nodes.len()), chunks: Vec::with_capacity(chunks.len()), blobs: Vec::with_capacity(blobs.len()) };
+    for n in nodes {
+        tree.nodes.push(Node {
+            mode: n.mode,
+            uid: n.uid,
+            gid: n.gid,
+            mtime: n.mtime,
+            mtime_nsec: n.mtime_nsec,
+            rdev: n.rdev,
+            xattrs: pairs(env, "xattrs", n.xattr_names, n.xattr_values)?.into_iter().map(|(k, v)| (k.into_bytes(), v.to_vec())).collect(),
+            size: u64_arg(env, "file size", n.size)?,
+            target: n.target.into_bytes(),
+            children: pairs(env, "children", n.child_names, n.child_nodes)?.into_iter().map(|(k, i)| (k.into_bytes(), i)).collect(),
+            chunks: n.chunks,
+        });
+    }
+    for c in chunks {
+        let Ok(digest) = <[u8; 32]>::try_from(c.digest.as_ref()) else {
+            return Err(throw(env, Kind::Type, "ERR_INVALID_ARG_VALUE", format!("rafs tree: a chunk digest of {} bytes", c.digest.len()), &[]));
+        };
+        tree.chunks.push(crate::rafs::ChunkRef {
+            blob_index: c.blob,
+            chunk_index: c.index,
+            compressed_offset: u64_arg(env, "chunk offset", c.compressed_offset)?,
+            compressed_size: c.compressed_size,
+            uncompressed_offset: u64_arg(env, "chunk offset", c.uncompressed_offset)?,
+            uncompressed_size: c.uncompressed_size,
+            digest,
+            compressed: c.compressed,
+            crc32c: c.crc32c,
+            file_offset: 0,
+        });
+    }
+    for b in blobs {
+        let mut toc_digest = [0u8; 32];
+        let n = b.toc_digest.len().min(32);
+        toc_digest[..n].copy_from_slice(&b.toc_digest[..n]);
+        tree.blobs.push(crate::rafs::BlobInfo {
+            id: b.blob_id,
+            compressor: compressor(env, "rafsWrite", &b.compressor)?,
+            digester: digester(env, "rafsWrite", &b.digester)?,
+            chunk_size: b.chunk_size,
+            chunk_count: b.chunk_count,
+            features: b.features,
+            compressed_size: u64_arg(env, "blob size", b.compressed_size)?,
+            uncompressed_size: u64_arg(env, "blob size", b.uncompressed_size)?,
+            ci_compressor: compressor(env, "rafsWrite", &b.ci_compressor)?,
+            ci_offset: u64_arg(env, "chunk-info offset", b.ci_offset)?,
+            ci_compressed_size: u64_arg(env, "chunk-info size", b.ci_compressed_size)?,
+            ci_uncompressed_size: u64_arg(env, "chunk-info size", b.ci_uncompressed_size)?,
+            toc_size: b.toc_size,
+            toc_digest,
+        });
+    }
+    Ok(tree)
+}
+
+/// Lays the tree out as a RAFS v6 bootstrap (`rafs::write`). A tree that
+/// cannot be an image throws with code ERR_NYDUS_RAFS_BUILD and says why.
+#[napi]
+pub fn rafs_write(
+    env: Env,
+    nodes: Vec<RafsTreeNode>,
+    chunks: Vec<RafsTreeChunk>,
+    blobs: Vec<RafsTreeBlob>,
+    options: RafsWriteOptions,
+) -> Result<RafsWritten> {
+    use crate::rafs::write::{self, Options};
+    let tree = tree_from_js(&env, nodes, chunks, blobs)?;
+    let opts = Options {
+        chunk_size: options.chunk_size,
+        compressor: compressor(&env, "rafsWrite", &options.compressor)?,
+        digester: digester(&env, "rafsWrite", &options.digester)?,
+        force_extended: options.force_extended.unwrap_or(false),
+        prefetch: options.prefetch,
+        blob_order: options.blob_order.unwrap_or_default(),
+        merkle_table: options.merkle_table.unwrap_or(true),
+    };
+    let w = write::write(&tree, &opts).map_err(|e| throw(&env, Kind::Error, "ERR_NYDUS_RAFS_BUILD", format!("rafsWrite: {}", e.0), &[]))?;
+    Ok(RafsWritten {
+        bootstrap: w.bytes.into(),
+        nids: w.nids,
+        blob_order: w.blob_order,
+        root_digest: w.root_digest.to_vec().into(),
+        inode_count: w.inode_count as u32,
+    })
+}
+
+#[napi(object)]
+pub struct RafsMerkle {
+    /// Every node's content digest, 32 bytes each, by node index (zeros for
+    /// a node the root does not reach).
+    pub digests: Buffer,
+    pub root: Buffer,
+}
+
+/// The merkle digest tree (SPEC §4) of a tree in `rafsWrite`'s form; blobs
+/// play no part in it.
+#[napi]
+pub fn rafs_merkle(env: Env, nodes: Vec<RafsTreeNode>, chunks: Vec<RafsTreeChunk>, digester_name: String) -> Result<RafsMerkle> {
+    let tree = tree_from_js(&env, nodes, chunks, Vec::new())?;
+    let m = crate::rafs::merkle::compute(&tree, digester(&env, "rafsMerkle", &digester_name)?)
+        .map_err(|e| throw(&env, Kind::Error, "ERR_NYDUS_RAFS_BUILD", format!("rafsMerkle: {e}"), &[]))?;
+    Ok(RafsMerkle { digests: m.digests.concat().into(), root: m.root.to_vec().into() })
+}

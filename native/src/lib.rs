@@ -2,7 +2,7 @@
 //! addon (`nydus_native.node`).
 //!
 //! It holds the hot path and what JavaScript cannot do: the FUSE server
-//! (`fuse`: the protocol on /dev/fuse), the RAFS v6 bootstrap reader (`rafs`),
+//! (`fuse`: the protocol on /dev/fuse), the RAFS v6 codec (`rafs`: bootstrap reader and writer),
 //! the daemon's data path (`daemon`: VFS, chunk loader, read-ahead, prefetch;
 //! `cache`: blob cache files and per-blob claims), chunk compression
 //! (`codec`, `lz4`), digests (BLAKE3, SHA-256), CRC32C, and the system calls

@@ -1,10 +1,7 @@
 // One RAFS instance as the control plane sees it: where its bootstrap is,
 // which backend serves its blobs, and the queue that orders its fetches.
 
-import { readFileSync } from 'node:fs';
-
-import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
-import { walk } from '@nydus-ts/rafs/tree';
+import { rafsDump } from '@nydus-ts/native';
 import type { BlobBackend } from './backend/backend.js';
 import { FetchQueue } from './fetch-queue.js';
 import type { DaemonConfig } from './config.js';
@@ -47,13 +44,9 @@ export class MountState {
   /** The path of a nid (the first name of a hard-linked file), for access records. */
   pathOf(nid: number): string | undefined {
     if (this.#paths === undefined) {
-      // Parsed once, on the first request for access records: the control plane's own view.
-      const parsed = readBootstrap(readFileSync(this.bootstrap));
+      // Read once, on the first request for access records.
       this.#paths = new Map();
-      for (const [path, node] of walk(parsed.root)) {
-        const n = parsed.nids.get(node);
-        if (n !== undefined && !this.#paths.has(n)) this.#paths.set(n, path);
-      }
+      for (const { nid, path } of rafsDump(this.bootstrap).nodes) if (!this.#paths.has(nid)) this.#paths.set(nid, path);
     }
     return this.#paths.get(nid);
   }

@@ -1,17 +1,17 @@
 /**
  * nydusify check: is the target a well-formed Nydus image, and is its filesystem the source's?
  *  1. manifest rules: bootstrap layer last and annotated, blob layers typed and annotated, diff_ids;
- *  2. the bootstrap parses (with the builder's reader and with the daemon's, the one nydusd and the
- *     snapshotter use), its merkle tree verifies, every blob it uses is a layer of the image;
+ *  2. the bootstrap parses (with the reader nydusd and the snapshotter use), its merkle tree
+ *     verifies, every blob it uses is a layer of the image;
  *  3. with --source: both trees are compared path by path (type, mode, uid, gid, size, rdev,
  *     symlink target, xattrs, content digest) and every chunk of the target is fetched and checked.
  * Every difference is listed; the command fails if there is any.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rafsCheckAsync } from '@nydus-ts/native';
-import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { readBootstrap, type ParsedBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
+import { FormatError } from '@nydus-ts/rafs/errors';
 import { decodeChunk, planReads } from '@nydus-ts/rafs/chunk-data';
 import { computeMerkle } from '@nydus-ts/rafs/merkle';
 import { modeOf, walk, type ChunkRef, type FsNode } from '@nydus-ts/rafs/tree';
@@ -103,11 +103,15 @@ export async function check(o: CheckOptions): Promise<CheckReport> {
     if (!last) return { problems, filesCompared: 0, chunksVerified: 0 };
 
     const bootBytes = await unpackBootstrapLayer(await streamToBuffer(await target.openBlob(last)));
-    // The reader nydusd and the snapshotter use must accept it too: what it refuses, no daemon serves.
-    const bootPath = join(work, 'image.boot');
-    await writeFile(bootPath, bootBytes);
-    await rafsCheckAsync(bootPath).catch((e: Error) => problems.push(`bootstrap (daemon's reader): ${e.message}`));
-    const boot = readBootstrap(bootBytes);
+    let boot: ParsedBootstrap;
+    try {
+      // The reader nydusd and the snapshotter serve with: what it refuses, no daemon serves.
+      boot = readBootstrap(bootBytes);
+    } catch (e) {
+      if (!(e instanceof FormatError)) throw e;
+      problems.push(`bootstrap: ${e.message}`);
+      return { problems, filesCompared: 0, chunksVerified: 0 };
+    }
     const merkle = computeMerkle(boot.root, boot.digester);
     if (!boot.merkle) problems.push('bootstrap: no merkle digest tree');
     else if (!boot.merkle.root.equals(merkle.root)) problems.push('bootstrap: merkle root does not match the tree');

@@ -171,9 +171,9 @@ describe('local sources and outputs', () => {
     expect(chk2.code, chk2.out).toBe(0);
   });
 
-  it("check fails on a bootstrap the daemon's reader refuses, saying so", async () => {
+  it('check fails on a bootstrap the reader refuses, saying so', async () => {
     // The converted layout of the test above, its bootstrap rewritten with the blob id in upper
-    // case: the builder's reader takes it, nydusd's (and the snapshotter's) does not.
+    // case: a second cache file name for one blob, which the reader refuses.
     const out = join(work, 'out-layout');
     const index = JSON.parse(readFileSync(join(out, 'index.json'), 'utf8'));
     const entry = index.manifests.find((m: { annotations?: Record<string, string> }) => m.annotations?.['org.opencontainers.image.ref.name'] === 'nydus');
@@ -194,7 +194,7 @@ describe('local sources and outputs', () => {
     writeFileSync(join(out, 'index.json'), JSON.stringify(index));
     const chk = await nydusify(['check', '--target', `oci:${out}:upper`]);
     expect(chk.code).toBe(1);
-    expect(chk.out).toMatch(/bootstrap \(daemon's reader\): .*lowercase hex/);
+    expect(chk.out).toMatch(/bootstrap: corrupt RAFS bootstrap: .*lowercase hex/);
   });
 
   it('an image index converts the manifest of the requested --platform, and names the ones it has otherwise', async () => {

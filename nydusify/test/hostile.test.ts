@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
 import { FormatError } from '@nydus-ts/rafs/errors';
 import { tarLayerSource } from '../src/source/tar-source.js';
-import { buildTar, encodeTarEntry, encodeTarEnd } from '../src/tar/index.js';
+import { buildTar, encodeTarEnd } from '../src/tar/index.js';
 import { encodeHeader } from '../src/tar/header.js';
 import { addTarLayer, builder, pseudoRandom } from './helpers/layers.js';
 

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RegistryClient, type RegistryClientOptions } from '../src/client.js';
 import { lookupDockerCredentials, normalizeAuthKey } from '../src/docker-config.js';
-import { RegistryError, parseErrorBody, redactUrl } from '../src/errors.js';
+import { parseErrorBody, redactUrl } from '../src/errors.js';
 import { OCI_MANIFEST } from '../src/media-types.js';
 import { parseWwwAuthenticate } from '../src/www-authenticate.js';
 import { expectRegistryError } from './helpers/registry-error.js';

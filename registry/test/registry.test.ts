@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient, type RegistryClientOptions } from '../src/client.js';
-import { RegistryError, UploadSourceError } from '../src/errors.js';
+import { UploadSourceError } from '../src/errors.js';
 import { OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '../src/media-types.js';
 import { InvalidReferenceError, formatReference, parseReference } from '../src/reference.js';
 import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';

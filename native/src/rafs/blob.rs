@@ -1,7 +1,7 @@
 //! The blob table (Nydus's view of the data blobs, SPEC §2.6) and the EROFS
 //! device slots (the kernel's view, §2.5), cross-checked against each other.
 
-use super::bytes::{le32, le64, safe, Bytes};
+use super::bytes::{le32, le64, put32, put64, safe, Bytes};
 use super::error::{bail, Result};
 use super::BLOCK;
 use crate::codec::Compressor;
@@ -15,7 +15,7 @@ pub const MAX_BLOBS: u64 = 254;
 const MAX_CHUNKS_PER_BLOB: u32 = 1 << 24;
 const FEATURE_ALIGNED: u32 = 0x1;
 const FEATURE_INLINED_FS_META: u32 = 0x2;
-const FEATURE_INLINED_CHUNK_DIGEST: u32 = 0x20;
+pub const FEATURE_INLINED_CHUNK_DIGEST: u32 = 0x20;
 /// Bits in this mask are incompatible: an unknown one means we cannot serve
 /// the blob (ci v2, zran, tarfs, batch, encrypted).
 const FEATURE_INCOMPAT_MASK: u32 = 0xFFFF;
@@ -53,6 +53,52 @@ pub struct BlobInfo {
     /// TOC entries plus the TOC's tar header, and their SHA-256.
     pub toc_size: u32,
     pub toc_digest: [u8; 32],
+}
+
+fn compressor_id(c: Compressor) -> u32 {
+    match c {
+        Compressor::None => 0,
+        Compressor::Lz4Block => 1,
+        Compressor::Zstd => 3,
+    }
+}
+
+fn digester_id(d: Digester) -> u32 {
+    match d {
+        Digester::Blake3 => 0,
+        Digester::Sha256 => 1,
+    }
+}
+
+/// Writes blob `index`'s table entry (256 bytes at `out`).
+pub fn write_entry(out: &mut [u8], blob: &BlobInfo, index: u32) {
+    out[..ENTRY_SIZE as usize].fill(0);
+    out[..blob.id.len().min(64)].copy_from_slice(&blob.id.as_bytes()[..blob.id.len().min(64)]);
+    put32(out, 64, index);
+    put32(out, 68, blob.chunk_size);
+    put32(out, 72, blob.chunk_count);
+    put32(out, 76, compressor_id(blob.compressor));
+    put32(out, 80, digester_id(blob.digester));
+    put32(out, 84, blob.features);
+    put64(out, 88, blob.compressed_size);
+    put64(out, 96, blob.uncompressed_size);
+    put32(out, 104, blob.toc_size);
+    put32(out, 108, compressor_id(blob.ci_compressor));
+    put64(out, 112, blob.ci_offset);
+    put64(out, 120, blob.ci_compressed_size);
+    put64(out, 128, blob.ci_uncompressed_size);
+    out[136..168].copy_from_slice(&blob.toc_digest);
+}
+
+/// Writes device slot `index` of the bootstrap `out`: the blob's id, its size
+/// in blocks and where a flat-disk export maps it.
+pub fn write_device_slot(out: &mut [u8], index: usize, id: &str, blocks: u32, mapped_blkaddr: u32) {
+    let at = (DEVICE_TABLE + index as u64 * DEVICE_SLOT_SIZE) as usize;
+    let slot = &mut out[at..at + DEVICE_SLOT_SIZE as usize];
+    slot.fill(0);
+    slot[..id.len().min(64)].copy_from_slice(&id.as_bytes()[..id.len().min(64)]);
+    put32(slot, 64, blocks);
+    put32(slot, 68, mapped_blkaddr);
 }
 
 pub fn compressor(id: u32, what: &str) -> Result<Compressor> {

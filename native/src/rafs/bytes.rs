@@ -76,9 +76,9 @@ impl Bytes {
 }
 
 /// The largest integer JavaScript holds exactly (`Number.MAX_SAFE_INTEGER`).
-/// SPEC §6.2: a u64 field above it is rejected rather than rounded. The
-/// TypeScript tools (`check`, `inspect`, `merge`) do so, and we do too, so
-/// both readers accept the same set of images.
+/// SPEC §6.2: a u64 field above it is rejected rather than rounded, so the
+/// TypeScript tools (`check`, `inspect`, `merge`), which read the image
+/// through this reader's dump, hold every value exactly.
 pub const MAX_SAFE: u64 = (1 << 53) - 1;
 
 /// `v`, or an error naming `what` when it exceeds [`MAX_SAFE`].
@@ -105,4 +105,19 @@ pub fn le64(b: &[u8], at: usize) -> u64 {
     let mut x = [0u8; 8];
     x.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(x)
+}
+
+/// Little-endian field writers for the bootstrap writer, the counterparts of
+/// [`le16`]/[`le32`]/[`le64`]: `out` is a record the writer sized itself.
+#[inline]
+pub fn put16(out: &mut [u8], at: usize, v: u16) {
+    out[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+#[inline]
+pub fn put32(out: &mut [u8], at: usize, v: u32) {
+    out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+#[inline]
+pub fn put64(out: &mut [u8], at: usize, v: u64) {
+    out[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }

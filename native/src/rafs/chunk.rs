@@ -3,14 +3,14 @@
 //! (§2.13), which says where the chunk's bytes are stored in its blob.
 
 use super::blob::BlobInfo;
-use super::bytes::{le16, le32, le64, safe, Bytes};
+use super::bytes::{le16, le32, le64, put16, put32, put64, safe, Bytes};
 use super::error::{bail, Result};
 use super::inode::Inode;
 use super::superblock::Super;
 use super::BLOCK;
 
 pub const ROW_SIZE: u64 = 80;
-const INDEX_SIZE: u64 = 8;
+pub const INDEX_SIZE: u64 = 8;
 const FLAG_COMPRESSED: u32 = 0x1;
 const FLAG_UNSUPPORTED: u32 = 0x2 | 0x4 | 0x8; // hole, encrypted, batch
 const FLAG_HAS_CRC32: u32 = 0x10;
@@ -167,4 +167,29 @@ pub fn index_entry(b: &Bytes, inode: &Inode, index: u32) -> Result<(u32, u32, u3
         bail!("inode {}: chunk {index} names device 0 (holes are never written)", inode.nid);
     }
     Ok((device - 1, le16(e, 0) as u32 | ci_high << 16, le32(e, 4)))
+}
+
+/// Writes the 8-byte chunk index of `c` at the start of `out`: the EROFS
+/// device id (blob index + 1) in the low byte of the second half-word, Nydus's
+/// ci index bits 16..23 in its high byte, and the block in the blob's
+/// uncompressed space the kernel reads.
+pub fn write_index(out: &mut [u8], c: &ChunkRef) {
+    put16(out, 0, c.chunk_index as u16);
+    put16(out, 2, ((c.blob_index + 1) & 0xff) as u16 | (((c.chunk_index >> 16) & 0xff) as u16) << 8);
+    put32(out, 4, (c.uncompressed_offset / BLOCK) as u32);
+}
+
+/// Writes `c`'s 80-byte chunk table row at the start of `out`.
+pub fn write_row(out: &mut [u8], c: &ChunkRef) {
+    out[0..32].copy_from_slice(&c.digest);
+    put32(out, 32, c.blob_index);
+    let flags = if c.compressed { FLAG_COMPRESSED } else { 0 } | if c.crc32c.is_some() { FLAG_HAS_CRC32 } else { 0 };
+    put32(out, 36, flags);
+    put32(out, 40, c.compressed_size);
+    put32(out, 44, c.uncompressed_size);
+    put64(out, 48, c.compressed_offset);
+    put64(out, 56, c.uncompressed_offset);
+    put64(out, 64, c.file_offset);
+    put32(out, 72, c.chunk_index);
+    put32(out, 76, c.crc32c.unwrap_or(0));
 }

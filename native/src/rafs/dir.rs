@@ -8,7 +8,7 @@
 
 use std::cmp::Ordering;
 
-use super::bytes::{le16, le64, Bytes};
+use super::bytes::{le16, le64, put16, put64, Bytes};
 use super::error::{bail, Result};
 use super::inode::{self, Inode};
 use super::BLOCK;
@@ -171,4 +171,48 @@ pub fn lookup(b: &Bytes, dir: &Inode, nid_limit: u64, name: &[u8]) -> Result<Opt
         }
     }
     Ok(None)
+}
+
+/// How sorted names fill dirent blocks: the entry count of each block and the
+/// directory's size (full blocks plus the last one's used bytes). An entry
+/// and its name never cross a block.
+pub fn plan_blocks<'a>(names: impl Iterator<Item = &'a [u8]>) -> (Vec<usize>, u64) {
+    let mut blocks = Vec::new();
+    let (mut used, mut count) = (0usize, 0usize);
+    for name in names {
+        let need = DIRENT_SIZE + name.len();
+        if used + need > BLOCK as usize {
+            blocks.push(count);
+            used = 0;
+            count = 0;
+        }
+        used += need;
+        count += 1;
+    }
+    blocks.push(count);
+    let size = (blocks.len() as u64 - 1) * BLOCK + used as u64;
+    (blocks, size)
+}
+
+/// A directory's data for `entries` (name, nid, file type), which must be
+/// sorted bytewise and include `.` and `..`: the kernel binary-searches them.
+pub fn encode(entries: &[(&[u8], u64, u8)]) -> Vec<u8> {
+    let (blocks, size) = plan_blocks(entries.iter().map(|e| e.0));
+    let mut out = vec![0u8; size as usize];
+    let mut i = 0;
+    for (blk, count) in blocks.into_iter().enumerate() {
+        let base = blk * BLOCK as usize;
+        let mut name_at = count * DIRENT_SIZE;
+        for k in 0..count {
+            let (name, nid, file_type) = entries[i];
+            let d = base + k * DIRENT_SIZE;
+            put64(&mut out, d, nid);
+            put16(&mut out, d + 8, name_at as u16);
+            out[d + 10] = file_type;
+            out[base + name_at..base + name_at + name.len()].copy_from_slice(name);
+            name_at += name.len();
+            i += 1;
+        }
+    }
+    out
 }

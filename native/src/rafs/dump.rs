@@ -1,11 +1,13 @@
-//! The whole image as JSON (`rafsDump` in JS), so tests can compare this
-//! reader field by field with the TypeScript reader and with a kernel
-//! EROFS mount of the same bootstrap.
+//! The whole image as JSON (`rafsDump` in JS): how the TypeScript side
+//! reads a bootstrap (nydusify's check, merge, inspect and chunk dicts, the
+//! snapshotter, nydusd's access records), so the format is decoded in one
+//! place, this crate. Tests compare it with a kernel EROFS mount of the same
+//! bootstrap.
 //!
 //! Shape (one object):
 //!
 //! ```text
-//! { rootNid, chunkSize, inodeCount, merkleRoot: hex | null,
+//! { rootNid, chunkSize, compressor, digester, inodeCount, merkleRoot: hex | null,
 //!   statfs: { blocks, files, ffree, bsize, namelen },
 //!   blobs: [ { id, compressor, digester, chunkSize, chunkCount, features,
 //!              compressedSize, uncompressedSize, ciCompressor, ciOffset,
@@ -40,6 +42,11 @@ pub fn dump_file(path: &Path) -> Result<String> {
     dump(&Bootstrap::open(path)?)
 }
 
+/// Walks and dumps a bootstrap held in memory.
+pub fn dump_bytes(bytes: Vec<u8>) -> Result<String> {
+    dump(&Bootstrap::from_bytes(bytes)?)
+}
+
 /// The JSON described in the module docs. Fails on the first format error
 /// anywhere in the tree (the walk reads every inode, directory, xattr area,
 /// symlink target and chunk).
@@ -49,6 +56,10 @@ pub fn dump(bs: &Bootstrap) -> Result<String> {
     j.u64(bs.root_nid());
     j.raw(",\"chunkSize\":");
     j.u64(bs.chunk_size() as u64);
+    j.raw(",\"compressor\":");
+    j.str(bs.compressor().name().as_bytes());
+    j.raw(",\"digester\":");
+    j.str(bs.digester().name().as_bytes());
     j.raw(",\"inodeCount\":");
     j.u64(bs.inode_count());
     j.raw(",\"merkleRoot\":");

@@ -5,14 +5,14 @@
 //! All layout checks happen in [`read`], so later accessors (directory
 //! blocks, symlink targets, chunk indexes) only need their own bounds check.
 
-use super::bytes::{le16, le32, le64, Bytes, MAX_SAFE};
+use super::bytes::{le16, le32, le64, put16, put32, put64, Bytes, MAX_SAFE};
 use super::error::{bail, Result};
 use super::superblock::Super;
 use super::BLOCK;
 
 const COMPACT_SIZE: u64 = 32;
 const EXTENDED_SIZE: u64 = 64;
-/// Directory data beyond this is implausible (the TS reader's limit).
+/// Directory data beyond this is implausible.
 const MAX_DIR_SIZE: u64 = 64 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,67 @@ impl Inode {
     /// Where the chunk index array starts (the kernel aligns it to 8).
     pub(super) fn chunk_index_offset(&self) -> u64 {
         (self.data_offset + 7) & !7
+    }
+}
+
+impl Layout {
+    /// The i_format data layout bits' value.
+    fn code(self) -> u16 {
+        match self {
+            Layout::FlatPlain => 0,
+            Layout::FlatInline => 2,
+            Layout::ChunkBased => 4,
+        }
+    }
+}
+
+/// The on-disk size of an inode of this form.
+pub fn inode_size(extended: bool) -> u64 {
+    if extended {
+        EXTENDED_SIZE
+    } else {
+        COMPACT_SIZE
+    }
+}
+
+/// An inode as the writer lays it out. A compact inode has no mtime (the
+/// kernel gives it the build time) and 16-bit mode, nlink, uid and gid, and a
+/// 32-bit size: the writer chooses `extended` when any of those do not fit.
+pub struct DiskInode {
+    pub extended: bool,
+    pub layout: Layout,
+    pub xattr_icount: u16,
+    pub mode: u32,
+    pub nlink: u32,
+    pub size: u64,
+    /// `i_u`: first data block, chunk format, or rdev.
+    pub u: u32,
+    pub ino: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+}
+
+/// Writes `i` at the start of `out` (32 or 64 bytes).
+pub fn write(out: &mut [u8], i: &DiskInode) {
+    put16(out, 0, i.extended as u16 | i.layout.code() << 1);
+    put16(out, 2, i.xattr_icount);
+    put16(out, 4, i.mode as u16);
+    put32(out, 16, i.u);
+    put32(out, 20, i.ino);
+    if i.extended {
+        put64(out, 8, i.size);
+        put32(out, 24, i.uid);
+        put32(out, 28, i.gid);
+        put64(out, 32, i.mtime as u64);
+        put32(out, 40, i.mtime_nsec);
+        put32(out, 44, i.nlink);
+    } else {
+        put16(out, 6, i.nlink as u16);
+        put32(out, 8, i.size as u32);
+        put16(out, 24, i.uid as u16);
+        put16(out, 26, i.gid as u16);
     }
 }
 

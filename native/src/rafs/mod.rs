@@ -1,6 +1,8 @@
-//! RAFS v6 bootstrap reader (the format of `rafs-spec/SPEC.md`), for the
-//! FUSE data path: metadata requests are answered straight from the bootstrap
-//! held in memory, with the semantics of kernel EROFS on the same image.
+//! The RAFS v6 bootstrap (the format of `rafs-spec/SPEC.md`): the project's
+//! one codec. The reader serves the FUSE data path (metadata requests are
+//! answered straight from the bootstrap held in memory, with the semantics of
+//! kernel EROFS on the same image) and, through its dump, every TypeScript
+//! tool; the writer ([`write`]) lays out what the image builder hands over.
 //!
 //! Safety on hostile input comes from one rule: every byte is read through
 //! [`bytes::Bytes`], which checks bounds, and every structure is validated
@@ -16,17 +18,17 @@
 //! path never walks, and `path_to_nid` is bounded by the path's length, so
 //! a loop cannot hang it.
 //!
-//! Semantics follow kernel EROFS on the same image (and the TypeScript
-//! reader, `rafs-spec/src/bootstrap-reader.ts`, on every field they share):
-//! compact inodes take the superblock build time as mtime, `rdev` is the
+//! Semantics follow kernel EROFS on the same image: compact inodes take the superblock build time as mtime, `rdev` is the
 //! stored `new_encode_dev` value for devices and 0 otherwise, readdir lists
 //! `.` and `..` where they sort, and `statfs` is `erofs_statfs`.
 //!
-//! Modules, one structure each: `superblock` (EROFS and extended
-//! superblocks, merkle header), `blob` (blob table, device slots), `chunk`
-//! (chunk indexes, chunk table), `inode`, `dir` (dirent blocks), `xattr`,
-//! `walk` (whole-tree traversal), `dump` (JSON for cross-checks), with
-//! `bytes` (the bootstrap in memory, and its bounds-checked accessor) underneath.
+//! Modules, one structure each, its writer beside its reader: `superblock`
+//! (EROFS and extended superblocks, merkle header), `blob` (blob table,
+//! device slots), `chunk` (chunk indexes, chunk table), `inode`, `dir`
+//! (dirent blocks), `xattr`; then `walk` (whole-tree traversal), `dump` (the
+//! image as JSON, how TypeScript reads it), `tree` (the writer's input),
+//! `merkle` (the digest tree) and `write` (the layout), with `bytes` (the
+//! bootstrap in memory, and its bounds-checked accessor) underneath.
 
 mod blob;
 mod bytes;
@@ -35,10 +37,13 @@ mod dir;
 pub mod dump;
 mod error;
 mod inode;
+pub mod merkle;
 mod superblock;
 #[cfg(test)]
 mod tests;
+pub mod tree;
 mod walk;
+pub mod write;
 mod xattr;
 
 use std::path::Path;
@@ -72,6 +77,9 @@ pub struct StatfsInfo {
     pub namelen: u32,
 }
 
+/// The id a per-layer bootstrap gives its own blob before the blob's digest is known.
+pub const PLACEHOLDER_ID: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
 pub struct Bootstrap {
     bytes: Bytes,
     sup: Super,
@@ -100,6 +108,9 @@ impl Bootstrap {
         Ok(this)
     }
 
+    /// Validates a bootstrap held in memory. With no file to name it, a blob
+    /// the table leaves unnamed keeps the placeholder id (`x` x 64, SPEC §5.5):
+    /// a per-layer bootstrap, whose merger names its blob.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Bootstrap> {
         let mut this = Self::load(Bytes::owned(bytes))?;
         this.name_unnamed_blobs(None)?;
@@ -109,7 +120,10 @@ impl Bootstrap {
     fn name_unnamed_blobs(&mut self, path: Option<&Path>) -> Result<()> {
         for (i, blob) in self.blobs.iter_mut().enumerate().filter(|(_, b)| b.id.is_empty()) {
             let what = format!("blob {i} carries its own bootstrap and has no id in the table; its id comes from the bootstrap's file name");
-            let Some(path) = path else { bail!("{what}, and there is no file") };
+            let Some(path) = path else {
+                blob.id = PLACEHOLDER_ID.to_string();
+                continue;
+            };
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let stem = name.split('.').next().unwrap_or_default();
             blob.id = blob::hex_id(stem.as_bytes(), &format!("{what} ({name})"))?;
@@ -238,6 +252,15 @@ impl Bootstrap {
         &self.blobs
     }
 
+    /// The compressor and digester the superblock names for the image.
+    pub fn compressor(&self) -> crate::codec::Compressor {
+        self.sup.compressor
+    }
+
+    pub fn digester(&self) -> crate::digest::Digester {
+        self.sup.digester
+    }
+
     pub fn chunk_size(&self) -> u32 {
         self.sup.chunk_size
     }
@@ -255,7 +278,8 @@ impl Bootstrap {
     /// The prefetch table's nids, skipping entries that do not name a valid
     /// inode (SPEC §2.7) and repeats. A lone root nid means "everything".
     /// Valid is not the same as reachable from the root: checking that
-    /// takes a walk, which the TS reader does and this one leaves out.
+    /// takes a walk, left to callers (the dump's readers keep the nids the
+    /// walk reached).
     pub fn prefetch_nids(&self) -> Result<Vec<u64>> {
         let (off, size) = self.sup.prefetch_table;
         let raw = self.bytes.slice(off, size, "prefetch table")?;

@@ -3,10 +3,12 @@
 //! later reads can trust the ranges recorded here.
 
 use super::blob::{self, BlobInfo, DEVICE_SLOT_SIZE, DEVICE_TABLE, ENTRY_SIZE, MAX_BLOBS};
-use super::bytes::{le16, le32, le64, safe, Bytes};
+use super::bytes::{le16, le32, le64, put16, put32, put64, safe, Bytes};
 use super::chunk::ROW_SIZE;
 use super::error::{bail, Result};
 use super::BLOCK;
+use crate::codec::Compressor;
+use crate::digest::Digester;
 
 const SB: u64 = 1024;
 const EXT: u64 = 1152;
@@ -22,7 +24,14 @@ const FLAG_COMPRESSION_GZIP: u64 = 0x40;
 const FLAG_COMPRESSION_ZSTD: u64 = 0x80;
 const FLAG_COMPRESSION_MASK: u64 =
     FLAG_COMPRESSION_NONE | FLAG_COMPRESSION_LZ4 | FLAG_COMPRESSION_GZIP | FLAG_COMPRESSION_ZSTD;
-const FLAG_HASH_MASK: u64 = 0x4 | 0x8;
+/// s_flags bits the writer sets besides the algorithms (SPEC §2.3).
+pub const FLAG_EXPLICIT_UID_GID: u64 = 0x10;
+pub const FLAG_HAS_XATTR: u64 = 0x20;
+pub const FLAG_INLINED_CHUNK_DIGEST: u64 = 0x100;
+pub const FLAG_ENCRYPTION_NONE: u64 = 0x0100_0000;
+const FLAG_HASH_BLAKE3: u64 = 0x4;
+const FLAG_HASH_SHA256: u64 = 0x8;
+const FLAG_HASH_MASK: u64 = FLAG_HASH_BLAKE3 | FLAG_HASH_SHA256;
 const MIN_CHUNK_SIZE: u32 = 0x1000;
 const MAX_CHUNK_SIZE: u32 = 0x100_0000;
 const MERKLE_MAGIC: u32 = 0x4B52_4D4E;
@@ -49,6 +58,10 @@ pub struct Super {
     pub blocks: u32,
     pub meta_addr: u64,
     pub chunk_size: u32,
+    /// The image's compressor and digester (s_flags): what a builder adding
+    /// to this image must use.
+    pub compressor: Compressor,
+    pub digester: Digester,
     /// (offset, size) of the chunk table; size is a multiple of 80.
     pub chunk_table: (u64, u64),
     /// (offset, size) of the prefetch table; size is a multiple of 4.
@@ -123,13 +136,17 @@ pub fn read(b: &Bytes) -> Result<(Super, Vec<BlobInfo>)> {
 
     let ext = b.slice(EXT, 256, "RAFS extended superblock")?;
     let flags = safe(le64(ext, 0), "s_flags")?;
-    match flags & FLAG_COMPRESSION_MASK {
-        FLAG_COMPRESSION_NONE | FLAG_COMPRESSION_LZ4 | FLAG_COMPRESSION_ZSTD => {}
+    let compressor = match flags & FLAG_COMPRESSION_MASK {
+        FLAG_COMPRESSION_NONE => Compressor::None,
+        FLAG_COMPRESSION_LZ4 => Compressor::Lz4Block,
+        FLAG_COMPRESSION_ZSTD => Compressor::Zstd,
         _ => bail!("superblock flags 0x{flags:x} do not name exactly one supported compressor"),
-    }
-    if !matches!(flags & FLAG_HASH_MASK, 0x4 | 0x8) {
-        bail!("superblock flags 0x{flags:x} do not name exactly one digester");
-    }
+    };
+    let digester = match flags & FLAG_HASH_MASK {
+        FLAG_HASH_BLAKE3 => Digester::Blake3,
+        FLAG_HASH_SHA256 => Digester::Sha256,
+        _ => bail!("superblock flags 0x{flags:x} do not name exactly one digester"),
+    };
     let chunk_size = le32(ext, 20);
     if !chunk_size.is_power_of_two() || !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
         bail!("chunk size 0x{chunk_size:x} is not a power of two in 4 KiB..16 MiB");
@@ -198,10 +215,79 @@ pub fn read(b: &Bytes) -> Result<(Super, Vec<BlobInfo>)> {
         blocks: le32(sb, 36),
         meta_addr,
         chunk_size,
+        compressor,
+        digester,
         chunk_table,
         prefetch_table,
         merkle,
         device_blocks: blobs.iter().map(|b| b.uncompressed_size / BLOCK).sum(),
     };
     Ok((sup, blobs))
+}
+
+/// What the writer puts in the two superblocks; everything else is fixed by
+/// the format (magic, block size, root nid 128, incompat bits, slot offset).
+pub struct SuperFields {
+    pub inos: u64,
+    pub build_time: u64,
+    pub build_time_nsec: u32,
+    /// Sum of the device slots' blocks.
+    pub blocks: u32,
+    pub meta_addr: u64,
+    pub devices: u16,
+    pub flags: u64,
+    pub blob_table: (u64, u32),
+    pub chunk_size: u32,
+    pub chunk_table: (u64, u64),
+    pub prefetch_table: (u64, u32),
+    /// Merkle table (offset, size; both 0 without one) and root digest.
+    pub merkle: ((u64, u64), [u8; 32]),
+}
+
+pub const ROOT_NID: u64 = 128;
+
+/// The s_flags bits of `compressor` and `digester`.
+pub fn algorithm_flags(compressor: Compressor, digester: Digester) -> u64 {
+    let c = match compressor {
+        Compressor::None => FLAG_COMPRESSION_NONE,
+        Compressor::Lz4Block => FLAG_COMPRESSION_LZ4,
+        Compressor::Zstd => FLAG_COMPRESSION_ZSTD,
+    };
+    c | match digester {
+        Digester::Blake3 => FLAG_HASH_BLAKE3,
+        Digester::Sha256 => FLAG_HASH_SHA256,
+    }
+}
+
+/// Writes both superblocks into block 0 of `out` (SPEC §2.2, §2.3, §4.5).
+pub fn write(out: &mut [u8], f: &SuperFields) {
+    let sb = &mut out[SB as usize..SB as usize + 128];
+    sb.fill(0);
+    put32(sb, 0, EROFS_MAGIC);
+    put32(sb, 8, FEATURE_COMPAT_RAFS_V6);
+    sb[12] = 12; // block size bits
+    put16(sb, 14, ROOT_NID as u16);
+    put64(sb, 16, f.inos);
+    put64(sb, 24, f.build_time);
+    put32(sb, 32, f.build_time_nsec);
+    put32(sb, 36, f.blocks);
+    put32(sb, 40, (f.meta_addr / BLOCK) as u32);
+    put32(sb, 80, INCOMPAT_EXPECTED);
+    put16(sb, 86, f.devices);
+    put16(sb, 88, DEVT_SLOTOFF);
+    let ext = &mut out[EXT as usize..EXT as usize + 256];
+    ext.fill(0);
+    put64(ext, 0, f.flags);
+    put64(ext, 8, f.blob_table.0);
+    put32(ext, 16, f.blob_table.1);
+    put32(ext, 20, f.chunk_size);
+    put64(ext, 24, f.chunk_table.0);
+    put64(ext, 32, f.chunk_table.1);
+    put64(ext, 40, f.prefetch_table.0);
+    put32(ext, 48, f.prefetch_table.1);
+    put32(ext, 56, MERKLE_MAGIC);
+    put32(ext, 60, MERKLE_VERSION);
+    put64(ext, 64, f.merkle.0 .0);
+    put64(ext, 72, f.merkle.0 .1);
+    ext[80..112].copy_from_slice(&f.merkle.1);
 }

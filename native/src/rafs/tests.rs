@@ -161,19 +161,6 @@ fn list(bs: &Bootstrap, dir: &Inode, cookie: u64) -> Vec<(Vec<u8>, u64, u8, u64)
     out
 }
 
-fn file_type_of(mode: u32) -> u8 {
-    match mode & libc::S_IFMT {
-        libc::S_IFREG => 1,
-        libc::S_IFDIR => 2,
-        libc::S_IFCHR => 3,
-        libc::S_IFBLK => 4,
-        libc::S_IFIFO => 5,
-        libc::S_IFSOCK => 6,
-        libc::S_IFLNK => 7,
-        _ => 0,
-    }
-}
-
 /// The file's bytes, reassembled from its chunks and the blob files.
 fn read_file(bs: &Bootstrap, blob_dir: &Path, inode: &Inode) -> Vec<u8> {
     let mut out = Vec::new();
@@ -266,7 +253,7 @@ fn check_against_source(bs: &Bootstrap, blob_dir: &Path, src: &Path, exact_mtime
             let meta = fs::symlink_metadata(&p).unwrap();
             let inode = bs.inode(*child).unwrap();
             assert_eq!(inode.mode, meta.mode(), "{}", p.display());
-            assert_eq!(*ft, file_type_of(meta.mode()));
+            assert_eq!(*ft, tree::file_type(meta.mode()));
             assert_eq!((inode.uid, inode.gid), (meta.uid(), meta.gid()), "{}", p.display());
             assert_eq!(inode.nlink as u64, meta.nlink(), "{}", p.display());
             if exact_mtime && !meta.is_dir() {
@@ -606,7 +593,7 @@ fn dirent_offset(bs: &Bootstrap, dir: &Inode, name: &[u8]) -> usize {
 }
 
 /// Corruptions only a walk or a full listing can see, and the numeric
-/// limits shared with the TypeScript reader.
+/// limits that keep every value exact in JavaScript.
 #[test]
 fn structural_corruption_is_reported() {
     let scratch = Scratch::new("struct");
@@ -641,7 +628,7 @@ fn structural_corruption_is_reported() {
     let err = bad.lookup(&root2, b"one").unwrap_err().to_string();
     assert!(err.contains("lies outside the bootstrap"), "{err}");
 
-    // u64 fields above 2^53 are refused, as the TS reader does.
+    // u64 fields above 2^53 are refused (SPEC §6.2).
     let mut b = image.clone();
     b[1024 + 24..1024 + 32].copy_from_slice(&(1u64 << 60).to_le_bytes());
     assert!(Bootstrap::from_bytes(b).unwrap_err().to_string().contains("s_build_time is too large"));

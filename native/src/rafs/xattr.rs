@@ -106,3 +106,53 @@ pub fn get<'a>(b: &'a Bytes, inode: &Inode, name: &[u8]) -> Result<Option<&'a [u
     })?;
     Ok(found)
 }
+
+/// The prefix index and suffix EROFS stores for a full xattr name: the two
+/// POSIX ACL names are whole prefixes, the namespaces need a non-empty suffix.
+fn split_name(name: &[u8]) -> Option<(u8, &[u8])> {
+    [2u8, 3, 1, 4, 6].into_iter().find_map(|index| {
+        let p = prefix(index)?;
+        let whole = index == 2 || index == 3;
+        let fits = if whole { name == p } else { name.len() > p.len() && name.starts_with(p) };
+        fits.then(|| (index, &name[p.len()..]))
+    })
+}
+
+/// The inline xattr area for `xattrs` (full names), sorted by name so equal
+/// trees give equal bytes; empty when there are none. Errors name the xattr.
+pub fn encode(xattrs: &[(Vec<u8>, Vec<u8>)]) -> std::result::Result<Vec<u8>, String> {
+    if xattrs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sorted: Vec<&(Vec<u8>, Vec<u8>)> = xattrs.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = vec![0u8; IBODY_HEADER];
+    for (name, value) in sorted {
+        let shown = String::from_utf8_lossy(name);
+        let Some((index, suffix)) = split_name(name) else {
+            return Err(format!("xattr '{shown}' has a prefix EROFS cannot store (user., trusted., security., system.posix_acl_*)"));
+        };
+        if suffix.len() > 255 {
+            return Err(format!("xattr name '{shown}' is too long"));
+        }
+        if value.len() > 65535 {
+            return Err(format!("xattr '{shown}' value of {} bytes exceeds 65535", value.len()));
+        }
+        out.extend_from_slice(&[suffix.len() as u8, index]);
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        out.extend_from_slice(suffix);
+        out.extend_from_slice(value);
+        out.resize((out.len() + 3) & !3, 0);
+    }
+    Ok(out)
+}
+
+/// `i_xattr_icount` for an area of `size` bytes (the inverse of
+/// [`super::inode::xattr_area_size`]).
+pub fn icount(size: usize) -> u16 {
+    if size == 0 {
+        0
+    } else {
+        ((size - IBODY_HEADER) / 4 + 1) as u16
+    }
+}

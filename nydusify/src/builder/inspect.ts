@@ -16,7 +16,7 @@ export function summarize(p: ParsedBootstrap) {
   return {
     version: 6,
     bootstrapSize: p.size,
-    inodes: p.sb.inos,
+    inodes: p.inodeCount,
     chunkSize: `0x${p.chunkSize.toString(16)}`,
     compressor: p.compressor,
     digester: p.digester,
