@@ -94,6 +94,13 @@ export interface DaemonStats {
   errors: string
 }
 
+/**
+ * The chunk's bytes from its stored bytes, decompressed when stored
+ * compressed, and only if their digest is the one given (the check nydusd's
+ * chunk loader makes); otherwise throws with code ERR_NYDUS_CHUNK, saying why.
+ */
+export declare function decodeChunk(stored: Buffer, spec: StoredChunkSpec): Buffer
+
 /** Exactly `uncompressed_size` bytes, or an error. */
 export declare function decompress(compressorName: string, data: Buffer, uncompressedSize: number): Buffer
 
@@ -137,6 +144,14 @@ export declare const MNT_DETACH: number
 export declare function mount(source: string, target: string, fstype: string, flags: number, data: string): void
 
 export declare const MS_RDONLY: number
+
+/**
+ * The ranged requests nydusd's chunk loader would make for chunks given in
+ * blob-then-offset order, as parallel arrays (blob number, compressed
+ * offset, compressed size): the request number of every chunk. Neighbours
+ * in one blob share a request of at most `limit` bytes, across small holes.
+ */
+export declare function planChunkReads(blobs: Array<number>, offsets: Array<number>, sizes: Array<number>, limit: number): Array<number>
 
 /**
  * "" when this kernel can serve EROFS filled through fanotify pre-content
@@ -272,6 +287,16 @@ export interface RafsWritten {
   blobOrder: Array<number>
   rootDigest: Buffer
   inodeCount: number
+}
+
+/** What stored chunk bytes must decode to (`decodeChunk`). */
+export interface StoredChunkSpec {
+  compressor: string
+  digester: string
+  /** Stored compressed (else as is, possibly followed by padding). */
+  compressed: boolean
+  uncompressedSize: number
+  digest: Buffer
 }
 
 /** umount2(2). */

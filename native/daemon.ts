@@ -1,10 +1,12 @@
-// Typed wrapper of the nydusd data path in the addon (native/src/daemon; the DaemonCore class of
-// native/src/exports_daemon.rs): events as a discriminated union, stats with their counter names.
-//
-// Native code owns FUSE, the bootstrap, the cache, decompression and digest
-// checks. It calls back into JS only for chunks missing from the cache
-// (`fetch` events) and to report finished prefetch runs; JS answers each
-// fetch with `fetchDone`.
+/**
+ * Typed wrapper of the nydusd data path in the addon (native/src/daemon; the DaemonCore class of
+ * native/src/exports_daemon.rs): events as a discriminated union, stats with their counter names.
+ *
+ * Native code owns FUSE, the bootstrap, the cache, decompression and digest
+ * checks. It calls back into JS only for chunks missing from the cache
+ * (`fetch` events) and to report finished prefetch runs; JS answers each
+ * fetch with `fetchDone`.
+ */
 
 import { DaemonCore } from './index.js';
 

@@ -1,17 +1,19 @@
-// Typed entry point to the Rust addon (native/nydus_native.node, built with napi-rs).
-//
-// The addon and its declarations (binding.ts, generated from the #[napi] items) are built by
-// `npm run build:native` (native/build.mjs). This file is used both from source (native/index.ts,
-// e.g. by vitest) and compiled (native/dist/index.js), so the addon is looked up relative to both.
-// Arguments are checked here, so a wrong one is a TypeError or RangeError that names it.
+/**
+ * Typed entry point to the Rust addon (native/nydus_native.node, built with napi-rs).
+ *
+ * The addon and its declarations (binding.ts, generated from the #[napi] items) are built by
+ * `npm run build:native` (native/build.mjs). This file is used both from source (native/index.ts,
+ * e.g. by vitest) and compiled (native/dist/index.js), so the addon is looked up relative to both.
+ * Arguments are checked here, so a wrong one is a TypeError or RangeError that names it.
+ */
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ProcessedChunk, RafsMerkle, RafsTreeBlob, RafsTreeChunk, RafsTreeNode, RafsWriteOptions, RafsWritten } from './binding.js';
+import type { ProcessedChunk, RafsMerkle, StoredChunkSpec, RafsTreeBlob, RafsTreeChunk, RafsTreeNode, RafsWriteOptions, RafsWritten } from './binding.js';
 
-export type { ProcessedChunk, RafsMerkle, RafsTreeBlob, RafsTreeChunk, RafsTreeNode, RafsWriteOptions, RafsWritten } from './binding.js';
+export type { ProcessedChunk, RafsMerkle, StoredChunkSpec, RafsTreeBlob, RafsTreeChunk, RafsTreeNode, RafsWriteOptions, RafsWritten } from './binding.js';
 export type Compressor = 'none' | 'lz4_block' | 'zstd';
 export type Digester = 'blake3' | 'sha256';
 
@@ -119,6 +121,24 @@ export function decompress(compressor: Compressor, data: Buffer, uncompressedSiz
 }
 
 /** 32-byte digest. */
+/**
+ * A chunk's bytes from its stored bytes: decompressed when stored compressed, and only if their
+ * digest is `spec.digest` (nydusd's chunk loader makes the same check). Throws (code
+ * ERR_NYDUS_CHUNK) saying why not.
+ */
+export function decodeChunk(stored: Buffer, spec: StoredChunkSpec): Buffer {
+  return native.decodeChunk(buffer('decodeChunk', 'stored', stored), spec);
+}
+
+/**
+ * The ranged requests nydusd's chunk loader would make for chunks given in blob-then-offset
+ * order (parallel arrays: blob number, compressed offset, compressed size): each chunk's request
+ * number. Neighbours in one blob share a request of at most `limit` bytes, across small holes.
+ */
+export function planChunkReads(blobs: number[], offsets: number[], sizes: number[], limit: number): number[] {
+  return native.planChunkReads(blobs, offsets, sizes, limit);
+}
+
 export function digest(digester: Digester, data: Buffer): Buffer {
   return native.digest(string('digest', 'digester', digester), buffer('digest', 'data', data));
 }

@@ -5,8 +5,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   # native crate (its Rust dependencies come from the crate registry, pinned in native/Cargo.lock):
-  # a C compiler and pkg-config for zstd-sys, and the system liblz4 that native/src/lz4.rs links
-  build-essential pkg-config libzstd-dev liblz4-dev
+  # a C compiler and pkg-config for zstd-sys (libzstd)
+  build-essential pkg-config libzstd-dev
   # real components the tests and benchmarks drive
   docker-registry skopeo umoci erofs-utils squashfs-tools stargz-snapshotter
   containerd runc busybox-static debootstrap

@@ -11,7 +11,6 @@
 //! decompression contexts are reused per thread.
 
 use std::cell::RefCell;
-use std::ffi::c_int;
 use std::fmt;
 
 use zstd::zstd_safe;
@@ -123,7 +122,7 @@ pub fn compress(compressor: Compressor, data: &[u8]) -> Result<Vec<u8>, CodecErr
             check_lz4_input(data)?;
             let bound = lz4::compress_bound(data.len()).unwrap_or(0);
             lz4::compress_limited(data, bound)
-                .ok_or_else(|| CodecError::Failed { compressor, detail: "LZ4_compress_default returned 0".into() })
+                .ok_or_else(|| CodecError::Failed { compressor, detail: "the LZ4 encoder failed".into() })
         }
         Compressor::Zstd => zstd_compress(data, zstd_safe::compress_bound(data.len()))?
             .ok_or_else(|| CodecError::Failed { compressor, detail: "output did not fit ZSTD_compressBound".into() }),
@@ -164,9 +163,6 @@ pub fn decompress(compressor: Compressor, data: &[u8], expected: usize) -> Resul
             Ok(out)
         }
         Compressor::Lz4Block => {
-            if expected > c_int::MAX as usize {
-                return Err(CodecError::SizeTooLarge { size: expected, max: c_int::MAX as usize });
-            }
             if data.is_empty() {
                 return Err(CodecError::Corrupt { compressor, detail: "empty input".into() });
             }

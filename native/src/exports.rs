@@ -165,6 +165,68 @@ pub fn decompress(env: Env, compressor_name: String, data: Buffer, uncompressed_
     codec::decompress(c, &data, uncompressed_size as usize).map(Buffer::from).map_err(|e| codec_error(&env, "decompress", e))
 }
 
+/// What stored chunk bytes must decode to (`decodeChunk`).
+#[napi(object)]
+pub struct StoredChunkSpec {
+    pub compressor: String,
+    pub digester: String,
+    /// Stored compressed (else as is, possibly followed by padding).
+    pub compressed: bool,
+    pub uncompressed_size: u32,
+    pub digest: Buffer,
+}
+
+/// The chunk's bytes from its stored bytes, decompressed when stored
+/// compressed, and only if their digest is the one given (the check nydusd's
+/// chunk loader makes); otherwise throws with code ERR_NYDUS_CHUNK, saying why.
+#[napi]
+pub fn decode_chunk(env: Env, stored: Buffer, spec: StoredChunkSpec) -> Result<Buffer> {
+    let Ok(digest) = <[u8; 32]>::try_from(spec.digest.as_ref()) else {
+        return Err(throw(&env, Kind::Type, "ERR_INVALID_ARG_VALUE", format!("decodeChunk: a digest of {} bytes", spec.digest.len()), &[]));
+    };
+    let c = chunk::StoredChunk {
+        compressor: compressor(&env, "decodeChunk", &spec.compressor)?,
+        digester: digester(&env, "decodeChunk", &spec.digester)?,
+        compressed: spec.compressed,
+        uncompressed_size: spec.uncompressed_size as usize,
+        digest: &digest,
+    };
+    chunk::decode_chunk(&stored, &c).map(Buffer::from).map_err(|e| throw(&env, Kind::Error, "ERR_NYDUS_CHUNK", format!("decodeChunk: {e}"), &[]))
+}
+
+/// The ranged requests nydusd's chunk loader would make for chunks given in
+/// blob-then-offset order, as parallel arrays (blob number, compressed
+/// offset, compressed size): the request number of every chunk. Neighbours
+/// in one blob share a request of at most `limit` bytes, across small holes.
+#[napi]
+pub fn plan_chunk_reads(env: Env, blobs: Vec<u32>, offsets: Vec<i64>, sizes: Vec<u32>, limit: i64) -> Result<Vec<u32>> {
+    use crate::daemon::loader::{group_runs, ChunkLoc};
+    if blobs.len() != offsets.len() || blobs.len() != sizes.len() {
+        return Err(throw(&env, Kind::Type, "ERR_INVALID_ARG_VALUE", "planChunkReads: arrays of different lengths".into(), &[]));
+    }
+    let mut chunks = Vec::with_capacity(blobs.len());
+    for (i, ((blob, offset), size)) in blobs.into_iter().zip(offsets).zip(sizes).enumerate() {
+        // Grouping looks at blob and compressed range only; `ci` carries the caller's index.
+        chunks.push(ChunkLoc {
+            blob,
+            ci: i as u32,
+            compressed_offset: u64_arg(&env, "chunk offset", offset)?,
+            compressed_size: size,
+            uncompressed_offset: 0,
+            uncompressed_size: 0,
+            compressed: false,
+            digest: [0; 32],
+        });
+    }
+    let mut run_of = vec![0u32; chunks.len()];
+    for (run, chunks) in group_runs(chunks, u64_arg(&env, "limit", limit)?).into_iter().enumerate() {
+        for c in chunks {
+            run_of[c.ci as usize] = run as u32;
+        }
+    }
+    Ok(run_of)
+}
+
 /// 32-byte digest of `data`.
 #[napi]
 pub fn digest(env: Env, digester_name: String, data: Buffer) -> Result<Buffer> {

@@ -2,11 +2,15 @@
 //! addon (`nydus_native.node`).
 //!
 //! It holds the hot path and what JavaScript cannot do: the FUSE server
-//! (`fuse`: the protocol on /dev/fuse), the RAFS v6 codec (`rafs`: bootstrap reader and writer),
-//! the daemon's data path (`daemon`: VFS, chunk loader, read-ahead, prefetch;
-//! `cache`: blob cache files and per-blob claims), chunk compression
-//! (`codec`, `lz4`), digests (BLAKE3, SHA-256), CRC32C, and the system calls
-//! (`mount`, `xattr`, `pidfd`, `poll`, `fanotify`, `cachefiles`).
+//! (`fuse`: the protocol on /dev/fuse), the RAFS v6 codec (`rafs`: bootstrap
+//! reader and writer), the daemon's data path (`daemon`: VFS, chunk loader,
+//! read-ahead, prefetch; `cache`: blob cache files and per-blob claims),
+//! chunks (`chunk`, `codec`, `lz4`), digests (BLAKE3, SHA-256), CRC32C, and
+//! the system calls (`mount`, `xattr`, `pidfd`, `poll`, `fanotify`,
+//! `cachefiles`, `fdpass`, `shared_map`).
+//!
+//! `unsafe` is confined to the system-call modules and `fuse` (the kernel's
+//! ABI and /dev/fuse); everything above them is safe Rust.
 //!
 //! Layout: domain modules are plain Rust with their own error values and unit
 //! tests; `exports` and `exports_daemon` adapt them to JS with napi-rs
@@ -32,6 +36,7 @@ pub mod mount;
 pub mod pidfd;
 pub mod poll;
 pub mod rafs;
+pub mod shared_map;
 pub mod xattr;
 
 // The N-API glue (napi-rs) is left out of builds without the `node` feature

@@ -1,73 +1,73 @@
-//! FFI binding to the system liblz4 block API.
-//!
-//! It exists because no LZ4 crate is packaged for the build machines, while
-//! Debian's `liblz4-dev` is. Only the raw LZ4 *block* format is exposed (no
-//! frame header, no size prefix): that is what Nydus stores per chunk, with
-//! the uncompressed size kept in the chunk metadata. Functions here return
-//! plain `Option`s; `codec` turns failures into descriptive errors.
+//! The LZ4 block format: what Nydus stores per chunk (no frame header, no
+//! size prefix; the uncompressed size is in the chunk metadata), through the
+//! `lz4_flex` crate built with its checked decoder (`checked-decode`), so a
+//! hostile block fails instead of reading or writing out of bounds. Any LZ4
+//! implementation reads what this writes. Functions here return plain
+//! `Option`s; `codec` turns failures into descriptive errors.
 
-use std::ffi::{c_char, c_int};
+use lz4_flex::block;
 
-#[link(name = "lz4")]
-extern "C" {
-    fn LZ4_compressBound(input_size: c_int) -> c_int;
-    fn LZ4_compress_default(src: *const c_char, dst: *mut c_char, src_size: c_int, dst_capacity: c_int) -> c_int;
-    fn LZ4_decompress_safe(src: *const c_char, dst: *mut c_char, compressed_size: c_int, dst_capacity: c_int) -> c_int;
-}
-
-/// Largest input liblz4 accepts (`LZ4_MAX_INPUT_SIZE`).
+/// Largest input compressed (liblz4's `LZ4_MAX_INPUT_SIZE`), so every LZ4
+/// implementation can read the blocks we write.
 pub const MAX_INPUT_SIZE: usize = 0x7E00_0000;
 
 /// Worst-case compressed size of `len` input bytes, or `None` if `len` is
 /// above [`MAX_INPUT_SIZE`].
 pub fn compress_bound(len: usize) -> Option<usize> {
-    if len > MAX_INPUT_SIZE {
-        return None;
-    }
-    // SAFETY: pure function of an in-range integer.
-    let bound = unsafe { LZ4_compressBound(len as c_int) };
-    (bound > 0).then_some(bound as usize)
+    (len <= MAX_INPUT_SIZE).then(|| block::get_maximum_output_size(len))
 }
 
-/// Compresses `src` into at most `max_out` bytes. Returns `None` if the
-/// output does not fit (liblz4 then stops early, which makes this a cheap
-/// "is it compressible enough?" probe) or the input is too large.
+/// Compresses `src`, if the result is at most `max_out` bytes (else `None`,
+/// as for an input that is too large).
 pub fn compress_limited(src: &[u8], max_out: usize) -> Option<Vec<u8>> {
-    if src.len() > MAX_INPUT_SIZE {
-        return None;
-    }
-    let cap = max_out.min(compress_bound(src.len())?);
+    let bound = compress_bound(src.len())?;
     let mut dst: Vec<u8> = Vec::new();
-    dst.try_reserve_exact(cap).ok()?;
-    // SAFETY: src/dst are valid for the lengths given; liblz4 writes at most
-    // `cap` bytes into dst's spare capacity.
-    let n =
-        unsafe { LZ4_compress_default(src.as_ptr().cast(), dst.as_mut_ptr().cast(), src.len() as c_int, cap as c_int) };
-    if n <= 0 || n as usize > cap {
+    dst.try_reserve_exact(bound).ok()?;
+    dst.resize(bound, 0);
+    let n = block::compress_into(src, &mut dst).ok()?;
+    if n == 0 || n > max_out {
         return None;
     }
-    // SAFETY: liblz4 initialised the first `n` bytes.
-    unsafe { dst.set_len(n as usize) };
+    dst.truncate(n);
     Some(dst)
 }
 
-/// Decompresses a block into `dst`'s spare capacity (at most
-/// `dst.capacity()` bytes). Returns the number of bytes produced, or `None`
-/// for malformed input or output that would not fit.
+/// Decompresses a block into `dst` (at most `dst.capacity()` bytes). Returns
+/// the number of bytes produced, or `None` for malformed input or output
+/// that would not fit.
 pub fn decompress_into(src: &[u8], dst: &mut Vec<u8>) -> Option<usize> {
-    let cap = dst.capacity();
-    if src.len() > c_int::MAX as usize || cap > c_int::MAX as usize {
-        return None;
-    }
     dst.clear();
-    // SAFETY: liblz4's "safe" decoder never reads past `src.len()` nor writes
-    // past `cap`, whatever the input.
-    let n =
-        unsafe { LZ4_decompress_safe(src.as_ptr().cast(), dst.as_mut_ptr().cast(), src.len() as c_int, cap as c_int) };
-    if n < 0 || n as usize > cap {
-        return None;
+    dst.resize(dst.capacity(), 0);
+    match block::decompress_into(src, dst) {
+        Ok(n) => {
+            dst.truncate(n);
+            Some(n)
+        }
+        Err(_) => {
+            dst.clear();
+            None
+        }
     }
-    // SAFETY: liblz4 initialised the first `n` bytes.
-    unsafe { dst.set_len(n as usize) };
-    Some(n as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_limits() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let packed = compress_limited(&data, data.len()).unwrap();
+        assert!(packed.len() < data.len() / 10);
+        let mut out = Vec::with_capacity(data.len());
+        assert_eq!(decompress_into(&packed, &mut out), Some(data.len()));
+        assert_eq!(out, data);
+        // Too small a limit, too small an output, a damaged block.
+        assert_eq!(compress_limited(&data, 10), None);
+        let mut small = Vec::with_capacity(1000);
+        assert_eq!(decompress_into(&packed, &mut small), None);
+        let mut out = Vec::with_capacity(data.len());
+        assert_eq!(decompress_into(&packed[..packed.len() / 2], &mut out), None);
+        assert_eq!(compress_bound(MAX_INPUT_SIZE + 1), None);
+    }
 }

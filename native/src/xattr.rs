@@ -1,6 +1,7 @@
-//! Reading extended attributes without following symlinks (`llistxattr`,
-//! `lgetxattr`). Node has no xattr API, and the directory builder must carry
-//! `user.`, `trusted.` and `security.` attributes into the image.
+//! Extended attributes without following symlinks (`llistxattr`,
+//! `lgetxattr`, `lsetxattr`). Node has no xattr API, and the directory
+//! builder must carry `user.`, `trusted.` and `security.` attributes into the
+//! image.
 
 use std::ffi::CString;
 use std::io;
@@ -27,6 +28,18 @@ pub fn list(path: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
         out.push((String::from_utf8_lossy(name).into_owned(), value));
     }
     Ok(out)
+}
+
+/// Sets xattr `name` of `path` (the link itself for symlinks).
+pub fn set(path: &str, name: &str, value: &[u8]) -> io::Result<()> {
+    let invalid = |_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in a path or xattr name");
+    let (c_path, c_name) = (CString::new(path).map_err(invalid)?, CString::new(name).map_err(invalid)?);
+    // SAFETY: valid C strings, and a buffer of `value.len()` bytes.
+    let r = unsafe { libc::lsetxattr(c_path.as_ptr(), c_name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Calls a size-probing syscall (size 0 first), retrying when the value grew

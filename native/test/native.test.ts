@@ -1,5 +1,7 @@
-// Tests for the Rust N-API addon through its TypeScript wrapper.
-// Requires the addon to be built first: `npm run build:native`.
+/**
+ * Tests for the Rust N-API addon through its TypeScript wrapper.
+ * Requires the addon to be built first: `npm run build:native`.
+ */
 
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';

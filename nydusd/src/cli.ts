@@ -1,5 +1,7 @@
-// `nydusd [fuse] --config FILE --mountpoint DIR [--bootstrap FILE] --apisock SOCK ...`:
-// flags as upstream nydusd has them, so nydus-snapshotter-style callers work.
+/**
+ * `nydusd [fuse] --config FILE --mountpoint DIR [--bootstrap FILE] --apisock SOCK ...`:
+ * flags as upstream nydusd has them, so nydus-snapshotter-style callers work.
+ */
 
 import { readFile } from 'node:fs/promises';
 

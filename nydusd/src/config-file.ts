@@ -1,9 +1,11 @@
-// A nydusd config file as its author wrote it (v1, or v2 with `"version": 2`), edited in place.
-//
-// A snapshotter keeps one template and completes it per image: the registry's host and repository,
-// the credentials, the cache directory. Those edits go through the same path table the parser
-// reads (SourcePaths), so where each field lives in v1 and in v2 is written down once, keys this
-// code does not know survive the edit, and the completed file is checked by the parser nydusd runs.
+/**
+ * A nydusd config file as its author wrote it (v1, or v2 with `"version": 2`), edited in place.
+ *
+ * A snapshotter keeps one template and completes it per image: the registry's host and repository,
+ * the credentials, the cache directory. Those edits go through the same path table the parser
+ * reads (SourcePaths), so where each field lives in v1 and in v2 is written down once, keys this
+ * code does not know survive the edit, and the completed file is checked by the parser nydusd runs.
+ */
 
 import { ConfigError } from './config-error.js';
 import { isObject } from './config-schema.js';

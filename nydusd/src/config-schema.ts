@@ -1,10 +1,12 @@
-// The keys Nydus knows in a nydusd config, and the walk that checks a JSON
-// value against them.
-//
-// Unknown keys are collected, not refused: configs written for newer or older
-// Nydus releases (or by nydus-snapshotter templates) must still load. A known
-// key with the wrong type is an error, because silently ignoring e.g.
-// `"digest_validate": "true"` would run with a setting the user did not ask for.
+/**
+ * The keys Nydus knows in a nydusd config, and the walk that checks a JSON
+ * value against them.
+ *
+ * Unknown keys are collected, not refused: configs written for newer or older
+ * Nydus releases (or by nydus-snapshotter templates) must still load. A known
+ * key with the wrong type is an error, because silently ignoring e.g.
+ * `"digest_validate": "true"` would run with a setting the user did not ask for.
+ */
 
 import { ConfigError } from './config-error.js';
 

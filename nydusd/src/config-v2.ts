@@ -1,6 +1,8 @@
-// Nydus's v2 config (JSON with `"version": 2`) mapped onto the v1 layout, so
-// that one set of defaults and rules applies to both. Nydus itself converts the
-// other way (v1 → v2); either direction carries the same fields.
+/**
+ * Nydus's v2 config (JSON with `"version": 2`) mapped onto the v1 layout, so
+ * that one set of defaults and rules applies to both. Nydus itself converts the
+ * other way (v1 → v2); either direction carries the same fields.
+ */
 
 import { ConfigError } from './config-error.js';
 import { checkShape, isObject, showPath, V2, v2BackendKey } from './config-schema.js';

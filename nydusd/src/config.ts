@@ -1,9 +1,11 @@
-// The nydusd JSON config (Nydus v1, or v2 JSON with `"version": 2`) → a
-// typed, defaulted DaemonConfig.
-//
-// Unknown keys are warnings naming their JSON path (configs written for other
-// Nydus versions must still load); wrong types and values this daemon cannot
-// honour are ConfigErrors naming the path.
+/**
+ * The nydusd JSON config (Nydus v1, or v2 JSON with `"version": 2`) → a
+ * typed, defaulted DaemonConfig.
+ *
+ * Unknown keys are warnings naming their JSON path (configs written for other
+ * Nydus versions must still load); wrong types and values this daemon cannot
+ * honour are ConfigErrors naming the path.
+ */
 
 import { readFile } from 'node:fs/promises';
 

@@ -1,5 +1,7 @@
-// The HTTP API's view of the daemon: maps Nydus's API calls onto Nydusd and
-// shapes native and backend counters the way Nydus reports them.
+/**
+ * The HTTP API's view of the daemon: maps Nydus's API calls onto Nydusd and
+ * shapes native and backend counters the way Nydus reports them.
+ */
 
 import { createRequire } from 'node:module';
 

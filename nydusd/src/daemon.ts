@@ -1,10 +1,12 @@
-// The nydusd process: one FUSE mount served by the native data path, one or
-// more RAFS instances in it, and the control plane around them (backends,
-// fetch ordering, prefetch, state).
-//
-// Native code calls back only on cache misses (`fetch` events): each one is
-// ordered by the instance's FetchQueue, read from its backend and answered
-// with `fetchDone`. Everything else (metadata, cached reads) never reaches JS.
+/**
+ * The nydusd process: one FUSE mount served by the native data path, one or
+ * more RAFS instances in it, and the control plane around them (backends,
+ * fetch ordering, prefetch, state).
+ *
+ * Native code calls back only on cache misses (`fetch` events): each one is
+ * ordered by the instance's FetchQueue, read from its backend and answered
+ * with `fetchDone`. Everything else (metadata, cached reads) never reaches JS.
+ */
 
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';

@@ -1,8 +1,10 @@
-// The keeper of a daemon's EROFS mounts (native/src/daemon/erofs_keeper.rs), as a process of its
-// own: `nydusd erofs-keeper`, started by the daemon it guards. It holds a copy of the daemon's
-// fanotify group, so that if the daemon dies the marks stay and readers of ranges never fetched get
-// EIO instead of the cache files' holes. A successor takes the group over from it (`handover`,
-// done in native code); the daemon stopping cleanly sends it `quit`.
+/**
+ * The keeper of a daemon's EROFS mounts (native/src/daemon/erofs_keeper.rs), as a process of its
+ * own: `nydusd erofs-keeper`, started by the daemon it guards. It holds a copy of the daemon's
+ * fanotify group, so that if the daemon dies the marks stay and readers of ranges never fetched get
+ * EIO instead of the cache files' holes. A successor takes the group over from it (`handover`,
+ * done in native code); the daemon stopping cleanly sends it `quit`.
+ */
 
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';

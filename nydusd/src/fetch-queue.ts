@@ -1,8 +1,10 @@
-// Orders backend reads: on-demand reads (a process is blocked on them) go
-// before prefetch reads, and prefetch stays within its bandwidth budget.
-//
-// Concurrency is bounded so that a large prefetch cannot fill the backend's
-// connections while a container waits on a cache miss.
+/**
+ * Orders backend reads: on-demand reads (a process is blocked on them) go
+ * before prefetch reads, and prefetch stays within its bandwidth budget.
+ *
+ * Concurrency is bounded so that a large prefetch cannot fill the backend's
+ * connections while a container waits on a cache miss.
+ */
 
 export type Priority = 'on-demand' | 'prefetch';
 

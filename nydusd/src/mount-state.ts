@@ -1,5 +1,7 @@
-// One RAFS instance as the control plane sees it: where its bootstrap is,
-// which backend serves its blobs, and the queue that orders its fetches.
+/**
+ * One RAFS instance as the control plane sees it: where its bootstrap is,
+ * which backend serves its blobs, and the queue that orders its fetches.
+ */
 
 import { rafsDump } from '@nydus-ts/native';
 import type { BlobBackend } from './backend/backend.js';

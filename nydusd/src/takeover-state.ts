@@ -1,8 +1,10 @@
-// What a successor needs to take over this daemon's FUSE connection (failover, hot upgrade):
-// every mount with its bootstrap, its config and its slot in node ids. The kernel keeps the node
-// ids it was given, so a successor must rebuild each instance in the same slot. Nydus sends this
-// state to a supervisor socket; here it is a file the daemon rewrites on every mount change, so
-// it survives the supervisor (the snapshotter) restarting too.
+/**
+ * What a successor needs to take over this daemon's FUSE connection (failover, hot upgrade):
+ * every mount with its bootstrap, its config and its slot in node ids. The kernel keeps the node
+ * ids it was given, so a successor must rebuild each instance in the same slot. Nydus sends this
+ * state to a supervisor socket; here it is a file the daemon rewrites on every mount change, so
+ * it survives the supervisor (the snapshotter) restarting too.
+ */
 
 import { readFile, rename, writeFile } from 'node:fs/promises';
 

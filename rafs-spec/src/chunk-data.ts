@@ -1,41 +1,44 @@
 /**
- * Turning a chunk's stored bytes back into file data: decompress, then verify against the digest
- * (and CRC32C when present). Nothing returns bytes that fail the check.
+ * Turning a chunk's stored bytes back into file data with the native decoder (native/src/chunk.rs,
+ * the one nydusd's chunk loader uses): decompress, then verify against the digest. Nothing
+ * returns bytes that fail the check.
  */
-import { crc32c, decompress, digest } from '@nydus-ts/native';
+import { decodeChunk as decodeStored, planChunkReads } from '@nydus-ts/native';
 import { FormatError } from './errors.js';
 import type { ChunkRef } from './tree.js';
 
 export function decodeChunk(ref: ChunkRef, stored: Buffer): Buffer {
   const where = `chunk ${ref.index} of blob ${ref.blob.blobId}`;
   if (stored.length !== ref.compressedSize) throw new FormatError(`${where}: got ${stored.length} bytes, expected ${ref.compressedSize}`);
-  let data: Buffer;
   try {
-    data = ref.compressed ? decompress(ref.blob.compressor, stored, ref.uncompressedSize) : stored;
+    return decodeStored(stored, {
+      compressor: ref.blob.compressor, digester: ref.blob.digester, compressed: ref.compressed,
+      uncompressedSize: ref.uncompressedSize, digest: ref.digest,
+    });
   } catch (e) {
-    throw new FormatError(`${where}: ${(e as Error).message}`);
+    if ((e as { code?: string }).code === 'ERR_NYDUS_CHUNK') throw new FormatError(`${where}: ${(e as Error).message.replace(/^decodeChunk: /, '')}`);
+    throw e;
   }
-  if (data.length !== ref.uncompressedSize) throw new FormatError(`${where}: decompressed to ${data.length} bytes, expected ${ref.uncompressedSize}`);
-  if (ref.crc32c !== undefined && crc32c(data) !== ref.crc32c) throw new FormatError(`${where}: CRC32C mismatch`);
-  if (!digest(ref.blob.digester, data).equals(ref.digest)) throw new FormatError(`${where}: digest mismatch (data is corrupt or tampered)`);
-  return data;
 }
 
 /**
- * Groups a file's chunks into ranged reads of one blob: neighbours in the blob's compressed space
- * are merged up to `maxBytes`, so a file laid out contiguously costs few requests.
+ * Groups chunks (sorted by blob, then offset) into ranged reads of one blob, as nydusd's chunk
+ * loader groups a miss (native planChunkReads): neighbours in the blob's compressed space share a
+ * read of at most `maxBytes`, across small holes, so a file laid out contiguously costs few requests.
  */
 export function planReads(chunks: ChunkRef[], maxBytes: number): Array<{ blobId: string; offset: number; length: number; chunks: ChunkRef[] }> {
+  const blobNumber = new Map<string, number>();
+  for (const c of chunks) if (!blobNumber.has(c.blob.blobId)) blobNumber.set(c.blob.blobId, blobNumber.size);
+  const runs = planChunkReads(chunks.map((c) => blobNumber.get(c.blob.blobId)!), chunks.map((c) => c.compressedOffset), chunks.map((c) => c.compressedSize), maxBytes);
   const plans: Array<{ blobId: string; offset: number; length: number; chunks: ChunkRef[] }> = [];
-  for (const c of chunks) {
-    const last = plans[plans.length - 1];
-    if (last && last.blobId === c.blob.blobId && c.compressedOffset >= last.offset + last.length
-      && c.compressedOffset + c.compressedSize - last.offset <= maxBytes && c.compressedOffset - (last.offset + last.length) < 4096) {
-      last.length = c.compressedOffset + c.compressedSize - last.offset;
-      last.chunks.push(c);
+  chunks.forEach((c, i) => {
+    const plan = plans[runs[i]!];
+    if (plan) {
+      plan.length = c.compressedOffset + c.compressedSize - plan.offset;
+      plan.chunks.push(c);
     } else {
       plans.push({ blobId: c.blob.blobId, offset: c.compressedOffset, length: c.compressedSize, chunks: [c] });
     }
-  }
+  });
   return plans;
 }

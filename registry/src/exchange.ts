@@ -1,11 +1,13 @@
-// One request to a registry, carried to its final answer: the Authorization for the operation's
-// scope, the answer to a 401 (a new token, Basic credentials, or once without credentials), and
-// redirects to blob storage followed by hand. Every request this project makes to a registry goes
-// through here: nydusify's pulls and pushes (RegistryClient) and nydusd's blob reads alike.
-//
-// Credentials go to the registry itself, and through the relay a request is routed by (a Dragonfly
-// proxy or a mirror fetches from the registry on our behalf and needs them); never to a redirect
-// target such as blob storage. Challenges are always answered at the registry's token realm.
+/**
+ * One request to a registry, carried to its final answer: the Authorization for the operation's
+ * scope, the answer to a 401 (a new token, Basic credentials, or once without credentials), and
+ * redirects to blob storage followed by hand. Every request this project makes to a registry goes
+ * through here: nydusify's pulls and pushes (RegistryClient) and nydusd's blob reads alike.
+ *
+ * Credentials go to the registry itself, and through the relay a request is routed by (a Dragonfly
+ * proxy or a mirror fetches from the registry on our behalf and needs them); never to a redirect
+ * target such as blob storage. Challenges are always answered at the registry's token realm.
+ */
 
 import type { Readable } from 'node:stream';
 import type { AuthScope, Authenticator } from './auth.js';

@@ -1,10 +1,12 @@
-// The blob cache directory as the snapshotter sees it: per blob, `<blob id>.blob.data`, its
-// `.chunk_map` and `.claims` (and private copies `<blob id>.<fingerprint>.blob.data*` for an image
-// whose claims about the blob disagreed with another's), with their size on disk and when they
-// were last used. Removal order is what keeps a crash safe: each chunk map before its data, the
-// claims last. A crash in between leaves data without a map (fetched again), never a map vouching
-// for data that is gone; a map without claims is dropped by the next daemon. A daemon opening
-// the same blob meanwhile goes claims, data, map, which the same order keeps consistent.
+/**
+ * The blob cache directory as the snapshotter sees it: per blob, `<blob id>.blob.data`, its
+ * `.chunk_map` and `.claims` (and private copies `<blob id>.<fingerprint>.blob.data*` for an image
+ * whose claims about the blob disagreed with another's), with their size on disk and when they
+ * were last used. Removal order is what keeps a crash safe: each chunk map before its data, the
+ * claims last. A crash in between leaves data without a map (fetched again), never a map vouching
+ * for data that is gone; a map without claims is dropped by the next daemon. A daemon opening
+ * the same blob meanwhile goes claims, data, map, which the same order keeps consistent.
+ */
 
 import { readdir, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,5 +1,7 @@
-// `containerd-nydus-grpc`: the containerd remote snapshotter for Nydus images, with
-// nydus-snapshotter's flags and config.toml.
+/**
+ * `containerd-nydus-grpc`: the containerd remote snapshotter for Nydus images, with
+ * nydus-snapshotter's flags and config.toml.
+ */
 
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';

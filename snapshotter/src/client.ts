@@ -1,5 +1,7 @@
-// A client of the Snapshots service (ours or any containerd snapshotter) with promise methods, for
-// tests and tools. Errors keep the gRPC status code, which is all containerd looks at.
+/**
+ * A client of the Snapshots service (ours or any containerd snapshotter) with promise methods, for
+ * tests and tools. Errors keep the gRPC status code, which is all containerd looks at.
+ */
 
 import * as grpc from '@grpc/grpc-js';
 

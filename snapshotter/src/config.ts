@@ -1,6 +1,8 @@
-// The snapshotter's configuration: nydus-snapshotter's config.toml (same sections and keys), with
-// its command-line flags on top. Keys we do not know are reported and ignored, so a config written
-// for nydus-snapshotter loads; values we cannot honour here are errors that say so.
+/**
+ * The snapshotter's configuration: nydus-snapshotter's config.toml (same sections and keys), with
+ * its command-line flags on top. Keys we do not know are reported and ignored, so a config written
+ * for nydus-snapshotter loads; values we cannot honour here are errors that say so.
+ */
 
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';

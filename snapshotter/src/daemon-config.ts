@@ -1,6 +1,8 @@
-// One nydusd config per image, made from the template the snapshotter was given (--nydusd-config,
-// nydusd's own JSON, v1 or v2) the way nydus-snapshotter completes it: the registry host and
-// repository of the image, its credentials, and the snapshotter's cache directory.
+/**
+ * One nydusd config per image, made from the template the snapshotter was given (--nydusd-config,
+ * nydusd's own JSON, v1 or v2) the way nydus-snapshotter completes it: the registry host and
+ * repository of the image, its credentials, and the snapshotter's cache directory.
+ */
 
 import { request } from 'node:https';
 

@@ -1,14 +1,16 @@
-// The nydusd processes the snapshotter runs: start one and wait until it is RUNNING, find it again
-// after the snapshotter restarts, notice when it dies, recover it, stop it. Each daemon is its own
-// process group, detached from ours, so that killing or restarting the snapshotter never takes a
-// running container's filesystem with it.
-//
-// Failover (recover_policy = failover): the snapshotter opens each daemon's /dev/fuse itself,
-// hands it to the daemon (--fuse-fd) and keeps a copy. The kernel ends a FUSE connection only
-// when its last descriptor closes, so a daemon's death leaves the mount alive: readers wait, and a
-// new daemon started with --upgrade on the same descriptor restores the mounts from the state
-// file the old one kept (--takeover-state) and answers them (the kernel resends what was read but
-// never answered). Running containers keep their rootfs.
+/**
+ * The nydusd processes the snapshotter runs: start one and wait until it is RUNNING, find it again
+ * after the snapshotter restarts, notice when it dies, recover it, stop it. Each daemon is its own
+ * process group, detached from ours, so that killing or restarting the snapshotter never takes a
+ * running container's filesystem with it.
+ *
+ * Failover (recover_policy = failover): the snapshotter opens each daemon's /dev/fuse itself,
+ * hands it to the daemon (--fuse-fd) and keeps a copy. The kernel ends a FUSE connection only
+ * when its last descriptor closes, so a daemon's death leaves the mount alive: readers wait, and a
+ * new daemon started with --upgrade on the same descriptor restores the mounts from the state
+ * file the old one kept (--takeover-state) and answers them (the kernel resends what was read but
+ * never answered). Running containers keep their rootfs.
+ */
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';

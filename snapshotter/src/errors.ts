@@ -1,5 +1,7 @@
-// Errors as containerd understands them. containerd's proxy client keeps only the gRPC status code
-// (errdefs.FromGRPC), so each class names the one code it maps to; the message is for people.
+/**
+ * Errors as containerd understands them. containerd's proxy client keeps only the gRPC status code
+ * (errdefs.FromGRPC), so each class names the one code it maps to; the message is for people.
+ */
 
 import { status } from '@grpc/grpc-js';
 

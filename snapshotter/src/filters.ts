@@ -1,10 +1,12 @@
-// containerd's filter language, as List receives it:
-//   filter   := selector ("," selector)*        every selector must match (AND)
-//   selector := fieldpath [op value]            no op: the field is present and not empty
-//   fieldpath:= field ("." field)*              e.g. name, parent, kind, labels."a.b/c"
-//   op       := "==" | "!=" | "~="              equal, not equal, matches a regular expression
-// Fields and values may be quoted ("..." with backslash escapes, '...', or /.../ for regexps).
-// Several filter strings are alternatives (OR); no filters match everything.
+/**
+ * containerd's filter language, as List receives it:
+ *   filter   := selector ("," selector)*        every selector must match (AND)
+ *   selector := fieldpath [op value]            no op: the field is present and not empty
+ *   fieldpath:= field ("." field)*              e.g. name, parent, kind, labels."a.b/c"
+ *   op       := "==" | "!=" | "~="              equal, not equal, matches a regular expression
+ * Fields and values may be quoted ("..." with backslash escapes, '...', or /.../ for regexps).
+ * Several filter strings are alternatives (OR); no filters match everything.
+ */
 
 import { invalidArgument } from './errors.js';
 

@@ -1,5 +1,7 @@
-// Filesystem helpers of the snapshotter: disk usage as containerd counts it, and unmounting
-// whatever is mounted below a directory before that directory is deleted.
+/**
+ * Filesystem helpers of the snapshotter: disk usage as containerd counts it, and unmounting
+ * whatever is mounted below a directory before that directory is deleted.
+ */
 
 import { readFileSync } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';

@@ -1,5 +1,7 @@
-// The labels containerd passes to a snapshotter (only `containerd.io/snapshot/*` and
-// `containerd.io/snapshot.ref` survive its filter) and what they tell us.
+/**
+ * The labels containerd passes to a snapshotter (only `containerd.io/snapshot/*` and
+ * `containerd.io/snapshot.ref` survive its filter) and what they tell us.
+ */
 
 import { invalidArgument } from './errors.js';
 

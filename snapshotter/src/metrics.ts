@@ -1,6 +1,8 @@
-// Prometheus metrics of the snapshotter ([metrics] address, e.g. ":9110"): gRPC calls by method
-// and status code with their latency, snapshots by kind, daemons by mode, and the blob cache's
-// size and evictions when it is bounded.
+/**
+ * Prometheus metrics of the snapshotter ([metrics] address, e.g. ":9110"): gRPC calls by method
+ * and status code with their latency, snapshots by kind, daemons by mode, and the blob cache's
+ * size and evictions when it is bounded.
+ */
 
 import { createServer, type Server } from 'node:http';
 

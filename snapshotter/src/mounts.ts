@@ -1,6 +1,8 @@
-// The mounts a snapshot hands to containerd, in the form containerd's overlay snapshotter uses:
-// no lower layers: a bind mount of the snapshot's own directory; otherwise overlayfs with the
-// lowers nearest first. For a Nydus image the lowest layer is the RAFS mountpoint of nydusd.
+/**
+ * The mounts a snapshot hands to containerd, in the form containerd's overlay snapshotter uses:
+ * no lower layers: a bind mount of the snapshot's own directory; otherwise overlayfs with the
+ * lowers nearest first. For a Nydus image the lowest layer is the RAFS mountpoint of nydusd.
+ */
 
 import { existsSync } from 'node:fs';
 

@@ -1,5 +1,7 @@
-// Files shipped with this package (protos, our nydusd), found the same way whether the code runs
-// from source (vitest) or from dist/.
+/**
+ * Files shipped with this package (protos, our nydusd), found the same way whether the code runs
+ * from source (vitest) or from dist/.
+ */
 
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';

@@ -1,6 +1,8 @@
-// containerd.services.snapshots.v1.Snapshots over gRPC on a unix socket, answering with the
-// Snapshotter. Requests and answers are translated here and nowhere else; errors become the status
-// codes containerd's errdefs expect.
+/**
+ * containerd.services.snapshots.v1.Snapshots over gRPC on a unix socket, answering with the
+ * Snapshotter. Requests and answers are translated here and nowhere else; errors become the status
+ * codes containerd's errdefs expect.
+ */
 
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';

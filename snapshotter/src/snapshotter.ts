@@ -1,13 +1,15 @@
-// The snapshotter: containerd's ten snapshot operations over snapshots/<id>/{fs,work} and the
-// metadata store, plus what makes Nydus images lazy:
-//
-// - a Nydus data-blob layer (label nydus-blob) is committed on the spot with no content, and the
-//   unpacker is told ALREADY_EXISTS, so containerd never downloads it;
-// - the bootstrap layer (label nydus-bootstrap) is unpacked by containerd like any layer, leaving
-//   image/image.boot in its fs directory, and checked when it is committed;
-// - a snapshot whose parents include a bootstrap layer is an overlay whose lowest layer is the RAFS
-//   that nydusd serves from that bootstrap (started on first use, shared by later containers).
-// Everything else behaves as containerd's overlay snapshotter.
+/**
+ * The snapshotter: containerd's ten snapshot operations over snapshots/<id>/{fs,work} and the
+ * metadata store, plus what makes Nydus images lazy:
+ *
+ * - a Nydus data-blob layer (label nydus-blob) is committed on the spot with no content, and the
+ *   unpacker is told ALREADY_EXISTS, so containerd never downloads it;
+ * - the bootstrap layer (label nydus-bootstrap) is unpacked by containerd like any layer, leaving
+ *   image/image.boot in its fs directory, and checked when it is committed;
+ * - a snapshot whose parents include a bootstrap layer is an overlay whose lowest layer is the RAFS
+ *   that nydusd serves from that bootstrap (started on first use, shared by later containers).
+ * Everything else behaves as containerd's overlay snapshotter.
+ */
 
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, unlink, writeFile } from 'node:fs/promises';

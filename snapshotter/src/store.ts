@@ -1,8 +1,10 @@
-// The snapshotter's metadata: every snapshot (key, id, kind, parent, labels) and every nydusd it
-// runs, in one JSON document under root. A change is a transaction: it runs on a copy, the copy is
-// written to a temporary file, fsynced and renamed over the old one (then the directory is
-// fsynced), and only then becomes the state everyone reads. A crash at any point leaves either the
-// old document or the new one on disk, never a mix; a failed write leaves memory unchanged too.
+/**
+ * The snapshotter's metadata: every snapshot (key, id, kind, parent, labels) and every nydusd it
+ * runs, in one JSON document under root. A change is a transaction: it runs on a copy, the copy is
+ * written to a temporary file, fsynced and renamed over the old one (then the directory is
+ * fsynced), and only then becomes the state everyone reads. A crash at any point leaves either the
+ * old document or the new one on disk, never a mix; a failed write leaves memory unchanged too.
+ */
 
 import { chmod, open, readFile, rename, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';

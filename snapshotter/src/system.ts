@@ -1,7 +1,9 @@
-// nydus-snapshotter's system controller: `GET /api/v1/daemons` on a unix socket lists every nydusd
-// with its pid, sockets, RSS, bytes read and RAFS instances (same JSON fields), so operators and
-// benchmarks can find a daemon's API without knowing the snapshotter's layout; `PUT
-// /api/v1/nydusd/upgrade` replaces every nydusd under running containers (hot upgrade).
+/**
+ * nydus-snapshotter's system controller: `GET /api/v1/daemons` on a unix socket lists every nydusd
+ * with its pid, sockets, RSS, bytes read and RAFS instances (same JSON fields), so operators and
+ * benchmarks can find a daemon's API without knowing the snapshotter's layout; `PUT
+ * /api/v1/nydusd/upgrade` replaces every nydusd under running containers (hot upgrade).
+ */
 
 import { constants, readFileSync } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';

@@ -1,4 +1,6 @@
-// What is mounted where, from /proc/self/mountinfo.
+/**
+ * What is mounted where, from /proc/self/mountinfo.
+ */
 
 import { readFileSync } from 'node:fs';
 

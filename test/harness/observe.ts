@@ -1,4 +1,6 @@
-// What a POSIX reader can see of a mounted tree, for comparing nydusd's mounts with the kernel's.
+/**
+ * What a POSIX reader can see of a mounted tree, for comparing nydusd's mounts with the kernel's.
+ */
 
 import { lstatSync, mkdirSync, readdirSync, readlinkSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';

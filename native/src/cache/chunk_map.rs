@@ -10,12 +10,13 @@
 //! loses nothing, and another process mapping the same file sees the bit.
 //! Callers set a bit only after the chunk's data is durable.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::shared_map::SharedMap;
 
 pub const HEADER_SIZE: usize = 4096;
 pub const MAGIC: u32 = 0x424D_4150;
@@ -25,18 +26,11 @@ pub const VERSION: u32 = 1;
 pub const ALL_READY: u32 = 0x4D4D_4150;
 
 pub struct ChunkMap {
-    map: *mut u8,
-    len: usize,
+    map: SharedMap,
     chunk_count: u32,
     /// Set at open from the header; lets readers skip the bitmap entirely.
     all_ready: bool,
-    _file: File,
 }
-
-// SAFETY: the mapping is only accessed through atomics (bitmap) or before the
-// value is shared (header initialisation in `open`).
-unsafe impl Send for ChunkMap {}
-unsafe impl Sync for ChunkMap {}
 
 fn bitmap_len(chunk_count: u32) -> usize {
     (chunk_count as usize).div_ceil(8)
@@ -54,10 +48,8 @@ impl ChunkMap {
     /// one map at once are serialised by an exclusive flock.
     pub fn open(path: &Path, chunk_count: u32) -> io::Result<ChunkMap> {
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
-        // SAFETY: flock on a descriptor we own; released when `file` is closed or below.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // Released below, or when `file` is closed.
+        file.lock()?;
         let len = HEADER_SIZE + bitmap_len(chunk_count);
         let current = file.metadata()?.len();
         let mut header = [0u8; 16];
@@ -87,16 +79,10 @@ impl ChunkMap {
             file.write_all_at(&h, 0)?;
             header = h;
         }
-        // SAFETY: a fresh shared mapping of `len` bytes of a file we just sized.
-        let map = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0)
-        };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: as above; the mapping stays valid after the lock goes.
-        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
-        let mut this = ChunkMap { map: map as *mut u8, len, chunk_count, all_ready: word(&header, 12) == ALL_READY, _file: file };
+        let map = SharedMap::new(&file, len)?;
+        // The mapping stays valid after the lock goes, and after the file is closed.
+        file.unlock()?;
+        let mut this = ChunkMap { map, chunk_count, all_ready: word(&header, 12) == ALL_READY };
         if !this.all_ready && chunk_count > 0 && this.ready_count() == chunk_count {
             this.mark_all_ready();
         }
@@ -107,12 +93,6 @@ impl ChunkMap {
         self.chunk_count
     }
 
-    fn byte(&self, index: usize) -> &AtomicU8 {
-        debug_assert!(index < self.len);
-        // SAFETY: in bounds of the live mapping; AtomicU8 has u8's layout.
-        unsafe { &*(self.map.add(index) as *const AtomicU8) }
-    }
-
     pub fn is_ready(&self, chunk: u32) -> bool {
         if self.all_ready {
             return true;
@@ -120,14 +100,14 @@ impl ChunkMap {
         if chunk >= self.chunk_count {
             return false;
         }
-        let b = self.byte(HEADER_SIZE + chunk as usize / 8).load(Ordering::Acquire);
+        let b = self.map.byte(HEADER_SIZE + chunk as usize / 8).load(Ordering::Acquire);
         b & (1 << (7 - chunk % 8)) != 0
     }
 
     /// Marks `chunk` ready. Call only once its data is durable.
     pub fn set_ready(&self, chunk: u32) {
         if chunk < self.chunk_count {
-            self.byte(HEADER_SIZE + chunk as usize / 8).fetch_or(1 << (7 - chunk % 8), Ordering::AcqRel);
+            self.map.byte(HEADER_SIZE + chunk as usize / 8).fetch_or(1 << (7 - chunk % 8), Ordering::AcqRel);
         }
     }
 
@@ -138,7 +118,7 @@ impl ChunkMap {
         let mut n = 0u32;
         let bytes = bitmap_len(self.chunk_count);
         for i in 0..bytes {
-            let mut b = self.byte(HEADER_SIZE + i).load(Ordering::Relaxed);
+            let mut b = self.map.byte(HEADER_SIZE + i).load(Ordering::Relaxed);
             // Bits past the last chunk are padding: a damaged map may have them set.
             if i == bytes - 1 && self.chunk_count % 8 != 0 {
                 b &= 0xffu8 << (8 - self.chunk_count % 8);
@@ -150,7 +130,7 @@ impl ChunkMap {
 
     fn mark_all_ready(&mut self) {
         for (i, b) in ALL_READY.to_le_bytes().iter().enumerate() {
-            self.byte(12 + i).store(*b, Ordering::Release);
+            self.map.byte(12 + i).store(*b, Ordering::Release);
         }
         self.all_ready = true;
     }
@@ -158,18 +138,7 @@ impl ChunkMap {
     /// Pushes the bitmap to disk (used at clean shutdown; the page cache
     /// already survives a crash of this process).
     pub fn flush(&self) -> io::Result<()> {
-        // SAFETY: the whole live mapping.
-        if unsafe { libc::msync(self.map as *mut libc::c_void, self.len, libc::MS_SYNC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for ChunkMap {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the mapping created in `open`, exactly once.
-        unsafe { libc::munmap(self.map as *mut libc::c_void, self.len) };
+        self.map.flush()
     }
 }
 

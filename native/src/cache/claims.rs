@@ -23,7 +23,6 @@
 use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 use crate::digest::{self, hex, Digester};
@@ -59,10 +58,8 @@ pub enum Settled {
 /// `uncompressed_size` bytes in the claims file at `path`, or says why not.
 pub fn settle(path: &Path, chunk_count: u32, uncompressed_size: u64, claims: &[Claim]) -> io::Result<Settled> {
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
-    // SAFETY: flock on a descriptor we own; released when `file` is dropped.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // Released when `file` is dropped.
+    file.lock()?;
     let table_len = chunk_count as usize * ENTRY;
     let len = file.metadata()?.len();
     let mut h = [0u8; HEADER as usize];

@@ -21,7 +21,8 @@ use super::syncer::Syncer;
 use crate::bits::AtomicBits;
 use crate::cache::claims::Claim as CacheClaim;
 use crate::cache::BlobCache;
-use crate::codec::{self, Compressor};
+use crate::chunk::{decode_chunk, DecodeError, StoredChunk};
+use crate::codec::Compressor;
 use crate::digest::{self, Digester};
 
 /// Where one chunk lives, in both address spaces of its blob.
@@ -572,22 +573,21 @@ impl ChunkLoader {
 
     /// Decompresses (when stored compressed) and verifies one chunk.
     fn decode(&self, state: &BlobState, c: &ChunkLoc, stored: &[u8]) -> Result<Vec<u8>, LoadError> {
-        let integrity = |message: String| LoadError::Integrity { blob: state.spec.id.clone(), ci: c.ci, message };
-        let plain = if c.compressed {
-            codec::decompress(state.spec.compressor, stored, c.uncompressed_size as usize).map_err(|e| {
-                Stats::add(&self.stats.decompress_errors, 1);
-                integrity(format!("cannot decompress: {e}"))
-            })?
-        } else if stored.len() >= c.uncompressed_size as usize {
-            stored[..c.uncompressed_size as usize].to_vec()
-        } else {
-            return Err(integrity(format!("stored size {} below uncompressed size {}", stored.len(), c.uncompressed_size)));
+        let spec = StoredChunk {
+            compressor: state.spec.compressor,
+            digester: state.spec.digester,
+            compressed: c.compressed,
+            uncompressed_size: c.uncompressed_size as usize,
+            digest: &c.digest,
         };
-        if digest::digest(state.spec.digester, &plain) != c.digest {
-            Stats::add(&self.stats.digest_errors, 1);
-            return Err(integrity("digest mismatch: the data was altered; refusing to serve it".into()));
-        }
-        Ok(plain)
+        decode_chunk(stored, &spec).map_err(|e| {
+            match e {
+                DecodeError::Decompress(_) => Stats::add(&self.stats.decompress_errors, 1),
+                DecodeError::Digest => Stats::add(&self.stats.digest_errors, 1),
+                DecodeError::Short { .. } => {}
+            }
+            LoadError::Integrity { blob: state.spec.id.clone(), ci: c.ci, message: e.to_string() }
+        })
     }
 
     /// Appends `len` bytes of ready chunk `c`, starting `offset` bytes into it.

@@ -4,7 +4,6 @@
 //! produce `Ok` or `Err`, never a panic.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt};
@@ -44,19 +43,18 @@ impl Drop for Scratch {
     }
 }
 
-fn cstr(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).unwrap()
-}
-
 fn set_xattr(p: &Path, name: &str, value: &[u8]) -> bool {
-    let n = CString::new(name).unwrap();
-    // SAFETY: valid C strings and buffer.
-    unsafe { libc::lsetxattr(cstr(p).as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) == 0 }
+    crate::xattr::set(p.to_str().unwrap(), name, value).is_ok()
 }
 
+/// /proc/self belongs to the process's effective user.
 fn is_root() -> bool {
-    // SAFETY: no arguments, no side effects.
-    unsafe { libc::geteuid() == 0 }
+    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+/// Runs a tool that makes a special file or changes an owner.
+fn run(tool: &str, args: &[&std::ffi::OsStr]) -> bool {
+    Command::new(tool).args(args).status().map(|s| s.success()).unwrap_or(false)
 }
 
 /// A tree exercising every reader path: multi-block directories, names
@@ -82,16 +80,10 @@ fn make_tree(root: &Path) -> bool {
     symlink("a/b/text", root.join("link")).unwrap();
     symlink("x".repeat(3000), root.join("longlink")).unwrap();
     symlink("y".repeat(4000), root.join("a/longerlink")).unwrap();
-    let fifo = cstr(&root.join("fifo"));
-    // SAFETY: valid path.
-    unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) };
+    assert!(run("mkfifo", &["-m".as_ref(), "0640".as_ref(), root.join("fifo").as_os_str()]));
     if is_root() {
-        let dev = cstr(&root.join("chr"));
-        // SAFETY: valid path; makedev is pure.
-        unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
-        let big = cstr(&root.join("a/zeros"));
-        // SAFETY: valid path.
-        unsafe { libc::lchown(big.as_ptr(), 70000, 80000) };
+        assert!(run("mknod", &["-m".as_ref(), "0600".as_ref(), root.join("chr").as_os_str(), "c".as_ref(), "1".as_ref(), "3".as_ref()]));
+        assert!(run("chown", &["-h".as_ref(), "70000:80000".as_ref(), root.join("a/zeros").as_os_str()]));
     }
     fs::set_permissions(root.join("one"), std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
     let xattrs = set_xattr(&root.join("one"), "user.foo", b"bar")
@@ -186,24 +178,8 @@ fn read_file(bs: &Bootstrap, blob_dir: &Path, inode: &Inode) -> Vec<u8> {
 }
 
 fn source_xattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let path = cstr(p);
-    let mut names = vec![0u8; 65536];
-    // SAFETY: valid path and buffer.
-    let n = unsafe { libc::llistxattr(path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n <= 0 {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    for name in names[..n as usize].split(|&c| c == 0).filter(|n| !n.is_empty()) {
-        let cname = CString::new(name).unwrap();
-        let mut value = vec![0u8; 65536];
-        // SAFETY: valid strings and buffer.
-        let len = unsafe { libc::lgetxattr(path.as_ptr(), cname.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
-        if len >= 0 {
-            value.truncate(len as usize);
-            out.push((name.to_vec(), value));
-        }
-    }
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> =
+        crate::xattr::list(p.to_str().unwrap()).unwrap_or_default().into_iter().map(|(k, v)| (k.into_bytes(), v)).collect();
     out.sort();
     out
 }
@@ -653,9 +629,7 @@ fn structural_corruption_is_reported() {
     // Opening something that is not a regular file fails instead of
     // blocking (a FIFO) or mapping garbage.
     let fifo = scratch.0.join("fifo");
-    let c = cstr(&fifo);
-    // SAFETY: valid path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert!(run("mkfifo", &[fifo.as_os_str()]));
     assert!(Bootstrap::open(&fifo).unwrap_err().to_string().contains("not a regular file"));
     assert!(Bootstrap::open(&scratch.0).is_err());
 }

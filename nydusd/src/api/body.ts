@@ -1,5 +1,7 @@
-// Request bodies: read with a size limit, parsed as JSON, and checked before
-// the controller sees them (a malformed request never reaches the daemon).
+/**
+ * Request bodies: read with a size limit, parsed as JSON, and checked before
+ * the controller sees them (a malformed request never reaches the daemon).
+ */
 
 import type { IncomingMessage } from 'node:http';
 

@@ -1,5 +1,7 @@
-// A client of nydusd's API socket, for tests, tools and the snapshotter.
-// Plain node:http over the unix socket: no dependency for a handful of calls.
+/**
+ * A client of nydusd's API socket, for tests, tools and the snapshotter.
+ * Plain node:http over the unix socket: no dependency for a handful of calls.
+ */
 
 import { request } from 'node:http';
 

@@ -1,5 +1,7 @@
-// An API failure with the HTTP status and Nydus-style error code to answer
-// (`{"code": "<kind>", "message": "<text>"}`). The client throws it too.
+/**
+ * An API failure with the HTTP status and Nydus-style error code to answer
+ * (`{"code": "<kind>", "message": "<text>"}`). The client throws it too.
+ */
 
 export class ApiError extends Error {
   override name = 'ApiError';

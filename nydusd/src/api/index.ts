@@ -1,4 +1,6 @@
-// nydusd's HTTP API: server, client and the shapes they share.
+/**
+ * nydusd's HTTP API: server, client and the shapes they share.
+ */
 
 export { ApiClient, type MetricsKind } from './client.js';
 export { ApiError, errorAnswer } from './errors.js';

@@ -1,6 +1,8 @@
-// Nydus's API routes (path → method → handler) over the controller. Handlers
-// check the request before calling the controller, and return what to answer:
-// JSON, text, or nothing (204).
+/**
+ * Nydus's API routes (path → method → handler) over the controller. Handlers
+ * check the request before calling the controller, and return what to answer:
+ * JSON, text, or nothing (204).
+ */
 
 import { blobCacheEntry, logLevel, mountRequest, stringMap } from './body.js';
 import { ApiError } from './errors.js';

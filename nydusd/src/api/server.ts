@@ -1,5 +1,7 @@
-// Nydus's HTTP API on a unix socket (`--apisock`): HTTP/1.1 plumbing around
-// the route table, answering every failure as `{"code", "message"}`.
+/**
+ * Nydus's HTTP API on a unix socket (`--apisock`): HTTP/1.1 plumbing around
+ * the route table, answering every failure as `{"code", "message"}`.
+ */
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 

@@ -1,5 +1,7 @@
-// What the API serves and what serves it: the request and answer shapes of
-// Nydus's API, and the controller the daemon implements behind the routes.
+/**
+ * What the API serves and what serves it: the request and answer shapes of
+ * Nydus's API, and the controller the daemon implements behind the routes.
+ */
 
 /** Over the API the state is the name, as Nydus answers it. */
 export type DaemonState = 'INIT' | 'READY' | 'RUNNING' | 'UPGRADING' | 'INTERRUPTED' | 'STOPPED' | 'UNKNOWN';

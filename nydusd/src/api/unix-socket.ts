@@ -1,6 +1,8 @@
-// The API socket's file: a leftover from a crashed daemon is removed, a
-// socket someone still listens on never is, and ours is private (0600):
-// whoever can connect can mount and unmount images.
+/**
+ * The API socket's file: a leftover from a crashed daemon is removed, a
+ * socket someone still listens on never is, and ours is private (0600):
+ * whoever can connect can mount and unmount images.
+ */
 
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { connect } from 'node:net';

@@ -1,6 +1,8 @@
-// What nydusd's data path needs from a place that stores blobs: exact byte
-// ranges, with counters. Implementations: registry (OCI distribution API)
-// and localfs (a directory of blob files).
+/**
+ * What nydusd's data path needs from a place that stores blobs: exact byte
+ * ranges, with counters. Implementations: registry (OCI distribution API)
+ * and localfs (a directory of blob files).
+ */
 
 export interface ReadOptions {
   priority: 'on-demand' | 'prefetch';

@@ -1,7 +1,9 @@
-// Periodic health probe of a proxy or mirror: GET ping_url every interval
-// (2xx/3xx = healthy unless the owner says otherwise). Probing pauses while
-// the backend has been idle for `pauseAfterMs` and resumes with the next
-// read. The timer is unref()'d and stopped by stop().
+/**
+ * Periodic health probe of a proxy or mirror: GET ping_url every interval
+ * (2xx/3xx = healthy unless the owner says otherwise). Probing pauses while
+ * the backend has been idle for `pauseAfterMs` and resumes with the next
+ * read. The timer is unref()'d and stopped by stop().
+ */
 
 import { discardBody, type Transport } from '@nydus-ts/registry/transport';
 

@@ -1,5 +1,7 @@
-// The backend factory: the `device.backend` object of a nydusd config in,
-// a BlobBackend out.
+/**
+ * The backend factory: the `device.backend` object of a nydusd config in,
+ * a BlobBackend out.
+ */
 
 import { logger as nydusLogger } from '@nydus-ts/common/log';
 import { BackendError, type BackendLogger, type BlobBackend } from './backend.js';

@@ -1,5 +1,7 @@
-// Blobs from local files: `dir` (+ `alt_dirs`) holding files named by blob
-// id, or one `blob_file`. Used for images built locally and by tests.
+/**
+ * Blobs from local files: `dir` (+ `alt_dirs`) holding files named by blob
+ * id, or one `blob_file`. Used for images built locally and by tests.
+ */
 
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,10 +1,12 @@
-// One entry of the old `mirrors` list (Nydus ≤ v2.3, Dragonfly registry-mirror
-// mode): blob GETs are rewritten to the mirror's scheme/host/port with the
-// same origin-form path, plus the configured headers. After `failure_limit`
-// consecutive failures the mirror is skipped until its ping succeeds. As in
-// Nydus, the ping only runs while the mirror is disabled, and any answer
-// below 500 brings it back: the default ping URL is `<host>/v2`, which a
-// registry (or dfdaemon relaying to one) answers with 401.
+/**
+ * One entry of the old `mirrors` list (Nydus ≤ v2.3, Dragonfly registry-mirror
+ * mode): blob GETs are rewritten to the mirror's scheme/host/port with the
+ * same origin-form path, plus the configured headers. After `failure_limit`
+ * consecutive failures the mirror is skipped until its ping succeeds. As in
+ * Nydus, the ping only runs while the mirror is disabled, and any answer
+ * below 500 brings it back: the default ping URL is `<host>/v2`, which a
+ * registry (or dfdaemon relaying to one) answers with 401.
+ */
 
 import type { Transport } from '@nydus-ts/registry/transport';
 import { silentLogger, type BackendLogger, type MirrorMetrics } from './backend.js';

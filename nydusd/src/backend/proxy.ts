@@ -1,7 +1,9 @@
-// The Dragonfly dfdaemon `proxy` of current Nydus configs: blob GETs are sent
-// as forward-proxy requests (absolute URI) with X-Dragonfly-* headers. Health
-// comes from `ping_url` (none = always healthy); a failed connection marks
-// the proxy unhealthy until the next successful probe.
+/**
+ * The Dragonfly dfdaemon `proxy` of current Nydus configs: blob GETs are sent
+ * as forward-proxy requests (absolute URI) with X-Dragonfly-* headers. Health
+ * comes from `ping_url` (none = always healthy); a failed connection marks
+ * the proxy unhealthy until the next successful probe.
+ */
 
 import type { Transport } from '@nydus-ts/registry/transport';
 import { silentLogger, type BackendLogger, type MirrorMetrics, type ReadOptions } from './backend.js';

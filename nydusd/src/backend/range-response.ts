@@ -1,7 +1,9 @@
-// Turns the answer to a `Range: bytes=off-end` GET (judged by the registry
-// package's rangeAnswer) into exactly `length` bytes, or a BackendError. A
-// body that ends early or breaks is a transient error (the read is retried);
-// a range that starts elsewhere is an integrity error.
+/**
+ * Turns the answer to a `Range: bytes=off-end` GET (judged by the registry
+ * package's rangeAnswer) into exactly `length` bytes, or a BackendError. A
+ * body that ends early or breaks is a transient error (the read is retried);
+ * a range that starts elsewhere is an integrity error.
+ */
 
 import { errorFromResponse, abandon, bodyComplete, connectionReleased, rangeAnswer, type HttpResponse } from '@nydus-ts/registry/transport';
 import { BackendError, type BackendErrorKind } from './backend.js';

@@ -1,5 +1,7 @@
-// The `registry` backend's JSON config (Nydus v1 field names) turned into
-// checked options with Nydus's defaults. Seconds may be fractional.
+/**
+ * The `registry` backend's JSON config (Nydus v1 field names) turned into
+ * checked options with Nydus's defaults. Seconds may be fractional.
+ */
 
 import { defaultDockerConfigPath, lookupDockerCredentials, type RegistryCredentials } from '@nydus-ts/registry/docker-config';
 import { BackendError } from './backend.js';

@@ -1,10 +1,12 @@
-// Blobs from an OCI registry: ranged GETs of /v2/<repo>/blobs/sha256:<id>,
-// through a Dragonfly proxy or old-style mirrors when configured (falling back
-// to the registry), with Nydus's retry policy: on-demand reads retry 3 times
-// (the last one direct), prefetch once, with exponential backoff and jitter;
-// 403 and other final answers are not retried. Connections are pooled per
-// origin by the registry package's Transport; auth, 401s and redirects are its RegistryExchange,
-// with Nydus's rules (a rejected token is first dropped, `registry_token`, redirect rewrites).
+/**
+ * Blobs from an OCI registry: ranged GETs of /v2/<repo>/blobs/sha256:<id>,
+ * through a Dragonfly proxy or old-style mirrors when configured (falling back
+ * to the registry), with Nydus's retry policy: on-demand reads retry 3 times
+ * (the last one direct), prefetch once, with exponential backoff and jitter;
+ * 403 and other final answers are not retried. Connections are pooled per
+ * origin by the registry package's Transport; auth, 401s and redirects are its RegistryExchange,
+ * with Nydus's rules (a rejected token is first dropped, `registry_token`, redirect rewrites).
+ */
 
 import { Authenticator, type AuthScope } from '@nydus-ts/registry/auth';
 import { RegistryError } from '@nydus-ts/registry/errors';

@@ -1,9 +1,11 @@
-// A relay is something blob GETs may go through instead of straight to the
-// registry: the Dragonfly `proxy` (forward-proxy requests) or an entry of the
-// old `mirrors` list (origin-form requests to another host). A blob GET
-// through a relay carries the registry's Authorization, which the relay needs
-// to fetch from the registry; challenges are answered at the registry's token
-// realm, never through a relay (Nydus's `auth_through: false`, the only mode).
+/**
+ * A relay is something blob GETs may go through instead of straight to the
+ * registry: the Dragonfly `proxy` (forward-proxy requests) or an entry of the
+ * old `mirrors` list (origin-form requests to another host). A blob GET
+ * through a relay carries the registry's Authorization, which the relay needs
+ * to fetch from the registry; challenges are answered at the registry's token
+ * realm, never through a relay (Nydus's `auth_through: false`, the only mode).
+ */
 
 import { BackendError, type MirrorMetrics } from './backend.js';
 import type { ReadOptions } from './backend.js';

@@ -1,10 +1,12 @@
-// Everything GET /metrics reports, from the same snapshots the JSON API uses.
-// Every series carries `mountpoint` (one per RAFS instance), so a shared-mode
-// daemon's images can be told apart.
-//
-// Units follow Prometheus conventions (bytes, seconds, `_total` counters).
-// Names that were served before this module existed are kept as they were
-// (e.g. nydusd_fs_data_read_bytes_total, nydusd_integrity_errors_total).
+/**
+ * Everything GET /metrics reports, from the same snapshots the JSON API uses.
+ * Every series carries `mountpoint` (one per RAFS instance), so a shared-mode
+ * daemon's images can be told apart.
+ *
+ * Units follow Prometheus conventions (bytes, seconds, `_total` counters).
+ * Names that were served before this module existed are kept as they were
+ * (e.g. nydusd_fs_data_read_bytes_total, nydusd_integrity_errors_total).
+ */
 
 import { FOPS, inOrder, LATENCY_BOUNDS_MS, READ_SIZE_BOUNDS, type Counts } from './layout.js';
 import { PromWriter, type HistogramSample, type Sample } from './prometheus.js';

@@ -1,5 +1,7 @@
-// The metrics module: Nydus's metric layout, the snapshots it reads, the API's
-// JSON shapes and the Prometheus exposition.
+/**
+ * The metrics module: Nydus's metric layout, the snapshots it reads, the API's
+ * JSON shapes and the Prometheus exposition.
+ */
 
 export { FOPS, inOrder, LATENCY_BOUNDS_MS, latencyBucket, READ_SIZE_BOUNDS, readSizeBucket, type Counts, type Fop } from './layout.js';
 export { blobList, type BackendSnapshot, type BlobSnapshot, type DataPathSnapshot, type InstanceSnapshot, type MirrorSnapshot, type PrefetchSnapshot } from './sources.js';

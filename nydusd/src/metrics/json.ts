@@ -1,7 +1,9 @@
-// The JSON bodies of GET /api/v1/metrics and /api/v1/metrics/blobcache, in
-// Nydus's shapes (field names and array orders as its API answers), plus a
-// few fields of our own after Nydus's. Backends already report Nydus's
-// backend shape themselves (GET /api/v1/metrics/backend).
+/**
+ * The JSON bodies of GET /api/v1/metrics and /api/v1/metrics/blobcache, in
+ * Nydus's shapes (field names and array orders as its API answers), plus a
+ * few fields of our own after Nydus's. Backends already report Nydus's
+ * backend shape themselves (GET /api/v1/metrics/backend).
+ */
 
 import { FOPS, inOrder, LATENCY_BOUNDS_MS, READ_SIZE_BOUNDS } from './layout.js';
 import { blobList, type BlobSnapshot, type InstanceSnapshot } from './sources.js';

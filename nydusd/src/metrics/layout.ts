@@ -1,6 +1,8 @@
-// How Nydus lays out its metric arrays (utils/src/metrics.rs): which index is
-// which FUSE operation, which read-size or latency bucket. The API answers
-// arrays in exactly this order, so tools written for Nydus read ours.
+/**
+ * How Nydus lays out its metric arrays (utils/src/metrics.rs): which index is
+ * which FUSE operation, which read-size or latency bucket. The API answers
+ * arrays in exactly this order, so tools written for Nydus read ours.
+ */
 
 /** FUSE operations in Nydus's order (fop_hits[i], fop_errors[i]); snake_case as in our labels. */
 export const FOPS = [

@@ -1,9 +1,11 @@
-// Prometheus text exposition (format 0.0.4) for `GET /metrics`.
-//
-// Names are written exactly as given: the writer adds NO prefix, callers pass
-// full names starting with `nydusd_`. One HELP and one TYPE line per metric
-// name, and all samples of a name are written together (the format requires
-// a family to be one group), even when the name is given more than once.
+/**
+ * Prometheus text exposition (format 0.0.4) for `GET /metrics`.
+ *
+ * Names are written exactly as given: the writer adds NO prefix, callers pass
+ * full names starting with `nydusd_`. One HELP and one TYPE line per metric
+ * name, and all samples of a name are written together (the format requires
+ * a family to be one group), even when the name is given more than once.
+ */
 
 export interface Sample {
   labels?: Record<string, string>;

@@ -1,7 +1,9 @@
-// What the metrics code reads: plain snapshots handed in by the daemon. The
-// shapes match native/daemon.ts (InstanceStats) and backend/backend.ts
-// (BackendMetrics) structurally, so their objects are passed as they are,
-// and nothing here depends on native code.
+/**
+ * What the metrics code reads: plain snapshots handed in by the daemon. The
+ * shapes match native/daemon.ts (InstanceStats) and backend/backend.ts
+ * (BackendMetrics) structurally, so their objects are passed as they are,
+ * and nothing here depends on native code.
+ */
 
 import type { Counts } from './layout.js';
 

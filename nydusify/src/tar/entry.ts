@@ -1,3 +1,7 @@
+/**
+ * One entry of a tar stream as the reader yields it: type, name, metadata, link target, xattrs,
+ * sparse map, and where its data starts in the stream.
+ */
 export { TarError } from './errors.js';
 
 export type TarEntryType = 'file' | 'hardlink' | 'symlink' | 'chardev' | 'blockdev' | 'directory' | 'fifo';

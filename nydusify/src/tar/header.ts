@@ -1,3 +1,7 @@
+/**
+ * The 512-byte tar header block: ustar, GNU, star and v7 fields, base-256 numbers, names, and
+ * the GNU sparse fragments it can carry.
+ */
 import { isUtf8 } from 'node:buffer';
 import { TarError } from './errors.js';
 

@@ -1,3 +1,6 @@
+/**
+ * The tar package: a streaming reader for image layers and a writer for what nydusify builds.
+ */
 export { TarError } from './errors.js';
 export type { TarEntry, TarEntryType } from './entry.js';
 export { readTar, type TarReaderOptions, type TarItem } from './reader.js';

@@ -1,3 +1,7 @@
+/**
+ * PAX extended headers: parsing and encoding records, their integers and timestamps, and the
+ * xattr keys (SCHILY.xattr., LIBARCHIVE.xattr.) they carry.
+ */
 import { TarError } from './errors.js';
 
 /**

@@ -1,3 +1,7 @@
+/**
+ * The streaming tar reader: headers, PAX and GNU extensions, sparse maps, hard links; every limit
+ * checked, so a hostile layer is a TarError, never a hang or an unbounded allocation.
+ */
 import type { TarEntry, TarEntryType } from './entry.js';
 import { TarError, clip } from './errors.js';
 import {

@@ -1,3 +1,4 @@
+/** The tar reader's input: exact-length reads and skips over an async stream of chunks. */
 const EMPTY = Buffer.alloc(0);
 
 /**

@@ -1,3 +1,4 @@
+/** GNU sparse files in PAX form (0.0, 0.1 and 1.0 maps), validated before use. */
 import { TarError } from './errors.js';
 import type { SparseFragment } from './header.js';
 import { parsePaxInteger } from './pax.js';

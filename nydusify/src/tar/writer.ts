@@ -1,3 +1,7 @@
+/**
+ * A small tar writer (ustar, with a PAX header where ustar cannot say it): bootstrap layers,
+ * sample images and test layers built in memory.
+ */
 import type { TarEntryType } from './entry.js';
 import { BLOCK_SIZE, encodeHeader, paddingFor } from './header.js';
 import { encodePaxRecords } from './pax.js';
