@@ -114,7 +114,9 @@ export async function openLayer(
       out.destroy(new LayerStreamError(`layer ${expect.label} looks like a decompression bomb: ${total} bytes from ${input.bytes} compressed (over ${maxRatio}:1)`));
     }
   });
-  const decoder = kind === 'gzip' ? createGunzip() : kind === 'zstd' ? zstdDecoder() : new Transform({ transform: (c, _e, cb) => cb(null, c) });
+  // gunzip hands out 1 MiB pieces, not zlib's default 16 KiB: each piece costs a callback, a tar
+  // reader step and a part of a chunk (large image, 4 gzip layers, 405 MiB: convert 17 s -> 11 s).
+  const decoder = kind === 'gzip' ? createGunzip({ chunkSize: 1 << 20 }) : kind === 'zstd' ? zstdDecoder() : new Transform({ transform: (c, _e, cb) => cb(null, c) });
   const out = replay.pipe(decoder).pipe(output);
   decoder.on('error', (e) => out.destroy(e instanceof LayerStreamError ? e : new LayerStreamError(`layer ${expect.label}: ${kind} data is corrupt: ${e.message}`)));
   replay.on('error', (e) => out.destroy(e));
