@@ -1,7 +1,7 @@
 //! The whole image as JSON (`rafsDump` in JS): how the TypeScript side
-//! reads a bootstrap (nydusify's check, merge, inspect and chunk dicts, the
-//! snapshotter, nydusd's access records), so the format is decoded in one
-//! place, this crate. Tests compare it with a kernel EROFS mount of the same
+//! reads a bootstrap (nydusify's check, merge, inspect and chunk dicts,
+//! nydusd's access records), so the format is decoded in one place, this
+//! crate. Tests compare it with a kernel EROFS mount of the same
 //! bootstrap.
 //!
 //! Shape (one object):

@@ -18,9 +18,10 @@
 //! path never walks, and `path_to_nid` is bounded by the path's length, so
 //! a loop cannot hang it.
 //!
-//! Semantics follow kernel EROFS on the same image: compact inodes take the superblock build time as mtime, `rdev` is the
-//! stored `new_encode_dev` value for devices and 0 otherwise, readdir lists
-//! `.` and `..` where they sort, and `statfs` is `erofs_statfs`.
+//! Semantics follow kernel EROFS on the same image: compact inodes take the
+//! superblock build time as mtime, `rdev` is the stored `new_encode_dev`
+//! value for devices and 0 otherwise, readdir lists `.` and `..` where they
+//! sort, and `statfs` is `erofs_statfs`.
 //!
 //! Modules, one structure each, its writer beside its reader: `superblock`
 //! (EROFS and extended superblocks, merkle header), `blob` (blob table,
@@ -77,7 +78,8 @@ pub struct StatfsInfo {
     pub namelen: u32,
 }
 
-/// The id a per-layer bootstrap gives its own blob before the blob's digest is known.
+/// The id (64 times `x`) a per-layer bootstrap gives its own blob before the
+/// blob's digest is known.
 pub const PLACEHOLDER_ID: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 
 pub struct Bootstrap {
