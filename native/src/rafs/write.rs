@@ -9,7 +9,7 @@
 //! and inline tails or chunk indexes, full directory and symlink blocks, the
 //! chunk table and the merkle table, each 4K-aligned.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::blob::{self, BlobInfo, DEVICE_SLOT_SIZE, DEVICE_TABLE, ENTRY_SIZE, FEATURE_INLINED_CHUNK_DIGEST, MAX_BLOBS};
 use super::chunk::{self, ChunkRef, INDEX_SIZE, ROW_SIZE};
@@ -92,6 +92,13 @@ struct Placed<'a> {
     u: u32,
 }
 
+impl<'a> Placed<'a> {
+    /// Reached for the first time; sizes, form and offsets come later.
+    fn new(node: u32, name: &'a [u8], parent: u32, ino: u32) -> Placed<'a> {
+        Placed { node, name, parent, ino, nlink: 1, extended: false, layout: Layout::FlatPlain, xattrs: Vec::new(), size: 0, offset: 0, u: 0 }
+    }
+}
+
 fn align(x: u64, to: u64) -> u64 {
     x.div_ceil(to) * to
 }
@@ -124,7 +131,7 @@ fn order_nodes(tree: &Tree) -> Result<(Vec<Placed<'_>>, Vec<Option<usize>>), Bui
         fail!("the root of an image must be a directory");
     }
     at[0] = Some(0);
-    order.push(Placed { node: 0, name: b"", parent: 0, ino: 1, nlink: 1, extended: false, layout: Layout::FlatPlain, xattrs: Vec::new(), size: 0, offset: 0, u: 0 });
+    order.push(Placed::new(0, b"", 0, 1));
     let mut i = 0;
     while i < order.len() {
         let dir = order[i].node;
@@ -145,8 +152,7 @@ fn order_nodes(tree: &Tree) -> Result<(Vec<Placed<'_>>, Vec<Option<usize>>), Bui
                     Some(j) => order[j].nlink += 1,
                     None => {
                         at[child as usize] = Some(order.len());
-                        let ino = order.len() as u32 + 1;
-                        order.push(Placed { node: child, name, parent: dir, ino, nlink: 1, extended: false, layout: Layout::FlatPlain, xattrs: Vec::new(), size: 0, offset: 0, u: 0 });
+                        order.push(Placed::new(child, name, dir, order.len() as u32 + 1));
                     }
                 }
             }
@@ -329,12 +335,12 @@ pub fn write(tree: &Tree, opts: &Options) -> Result<Written, BuildError> {
 
     // Chunk table: one row per (blob, chunk index), sorted by digest.
     let mut rows: Vec<ChunkRef> = Vec::new();
-    let mut row_seen: HashMap<(u32, u32), ()> = HashMap::new();
+    let mut row_seen: HashSet<(u32, u32)> = HashSet::new();
     for p in &order {
         for (i, &c) in tree.nodes[p.node as usize].chunks.iter().enumerate() {
             let mut row = tree.chunks[c as usize];
             row.blob_index = table_pos[row.blob_index as usize];
-            if row_seen.insert((row.blob_index, row.chunk_index), ()).is_none() {
+            if row_seen.insert((row.blob_index, row.chunk_index)) {
                 row.file_offset = i as u64 * opts.chunk_size as u64;
                 rows.push(row);
             }
