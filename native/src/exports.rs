@@ -210,7 +210,7 @@ pub fn plan_chunk_reads(env: Env, blobs: Vec<u32>, offsets: Vec<i64>, sizes: Vec
         chunks.push(ChunkLoc {
             blob,
             ci: i as u32,
-            compressed_offset: u64_arg(&env, "chunk offset", offset)?,
+            compressed_offset: u64_arg(&env, "planChunkReads", "chunk offset", offset)?,
             compressed_size: size,
             uncompressed_offset: 0,
             uncompressed_size: 0,
@@ -219,7 +219,7 @@ pub fn plan_chunk_reads(env: Env, blobs: Vec<u32>, offsets: Vec<i64>, sizes: Vec
         });
     }
     let mut run_of = vec![0u32; chunks.len()];
-    for (run, chunks) in group_runs(chunks, u64_arg(&env, "limit", limit)?).into_iter().enumerate() {
+    for (run, chunks) in group_runs(chunks, u64_arg(&env, "planChunkReads", "limit", limit)?).into_iter().enumerate() {
         for c in chunks {
             run_of[c.ci as usize] = run as u32;
         }
@@ -434,20 +434,20 @@ pub struct RafsWritten {
     pub inode_count: u32,
 }
 
-fn u64_arg(env: &Env, what: &str, v: i64) -> Result<u64> {
-    u64::try_from(v).map_err(|_| throw(env, Kind::Range, "ERR_OUT_OF_RANGE", format!("rafsWrite: {what} is negative ({v})"), &[]))
+fn u64_arg(env: &Env, func: &str, what: &str, v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| throw(env, Kind::Range, "ERR_OUT_OF_RANGE", format!("{func}: {what} is negative ({v})"), &[]))
 }
 
-fn pairs<A, B>(env: &Env, what: &str, a: Vec<A>, b: Vec<B>) -> Result<Vec<(A, B)>> {
+fn pairs<A, B>(env: &Env, func: &str, what: &str, a: Vec<A>, b: Vec<B>) -> Result<Vec<(A, B)>> {
     if a.len() != b.len() {
-        let m = format!("rafsWrite: {what}: {} names for {} values", a.len(), b.len());
+        let m = format!("{func}: {what}: {} names for {} values", a.len(), b.len());
         return Err(throw(env, Kind::Type, "ERR_INVALID_ARG_VALUE", m, &[]));
     }
     Ok(a.into_iter().zip(b).collect())
 }
 
-/// The tree as the `rafs` modules take it.
-fn tree_from_js(env: &Env, nodes: Vec<RafsTreeNode>, chunks: Vec<RafsTreeChunk>, blobs: Vec<RafsTreeBlob>) -> Result<crate::rafs::tree::Tree> {
+/// The tree as the `rafs` modules take it; errors name `func`.
+fn tree_from_js(env: &Env, func: &str, nodes: Vec<RafsTreeNode>, chunks: Vec<RafsTreeChunk>, blobs: Vec<RafsTreeBlob>) -> Result<crate::rafs::tree::Tree> {
     use crate::rafs::tree::{Node, Tree};
     let mut tree = Tree { nodes: Vec::with_capacity(nodes.len()), chunks: Vec::with_capacity(chunks.len()), blobs: Vec::with_capacity(blobs.len()) };
     for n in nodes {
@@ -458,23 +458,23 @@ fn tree_from_js(env: &Env, nodes: Vec<RafsTreeNode>, chunks: Vec<RafsTreeChunk>,
             mtime: n.mtime,
             mtime_nsec: n.mtime_nsec,
             rdev: n.rdev,
-            xattrs: pairs(env, "xattrs", n.xattr_names, n.xattr_values)?.into_iter().map(|(k, v)| (k.into_bytes(), v.to_vec())).collect(),
-            size: u64_arg(env, "file size", n.size)?,
+            xattrs: pairs(env, func, "xattrs", n.xattr_names, n.xattr_values)?.into_iter().map(|(k, v)| (k.into_bytes(), v.to_vec())).collect(),
+            size: u64_arg(env, func, "file size", n.size)?,
             target: n.target.into_bytes(),
-            children: pairs(env, "children", n.child_names, n.child_nodes)?.into_iter().map(|(k, i)| (k.into_bytes(), i)).collect(),
+            children: pairs(env, func, "children", n.child_names, n.child_nodes)?.into_iter().map(|(k, i)| (k.into_bytes(), i)).collect(),
             chunks: n.chunks,
         });
     }
     for c in chunks {
         let Ok(digest) = <[u8; 32]>::try_from(c.digest.as_ref()) else {
-            return Err(throw(env, Kind::Type, "ERR_INVALID_ARG_VALUE", format!("rafs tree: a chunk digest of {} bytes", c.digest.len()), &[]));
+            return Err(throw(env, Kind::Type, "ERR_INVALID_ARG_VALUE", format!("{func}: a chunk digest of {} bytes", c.digest.len()), &[]));
         };
         tree.chunks.push(crate::rafs::ChunkRef {
             blob_index: c.blob,
             chunk_index: c.index,
-            compressed_offset: u64_arg(env, "chunk offset", c.compressed_offset)?,
+            compressed_offset: u64_arg(env, func, "chunk offset", c.compressed_offset)?,
             compressed_size: c.compressed_size,
-            uncompressed_offset: u64_arg(env, "chunk offset", c.uncompressed_offset)?,
+            uncompressed_offset: u64_arg(env, func, "chunk offset", c.uncompressed_offset)?,
             uncompressed_size: c.uncompressed_size,
             digest,
             compressed: c.compressed,
@@ -488,17 +488,17 @@ fn tree_from_js(env: &Env, nodes: Vec<RafsTreeNode>, chunks: Vec<RafsTreeChunk>,
         toc_digest[..n].copy_from_slice(&b.toc_digest[..n]);
         tree.blobs.push(crate::rafs::BlobInfo {
             id: b.blob_id,
-            compressor: compressor(env, "rafsWrite", &b.compressor)?,
-            digester: digester(env, "rafsWrite", &b.digester)?,
+            compressor: compressor(env, func, &b.compressor)?,
+            digester: digester(env, func, &b.digester)?,
             chunk_size: b.chunk_size,
             chunk_count: b.chunk_count,
             features: b.features,
-            compressed_size: u64_arg(env, "blob size", b.compressed_size)?,
-            uncompressed_size: u64_arg(env, "blob size", b.uncompressed_size)?,
-            ci_compressor: compressor(env, "rafsWrite", &b.ci_compressor)?,
-            ci_offset: u64_arg(env, "chunk-info offset", b.ci_offset)?,
-            ci_compressed_size: u64_arg(env, "chunk-info size", b.ci_compressed_size)?,
-            ci_uncompressed_size: u64_arg(env, "chunk-info size", b.ci_uncompressed_size)?,
+            compressed_size: u64_arg(env, func, "blob size", b.compressed_size)?,
+            uncompressed_size: u64_arg(env, func, "blob size", b.uncompressed_size)?,
+            ci_compressor: compressor(env, func, &b.ci_compressor)?,
+            ci_offset: u64_arg(env, func, "chunk-info offset", b.ci_offset)?,
+            ci_compressed_size: u64_arg(env, func, "chunk-info size", b.ci_compressed_size)?,
+            ci_uncompressed_size: u64_arg(env, func, "chunk-info size", b.ci_uncompressed_size)?,
             toc_size: b.toc_size,
             toc_digest,
         });
@@ -517,7 +517,7 @@ pub fn rafs_write(
     options: RafsWriteOptions,
 ) -> Result<RafsWritten> {
     use crate::rafs::write::{self, Options};
-    let tree = tree_from_js(&env, nodes, chunks, blobs)?;
+    let tree = tree_from_js(&env, "rafsWrite", nodes, chunks, blobs)?;
     let opts = Options {
         chunk_size: options.chunk_size,
         compressor: compressor(&env, "rafsWrite", &options.compressor)?,
@@ -549,7 +549,7 @@ pub struct RafsMerkle {
 /// play no part in it.
 #[napi]
 pub fn rafs_merkle(env: Env, nodes: Vec<RafsTreeNode>, chunks: Vec<RafsTreeChunk>, digester_name: String) -> Result<RafsMerkle> {
-    let tree = tree_from_js(&env, nodes, chunks, Vec::new())?;
+    let tree = tree_from_js(&env, "rafsMerkle", nodes, chunks, Vec::new())?;
     let m = crate::rafs::merkle::compute(&tree, digester(&env, "rafsMerkle", &digester_name)?)
         .map_err(|e| throw(&env, Kind::Error, "ERR_NYDUS_RAFS_BUILD", format!("rafsMerkle: {e}"), &[]))?;
     Ok(RafsMerkle { digests: m.digests.concat().into(), root: m.root.to_vec().into() })
