@@ -3,9 +3,10 @@
 
 /** The native daemon: FUSE sessions, mounted images, and the fetch bridge to JS. */
 export declare class DaemonCore {
-  constructor(onEvent: (event: DaemonEvent) => void)
+  /** `fetch` must never throw: a backend's failure resolves to a `FetchFailed`. */
+  constructor(fetch: (request: FetchRequest) => Promise<Buffer | FetchFailed>, onEvent: (event: DaemonEvent) => void)
   /** Serves `bootstrap` at `mountpoint` ("/" or "/name"); returns its slot in node ids (`slot` 0: the next free one). */
-  addRafs(mountpoint: string, bootstrap: string, workDir: string, amplifyIo: number, validate: boolean, enableXattr: boolean, recordAccess: boolean, slot: number, fileReadahead: number): number
+  addRafs(mountpoint: string, bootstrap: string, o: RafsOptions, slot: number): number
   removeRafs(mountpoint: string): void
   /**
    * Serves the FUSE tree at `mountpoint`: on a new connection (`fd` -1), or on an opened
@@ -30,11 +31,6 @@ export declare class DaemonCore {
   erofsGroupFd(): number
   unmountFuse(): void
   /**
-   * Answers fetch `id` with exactly the requested bytes, or fails it with `error` of `kind`
-   * (nydusd's backend error kinds, or "timeout"), which decides the reader's errno.
-   */
-  fetchDone(id: number, data?: Buffer | undefined | null, error?: string | undefined | null, kind?: 'not-found' | 'auth' | 'timeout' | 'transient' | 'permanent' | 'integrity'): boolean
-  /**
    * Starts a prefetch run (`mode`: all, table, table-or-all, paths, chunks; `paths`: newline-separated
    * paths, or a chunk trace); returns the number of chunks planned. A `prefetch-done` event follows.
    */
@@ -47,7 +43,7 @@ export declare class DaemonCore {
    * unless access recording is on): the trace `nydusify optimize` ships as prefetch.chunks.
    */
   demandLog(mountpoint: string): string
-  /** Unmounts FUSE, fails waiting fetches, makes fetched chunks durable in the cache. */
+  /** Unmounts FUSE, fails awaited fetches, makes fetched chunks durable in the cache. */
   close(): void
 }
 
@@ -69,22 +65,14 @@ export declare function copyFdOf(pid: number, fd: number): number
 /** CRC32C of `data`, continuing from `seed`. */
 export declare function crc32c(data: Buffer, seed?: number | undefined | null): number
 
-/**
- * One event for JS: a fetch (`type` "fetch") or the end of a prefetch run
- * ("prefetch-done"); the fields of the other kind are absent.
- */
+/** The end of a prefetch run (`type` "prefetch-done"). */
 export interface DaemonEvent {
-  type: 'fetch' | 'prefetch-done'
+  type: 'prefetch-done'
   mountpoint: string
-  id?: number
-  blobId?: string
-  offset?: number
-  length?: number
-  priority?: 'on-demand' | 'prefetch'
-  planned?: number
-  loaded?: number
+  planned: number
+  loaded: number
   /** Newline-separated error messages of the run. */
-  errors?: string
+  errors: string
 }
 
 export interface DaemonStats {
@@ -115,6 +103,31 @@ export declare function digest(digesterName: string, data: Buffer): Buffer
  */
 export declare function erofsKeep(groupFd: number, daemonPid: number, socket: string, mountpoint: string): void
 
+/**
+ * A fetch the backend could not serve, and how it classified the failure
+ * (what the reader's read fails with: auth EACCES, timeout ETIMEDOUT, any other EIO).
+ */
+export interface FetchFailed {
+  error: string
+  kind: 'not-found' | 'auth' | 'timeout' | 'transient' | 'permanent' | 'integrity'
+}
+
+/** Fetches waiting for their turn (on demand, prefetch) and in flight. */
+export interface FetchQueue {
+  onDemand: number
+  prefetch: number
+  running: number
+}
+
+/** What the data path asks JS's backend for: exactly `length` bytes of a blob at `offset`. */
+export interface FetchRequest {
+  mountpoint: string
+  blobId: string
+  offset: number
+  length: number
+  priority: 'on-demand' | 'prefetch'
+}
+
 /** How one file was read since mount. */
 export interface FileAccess {
   nid: number
@@ -132,6 +145,7 @@ export interface InstanceStats {
   counters: Record<string, number>
   arrays: Record<string, Record<string, number>>
   blobs: Array<BlobStats>
+  queue: FetchQueue
   errors: string
 }
 
@@ -201,6 +215,27 @@ export interface RafsMerkle {
    */
   digests: Buffer
   root: Buffer
+}
+
+/** How one image is served. */
+export interface RafsOptions {
+  /** The blob cache's directory. */
+  workDir: string
+  /** The most an on-demand fetch is widened to, in bytes. */
+  amplifyIo: number
+  /** Uncompressed bytes of a file past a missed read to fetch in the background (0: none). */
+  fileReadahead: number
+  /** Re-check cached chunks on first read (fetched chunks are always checked). */
+  validate: boolean
+  enableXattr: boolean
+  /** Keep per-file access records (iostats_files / access_pattern / latest_read_files). */
+  recordAccess: boolean
+  /** Backend requests in flight at once. */
+  fetchConcurrency: number
+  /** Requests only on-demand fetches may use (prefetch takes the rest, at least one). */
+  reservedForOnDemand: number
+  /** Prefetch bytes per second (0: unlimited). */
+  prefetchBandwidth: number
 }
 
 /** A data blob as the blob table records it. */

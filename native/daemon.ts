@@ -2,51 +2,22 @@
  * Typed wrapper of the nydusd data path in the addon (native/src/daemon; the DaemonCore class of
  * native/src/exports_daemon.rs): events as a discriminated union, stats with their counter names.
  *
- * Native code owns FUSE, the bootstrap, the cache, decompression and digest
- * checks. It calls back into JS only for chunks missing from the cache
- * (`fetch` events) and to report finished prefetch runs; JS answers each
- * fetch with `fetchDone`.
+ * Native code owns FUSE, the bootstrap, the cache, decompression, digest
+ * checks and the scheduling of fetches. It calls into JS only for the bytes
+ * of missing chunks (the `fetch` function: a promise of exactly the bytes
+ * asked for, or of a classified failure) and to report finished prefetch
+ * runs (`prefetch-done` events).
  */
 
 import { DaemonCore } from './index.js';
+import type { DaemonEvent, FetchFailed, FetchQueue, FetchRequest, RafsOptions } from './binding.js';
 
-export type FetchPriority = 'on-demand' | 'prefetch';
-
-export interface FetchEvent {
-  type: 'fetch';
-  id: number;
-  mountpoint: string;
-  blobId: string;
-  offset: number;
-  length: number;
-  priority: FetchPriority;
-}
-
-export interface PrefetchDoneEvent {
-  type: 'prefetch-done';
-  mountpoint: string;
-  planned: number;
-  loaded: number;
-  /** Newline-separated messages; empty when all went well. */
-  errors: string;
-}
-
-export type DaemonEvent = FetchEvent | PrefetchDoneEvent;
-
+export type { DaemonEvent, FetchFailed, FetchQueue, FetchRequest, RafsOptions };
+export type FetchPriority = FetchRequest['priority'];
 /** How a backend classified a failed fetch (nydusd's BackendError kinds, plus timeout). */
-export type FetchFailureKind = 'not-found' | 'auth' | 'timeout' | 'transient' | 'permanent' | 'integrity';
-
-export interface RafsOptions {
-  workDir: string;
-  amplifyIo: number;
-  /** Uncompressed bytes of a file past a missed read to fetch in the background (0: none). */
-  fileReadahead: number;
-  /** Re-check cached chunks on first read (fetched chunks are always checked). */
-  validate: boolean;
-  enableXattr: boolean;
-  /** Keep per-file access records (iostats_files / access_pattern / latest_read_files). */
-  recordAccess: boolean;
-}
+export type FetchFailureKind = FetchFailed['kind'];
+/** Reads what `request` asks for from the mount's backend. Never throws: a failure resolves to a FetchFailed. */
+export type FetchFunction = (request: FetchRequest) => Promise<Buffer | FetchFailed>;
 
 export interface FileAccess {
   nid: number;
@@ -94,6 +65,8 @@ export interface InstanceStats {
   fop_errors: Record<string, number>;
   block_count_read: Record<string, number>;
   blobs: Record<string, BlobCacheState>;
+  /** Fetches waiting for their turn, and in flight. */
+  queue: FetchQueue;
   /** Newline-separated error messages since the previous call. */
   errors: string;
 }
@@ -114,9 +87,8 @@ export interface FuseConnection {
 export class NativeDaemon {
   readonly #core: InstanceType<typeof DaemonCore>;
 
-  constructor(onEvent: (e: DaemonEvent) => void) {
-    // The addon sends one object shape with the other kind's fields absent.
-    this.#core = new DaemonCore((e) => onEvent(e as DaemonEvent));
+  constructor(fetch: FetchFunction, onEvent: (e: DaemonEvent) => void) {
+    this.#core = new DaemonCore(fetch, onEvent);
   }
 
   /**
@@ -125,7 +97,7 @@ export class NativeDaemon {
    * its predecessor had it (the kernel still holds those node ids); 0 takes the next free one.
    */
   addRafs(mountpoint: string, bootstrap: string, o: RafsOptions, slot = 0): number {
-    return this.#core.addRafs(mountpoint, bootstrap, o.workDir, o.amplifyIo, o.validate, o.enableXattr, o.recordAccess, slot, o.fileReadahead);
+    return this.#core.addRafs(mountpoint, bootstrap, o, slot);
   }
 
   removeRafs(mountpoint: string): void {
@@ -174,14 +146,6 @@ export class NativeDaemon {
     this.#core.unmountFuse();
   }
 
-  /**
-   * Answers fetch `id` with exactly the requested bytes, or fails it with `error` of `kind`
-   * (what the reader's read fails with: auth EACCES, timeout ETIMEDOUT, anything else EIO).
-   */
-  fetchDone(id: number, data: Buffer | null, error?: string, kind?: FetchFailureKind): boolean {
-    return this.#core.fetchDone(id, data, error, kind);
-  }
-
   /** Starts a prefetch run; returns the number of chunks planned. A `prefetch-done` event follows. */
   prefetch(mountpoint: string, mode: PrefetchMode, paths: string[], threads: number, mergingSize: number): number {
     return this.#core.prefetch(mountpoint, mode, paths.join('\n'), threads, mergingSize);
@@ -201,12 +165,12 @@ export class NativeDaemon {
     const raw = this.#core.stats();
     const mounts: Record<string, InstanceStats> = {};
     for (const [path, m] of Object.entries(raw.mounts)) {
-      mounts[path] = { ...m.counters, ...m.arrays, blobs: { ...m.blobs }, errors: m.errors } as unknown as InstanceStats;
+      mounts[path] = { ...m.counters, ...m.arrays, blobs: { ...m.blobs }, queue: m.queue, errors: m.errors } as unknown as InstanceStats;
     }
     return { fuseMounted: raw.fuseMounted, mounts, errors: raw.errors };
   }
 
-  /** Unmounts FUSE and fails fetches still waiting for an answer. */
+  /** Unmounts FUSE and fails fetches still awaiting their answer. */
   close(): void {
     this.#core.close();
   }

@@ -1,102 +1,150 @@
 //! JS-facing data path of nydusd (napi-rs): the `DaemonCore` class, wrapped
 //! by the TypeScript `NativeDaemon` (`native/daemon.ts`).
 //!
-//! JavaScript creates a daemon with one event callback. Native code sends it
-//! `{type: "fetch", id, blobId, offset, length, priority}` when a chunk is
-//! missing and `{type: "prefetch-done", ...}` when a prefetch run ends; JS
-//! answers fetches with `fetchDone(id, buffer | null, error)`.
+//! JavaScript creates a daemon with two functions. `fetch({mountpoint,
+//! blobId, offset, length, priority})` is called when the scheduler gives a
+//! missing run its turn and returns a promise of the bytes (or of a
+//! classified failure), which the waiting thread awaits; `onEvent` hears of
+//! finished prefetch runs.
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::future::Future;
 use std::os::unix::io::IntoRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{Buffer, Either, Promise};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
 
-use crate::daemon::fetch::{FetchError, FetchFailure, Fetcher, Priority};
+use crate::daemon::fetch::{FetchError, FetchFailure, Fetched, Fetcher, Priority};
 use crate::daemon::instance::InstanceOptions;
 use crate::daemon::prefetch::{self, Report, Target};
+use crate::daemon::scheduler::SchedulerOptions;
 use crate::daemon::stats::{Stats, FOPS};
 use crate::daemon::Daemon;
 use crate::exports::{throw, Kind};
 use crate::fuse::session::Connection;
 
-/// A fetch that JS has not answered within this time fails (EIO for the
-/// reader) rather than hanging a FUSE worker forever. The backend's own
+/// A fetch that JS has not answered within this time fails (ETIMEDOUT for
+/// the reader) rather than holding a thread forever. The backend's own
 /// timeouts and retries are far shorter.
 const FETCH_DEADLINE: Duration = Duration::from_secs(600);
 
-/// The event callback: called from any thread, never waited on, and weak
-/// (idle between events, it does not keep Node alive: the control plane
-/// decides when the process exits).
+/// Threadsafe functions are called from any thread, never waited on for
+/// their call, and weak (idle, they do not keep Node alive: the control
+/// plane decides when the process exits).
 type Events = ThreadsafeFunction<DaemonEvent, (), DaemonEvent, Status, false, true>;
+type FetchFn =
+    ThreadsafeFunction<FetchRequest, Promise<Either<Buffer, FetchFailed>>, FetchRequest, Status, false, true>;
 
-/// One event for JS: a fetch (`type` "fetch") or the end of a prefetch run
-/// ("prefetch-done"); the fields of the other kind are absent.
+/// What the data path asks JS's backend for: exactly `length` bytes of a blob at `offset`.
+#[napi(object)]
+pub struct FetchRequest {
+    pub mountpoint: String,
+    pub blob_id: String,
+    pub offset: f64,
+    pub length: f64,
+    #[napi(ts_type = "'on-demand' | 'prefetch'")]
+    pub priority: String,
+}
+
+/// A fetch the backend could not serve, and how it classified the failure
+/// (what the reader's read fails with: auth EACCES, timeout ETIMEDOUT, any other EIO).
+#[napi(object)]
+pub struct FetchFailed {
+    pub error: String,
+    #[napi(ts_type = "'not-found' | 'auth' | 'timeout' | 'transient' | 'permanent' | 'integrity'")]
+    pub kind: String,
+}
+
+/// The end of a prefetch run (`type` "prefetch-done").
 #[napi(object)]
 pub struct DaemonEvent {
-    #[napi(js_name = "type", ts_type = "'fetch' | 'prefetch-done'")]
+    #[napi(js_name = "type", ts_type = "'prefetch-done'")]
     pub kind: String,
     pub mountpoint: String,
-    pub id: Option<f64>,
-    pub blob_id: Option<String>,
-    pub offset: Option<f64>,
-    pub length: Option<f64>,
-    #[napi(ts_type = "'on-demand' | 'prefetch'")]
-    pub priority: Option<String>,
-    pub planned: Option<f64>,
-    pub loaded: Option<f64>,
+    pub planned: f64,
+    pub loaded: f64,
     /// Newline-separated error messages of the run.
-    pub errors: Option<String>,
+    pub errors: String,
 }
 
 impl DaemonEvent {
-    fn fetch(id: u64, mountpoint: &str, blob_id: &str, offset: u64, length: u64, priority: Priority) -> Self {
-        DaemonEvent {
-            kind: "fetch".into(),
-            mountpoint: mountpoint.into(),
-            id: Some(id as f64),
-            blob_id: Some(blob_id.into()),
-            offset: Some(offset as f64),
-            length: Some(length as f64),
-            priority: Some(priority.name().into()),
-            planned: None,
-            loaded: None,
-            errors: None,
-        }
-    }
-
     fn prefetch_done(mountpoint: String, report: Report) -> Self {
         DaemonEvent {
             kind: "prefetch-done".into(),
             mountpoint,
-            id: None,
-            blob_id: None,
-            offset: None,
-            length: None,
-            priority: None,
-            planned: Some(report.planned as f64),
-            loaded: Some(report.loaded as f64),
-            errors: Some(report.errors.join("\n")),
+            planned: report.planned as f64,
+            loaded: report.loaded as f64,
+            errors: report.errors.join("\n"),
         }
     }
 }
 
-type Reply = std::result::Result<Vec<u8>, FetchError>;
+/// Wakes the thread that polls a future (the only executor a blocking
+/// caller needs: one future, polled on its own thread).
+struct Unpark(std::thread::Thread);
 
-/// Fetches through the JS event callback; the calling thread waits.
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Fetches through the JS fetch function; the calling thread awaits its promise.
 struct JsFetcher {
-    events: Events,
-    next_id: AtomicU64,
-    waiting: Mutex<HashMap<u64, SyncSender<Reply>>>,
+    fetch: FetchFn,
     closed: AtomicBool,
+    /// Threads awaiting a reply, woken by [`close`](Self::close).
+    parked: Mutex<HashMap<ThreadId, std::thread::Thread>>,
+}
+
+enum Awaited<T> {
+    Done(T),
+    Closed,
+    TimedOut,
+}
+
+impl JsFetcher {
+    /// Runs `f` to completion on the calling thread, unless the daemon
+    /// closes or `deadline` passes first.
+    fn block_on<F: Future>(&self, f: F, deadline: Instant) -> Awaited<F::Output> {
+        let me = std::thread::current();
+        let mut f = std::pin::pin!(f);
+        let waker = Waker::from(Arc::new(Unpark(me.clone())));
+        let mut cx = Context::from_waker(&waker);
+        self.parked.lock().unwrap_or_else(|e| e.into_inner()).insert(me.id(), me.clone());
+        let out = loop {
+            if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+                break Awaited::Done(out);
+            }
+            if self.closed.load(Ordering::Acquire) {
+                break Awaited::Closed;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break Awaited::TimedOut;
+            }
+            std::thread::park_timeout(deadline - now);
+        };
+        self.parked.lock().unwrap_or_else(|e| e.into_inner()).remove(&me.id());
+        out
+    }
+
+    /// Fails every awaited fetch and refuses new ones.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for t in self.parked.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            t.unpark();
+        }
+    }
 }
 
 /// The fetcher of one mounted instance: tags requests with its mountpoint so
@@ -107,45 +155,41 @@ struct MountFetcher {
 }
 
 impl Fetcher for MountFetcher {
-    fn fetch(&self, blob_id: &str, offset: u64, len: u64, priority: Priority) -> Reply {
-        self.js.fetch(&self.mountpoint, blob_id, offset, len, priority)
-    }
-}
-
-impl JsFetcher {
-    fn fetch(&self, mountpoint: &str, blob_id: &str, offset: u64, length: u64, priority: Priority) -> Reply {
-        if self.closed.load(Ordering::Acquire) {
+    fn fetch(
+        &self,
+        blob_id: &str,
+        offset: u64,
+        len: u64,
+        priority: Priority,
+    ) -> std::result::Result<Fetched, FetchError> {
+        if self.js.closed.load(Ordering::Acquire) {
             return Err("daemon is shutting down".into());
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = sync_channel(1);
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
-        let event = DaemonEvent::fetch(id, mountpoint, blob_id, offset, length, priority);
-        let status = self.events.call(event, ThreadsafeFunctionCallMode::NonBlocking);
-        if status != Status::Ok {
-            self.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-            return Err(format!("the JS event callback is gone ({status})").into());
-        }
-        match rx.recv_timeout(FETCH_DEADLINE) {
-            Ok(reply) => reply,
-            Err(RecvTimeoutError::Timeout) => {
-                self.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                Err(FetchError::new(FetchFailure::Timeout, format!("no answer from the backend within {}s", FETCH_DEADLINE.as_secs())))
+        let request = FetchRequest {
+            mountpoint: self.mountpoint.clone(),
+            blob_id: blob_id.into(),
+            offset: offset as f64,
+            length: len as f64,
+            priority: priority.name().into(),
+        };
+        let reply = async {
+            let promise = self.js.fetch.call_async_catch(request).await?;
+            promise.await
+        };
+        match self.js.block_on(reply, Instant::now() + FETCH_DEADLINE) {
+            // The bytes stay in the Buffer the backend filled (dropped off the JS thread, napi-rs
+            // hands its reference back to it).
+            Awaited::Done(Ok(Either::A(data))) => Ok(Box::new(data)),
+            Awaited::Done(Ok(Either::B(failed))) => {
+                Err(FetchError::new(FetchFailure::from_name(&failed.kind), failed.error))
             }
-            Err(RecvTimeoutError::Disconnected) => Err("daemon is shutting down".into()),
-        }
-    }
-
-    fn complete(&self, id: u64, reply: Reply) -> bool {
-        let tx = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        tx.is_some_and(|tx| tx.send(reply).is_ok())
-    }
-
-    /// Fails every waiting fetch and refuses new ones.
-    fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        for (_, tx) in self.waiting.lock().unwrap_or_else(|e| e.into_inner()).drain() {
-            let _ = tx.send(Err("daemon is shutting down".into()));
+            // The callback threw or its promise rejected: a bug of ours, or the process is closing.
+            Awaited::Done(Err(e)) => Err(format!("the JS fetch failed: {}", e.reason).into()),
+            Awaited::Closed => Err("daemon is shutting down".into()),
+            Awaited::TimedOut => Err(FetchError::new(
+                FetchFailure::Timeout,
+                format!("no answer from the backend within {}s", FETCH_DEADLINE.as_secs()),
+            )),
         }
     }
 }
@@ -187,7 +231,16 @@ pub struct InstanceStats {
     #[napi(ts_type = "Record<string, Record<string, number>>")]
     pub arrays: HashMap<String, HashMap<String, f64>>,
     pub blobs: Vec<BlobStats>,
+    pub queue: FetchQueue,
     pub errors: String,
+}
+
+/// Fetches waiting for their turn (on demand, prefetch) and in flight.
+#[napi(object)]
+pub struct FetchQueue {
+    pub on_demand: u32,
+    pub prefetch: u32,
+    pub running: u32,
 }
 
 #[napi(object)]
@@ -205,7 +258,11 @@ fn instance_stats(instance: &crate::daemon::instance::Instance) -> InstanceStats
         .arrays()
         .into_iter()
         .map(|(name, values)| {
-            let keys: Vec<String> = if name.starts_with("fop_") { FOPS.iter().map(|s| s.to_string()).collect() } else { (0..values.len()).map(|i| i.to_string()).collect() };
+            let keys: Vec<String> = if name.starts_with("fop_") {
+                FOPS.iter().map(|s| s.to_string()).collect()
+            } else {
+                (0..values.len()).map(|i| i.to_string()).collect()
+            };
             (name.to_string(), keys.into_iter().zip(values.iter().map(|v| *v as f64)).collect())
         })
         .collect();
@@ -222,7 +279,31 @@ fn instance_stats(instance: &crate::daemon::instance::Instance) -> InstanceStats
             })
         })
         .collect();
-    InstanceStats { counters, arrays, blobs, errors: instance.loader.take_errors().join("\n") }
+    let q = instance.loader.queue();
+    let queue = FetchQueue { on_demand: q.on_demand as u32, prefetch: q.prefetch as u32, running: q.running as u32 };
+    InstanceStats { counters, arrays, blobs, queue, errors: instance.loader.take_errors().join("\n") }
+}
+
+/// How one image is served.
+#[napi(object)]
+pub struct RafsOptions {
+    /// The blob cache's directory.
+    pub work_dir: String,
+    /// The most an on-demand fetch is widened to, in bytes.
+    pub amplify_io: u32,
+    /// Uncompressed bytes of a file past a missed read to fetch in the background (0: none).
+    pub file_readahead: u32,
+    /// Re-check cached chunks on first read (fetched chunks are always checked).
+    pub validate: bool,
+    pub enable_xattr: bool,
+    /// Keep per-file access records (iostats_files / access_pattern / latest_read_files).
+    pub record_access: bool,
+    /// Backend requests in flight at once.
+    pub fetch_concurrency: u32,
+    /// Requests only on-demand fetches may use (prefetch takes the rest, at least one).
+    pub reserved_for_on_demand: u32,
+    /// Prefetch bytes per second (0: unlimited).
+    pub prefetch_bandwidth: f64,
 }
 
 /// The native daemon: FUSE sessions, mounted images, and the fetch bridge to JS.
@@ -230,24 +311,43 @@ fn instance_stats(instance: &crate::daemon::instance::Instance) -> InstanceStats
 pub struct DaemonCore {
     daemon: Daemon,
     fetcher: Arc<JsFetcher>,
+    events: Arc<Events>,
 }
 
 #[napi]
 impl DaemonCore {
-    #[napi(constructor, ts_args_type = "onEvent: (event: DaemonEvent) => void")]
-    pub fn new(on_event: Events) -> Self {
-        let fetcher = Arc::new(JsFetcher { events: on_event, next_id: AtomicU64::new(1), waiting: Mutex::default(), closed: AtomicBool::new(false) });
-        DaemonCore { daemon: Daemon::default(), fetcher }
+    /// `fetch` must never throw: a backend's failure resolves to a `FetchFailed`.
+    #[napi(
+        constructor,
+        ts_args_type = "fetch: (request: FetchRequest) => Promise<Buffer | FetchFailed>, onEvent: (event: DaemonEvent) => void"
+    )]
+    pub fn new(fetch: FetchFn, on_event: Events) -> Self {
+        let fetcher = Arc::new(JsFetcher { fetch, closed: AtomicBool::new(false), parked: Mutex::default() });
+        DaemonCore { daemon: Daemon::default(), fetcher, events: Arc::new(on_event) }
     }
 
     /// Serves `bootstrap` at `mountpoint` ("/" or "/name"); returns its slot in node ids (`slot` 0: the next free one).
     #[napi]
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_rafs(&self, env: Env, mountpoint: String, bootstrap: String, work_dir: String, amplify_io: u32, validate: bool, enable_xattr: bool, record_access: bool, slot: u32, file_readahead: u32) -> Result<u32> {
-        let opts = InstanceOptions { work_dir: work_dir.into(), amplify_io: amplify_io as u64, validate, enable_xattr, record_access, file_readahead: file_readahead as u64 };
+    pub fn add_rafs(&self, env: Env, mountpoint: String, bootstrap: String, o: RafsOptions, slot: u32) -> Result<u32> {
+        let opts = InstanceOptions {
+            work_dir: o.work_dir.into(),
+            amplify_io: o.amplify_io as u64,
+            validate: o.validate,
+            enable_xattr: o.enable_xattr,
+            record_access: o.record_access,
+            file_readahead: o.file_readahead as u64,
+            scheduler: SchedulerOptions {
+                concurrency: o.fetch_concurrency as usize,
+                reserved_for_on_demand: o.reserved_for_on_demand as usize,
+                prefetch_bandwidth: o.prefetch_bandwidth as u64,
+            },
+        };
         let slot = if slot == 0 { None } else { Some(slot as u64) };
         let fetcher = Arc::new(MountFetcher { js: self.fetcher.clone(), mountpoint: mountpoint.clone() });
-        let slot = self.daemon.add_instance(&mountpoint, Path::new(&bootstrap), fetcher, opts, slot).map_err(|e| error(&env, "ERR_NYDUS_MOUNT", e))?;
+        let slot = self
+            .daemon
+            .add_instance(&mountpoint, Path::new(&bootstrap), fetcher, opts, slot)
+            .map_err(|e| error(&env, "ERR_NYDUS_MOUNT", e))?;
         Ok(slot as u32)
     }
 
@@ -259,25 +359,39 @@ impl DaemonCore {
     /// Serves the FUSE tree at `mountpoint`: on a new connection (`fd` -1), or on an opened
     /// `/dev/fuse` handed over (mounted, or with `takeOver` served as it is).
     #[napi]
-    pub fn mount_fuse(&self, env: Env, mountpoint: String, threads: u32, fd: i32, take_over: bool, resend: bool) -> Result<()> {
+    pub fn mount_fuse(
+        &self,
+        env: Env,
+        mountpoint: String,
+        threads: u32,
+        fd: i32,
+        take_over: bool,
+        resend: bool,
+    ) -> Result<()> {
         let conn = if fd < 0 {
             Connection::Open
         } else {
-            let dev = File::from(crate::fdpass::adopt(fd).map_err(|e| Error::new(Status::InvalidArg, format!("fuse fd: {e}")))?);
+            let dev = File::from(
+                crate::fdpass::adopt(fd).map_err(|e| Error::new(Status::InvalidArg, format!("fuse fd: {e}")))?,
+            );
             if take_over {
                 Connection::TakeOver { dev, resend }
             } else {
                 Connection::Given(dev)
             }
         };
-        self.daemon.mount_fuse(Path::new(&mountpoint), threads.max(1) as usize, conn).map_err(|e| error(&env, "ERR_NYDUS_FUSE", e))
+        self.daemon
+            .mount_fuse(Path::new(&mountpoint), threads.max(1) as usize, conn)
+            .map_err(|e| error(&env, "ERR_NYDUS_FUSE", e))
     }
 
     /// Serves instance `path` at `mountpoint` with the kernel's EROFS (a file-backed mount of
     /// `bootstrap`, its blobs' cache files as devices, filled through fanotify pre-content events).
     #[napi]
     pub fn mount_erofs(&self, env: Env, path: String, bootstrap: String, mountpoint: String) -> Result<()> {
-        self.daemon.mount_erofs(&path, Path::new(&bootstrap), Path::new(&mountpoint)).map_err(|e| error(&env, "ERR_NYDUS_EROFS", e))
+        self.daemon
+            .mount_erofs(&path, Path::new(&bootstrap), Path::new(&mountpoint))
+            .map_err(|e| error(&env, "ERR_NYDUS_EROFS", e))
     }
 
     /// Binds /dev/cachefiles on demand to the cache in `dir` under `tag` (EROFS over fscache).
@@ -288,15 +402,25 @@ impl DaemonCore {
 
     /// Serves instance `path` (its `bootstrap`) to `mount -t erofs -o fsid=<fsid>[,domain_id=<domainId>]`.
     #[napi]
-    pub fn register_fscache(&self, env: Env, path: String, domain_id: String, fsid: String, bootstrap: String) -> Result<()> {
-        self.daemon.register_fscache(&path, &domain_id, &fsid, Path::new(&bootstrap)).map_err(|e| error(&env, "ERR_NYDUS_FSCACHE", e))
+    pub fn register_fscache(
+        &self,
+        env: Env,
+        path: String,
+        domain_id: String,
+        fsid: String,
+        bootstrap: String,
+    ) -> Result<()> {
+        self.daemon
+            .register_fscache(&path, &domain_id, &fsid, Path::new(&bootstrap))
+            .map_err(|e| error(&env, "ERR_NYDUS_FSCACHE", e))
     }
 
     /// Starts filling EROFS mounts: with the group of the dead predecessor whose keeper listens
     /// on `keeperSocket` (its marks and mounts carry on; true), or with a new group (false).
     #[napi]
     pub fn start_erofs(&self, env: Env, keeper_socket: String) -> Result<bool> {
-        let taken = crate::daemon::erofs_keeper::take_over(Path::new(&keeper_socket)).map_err(|e| error(&env, "ERR_NYDUS_EROFS", format!("taking over from the keeper: {e}")))?;
+        let taken = crate::daemon::erofs_keeper::take_over(Path::new(&keeper_socket))
+            .map_err(|e| error(&env, "ERR_NYDUS_EROFS", format!("taking over from the keeper: {e}")))?;
         let took = taken.is_some();
         self.daemon.start_erofs(taken).map_err(|e| error(&env, "ERR_NYDUS_EROFS", e))?;
         Ok(took)
@@ -313,48 +437,48 @@ impl DaemonCore {
         self.daemon.unmount_fuse().map_err(|e| error(&env, "ERR_NYDUS_FUSE", e))
     }
 
-    /// Answers fetch `id` with exactly the requested bytes, or fails it with `error` of `kind`
-    /// (nydusd's backend error kinds, or "timeout"), which decides the reader's errno.
-    #[napi]
-    pub fn fetch_done(
-        &self,
-        id: f64,
-        data: Option<Buffer>,
-        error: Option<String>,
-        #[napi(ts_arg_type = "'not-found' | 'auth' | 'timeout' | 'transient' | 'permanent' | 'integrity'")] kind: Option<String>,
-    ) -> bool {
-        let reply = match data {
-            Some(d) => Ok(d.to_vec()),
-            None => Err(FetchError::new(FetchFailure::from_name(kind.as_deref().unwrap_or("transient")), error.unwrap_or_else(|| "backend failed".to_string()))),
-        };
-        self.fetcher.complete(id as u64, reply)
-    }
-
     /// Starts a prefetch run (`mode`: all, table, table-or-all, paths, chunks; `paths`: newline-separated
     /// paths, or a chunk trace); returns the number of chunks planned. A `prefetch-done` event follows.
     #[napi]
-    pub fn prefetch(&self, mountpoint: String, #[napi(ts_arg_type = "'all' | 'table' | 'table-or-all' | 'paths' | 'chunks'")] mode: String, paths: String, threads: u32, merging_size: u32) -> Result<u32> {
+    pub fn prefetch(
+        &self,
+        mountpoint: String,
+        #[napi(ts_arg_type = "'all' | 'table' | 'table-or-all' | 'paths' | 'chunks'")] mode: String,
+        paths: String,
+        threads: u32,
+        merging_size: u32,
+    ) -> Result<u32> {
         let target = match mode.as_str() {
             "all" => Target::All,
             "table" => Target::Table { or_all: false },
             "table-or-all" => Target::Table { or_all: true },
             "paths" => Target::Paths(paths.lines().filter(|l| !l.is_empty()).map(String::from).collect()),
-            "chunks" => Target::Chunks(prefetch::parse_chunk_trace(&paths).map_err(|e| Error::new(Status::InvalidArg, e))?),
+            "chunks" => {
+                Target::Chunks(prefetch::parse_chunk_trace(&paths).map_err(|e| Error::new(Status::InvalidArg, e))?)
+            }
             other => return Err(Error::new(Status::InvalidArg, format!("unknown prefetch mode {other:?}"))),
         };
         let instance = self.daemon.vfs.instance(&mountpoint).ok_or_else(|| not_mounted(&mountpoint))?;
         let chunks = prefetch::plan(&instance, &target).map_err(|e| Error::new(Status::GenericFailure, e))?;
         let planned = chunks.len();
-        let fetcher = self.fetcher.clone();
-        prefetch::spawn(instance, chunks, threads.clamp(1, 1024) as usize, (merging_size as u64).max(4096), move |report| {
-            let _ = fetcher.events.call(DaemonEvent::prefetch_done(mountpoint, report), ThreadsafeFunctionCallMode::NonBlocking);
-        });
+        let events = self.events.clone();
+        prefetch::spawn(
+            instance,
+            chunks,
+            threads.clamp(1, 1024) as usize,
+            (merging_size as u64).max(4096),
+            move |report| {
+                let _ = events
+                    .call(DaemonEvent::prefetch_done(mountpoint, report), ThreadsafeFunctionCallMode::NonBlocking);
+            },
+        );
         Ok(planned as u32)
     }
 
     #[napi]
     pub fn stats(&self) -> DaemonStats {
-        let mounts = self.daemon.vfs.mounts().into_iter().map(|(path, instance)| (path, instance_stats(&instance))).collect();
+        let mounts =
+            self.daemon.vfs.mounts().into_iter().map(|(path, instance)| (path, instance_stats(&instance))).collect();
         DaemonStats { fuse_mounted: self.daemon.fuse_mounted(), mounts, errors: self.daemon.errors.drain().join("\n") }
     }
 
@@ -365,7 +489,12 @@ impl DaemonCore {
         Ok(instance
             .access_records()
             .into_iter()
-            .map(|(nid, a)| FileAccess { nid: nid as f64, nr_read: a.nr_read as f64, bytes: a.bytes as f64, first_access_ms: a.first_access_ms as f64 })
+            .map(|(nid, a)| FileAccess {
+                nid: nid as f64,
+                nr_read: a.nr_read as f64,
+                bytes: a.bytes as f64,
+                first_access_ms: a.first_access_ms as f64,
+            })
             .collect())
     }
 
@@ -377,7 +506,7 @@ impl DaemonCore {
         Ok(instance.loader.demand_log().into_iter().map(|(id, ci)| format!("{id} {ci}\n")).collect())
     }
 
-    /// Unmounts FUSE, fails waiting fetches, makes fetched chunks durable in the cache.
+    /// Unmounts FUSE, fails awaited fetches, makes fetched chunks durable in the cache.
     #[napi]
     pub fn close(&self, env: Env) -> Result<()> {
         self.fetcher.close();

@@ -176,7 +176,8 @@ export class DaemonController implements ApiController {
   }
 
   inflight(): unknown {
-    return [...this.daemon.mounts.values()].map((m) => ({ mountpoint: m.mountpoint, ...m.queue.pending }));
+    const stats = this.daemon.stats();
+    return [...this.daemon.mounts.values()].map((m) => ({ mountpoint: m.mountpoint, ...(stats.mounts[m.mountpoint]?.queue ?? { onDemand: 0, prefetch: 0, running: 0 }) }));
   }
 
   getConfig(id?: string): Record<string, string> {

@@ -1,17 +1,18 @@
 /**
  * The nydusd process: one FUSE mount served by the native data path, one or
  * more RAFS instances in it, and the control plane around them (backends,
- * fetch ordering, prefetch, state).
+ * prefetch, state).
  *
- * Native code calls back only on cache misses (`fetch` events): each one is
- * ordered by the instance's FetchQueue, read from its backend and answered
- * with `fetchDone`. Everything else (metadata, cached reads) never reaches JS.
+ * Native code calls into JS only for the bytes of missing chunks, when its
+ * scheduler gives a fetch its turn: `#fetch` reads them from the mount's
+ * backend and resolves with them. Everything else (metadata, cached reads,
+ * the order of fetches) never reaches JS.
  */
 
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
-import { NativeDaemon, type DaemonEvent, type DaemonStats, type FetchEvent, type PrefetchDoneEvent, type PrefetchMode } from '@nydus-ts/native/daemon';
+import { NativeDaemon, type DaemonEvent, type DaemonStats, type FetchFailed, type FetchRequest, type PrefetchMode } from '@nydus-ts/native/daemon';
 import { MNT_DETACH, umount } from '@nydus-ts/native';
 import { logger } from '@nydus-ts/common/log';
 import { CHUNK_TRACE_NAME } from '@nydus-ts/rafs/constants';
@@ -131,7 +132,7 @@ export class Nydusd {
    * predecessor's mounts come back in their slots and its live connection is served instead.
    */
   async start(): Promise<void> {
-    this.#native = new NativeDaemon((e) => this.#onEvent(e));
+    this.#native = new NativeDaemon((r) => this.#fetch(r), (e) => this.#prefetchDone(e));
     const o = this.opts;
     if (o.fsDriver === 'fscache') {
       if (o.fscache === undefined) throw new Error('the fscache driver needs a cache directory');
@@ -240,6 +241,7 @@ export class Nydusd {
         validate: config.digestValidate || config.cache.validate,
         enableXattr: config.enableXattr,
         recordAccess: config.iostatsFiles || config.accessPattern || config.latestReadFiles,
+        ...fetchScheduling(config),
       }, slot);
     } catch (e) {
       await backend.close();
@@ -313,40 +315,23 @@ export class Nydusd {
     logger.info('prefetch started', { mountpoint: state.mountpoint, mode, chunks: planned });
   }
 
-  #onEvent(e: DaemonEvent): void {
-    if (e.type === 'fetch') this.#fetch(e);
-    else this.#prefetchDone(e);
-  }
-
-  #fetch(e: FetchEvent): void {
-    const state = this.mounts.get(e.mountpoint);
-    if (state === undefined) {
-      this.native.fetchDone(e.id, null, `no mount at ${e.mountpoint}`);
-      return;
+  /** Reads what the data path asks for (its turn already given) from the mount's backend. */
+  async #fetch(r: FetchRequest): Promise<Buffer | FetchFailed> {
+    const state = this.mounts.get(r.mountpoint);
+    if (state === undefined) return { error: `no mount at ${r.mountpoint}`, kind: 'transient' };
+    const started = performance.now();
+    try {
+      const data = await state.backend.read(r.blobId, r.offset, r.length, { priority: r.priority });
+      logger.trace('backend read', { blob: r.blobId.slice(0, 12), offset: r.offset, length: r.length, priority: r.priority, read_ms: Math.round(performance.now() - started) });
+      return data;
+    } catch (e) {
+      const err = e as Error;
+      logger.warn('backend read failed', { mountpoint: r.mountpoint, blob: r.blobId, offset: r.offset, length: r.length, priority: r.priority, error: err.message });
+      return { error: err.message, kind: err instanceof BackendError ? err.fetchKind : 'transient' };
     }
-    const queued = performance.now();
-    let started = 0;
-    state.queue
-      .submit(e.priority, e.length, () => {
-        started = performance.now();
-        return state.backend.read(e.blobId, e.offset, e.length, { priority: e.priority });
-      })
-      .then(
-        (data) => {
-          this.#native?.fetchDone(e.id, data);
-          logger.trace('backend read', {
-            blob: e.blobId.slice(0, 12), offset: e.offset, length: e.length, priority: e.priority,
-            queued_ms: Math.round(started - queued), read_ms: Math.round(performance.now() - started),
-          });
-        },
-        (err: Error) => {
-          logger.warn('backend read failed', { mountpoint: e.mountpoint, blob: e.blobId, offset: e.offset, length: e.length, priority: e.priority, error: err.message });
-          this.#native?.fetchDone(e.id, null, err.message, err instanceof BackendError ? err.fetchKind : 'transient');
-        },
-      );
   }
 
-  #prefetchDone(e: PrefetchDoneEvent): void {
+  #prefetchDone(e: DaemonEvent): void {
     const state = this.mounts.get(e.mountpoint);
     if (state === undefined) return;
     const errors = e.errors === '' ? [] : e.errors.split('\n');
@@ -408,4 +393,15 @@ export class MountError extends Error {
   ) {
     super(message);
   }
+}
+
+/**
+ * How many fetches of one image run at once: prefetch may use all its threads' requests, and
+ * on-demand reads keep two more of their own, so a miss never waits behind a prefetch in flight
+ * for a connection; prefetch keeps to `bandwidth_rate`.
+ */
+function fetchScheduling(config: DaemonConfig): { fetchConcurrency: number; reservedForOnDemand: number; prefetchBandwidth: number } {
+  const p = config.fsPrefetch;
+  const reserved = 2;
+  return { fetchConcurrency: Math.max(4, (p.enable ? p.threadsCount : 0) + reserved), reservedForOnDemand: reserved, prefetchBandwidth: p.bandwidthRate };
 }

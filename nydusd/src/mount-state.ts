@@ -1,11 +1,10 @@
 /**
  * One RAFS instance as the control plane sees it: where its bootstrap is,
- * which backend serves its blobs, and the queue that orders its fetches.
+ * and which backend serves its blobs.
  */
 
 import { rafsDump } from '@nydus-ts/native';
 import type { BlobBackend } from './backend/backend.js';
-import { FetchQueue } from './fetch-queue.js';
 import type { DaemonConfig } from './config.js';
 
 export interface PrefetchStatus {
@@ -18,7 +17,6 @@ export interface PrefetchStatus {
 }
 
 export class MountState {
-  readonly queue: FetchQueue;
   prefetch: PrefetchStatus = { state: 'idle', planned: 0, loaded: 0, errors: [] };
 
   constructor(
@@ -29,17 +27,7 @@ export class MountState {
     /** Its slot in the FUSE node ids. */
     readonly slot: number,
     readonly prefetchFiles?: string[],
-  ) {
-    const p = config.fsPrefetch;
-    // Prefetch may use all its threads' requests at once, and on-demand reads keep two more of
-    // their own, so a miss never waits behind a prefetch in flight for a connection.
-    const reserved = 2;
-    this.queue = new FetchQueue({
-      concurrency: Math.max(4, (p.enable ? p.threadsCount : 0) + reserved),
-      reservedForOnDemand: reserved,
-      prefetchBandwidth: p.bandwidthRate,
-    });
-  }
+  ) {}
 
   #paths: Map<number, string> | undefined;
 
@@ -54,7 +42,6 @@ export class MountState {
   }
 
   async close(): Promise<void> {
-    this.queue.close();
     await this.backend.close();
   }
 }

@@ -99,6 +99,10 @@ describe('prefetch and on-demand reads', () => {
       expect(gate.held).toBeGreaterThan(0);
       const m = await d.api.metrics('blobcache');
       expect(m.prefetch_state).toBe('running');
+      // The native scheduler's view, through the API: the held prefetch request is in flight.
+      const [queue] = (await d.api.metrics('inflight')) as unknown as { mountpoint: string; running: number }[];
+      expect(queue).toMatchObject({ mountpoint: '/' });
+      expect(queue!.running).toBeGreaterThan(0);
     } finally {
       gate.open();
     }

@@ -2,8 +2,9 @@
 //!
 //! The daemon's backends (registry, Dragonfly proxy, local files) live in
 //! TypeScript; native code only sees this trait. The N-API implementation
-//! posts the request to the JS thread and blocks the calling worker until JS
-//! answers, so FUSE worker threads never run JavaScript themselves.
+//! calls the JS fetch function, whose promise the calling thread (a miss,
+//! prefetch or read-ahead thread: never a FUSE worker) awaits; the bytes stay
+//! in the buffer the backend filled and are decoded from there.
 
 /// Who is waiting for a fetch; backends serve on-demand reads first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +83,11 @@ impl From<String> for FetchError {
     }
 }
 
+/// Bytes a backend returned, read where they landed (a JS Buffer, a Vec).
+pub type Fetched = Box<dyn AsRef<[u8]> + Send>;
+
 pub trait Fetcher: Send + Sync {
     /// Exactly `len` bytes of blob `blob_id` at `offset`, or why not.
-    /// Blocks the calling thread.
-    fn fetch(&self, blob_id: &str, offset: u64, len: u64, priority: Priority) -> Result<Vec<u8>, FetchError>;
+    /// Blocks the calling thread (its turn was given by the scheduler).
+    fn fetch(&self, blob_id: &str, offset: u64, len: u64, priority: Priority) -> Result<Fetched, FetchError>;
 }

@@ -2,14 +2,15 @@
 //! answers data. Everything here is addressed by nid; the VFS above maps
 //! nids to FUSE node ids.
 
-use std::path::Path;
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::fetch::Fetcher;
 use super::loader::{BlobSpec, ChunkLoader, ChunkLoc, LoaderOptions};
 use super::readahead::FileStreams;
+use super::scheduler::SchedulerOptions;
 use super::stats::Stats;
 use crate::fuse::filesystem::{Attr, Errno, FsResult, Statfs};
 use crate::rafs::{Bootstrap, ChunkRef, Inode};
@@ -23,6 +24,8 @@ pub struct InstanceOptions {
     pub enable_xattr: bool,
     /// Keep per-file access records (Nydus `iostats_files` / `access_pattern`).
     pub record_access: bool,
+    /// When fetches go to the backend (concurrency, prefetch's share and bandwidth).
+    pub scheduler: SchedulerOptions,
 }
 
 /// How one file was read since mount.
@@ -113,12 +116,22 @@ impl Instance {
                 validate: opts.validate,
                 record_demand: opts.record_access,
                 file_readahead: opts.file_readahead,
+                scheduler: opts.scheduler,
             },
         )
         .map_err(|e| format!("cache work dir {}: {e}", opts.work_dir.display()))?;
         let access = opts.record_access.then(Default::default);
         let streams = FileStreams::new(opts.file_readahead, bootstrap.chunk_size() as u64);
-        Ok(Instance { bootstrap, loader, stats, enable_xattr: opts.enable_xattr, streams, access, chunk_files: OnceLock::new(), indexing: AtomicBool::new(false) })
+        Ok(Instance {
+            bootstrap,
+            loader,
+            stats,
+            enable_xattr: opts.enable_xattr,
+            streams,
+            access,
+            chunk_files: OnceLock::new(),
+            indexing: AtomicBool::new(false),
+        })
     }
 
     pub fn root_nid(&self) -> u64 {
@@ -177,7 +190,15 @@ impl Instance {
 
     pub fn statfs(&self) -> Statfs {
         let s = self.bootstrap.statfs();
-        Statfs { blocks: s.blocks, files: s.files, ffree: s.ffree, bsize: s.bsize, frsize: s.bsize, namelen: s.namelen, ..Default::default() }
+        Statfs {
+            blocks: s.blocks,
+            files: s.files,
+            ffree: s.ffree,
+            bsize: s.bsize,
+            frsize: s.bsize,
+            namelen: s.namelen,
+            ..Default::default()
+        }
     }
 
     /// Chunk locations of a regular file covering `[offset, end)`.
@@ -218,9 +239,15 @@ impl Instance {
         }
         let end = inode.size.min(offset + size as u64);
         let chunks = self.chunks(&inode, offset, end)?;
-        let ahead = || self.chunks(&inode, end, inode.size.min(end.saturating_add(self.streams.window(nid, offset, end)))).unwrap_or_default();
+        let ahead = || {
+            self.chunks(&inode, end, inode.size.min(end.saturating_add(self.streams.window(nid, offset, end))))
+                .unwrap_or_default()
+        };
         // A failed fetch fails the read with the errno its kind calls for (EACCES, ETIMEDOUT, EIO).
-        self.loader.ensure_ahead(&chunks, &ahead, &|run| self.fetch_in_background(run)).map_err(|e| Errno(e.errno()))?;
+        let fresh = self
+            .loader
+            .ensure_ahead(&chunks, &ahead, &|run| self.fetch_in_background(run))
+            .map_err(|e| Errno(e.errno()))?;
         let cs = self.bootstrap.chunk_size() as u64;
         let first = offset / cs;
         for (i, c) in chunks.iter().enumerate() {
@@ -230,7 +257,11 @@ impl Instance {
             if to <= from {
                 return Err(Errno(libc::EIO));
             }
-            self.loader.read(c, (from - chunk_start) as u32, (to - from) as u32, out).map_err(eio)?;
+            let (at, len) = ((from - chunk_start) as u32, (to - from) as u32);
+            match fresh.get(c) {
+                Some(plain) => out.extend_from_slice(&plain[at as usize..(at + len) as usize]),
+                None => self.loader.read(c, at, len, out).map_err(eio)?,
+            }
         }
         self.stats.read_bytes(end - offset);
         if let Some(access) = &self.access {
@@ -246,7 +277,10 @@ impl Instance {
     /// file: `loader.chunks_in`, EROFS filled through fanotify or cachefiles)
     /// present, with the FUSE path's file read-ahead.
     pub fn fill(self: &Arc<Self>, chunks: &[ChunkLoc]) -> Result<(), super::loader::LoadError> {
-        self.loader.ensure_ahead(chunks, &|| self.file_ahead(chunks.last()), &|run| self.fetch_in_background(run))
+        // The kernel reads the cache file itself: the decoded chunks are not needed.
+        self.loader
+            .ensure_ahead(chunks, &|| self.file_ahead(chunks.last()), &|run| self.fetch_in_background(run))
+            .map(drop)
     }
 
     /// The chunks of the file that follow `last` in it, as far as its stream's
@@ -294,7 +328,8 @@ impl Instance {
             // The part of the range in this chunk (the kernel asks for each range once, then caches it).
             let asked = end.min(c.uncompressed_offset + c.uncompressed_size as u64) - offset.max(c.uncompressed_offset);
             for &FileChunk { nid, bytes, .. } in index.get(&(c.blob, c.ci)).map_or(&[][..], |v| v.as_slice()) {
-                let a = map.entry(nid).or_insert_with(|| FileAccess { first_access_ms: now_ms(), ..Default::default() });
+                let a =
+                    map.entry(nid).or_insert_with(|| FileAccess { first_access_ms: now_ms(), ..Default::default() });
                 if counted.insert(nid) {
                     a.nr_read += 1;
                 }

@@ -3,10 +3,13 @@
 //! The one path every byte takes: a chunk missing from the cache is claimed
 //! (so concurrent readers wait instead of fetching twice), fetched together
 //! with neighbouring missing chunks in one ranged request (up to the amplify
-//! size), decompressed, checked against its digest and written to the blob's
-//! cache file, from where the waiting reader is served; the persisted chunk
-//! map marks it once it is durable ([`super::syncer`]). A chunk whose digest
-//! does not match is never written, so it can never be served.
+//! size) when the [`Scheduler`] gives it a turn, decompressed from the buffer
+//! the backend filled, checked against its digest and written to the blob's
+//! cache file. The reader whose fetch it was is answered from the decoded
+//! chunk ([`Fresh`]); readers that waited on it, from the cache file. The
+//! persisted chunk map marks it once it is durable ([`super::syncer`]). A
+//! chunk whose digest does not match is never written, so it can never be
+//! served.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +19,7 @@ use super::fetch::{FetchFailure, Fetcher, Priority};
 use super::inflight::{Claim, Inflight};
 use super::readahead::Readahead;
 use super::recent_errors::RecentErrors;
+use super::scheduler::{Queue, Scheduler, SchedulerOptions};
 use super::stats::Stats;
 use super::syncer::Syncer;
 use crate::bits::AtomicBits;
@@ -95,9 +99,20 @@ pub struct BlobSpec {
 
 #[derive(Debug)]
 pub enum LoadError {
-    Fetch { blob: String, message: String, kind: FetchFailure },
-    Integrity { blob: String, ci: u32, message: String },
-    Io { blob: String, message: String },
+    Fetch {
+        blob: String,
+        message: String,
+        kind: FetchFailure,
+    },
+    Integrity {
+        blob: String,
+        ci: u32,
+        message: String,
+    },
+    Io {
+        blob: String,
+        message: String,
+    },
     /// A chunk another reader was fetching could not be loaded.
     Waited,
 }
@@ -148,11 +163,26 @@ pub struct LoaderOptions {
     /// the background (uncompressed bytes; 0: not at all). The caller turns
     /// it into the `ahead` chunks of [`ChunkLoader::ensure_ahead`].
     pub file_readahead: u64,
+    /// How many fetches run at once, and prefetch's share and bandwidth.
+    pub scheduler: SchedulerOptions,
+}
+
+/// The chunks a reader's own fetch just decoded and verified, among those it
+/// asked for: its reply is copied from them rather than read back from the
+/// cache file they were also written to.
+#[derive(Default)]
+pub struct Fresh(Vec<((u32, u32), Vec<u8>)>);
+
+impl Fresh {
+    pub fn get(&self, c: &ChunkLoc) -> Option<&[u8]> {
+        self.0.iter().find(|(k, _)| *k == c.key()).map(|(_, plain)| plain.as_slice())
+    }
 }
 
 pub struct ChunkLoader {
     blobs: Vec<BlobState>,
     inflight: Inflight,
+    scheduler: Scheduler,
     fetcher: Arc<dyn Fetcher>,
     stats: Arc<Stats>,
     opts: LoaderOptions,
@@ -186,7 +216,12 @@ impl ChunkLoader {
             let claims: Vec<CacheClaim> = spec
                 .chunks
                 .iter()
-                .map(|c| CacheClaim { ci: c.ci, offset: c.uncompressed_offset, size: c.uncompressed_size, digest: c.digest })
+                .map(|c| CacheClaim {
+                    ci: c.ci,
+                    offset: c.uncompressed_offset,
+                    size: c.uncompressed_size,
+                    digest: c.digest,
+                })
                 .collect();
             let cache = BlobCache::open(work_dir, &spec.id, spec.uncompressed_size, spec.chunk_count, &claims)?;
             if let Some(why) = cache.private() {
@@ -194,10 +229,33 @@ impl ChunkLoader {
             }
             let validated = AtomicBits::new(if opts.validate { spec.chunk_count } else { 0 });
             let demanded = AtomicBits::new(spec.chunk_count);
-            blobs.push(BlobState { spec, cache: Arc::new(cache), validated, demanded, readahead: Readahead::default() });
+            blobs.push(BlobState {
+                spec,
+                cache: Arc::new(cache),
+                validated,
+                demanded,
+                readahead: Readahead::default(),
+            });
         }
         let syncer = Syncer::new(blobs.iter().map(|b| b.cache.clone()).collect(), stats.clone(), errors.clone());
-        Ok(ChunkLoader { blobs, inflight: Inflight::default(), fetcher, stats, opts, errors, demand_log: Mutex::default(), syncer, ahead_inflight: Default::default() })
+        let scheduler = Scheduler::new(opts.scheduler);
+        Ok(ChunkLoader {
+            blobs,
+            inflight: Inflight::default(),
+            scheduler,
+            fetcher,
+            stats,
+            opts,
+            errors,
+            demand_log: Mutex::default(),
+            syncer,
+            ahead_inflight: Default::default(),
+        })
+    }
+
+    /// Fetches waiting for their turn, and in flight.
+    pub fn queue(&self) -> Queue {
+        self.scheduler.queue()
     }
 
     pub fn blob_count(&self) -> usize {
@@ -213,7 +271,11 @@ impl ChunkLoader {
     pub fn chunks_in(&self, blob: u32, offset: u64, count: u64) -> Vec<ChunkLoc> {
         let Some(spec) = self.blob_spec(blob) else { return Vec::new() };
         let end = offset.saturating_add(count.max(1));
-        spec.chunks.iter().filter(|c| c.uncompressed_offset < end && c.uncompressed_offset + c.uncompressed_size as u64 > offset).copied().collect()
+        spec.chunks
+            .iter()
+            .filter(|c| c.uncompressed_offset < end && c.uncompressed_offset + c.uncompressed_size as u64 > offset)
+            .copied()
+            .collect()
     }
 
     pub fn cache_path(&self, blob: u32) -> Option<&Path> {
@@ -259,7 +321,7 @@ impl ChunkLoader {
     /// missing), for an on-demand read without read-ahead (the tests' reader:
     /// the daemon's readers go through `ensure_ahead`).
     #[cfg(test)]
-    pub fn ensure(&self, chunks: &[ChunkLoc]) -> Result<(), LoadError> {
+    pub fn ensure(&self, chunks: &[ChunkLoc]) -> Result<Fresh, LoadError> {
         self.ensure_ahead(chunks, &Vec::new, &|_| false)
     }
 
@@ -273,7 +335,14 @@ impl ChunkLoader {
     /// of a binary that faults in no order are there or on their way. In one
     /// request with the reader's chunks they would delay the reader by their
     /// transfer; after it, by a round trip each.
-    pub fn ensure_ahead(&self, chunks: &[ChunkLoc], ahead: &dyn Fn() -> Vec<ChunkLoc>, background: &dyn Fn(Vec<ChunkLoc>) -> bool) -> Result<(), LoadError> {
+    ///
+    /// Returns the chunks of `chunks` this reader fetched itself, decoded.
+    pub fn ensure_ahead(
+        &self,
+        chunks: &[ChunkLoc],
+        ahead: &dyn Fn() -> Vec<ChunkLoc>,
+        background: &dyn Fn(Vec<ChunkLoc>) -> bool,
+    ) -> Result<Fresh, LoadError> {
         for (i, c) in chunks.iter().enumerate() {
             // A file may use one chunk twice: count it once.
             if chunks[..i].iter().any(|p| p.key() == c.key()) {
@@ -290,9 +359,10 @@ impl ChunkLoader {
         // fetch failed is tried once more by this reader, at on-demand
         // priority, before its read fails: a prefetch's failure (fewer
         // retries, a stalled proxy) must not become an application's error.
+        let mut fresh = Fresh::default();
         for _round in 0..2 {
-            match self.ensure_once(chunks, ahead, background) {
-                Ok(()) => return Ok(()),
+            match self.ensure_once(chunks, ahead, background, &mut fresh) {
+                Ok(()) => return Ok(fresh),
                 // Our own fetch failed, with the backend's retries spent.
                 Err(Some(e)) => return Err(e),
                 Err(None) => {}
@@ -304,7 +374,13 @@ impl ChunkLoader {
     /// One pass of [`ensure`]: claims and fetches what is missing, waits for
     /// what others fetch. `Err(Some)`: a fetch of ours failed; `Err(None)`:
     /// only chunks others were fetching are still missing.
-    fn ensure_once(&self, chunks: &[ChunkLoc], ahead: &dyn Fn() -> Vec<ChunkLoc>, background: &dyn Fn(Vec<ChunkLoc>) -> bool) -> Result<(), Option<LoadError>> {
+    fn ensure_once(
+        &self,
+        chunks: &[ChunkLoc],
+        ahead: &dyn Fn() -> Vec<ChunkLoc>,
+        background: &dyn Fn(Vec<ChunkLoc>) -> bool,
+        fresh: &mut Fresh,
+    ) -> Result<(), Option<LoadError>> {
         let mut owned: Vec<ChunkLoc> = Vec::new();
         let mut waits = Vec::new();
         for (i, c) in chunks.iter().enumerate() {
@@ -331,8 +407,13 @@ impl ChunkLoader {
             if let Some(last) = runs.last() {
                 self.start_file_ahead(last, ahead, background);
             }
+            let mut keep = |c: &ChunkLoc, plain: Vec<u8>| {
+                if chunks.iter().any(|r| r.key() == c.key()) {
+                    fresh.0.push((c.key(), plain));
+                }
+            };
             for run in runs {
-                if let Err(e) = self.load_run(&run, Priority::OnDemand) {
+                if let Err(e) = self.load_run(&run, Priority::OnDemand, &mut keep) {
                     first_err.get_or_insert(e);
                 }
             }
@@ -348,7 +429,12 @@ impl ChunkLoader {
 
     /// Claims the file's chunks that follow `run` and hands them to
     /// `background`, unless read-ahead is off or MAX_AHEAD already run.
-    fn start_file_ahead(&self, run: &[ChunkLoc], ahead: &dyn Fn() -> Vec<ChunkLoc>, background: &dyn Fn(Vec<ChunkLoc>) -> bool) {
+    fn start_file_ahead(
+        &self,
+        run: &[ChunkLoc],
+        ahead: &dyn Fn() -> Vec<ChunkLoc>,
+        background: &dyn Fn(Vec<ChunkLoc>) -> bool,
+    ) {
         if self.opts.file_readahead == 0 {
             return;
         }
@@ -373,7 +459,10 @@ impl ChunkLoader {
     fn claim_file_ahead(&self, run: &[ChunkLoc], ahead: &[ChunkLoc]) -> Vec<ChunkLoc> {
         let last = run[run.len() - 1];
         let mut out = Vec::new();
-        let Some(at) = ahead.iter().position(|c| c.blob == last.blob && c.compressed_offset >= last.compressed_end()) else { return out };
+        let Some(at) = ahead.iter().position(|c| c.blob == last.blob && c.compressed_offset >= last.compressed_end())
+        else {
+            return out;
+        };
         let mut end = last.compressed_end();
         for c in &ahead[at..] {
             if c.blob != last.blob || c.compressed_offset < end || c.compressed_offset - end > FILE_GAP {
@@ -400,7 +489,9 @@ impl ChunkLoader {
     pub fn fetch_ahead(&self, run: &[ChunkLoc]) {
         // A failure (even a panic: load_run's guard releases the claims) is
         // the next reader's to retry; the count must come down regardless.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.load_run(run, Priority::OnDemand)));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.load_run(run, Priority::OnDemand, &mut |_, _| {})
+        }));
         self.ahead_inflight.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -451,7 +542,7 @@ impl ChunkLoader {
         let mut loaded = 0;
         let mut result = Ok(0);
         for run in group_runs(claimed, merging_size) {
-            match self.load_run(&run, Priority::Prefetch) {
+            match self.load_run(&run, Priority::Prefetch, &mut |_, _| {}) {
                 Ok(()) => {
                     loaded += run.len() as u64;
                     Stats::add(&self.stats.prefetch_chunks, run.len() as u64);
@@ -473,7 +564,8 @@ impl ChunkLoader {
         let first_offset = run[0].compressed_offset;
         let mut end = last.compressed_end();
         for c in &chunks[start..] {
-            if c.compressed_offset < end || c.compressed_offset - end > gap || c.compressed_end() - first_offset > limit {
+            if c.compressed_offset < end || c.compressed_offset - end > gap || c.compressed_end() - first_offset > limit
+            {
                 break;
             }
             if state.cache.is_present(c.ci) {
@@ -489,10 +581,16 @@ impl ChunkLoader {
     }
 
     /// Fetches one contiguous run and settles every chunk in it: verified
-    /// and written chunks are served at once. An on-demand reader does not
-    /// wait for the fdatasync (the syncer does it); a prefetch, which nobody
-    /// waits on, commits its own chunks before it reports them loaded.
-    fn load_run(&self, run: &[ChunkLoc], priority: Priority) -> Result<(), LoadError> {
+    /// and written chunks are served at once, and handed to `keep` decoded.
+    /// An on-demand reader does not wait for the fdatasync (the syncer does
+    /// it); a prefetch, which nobody waits on, commits its own chunks before
+    /// it reports them loaded.
+    fn load_run(
+        &self,
+        run: &[ChunkLoc],
+        priority: Priority,
+        keep: &mut dyn FnMut(&ChunkLoc, Vec<u8>),
+    ) -> Result<(), LoadError> {
         let _unwinding = self.inflight.unwind_guard(run.iter().map(|c| c.key()).collect());
         let outcome = self.fetch_and_store(run, priority);
         let state = self.blob(run[0].blob);
@@ -500,12 +598,15 @@ impl ChunkLoader {
         let mut written = 0;
         for (c, r) in run.iter().zip(outcome) {
             match r {
-                Ok(()) => {
+                Ok(plain) => {
                     if let Ok(state) = state {
                         state.cache.mark_written(c.ci);
+                        // Just verified: a first read need not check it again.
+                        state.validated.set(c.ci);
                         written += 1;
                     }
                     self.inflight.finish(c.key(), true);
+                    keep(c, plain);
                 }
                 Err(e) => {
                     self.note(&e);
@@ -529,11 +630,13 @@ impl ChunkLoader {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// One outcome per chunk of `run`, in order.
-    fn fetch_and_store(&self, run: &[ChunkLoc], priority: Priority) -> Vec<Result<(), LoadError>> {
+    /// One outcome per chunk of `run`, in order: its decoded bytes, or why not.
+    fn fetch_and_store(&self, run: &[ChunkLoc], priority: Priority) -> Vec<Result<Vec<u8>, LoadError>> {
         let state = match self.blob(run[0].blob) {
             Ok(s) => s,
-            Err(e) => return run.iter().map(|_| Err(LoadError::Io { blob: e.to_string(), message: String::new() })).collect(),
+            Err(e) => {
+                return run.iter().map(|_| Err(LoadError::Io { blob: e.to_string(), message: String::new() })).collect()
+            }
         };
         let blob_id = &state.spec.id;
         let start = run[0].compressed_offset;
@@ -542,22 +645,40 @@ impl ChunkLoader {
         if priority == Priority::Prefetch {
             Stats::add(&self.stats.prefetch_requests, 1);
         }
-        let data = match self.fetcher.fetch(blob_id, start, len, priority) {
-            Ok(d) if d.len() as u64 == len => d,
+        let fetched = {
+            let _turn = self.scheduler.turn(priority, len);
+            self.fetcher.fetch(blob_id, start, len, priority)
+        };
+        let data = match fetched {
+            Ok(d) if d.as_ref().as_ref().len() as u64 == len => d,
             Ok(d) => {
                 Stats::add(&self.stats.fetch_errors, 1);
-                let message = format!("backend returned {} bytes for a {len}-byte range at {start}", d.len());
-                return run.iter().map(|_| Err(LoadError::Fetch { blob: blob_id.clone(), message: message.clone(), kind: FetchFailure::Transient })).collect();
+                let message =
+                    format!("backend returned {} bytes for a {len}-byte range at {start}", d.as_ref().as_ref().len());
+                return run
+                    .iter()
+                    .map(|_| {
+                        Err(LoadError::Fetch {
+                            blob: blob_id.clone(),
+                            message: message.clone(),
+                            kind: FetchFailure::Transient,
+                        })
+                    })
+                    .collect();
             }
             Err(e) => {
                 Stats::add(&self.stats.fetch_errors, 1);
-                return run.iter().map(|_| Err(LoadError::Fetch { blob: blob_id.clone(), message: e.message.clone(), kind: e.kind })).collect();
+                return run
+                    .iter()
+                    .map(|_| Err(LoadError::Fetch { blob: blob_id.clone(), message: e.message.clone(), kind: e.kind }))
+                    .collect();
             }
         };
         Stats::add(&self.stats.fetch_bytes, len);
         if priority == Priority::Prefetch {
             Stats::add(&self.stats.prefetch_bytes, len);
         }
+        let data: &[u8] = data.as_ref().as_ref();
         run.iter()
             .map(|c| {
                 let at = (c.compressed_offset - start) as usize;
@@ -566,7 +687,8 @@ impl ChunkLoader {
                 state.cache.write_at(&plain, c.uncompressed_offset).map_err(|e| {
                     Stats::add(&self.stats.cache_write_errors, 1);
                     LoadError::Io { blob: blob_id.clone(), message: format!("write: {e}") }
-                })
+                })?;
+                Ok(plain)
             })
             .collect()
     }
@@ -633,12 +755,14 @@ impl ChunkLoader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::fetch::FetchError;
+    use crate::daemon::fetch::{FetchError, Fetched};
     use std::sync::atomic::Ordering;
     use std::sync::mpsc::{channel, Receiver, Sender};
     use std::time::{Duration, Instant};
 
     const CHUNK: u32 = 4096;
+    const TEST_SCHEDULER: SchedulerOptions =
+        SchedulerOptions { concurrency: 4, reserved_for_on_demand: 2, prefetch_bandwidth: 0 };
 
     /// Serves a blob from memory; a prefetch fetch blocks until released and then fails.
     struct GatedFetcher {
@@ -648,13 +772,13 @@ mod tests {
     }
 
     impl Fetcher for GatedFetcher {
-        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, priority: Priority) -> Result<Vec<u8>, FetchError> {
+        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, priority: Priority) -> Result<Fetched, FetchError> {
             if priority == Priority::Prefetch {
                 let _ = self.prefetch_started.lock().unwrap().send(());
                 let _ = self.release_prefetch.lock().unwrap().recv();
                 return Err("injected prefetch failure".into());
             }
-            Ok(self.data[offset as usize..(offset + len) as usize].to_vec())
+            Ok(Box::new(self.data[offset as usize..(offset + len) as usize].to_vec()))
         }
     }
 
@@ -692,9 +816,19 @@ mod tests {
         let chunks = vec![chunk(0, &data), chunk(1, &data)];
         let (started_tx, started_rx) = channel();
         let (release_tx, release_rx) = channel();
-        let fetcher = Arc::new(GatedFetcher { data: data.clone(), prefetch_started: Mutex::new(started_tx), release_prefetch: Mutex::new(release_rx) });
+        let fetcher = Arc::new(GatedFetcher {
+            data: data.clone(),
+            prefetch_started: Mutex::new(started_tx),
+            release_prefetch: Mutex::new(release_rx),
+        });
         let spec = plain_spec("ab", &chunks);
-        let opts = LoaderOptions { amplify_io: 0, validate: false, record_demand: false, file_readahead: 0 };
+        let opts = LoaderOptions {
+            amplify_io: 0,
+            validate: false,
+            record_demand: false,
+            file_readahead: 0,
+            scheduler: TEST_SCHEDULER,
+        };
         let loader = Arc::new(ChunkLoader::new(&work, vec![spec], fetcher, Arc::new(Stats::default()), opts).unwrap());
 
         // A prefetch claims chunk 0 and hangs in its fetch.
@@ -730,11 +864,11 @@ mod tests {
     }
 
     impl Fetcher for PanicOnce {
-        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, _priority: Priority) -> Result<Vec<u8>, FetchError> {
+        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, _priority: Priority) -> Result<Fetched, FetchError> {
             if !self.panicked.swap(true, Ordering::SeqCst) {
                 panic!("injected panic in a fetch");
             }
-            Ok(self.data[offset as usize..(offset + len) as usize].to_vec())
+            Ok(Box::new(self.data[offset as usize..(offset + len) as usize].to_vec()))
         }
     }
 
@@ -746,7 +880,13 @@ mod tests {
         let c = chunk(0, &data);
         let spec = plain_spec("cd", &[c]);
         let fetcher = Arc::new(PanicOnce { data, panicked: Default::default() });
-        let opts = LoaderOptions { amplify_io: 0, validate: false, record_demand: false, file_readahead: 0 };
+        let opts = LoaderOptions {
+            amplify_io: 0,
+            validate: false,
+            record_demand: false,
+            file_readahead: 0,
+            scheduler: TEST_SCHEDULER,
+        };
         let loader = Arc::new(ChunkLoader::new(&work, vec![spec], fetcher, Arc::new(Stats::default()), opts).unwrap());
         assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loader.ensure(&[c]))).is_err());
         // The next reader must not wait for the dead claim: it fetches, within a bound.
@@ -764,23 +904,51 @@ mod tests {
     }
 
     impl Fetcher for RecordingFetcher {
-        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, _priority: Priority) -> Result<Vec<u8>, FetchError> {
+        fn fetch(&self, _blob_id: &str, offset: u64, len: u64, _priority: Priority) -> Result<Fetched, FetchError> {
             self.ranges.lock().unwrap().push((offset, len));
-            Ok(self.data[offset as usize..(offset + len) as usize].to_vec())
+            Ok(Box::new(self.data[offset as usize..(offset + len) as usize].to_vec()))
         }
     }
 
     /// A blob of 16 chunks; a loader with `file_readahead` and no amplify_io.
-    fn recording_loader(name: &str, file_readahead: u64) -> (Arc<ChunkLoader>, Arc<RecordingFetcher>, Vec<ChunkLoc>, std::path::PathBuf) {
+    fn recording_loader(
+        name: &str,
+        file_readahead: u64,
+    ) -> (Arc<ChunkLoader>, Arc<RecordingFetcher>, Vec<ChunkLoc>, std::path::PathBuf) {
         let work = std::env::temp_dir().join(format!("nydus-loader-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
         let data: Vec<u8> = (0..16 * CHUNK).map(|i| (i / CHUNK) as u8).collect();
         let chunks: Vec<ChunkLoc> = (0..16).map(|ci| chunk(ci, &data)).collect();
         let spec = plain_spec("ef", &chunks);
         let fetcher = Arc::new(RecordingFetcher { data, ranges: Mutex::default() });
-        let opts = LoaderOptions { amplify_io: 0, validate: false, record_demand: false, file_readahead };
-        let loader = Arc::new(ChunkLoader::new(&work, vec![spec], fetcher.clone(), Arc::new(Stats::default()), opts).unwrap());
+        let opts = LoaderOptions {
+            amplify_io: 0,
+            validate: false,
+            record_demand: false,
+            file_readahead,
+            scheduler: TEST_SCHEDULER,
+        };
+        let loader =
+            Arc::new(ChunkLoader::new(&work, vec![spec], fetcher.clone(), Arc::new(Stats::default()), opts).unwrap());
         (loader, fetcher, chunks, work)
+    }
+
+    #[test]
+    fn a_reader_gets_the_chunks_it_asked_for_decoded_from_its_own_fetch() {
+        let (loader, fetcher, chunks, work) = recording_loader("fresh", 0);
+        let loader = Arc::into_inner(loader).unwrap();
+        let loader = ChunkLoader { opts: LoaderOptions { amplify_io: 4 * CHUNK as u64, ..loader.opts }, ..loader };
+        let fresh = loader.ensure(&chunks[2..4]).unwrap();
+        // One request, widened past what was asked for...
+        assert_eq!(*fetcher.ranges.lock().unwrap(), vec![(2 * CHUNK as u64, 4 * CHUNK as u64)]);
+        assert!(chunks[2..6].iter().all(|c| loader.is_ready(c)));
+        // ...whose asked-for chunks come back decoded; the widened ones only went to the cache.
+        assert_eq!(fresh.get(&chunks[2]), Some(&[2u8; CHUNK as usize][..]));
+        assert_eq!(fresh.get(&chunks[3]), Some(&[3u8; CHUNK as usize][..]));
+        assert_eq!(fresh.get(&chunks[4]), None);
+        // A reader of a cached chunk fetched nothing itself: it reads the cache.
+        assert_eq!(loader.ensure(&chunks[4..5]).unwrap().get(&chunks[4]), None);
+        let _ = std::fs::remove_dir_all(&work);
     }
 
     /// Runs a background read-ahead at once, on the caller's thread.
@@ -804,7 +972,13 @@ mod tests {
         loader.ensure_ahead(&chunks[5..6], &|| chunks[6..=6].to_vec(), &run_now(&loader)).unwrap();
         assert_eq!(fetcher.ranges.lock().unwrap().len(), 2);
         assert_eq!(loader.ahead_inflight.load(Ordering::SeqCst), 0);
-        assert_eq!((loader.stats.readahead_requests.load(Ordering::SeqCst), loader.stats.readahead_chunks.load(Ordering::SeqCst)), (1, 3));
+        assert_eq!(
+            (
+                loader.stats.readahead_requests.load(Ordering::SeqCst),
+                loader.stats.readahead_chunks.load(Ordering::SeqCst)
+            ),
+            (1, 3)
+        );
         let _ = std::fs::remove_dir_all(&work);
     }
 

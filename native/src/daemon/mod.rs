@@ -16,6 +16,7 @@ pub mod loader;
 pub mod prefetch;
 mod readahead;
 mod recent_errors;
+pub mod scheduler;
 pub mod stats;
 mod syncer;
 pub mod vfs;
@@ -25,10 +26,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::fuse::session::{Connection, Session, SessionOptions};
 use erofs::Erofs;
-use fscache::Fscache;
-use recent_errors::RecentErrors;
 use fetch::Fetcher;
+use fscache::Fscache;
 use instance::{Instance, InstanceOptions};
+use recent_errors::RecentErrors;
 use vfs::Vfs;
 
 #[derive(Default)]
@@ -47,7 +48,14 @@ impl Daemon {
     /// Opens `bootstrap` and serves it at `path` ("/" or "/name"), fetching
     /// missing chunks through `fetcher`. Returns its slot in node ids; a
     /// daemon taking over a connection passes the slot its predecessor used.
-    pub fn add_instance(&self, path: &str, bootstrap: &Path, fetcher: Arc<dyn Fetcher>, opts: InstanceOptions, slot: Option<u64>) -> Result<u64, String> {
+    pub fn add_instance(
+        &self,
+        path: &str,
+        bootstrap: &Path,
+        fetcher: Arc<dyn Fetcher>,
+        opts: InstanceOptions,
+        slot: Option<u64>,
+    ) -> Result<u64, String> {
         let instance = Instance::open(bootstrap, fetcher, opts)?;
         self.vfs.mount(path, instance, slot)
     }
@@ -56,7 +64,8 @@ impl Daemon {
         if let Some(f) = self.fscache.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             f.unregister(path);
         }
-        let unmounted = self.erofs.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(Ok(()), |e| e.unmount(path));
+        let unmounted =
+            self.erofs.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(Ok(()), |e| e.unmount(path));
         self.vfs.umount(path)?;
         unmounted
     }
@@ -89,7 +98,10 @@ impl Daemon {
             return Err("the cachefiles device is already bound".into());
         }
         let errors = self.errors.clone();
-        *fscache = Some(Fscache::bind(dir, tag, Arc::new(move |m| errors.push(m))).map_err(|e| format!("binding cachefiles in {}: {e}", dir.display()))?);
+        *fscache = Some(
+            Fscache::bind(dir, tag, Arc::new(move |m| errors.push(m)))
+                .map_err(|e| format!("binding cachefiles in {}: {e}", dir.display()))?,
+        );
         Ok(())
     }
 
@@ -105,7 +117,11 @@ impl Daemon {
     /// A descriptor of the notification group that fills the EROFS mounts.
     pub fn erofs_group_fd(&self) -> Result<std::os::fd::OwnedFd, String> {
         let erofs = self.erofs.lock().unwrap_or_else(|e| e.into_inner());
-        erofs.as_ref().ok_or("EROFS filling is not started")?.group_fd().map_err(|e| format!("dup of the fanotify group: {e}"))
+        erofs
+            .as_ref()
+            .ok_or("EROFS filling is not started")?
+            .group_fd()
+            .map_err(|e| format!("dup of the fanotify group: {e}"))
     }
 
     /// Detaches every EROFS mount and stops filling them; unbinds cachefiles.
