@@ -761,8 +761,12 @@ mod tests {
     use std::time::{Duration, Instant};
 
     const CHUNK: u32 = 4096;
-    const TEST_SCHEDULER: SchedulerOptions =
-        SchedulerOptions { concurrency: 4, reserved_for_on_demand: 2, prefetch_bandwidth: 0 };
+
+    /// No widening, no validation or demand log; nydusd's default scheduling.
+    fn test_options(file_readahead: u64) -> LoaderOptions {
+        let scheduler = SchedulerOptions { concurrency: 4, reserved_for_on_demand: 2, prefetch_bandwidth: 0 };
+        LoaderOptions { amplify_io: 0, validate: false, record_demand: false, file_readahead, scheduler }
+    }
 
     /// Serves a blob from memory; a prefetch fetch blocks until released and then fails.
     struct GatedFetcher {
@@ -822,13 +826,7 @@ mod tests {
             release_prefetch: Mutex::new(release_rx),
         });
         let spec = plain_spec("ab", &chunks);
-        let opts = LoaderOptions {
-            amplify_io: 0,
-            validate: false,
-            record_demand: false,
-            file_readahead: 0,
-            scheduler: TEST_SCHEDULER,
-        };
+        let opts = test_options(0);
         let loader = Arc::new(ChunkLoader::new(&work, vec![spec], fetcher, Arc::new(Stats::default()), opts).unwrap());
 
         // A prefetch claims chunk 0 and hangs in its fetch.
@@ -880,13 +878,7 @@ mod tests {
         let c = chunk(0, &data);
         let spec = plain_spec("cd", &[c]);
         let fetcher = Arc::new(PanicOnce { data, panicked: Default::default() });
-        let opts = LoaderOptions {
-            amplify_io: 0,
-            validate: false,
-            record_demand: false,
-            file_readahead: 0,
-            scheduler: TEST_SCHEDULER,
-        };
+        let opts = test_options(0);
         let loader = Arc::new(ChunkLoader::new(&work, vec![spec], fetcher, Arc::new(Stats::default()), opts).unwrap());
         assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loader.ensure(&[c]))).is_err());
         // The next reader must not wait for the dead claim: it fetches, within a bound.
@@ -921,13 +913,7 @@ mod tests {
         let chunks: Vec<ChunkLoc> = (0..16).map(|ci| chunk(ci, &data)).collect();
         let spec = plain_spec("ef", &chunks);
         let fetcher = Arc::new(RecordingFetcher { data, ranges: Mutex::default() });
-        let opts = LoaderOptions {
-            amplify_io: 0,
-            validate: false,
-            record_demand: false,
-            file_readahead,
-            scheduler: TEST_SCHEDULER,
-        };
+        let opts = test_options(file_readahead);
         let loader =
             Arc::new(ChunkLoader::new(&work, vec![spec], fetcher.clone(), Arc::new(Stats::default()), opts).unwrap());
         (loader, fetcher, chunks, work)
