@@ -9,21 +9,14 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::future::Future;
 use std::os::unix::io::IntoRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::ThreadId;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use napi::bindgen_prelude::{Buffer, Either, Promise};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
 
-use crate::daemon::fetch::{FetchError, FetchFailure, Fetched, Fetcher, Priority};
 use crate::daemon::instance::InstanceOptions;
 use crate::daemon::prefetch::{self, Report, Target};
 use crate::daemon::scheduler::SchedulerOptions;
@@ -31,38 +24,12 @@ use crate::daemon::stats::{Stats, FOPS};
 use crate::daemon::Daemon;
 use crate::exports::{throw, Kind};
 use crate::fuse::session::Connection;
+use crate::js_fetcher::{FetchFn, JsFetcher};
 
-/// A fetch that JS has not answered within this time fails (ETIMEDOUT for
-/// the reader) rather than holding a thread forever. The backend's own
-/// timeouts and retries are far shorter.
-const FETCH_DEADLINE: Duration = Duration::from_secs(600);
-
-/// Threadsafe functions are called from any thread, never waited on for
-/// their call, and weak (idle, they do not keep Node alive: the control
-/// plane decides when the process exits).
+/// The event callback: called from any thread, never waited on, and weak
+/// (idle, it does not keep Node alive: the control plane decides when the
+/// process exits).
 type Events = ThreadsafeFunction<DaemonEvent, (), DaemonEvent, Status, false, true>;
-type FetchFn =
-    ThreadsafeFunction<FetchRequest, Promise<Either<Buffer, FetchFailed>>, FetchRequest, Status, false, true>;
-
-/// What the data path asks JS's backend for: exactly `length` bytes of a blob at `offset`.
-#[napi(object)]
-pub struct FetchRequest {
-    pub mountpoint: String,
-    pub blob_id: String,
-    pub offset: f64,
-    pub length: f64,
-    #[napi(ts_type = "'on-demand' | 'prefetch'")]
-    pub priority: String,
-}
-
-/// A fetch the backend could not serve, and how it classified the failure
-/// (what the reader's read fails with: auth EACCES, timeout ETIMEDOUT, any other EIO).
-#[napi(object)]
-pub struct FetchFailed {
-    pub error: String,
-    #[napi(ts_type = "'not-found' | 'auth' | 'timeout' | 'transient' | 'permanent' | 'integrity'")]
-    pub kind: String,
-}
 
 /// The end of a prefetch run (`type` "prefetch-done").
 #[napi(object)]
@@ -84,112 +51,6 @@ impl DaemonEvent {
             planned: report.planned as f64,
             loaded: report.loaded as f64,
             errors: report.errors.join("\n"),
-        }
-    }
-}
-
-/// Wakes the thread that polls a future (the only executor a blocking
-/// caller needs: one future, polled on its own thread).
-struct Unpark(std::thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Fetches through the JS fetch function; the calling thread awaits its promise.
-struct JsFetcher {
-    fetch: FetchFn,
-    closed: AtomicBool,
-    /// Threads awaiting a reply, woken by [`close`](Self::close).
-    parked: Mutex<HashMap<ThreadId, std::thread::Thread>>,
-}
-
-enum Awaited<T> {
-    Done(T),
-    Closed,
-    TimedOut,
-}
-
-impl JsFetcher {
-    /// Runs `f` to completion on the calling thread, unless the daemon
-    /// closes or `deadline` passes first.
-    fn block_on<F: Future>(&self, f: F, deadline: Instant) -> Awaited<F::Output> {
-        let me = std::thread::current();
-        let mut f = std::pin::pin!(f);
-        let waker = Waker::from(Arc::new(Unpark(me.clone())));
-        let mut cx = Context::from_waker(&waker);
-        self.parked.lock().unwrap_or_else(|e| e.into_inner()).insert(me.id(), me.clone());
-        let out = loop {
-            if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-                break Awaited::Done(out);
-            }
-            if self.closed.load(Ordering::Acquire) {
-                break Awaited::Closed;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                break Awaited::TimedOut;
-            }
-            std::thread::park_timeout(deadline - now);
-        };
-        self.parked.lock().unwrap_or_else(|e| e.into_inner()).remove(&me.id());
-        out
-    }
-
-    /// Fails every awaited fetch and refuses new ones.
-    fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        for t in self.parked.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            t.unpark();
-        }
-    }
-}
-
-/// The fetcher of one mounted instance: tags requests with its mountpoint so
-/// JS picks that mount's backend.
-struct MountFetcher {
-    js: Arc<JsFetcher>,
-    mountpoint: String,
-}
-
-impl Fetcher for MountFetcher {
-    fn fetch(
-        &self,
-        blob_id: &str,
-        offset: u64,
-        len: u64,
-        priority: Priority,
-    ) -> std::result::Result<Fetched, FetchError> {
-        if self.js.closed.load(Ordering::Acquire) {
-            return Err("daemon is shutting down".into());
-        }
-        let request = FetchRequest {
-            mountpoint: self.mountpoint.clone(),
-            blob_id: blob_id.into(),
-            offset: offset as f64,
-            length: len as f64,
-            priority: priority.name().into(),
-        };
-        let reply = async {
-            let promise = self.js.fetch.call_async_catch(request).await?;
-            promise.await
-        };
-        match self.js.block_on(reply, Instant::now() + FETCH_DEADLINE) {
-            // The bytes stay in the Buffer the backend filled (dropped off the JS thread, napi-rs
-            // hands its reference back to it).
-            Awaited::Done(Ok(Either::A(data))) => Ok(Box::new(data)),
-            Awaited::Done(Ok(Either::B(failed))) => {
-                Err(FetchError::new(FetchFailure::from_name(&failed.kind), failed.error))
-            }
-            // The callback threw or its promise rejected: a bug of ours, or the process is closing.
-            Awaited::Done(Err(e)) => Err(format!("the JS fetch failed: {}", e.reason).into()),
-            Awaited::Closed => Err("daemon is shutting down".into()),
-            Awaited::TimedOut => Err(FetchError::new(
-                FetchFailure::Timeout,
-                format!("no answer from the backend within {}s", FETCH_DEADLINE.as_secs()),
-            )),
         }
     }
 }
@@ -322,8 +183,7 @@ impl DaemonCore {
         ts_args_type = "fetch: (request: FetchRequest) => Promise<Buffer | FetchFailed>, onEvent: (event: DaemonEvent) => void"
     )]
     pub fn new(fetch: FetchFn, on_event: Events) -> Self {
-        let fetcher = Arc::new(JsFetcher { fetch, closed: AtomicBool::new(false), parked: Mutex::default() });
-        DaemonCore { daemon: Daemon::default(), fetcher, events: Arc::new(on_event) }
+        DaemonCore { daemon: Daemon::default(), fetcher: Arc::new(JsFetcher::new(fetch)), events: Arc::new(on_event) }
     }
 
     /// Serves `bootstrap` at `mountpoint` ("/" or "/name"); returns its slot in node ids (`slot` 0: the next free one).
@@ -343,7 +203,7 @@ impl DaemonCore {
             },
         };
         let slot = if slot == 0 { None } else { Some(slot as u64) };
-        let fetcher = Arc::new(MountFetcher { js: self.fetcher.clone(), mountpoint: mountpoint.clone() });
+        let fetcher = Arc::new(self.fetcher.for_mount(&mountpoint));
         let slot = self
             .daemon
             .add_instance(&mountpoint, Path::new(&bootstrap), fetcher, opts, slot)

@@ -14,7 +14,8 @@
 //!
 //! Layout: domain modules are plain Rust with their own error values and unit
 //! tests; `exports` and `exports_daemon` adapt them to JS with napi-rs
-//! (`#[napi]` functions, the `DaemonCore` class, async tasks); the TypeScript
+//! (`#[napi]` functions, the `DaemonCore` class, async tasks), `js_fetcher`
+//! fetches through the JS backend's promises; the TypeScript
 //! declarations (`native/binding.ts`) are generated from them. `fuzzing`
 //! (feature `fuzzing`) holds the fuzzers' entry points (`fuzz/`).
 
@@ -49,3 +50,6 @@ mod exports;
 #[cfg(feature = "node")]
 #[cfg_attr(test, allow(dead_code))]
 mod exports_daemon;
+#[cfg(feature = "node")]
+#[cfg_attr(test, allow(dead_code))]
+mod js_fetcher;
