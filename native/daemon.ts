@@ -1,6 +1,7 @@
 /**
  * Typed wrapper of the nydusd data path in the addon (native/src/daemon; the DaemonCore class of
- * native/src/exports_daemon.rs): events as a discriminated union, stats with their counter names.
+ * native/src/exports_daemon.rs): the fetch function and the prefetch-done event typed, stats with
+ * their counter names.
  *
  * Native code owns FUSE, the bootstrap, the cache, decompression, digest
  * checks and the scheduling of fetches. It calls into JS only for the bytes
