@@ -649,36 +649,25 @@ impl ChunkLoader {
             let _turn = self.scheduler.turn(priority, len);
             self.fetcher.fetch(blob_id, start, len, priority)
         };
-        let data = match fetched {
-            Ok(d) if d.as_ref().as_ref().len() as u64 == len => d,
-            Ok(d) => {
+        let fetched = match fetched {
+            Ok(d) if (*d).as_ref().len() as u64 == len => d,
+            failed => {
+                let (message, kind) = match failed {
+                    Ok(d) => {
+                        let got = (*d).as_ref().len();
+                        (format!("backend returned {got} bytes for a {len}-byte range at {start}"), FetchFailure::Transient)
+                    }
+                    Err(e) => (e.message, e.kind),
+                };
                 Stats::add(&self.stats.fetch_errors, 1);
-                let message =
-                    format!("backend returned {} bytes for a {len}-byte range at {start}", d.as_ref().as_ref().len());
-                return run
-                    .iter()
-                    .map(|_| {
-                        Err(LoadError::Fetch {
-                            blob: blob_id.clone(),
-                            message: message.clone(),
-                            kind: FetchFailure::Transient,
-                        })
-                    })
-                    .collect();
-            }
-            Err(e) => {
-                Stats::add(&self.stats.fetch_errors, 1);
-                return run
-                    .iter()
-                    .map(|_| Err(LoadError::Fetch { blob: blob_id.clone(), message: e.message.clone(), kind: e.kind }))
-                    .collect();
+                return run.iter().map(|_| Err(LoadError::Fetch { blob: blob_id.clone(), message: message.clone(), kind })).collect();
             }
         };
         Stats::add(&self.stats.fetch_bytes, len);
         if priority == Priority::Prefetch {
             Stats::add(&self.stats.prefetch_bytes, len);
         }
-        let data: &[u8] = data.as_ref().as_ref();
+        let data: &[u8] = (*fetched).as_ref();
         run.iter()
             .map(|c| {
                 let at = (c.compressed_offset - start) as usize;
