@@ -7,14 +7,46 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 import { newNode, type FsNode } from '@nydus-ts/rafs/tree';
-import { readElfDeps } from '../src/prefetch/elf.js';
+import { dlopenNames, readElfDeps } from '../src/prefetch/elf.js';
 import { entrypointPrefetch, resolvePath } from '../src/prefetch/entrypoint.js';
 
 const X86_64 = 62;
 const AARCH64 = 183;
 
-/** A minimal ELF64 little-endian shared object with the loader facts we read. */
-function makeElf(o: { interp?: string; needed?: string[]; runpath?: string; machine?: number; pad?: number }): Buffer {
+/** A minimal ELF64 little-endian shared object with the loader facts we read (and a .rodata, if given). */
+function makeElf(o: { interp?: string; needed?: string[]; runpath?: string; machine?: number; pad?: number; rodata?: string }): Buffer {
+  const file = makeElfSegments(o);
+  return o.rodata === undefined ? file : withSections(file, o.rodata);
+}
+
+/** Appends a .rodata holding `rodata`, a .shstrtab and their section headers (null, .rodata, .shstrtab). */
+function withSections(file: Buffer, rodata: string): Buffer {
+  const ro = Buffer.from(rodata, 'latin1');
+  const shstr = Buffer.from('\0.rodata\0.shstrtab\0');
+  const roOff = file.length;
+  const shstrOff = roOff + ro.length;
+  const shOff = (shstrOff + shstr.length + 7) & ~7;
+  const out = Buffer.alloc(shOff + 3 * 64);
+  file.copy(out);
+  ro.copy(out, roOff);
+  shstr.copy(out, shstrOff);
+  const sh = (i: number, name: number, type: number, off: number, size: number) => {
+    const p = shOff + 64 * i;
+    out.writeUInt32LE(name, p);
+    out.writeUInt32LE(type, p + 4);
+    out.writeBigUInt64LE(BigInt(off), p + 24);
+    out.writeBigUInt64LE(BigInt(size), p + 32);
+  };
+  sh(1, 1, 1, roOff, ro.length);
+  sh(2, 9, 3, shstrOff, shstr.length);
+  out.writeBigUInt64LE(BigInt(shOff), 40);
+  out.writeUInt16LE(64, 58);
+  out.writeUInt16LE(3, 60);
+  out.writeUInt16LE(2, 62);
+  return out;
+}
+
+function makeElfSegments(o: { interp?: string; needed?: string[]; runpath?: string; machine?: number; pad?: number }): Buffer {
   const strings = ['', ...(o.needed ?? []), ...(o.runpath ? [o.runpath] : [])];
   const strtab = Buffer.from(`${strings.join('\0')}\0`);
   const at = (s: string) => strtab.indexOf(Buffer.from(`\0${s}\0`)) + 1;
@@ -134,6 +166,44 @@ describe('entrypoint prefetch', () => {
     expect(r.files).toContain('/opt/extra/lib/libextra.so');
     expect(r.files).not.toContain('/opt/arm/libextra.so');
     expect(r.files).toContain('/usr/lib/x86_64-linux-gnu/libc.so.6');
+  });
+
+  it("adds what a program's own libraries name for dlopen and ship below themselves, not what system libraries name", () => {
+    const { root, read } = debianLike({
+      // A JVM-shaped layout: the launcher's libjli builds "<home>/lib/<vm>/libjvm.so" at run time.
+      '/usr/bin/java': '-> /opt/jdk/bin/java',
+      '/opt/jdk/bin/java': makeElf({ interp: LOADER, needed: ['libjli.so', 'libc.so.6'], runpath: '$ORIGIN/../lib' }),
+      '/opt/jdk/lib/libjli.so': makeElf({ needed: ['libc.so.6'], rodata: '%s/lib/%s/libjvm.so\0libjava.so\0libabsent.so.1\0libjvm.so.debug\0' }),
+      '/opt/jdk/lib/libjava.so': makeElf({ needed: ['libjvm.so'] }),
+      '/opt/jdk/lib/server/libjvm.so': makeElf({ needed: ['libstdc++.so.6'] }),
+      '/opt/jdk/lib/server/libjvm.so.debug': 'not a library',
+      '/usr/lib/x86_64-linux-gnu/libstdc++.so.6': makeElf({ needed: ['libc.so.6'] }),
+      // A system library naming an optional module (as libc names NSS modules) is not followed.
+      '/usr/lib/x86_64-linux-gnu/libz.so.1.2.13': makeElf({ needed: ['libc.so.6'], rodata: 'libnss_files.so.2\0' }),
+      '/usr/lib/x86_64-linux-gnu/libnss_files.so.2': makeElf({}),
+      '/usr/bin/zapp': makeElf({ interp: LOADER, needed: ['libz.so.1'] }),
+      '/etc/localtime': '-> /usr/share/zoneinfo/Etc/UTC',
+      '/usr/share/zoneinfo/Etc/UTC': 'TZif2',
+    });
+    const jvm = entrypointPrefetch(root, { Cmd: ['java', '-version'] }, read, 1 << 30);
+    expect(jvm.files.slice(2)).toEqual([
+      '/opt/jdk/bin/java', '/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2', '/etc/ld.so.cache',
+      '/opt/jdk/lib/libjli.so', '/usr/lib/x86_64-linux-gnu/libc.so.6',
+      // dlopen names in .rodata order, then what the loader maps for them.
+      '/opt/jdk/lib/server/libjvm.so', '/opt/jdk/lib/libjava.so', '/usr/lib/x86_64-linux-gnu/libstdc++.so.6',
+      // glibc's time zone file, read when the runtime first asks for the local time.
+      '/usr/share/zoneinfo/Etc/UTC',
+    ]);
+    expect(entrypointPrefetch(root, { Cmd: ['zapp'] }, read, 1 << 30).files).not.toContain('/usr/lib/x86_64-linux-gnu/libnss_files.so.2');
+  });
+
+  it('reads dlopen names from .rodata only, and nothing from a file without sections', () => {
+    const withRodata = makeElf({ needed: ['libc.so.6'], rodata: 'x libplugin-2.so.0.1 %s/libvm.so ' });
+    const at = (b: Buffer) => (o: number, l: number) => b.subarray(o, o + l);
+    expect(dlopenNames(at(withRodata))).toEqual(['libplugin-2.so.0.1', 'libvm.so']);
+    // DT_NEEDED names live in .dynstr, not .rodata.
+    expect(dlopenNames(at(makeElf({ needed: ['libc.so.6'] })))).toEqual([]);
+    for (let cut = 0; cut < withRodata.length; cut += 5) expect(() => dlopenNames(at(withRodata.subarray(0, cut)))).not.toThrow();
   });
 
   it('follows #! lines, including /usr/bin/env PROG', () => {

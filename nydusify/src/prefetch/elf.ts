@@ -1,6 +1,7 @@
 /**
  * The little of ELF the dynamic loader needs before `main`: the interpreter (PT_INTERP), the
- * libraries it must map (DT_NEEDED) and where it looks for them (DT_RPATH / DT_RUNPATH). Read
+ * libraries it must map (DT_NEEDED) and where it looks for them (DT_RPATH / DT_RUNPATH); and the
+ * shared objects a file names in its read-only data, which it may load itself with dlopen. Read
  * through a random-access reader, so a 100 MiB shared library costs a few small reads. Anything
  * malformed yields `undefined` (the file is then simply not followed): this is a prefetch hint,
  * never a reason to fail a conversion.
@@ -34,21 +35,43 @@ const DT_RUNPATH = 29n;
 const MAX_PHDRS = 256;
 const MAX_DYNAMIC = 64 * 1024;
 const MAX_STRTAB = 16 * 1024 * 1024;
+const MAX_SECTIONS = 4096;
+const MAX_RODATA = 16 * 1024 * 1024;
+const MAX_DLOPEN_NAMES = 64;
 
 export const isElf = (head: Buffer): boolean => head.length >= 4 && head.readUInt32BE(0) === 0x7f454c46;
 
-export function readElfDeps(read: RangeReader): ElfDeps | undefined {
+/** The ELF header of a file, with readers in its byte order and word size. */
+interface Header {
+  eh: Buffer;
+  is64: boolean;
+  le: boolean;
+  u16(b: Buffer, o: number): number;
+  u32(b: Buffer, o: number): number;
+  /** An address or offset: 8 bytes in ELF64, 4 in ELF32. */
+  word(b: Buffer, o: number): bigint;
+}
+
+function readHeader(read: RangeReader): Header | undefined {
   const eh = read(0, 64);
   if (!eh || eh.length < 52 || !isElf(eh)) return undefined;
   const is64 = eh[4] === 2;
   const le = eh[5] === 1;
   if ((eh[4] !== 1 && !is64) || (eh[5] !== 1 && eh[5] !== 2) || (is64 && eh.length < 64)) return undefined;
-  const u16 = (b: Buffer, o: number) => (le ? b.readUInt16LE(o) : b.readUInt16BE(o));
   const u32 = (b: Buffer, o: number) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
-  const u64 = (b: Buffer, o: number) => (le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o));
-  const word = (b: Buffer, o: number): bigint => (is64 ? u64(b, o) : BigInt(u32(b, o)));
-  const num = (v: bigint): number | undefined => (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : undefined);
+  return {
+    eh, is64, le, u32,
+    u16: (b, o) => (le ? b.readUInt16LE(o) : b.readUInt16BE(o)),
+    word: (b, o) => (is64 ? (le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o)) : BigInt(u32(b, o))),
+  };
+}
 
+const num = (v: bigint): number | undefined => (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : undefined);
+
+export function readElfDeps(read: RangeReader): ElfDeps | undefined {
+  const h = readHeader(read);
+  if (!h) return undefined;
+  const { eh, is64, le, u16, u32, word } = h;
   const machine = u16(eh, 18);
   const phoff = num(word(eh, is64 ? 32 : 28));
   const phentsize = u16(eh, is64 ? 54 : 42);
@@ -111,6 +134,44 @@ export function readElfDeps(read: RangeReader): ElfDeps | undefined {
     else (tag === DT_RPATH ? deps.rpath : deps.runpath).push(...s.split(':').filter(Boolean));
   }
   return deps;
+}
+
+/**
+ * File names of shared objects (`lib*.so*`) in the file's `.rodata`: the libraries it may dlopen
+ * by name, such as a JVM launcher's `%s/lib/%s/libjvm.so`. The loader never sees those, so the
+ * DT_NEEDED closure alone misses the largest library a Java (or any plugin-loading) program maps.
+ */
+export function dlopenNames(read: RangeReader): string[] {
+  const h = readHeader(read);
+  if (!h) return [];
+  const { eh, is64, u16, u32, word } = h;
+  const shoff = num(word(eh, is64 ? 40 : 32));
+  const shentsize = u16(eh, is64 ? 58 : 46);
+  const shnum = u16(eh, is64 ? 60 : 48);
+  const shstrndx = u16(eh, is64 ? 62 : 50);
+  if (!shoff || shentsize < (is64 ? 64 : 40) || shnum === 0 || shnum > MAX_SECTIONS || shstrndx >= shnum) return [];
+  const sh = read(shoff, shentsize * shnum);
+  if (!sh || sh.length < shentsize * shnum) return [];
+  const section = (i: number) => {
+    const p = i * shentsize;
+    return { name: u32(sh, p), offset: num(word(sh, p + (is64 ? 24 : 16))), size: num(word(sh, p + (is64 ? 32 : 20))) };
+  };
+  const names = section(shstrndx);
+  const shstr = names.offset !== undefined && names.size !== undefined && names.size <= MAX_DYNAMIC ? read(names.offset, names.size) : undefined;
+  if (!shstr) return [];
+  for (let i = 0; i < shnum; i++) {
+    const s = section(i);
+    if (s.name >= shstr.length || cString(shstr, s.name) !== '.rodata') continue;
+    if (s.offset === undefined || s.size === undefined || s.size > MAX_RODATA) return [];
+    const text = read(s.offset, s.size)?.toString('latin1') ?? '';
+    const found = new Set<string>();
+    for (const m of text.matchAll(/lib[\w+-][\w.+-]*?\.so(?:\.\d+)*(?![\w.+-])/g)) {
+      found.add(m[0]);
+      if (found.size >= MAX_DLOPEN_NAMES) break;
+    }
+    return [...found];
+  }
+  return [];
 }
 
 function cString(b: Buffer, at: number): string {

@@ -1,7 +1,9 @@
 /**
  * The files an image's own command needs before it can do anything: /etc/passwd and /etc/group
  * (the runtime resolves the user), the entrypoint, its script interpreter, the ELF dynamic loader,
- * /etc/ld.so.cache and every shared library the loader maps, found the way glibc's loader finds them. An image converted without a workload trace gets this
+ * /etc/ld.so.cache and every shared library the loader maps, found the way glibc's loader finds them,
+ * plus the libraries a program's own (not the system's) libraries name for dlopen and ship beside
+ * themselves (as a JVM launcher loads libjvm.so), and the local time zone's file. An image converted without a workload trace gets this
  * as its prefetch table, so nydusd starts fetching them at mount, while containerd is still
  * creating the container, instead of one miss at a time after exec.
  *
@@ -9,7 +11,7 @@
  * (`nydusify optimize` records those). Anything that cannot be resolved is left out, never fatal.
  */
 import type { FsNode } from '@nydus-ts/rafs/tree';
-import { isElf, multiarchTriplet, readElfDeps, type ElfDeps } from './elf.js';
+import { dlopenNames, isElf, multiarchTriplet, readElfDeps, type ElfDeps } from './elf.js';
 
 /** Reads a regular file's bytes from the image being built. */
 export type FileContent = (node: FsNode, offset: number, length: number) => Buffer | undefined;
@@ -35,6 +37,9 @@ const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 const MAX_SYMLINK_HOPS = 40;
 const MAX_FILES = 512;
 const MAX_CONF_BYTES = 64 * 1024;
+/** How deep below a private library's directory, and over how many entries, a dlopen name is looked for. */
+const DLOPEN_DEPTH = 2;
+const DLOPEN_MAX_ENTRIES = 4096;
 /** Read by the runtime in the container's rootfs before it execs anything (user and groups). */
 export const RUNTIME_FILES = ['/etc/passwd', '/etc/group'];
 
@@ -115,7 +120,7 @@ export function entrypointPrefetch(root: FsNode, config: ImageRunConfig, read: F
   }
 
   // Executables: the command, then whatever interprets it (a #! line, then the ELF loader).
-  const libraries: Array<{ deps: ElfDeps; origin: string }> = [];
+  const libraries: Array<{ deps: ElfDeps; origin: string; node: FsNode }> = [];
   for (let depth = 0; exe && exe.node.kind === 'file' && depth < 4; depth++) {
     if (!add(exe)) break;
     const head = read(exe.node, 0, 256);
@@ -139,7 +144,7 @@ export function entrypointPrefetch(root: FsNode, config: ImageRunConfig, read: F
       const cache = resolvePath(root, '/etc/ld.so.cache');
       if (cache && cache.node.kind === 'file') add(cache);
     }
-    libraries.push({ deps, origin: dirname(exe.path) });
+    libraries.push({ deps, origin: dirname(exe.path), node: exe.node });
     break;
   }
   if (libraries.length === 0) return out;
@@ -160,9 +165,12 @@ export function entrypointPrefetch(root: FsNode, config: ImageRunConfig, read: F
     const d = readElfDeps(reader(r.node));
     return d && d.machine === top.machine && d.is64 === top.is64 ? d : undefined;
   };
+  // A library in one of these is the system's: what it names for dlopen is optional (NSS modules,
+  // libgcc_s for unwinding) and left to on-demand reads.
+  const systemDirs = new Set([...confDirs, ...defaults, ...(envOf(env, 'PATH') ?? DEFAULT_PATH).split(':')].map((d) => resolvePath(root, d)?.path ?? d));
   const loaded = new Set<string>();
   for (let i = 0; i < libraries.length; i++) {
-    const { deps, origin } = libraries[i]!;
+    const { deps, origin, node } = libraries[i]!;
     const dirs = [
       ...(deps.runpath.length === 0 ? deps.rpath.map((d) => expand(d, origin)) : []),
       ...ldLibraryPath,
@@ -176,12 +184,47 @@ export function entrypointPrefetch(root: FsNode, config: ImageRunConfig, read: F
         const r = resolvePath(root, name.includes('/') ? name : `${dir}/${name}`, cwd);
         const d = r && compatible(r);
         if (!r || !d) continue;
-        if (add(r)) libraries.push({ deps: d, origin: dirname(r.path) });
+        if (add(r)) libraries.push({ deps: d, origin: dirname(r.path), node: r.node });
         break;
       }
     }
+    if (systemDirs.has(origin)) continue;
+    for (const name of dlopenNames(reader(node))) {
+      if (loaded.has(name)) continue;
+      const r = findBelow(root, origin, name);
+      const d = r && compatible(r);
+      if (!r || !d) continue;
+      loaded.add(name);
+      if (add(r)) libraries.push({ deps: d, origin: dirname(r.path), node: r.node });
+    }
   }
+  // glibc reads the zone file behind /etc/localtime the first time a program asks for the local
+  // time, which language runtimes do while they start (Python's and Java's, on bench/coldstart).
+  const zone = resolvePath(root, '/etc/localtime');
+  if (zone && zone.node.kind === 'file') add(zone);
   return out;
+}
+
+/** The first regular file called `name` in directory `dir` or below it (breadth first, bounded). */
+function findBelow(root: FsNode, dir: string, name: string): Resolved | undefined {
+  const start = resolvePath(root, dir);
+  if (!start || start.node.kind !== 'dir') return undefined;
+  let level: Resolved[] = [start];
+  let seen = 0;
+  for (let depth = 0; depth <= DLOPEN_DEPTH && level.length > 0; depth++) {
+    const next: Resolved[] = [];
+    for (const d of level) {
+      if (d.node.kind !== 'dir') continue;
+      const hit = d.node.children.get(name);
+      if (hit?.kind === 'file') return { path: `${d.path === '/' ? '' : d.path}/${name}`, node: hit };
+      for (const [n, c] of [...d.node.children].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+        if (++seen > DLOPEN_MAX_ENTRIES) return undefined;
+        if (c.kind === 'dir') next.push({ path: `${d.path === '/' ? '' : d.path}/${n}`, node: c });
+      }
+    }
+    level = next;
+  }
+  return undefined;
 }
 
 /** The directories /etc/ld.so.conf lists, following `include` lines (globs of the form DIR/*SUFFIX). */
