@@ -169,6 +169,7 @@ export function entrypointPrefetch(root: FsNode, config: ImageRunConfig, read: F
   // libgcc_s for unwinding) and left to on-demand reads.
   const systemDirs = new Set([...confDirs, ...defaults, ...(envOf(env, 'PATH') ?? DEFAULT_PATH).split(':')].map((d) => resolvePath(root, d)?.path ?? d));
   const loaded = new Set<string>();
+  const filesBelowCache = new Map<string, Map<string, Resolved>>();
   for (let i = 0; i < libraries.length; i++) {
     const { deps, origin, node } = libraries[i]!;
     const dirs = [
@@ -189,9 +190,11 @@ export function entrypointPrefetch(root: FsNode, config: ImageRunConfig, read: F
       }
     }
     if (systemDirs.has(origin)) continue;
+    let below = filesBelowCache.get(origin);
+    if (!below) filesBelowCache.set(origin, (below = filesBelow(root, origin)));
     for (const name of dlopenNames(reader(node))) {
       if (loaded.has(name)) continue;
-      const r = findBelow(root, origin, name);
+      const r = below.get(name);
       const d = r && compatible(r);
       if (!r || !d) continue;
       loaded.add(name);
@@ -205,26 +208,30 @@ export function entrypointPrefetch(root: FsNode, config: ImageRunConfig, read: F
   return out;
 }
 
-/** The first regular file called `name` in directory `dir` or below it (breadth first, bounded). */
-function findBelow(root: FsNode, dir: string, name: string): Resolved | undefined {
+/**
+ * The regular files in directory `dir` and below it (DLOPEN_DEPTH levels, DLOPEN_MAX_ENTRIES
+ * entries at most), by name; where two share a name, the shallower (then first in name order) wins.
+ */
+function filesBelow(root: FsNode, dir: string): Map<string, Resolved> {
+  const found = new Map<string, Resolved>();
   const start = resolvePath(root, dir);
-  if (!start || start.node.kind !== 'dir') return undefined;
+  if (!start || start.node.kind !== 'dir') return found;
+  const join = (d: string, n: string) => `${d === '/' ? '' : d}/${n}`;
   let level: Resolved[] = [start];
   let seen = 0;
   for (let depth = 0; depth <= DLOPEN_DEPTH && level.length > 0; depth++) {
     const next: Resolved[] = [];
     for (const d of level) {
       if (d.node.kind !== 'dir') continue;
-      const hit = d.node.children.get(name);
-      if (hit?.kind === 'file') return { path: `${d.path === '/' ? '' : d.path}/${name}`, node: hit };
       for (const [n, c] of [...d.node.children].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-        if (++seen > DLOPEN_MAX_ENTRIES) return undefined;
-        if (c.kind === 'dir') next.push({ path: `${d.path === '/' ? '' : d.path}/${n}`, node: c });
+        if (++seen > DLOPEN_MAX_ENTRIES) return found;
+        if (c.kind === 'dir') next.push({ path: join(d.path, n), node: c });
+        else if (c.kind === 'file' && !found.has(n)) found.set(n, { path: join(d.path, n), node: c });
       }
     }
     level = next;
   }
-  return undefined;
+  return found;
 }
 
 /** The directories /etc/ld.so.conf lists, following `include` lines (globs of the form DIR/*SUFFIX). */
