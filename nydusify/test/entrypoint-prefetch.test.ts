@@ -204,6 +204,9 @@ describe('entrypoint prefetch', () => {
     // DT_NEEDED names live in .dynstr, not .rodata.
     expect(dlopenNames(at(makeElf({ needed: ['libc.so.6'] })))).toEqual([]);
     for (let cut = 0; cut < withRodata.length; cut += 5) expect(() => dlopenNames(at(withRodata.subarray(0, cut)))).not.toThrow();
+    // A hostile .rodata (one long word of "lib"s) is read in one linear pass, not backtracked over.
+    const hostile = makeElf({ rodata: `${'lib'.repeat(2_000_000)}.so ${'x'.repeat(300)} libok.so` });
+    expect(dlopenNames(at(hostile))).toEqual(['libok.so']);
   });
 
   it('follows #! lines, including /usr/bin/env PROG', () => {

@@ -38,6 +38,10 @@ const MAX_STRTAB = 16 * 1024 * 1024;
 const MAX_SECTIONS = 4096;
 const MAX_RODATA = 16 * 1024 * 1024;
 const MAX_DLOPEN_NAMES = 64;
+/** NAME_MAX: no longer word can be a file's name. */
+const MAX_NAME = 255;
+/** A shared object's file name: libNAME.so, optionally versioned (libz.so.1.2.13). */
+const SHARED_OBJECT = /^lib[\w+-][\w.+-]*?\.so(?:\.\d+)*$/;
 
 export const isElf = (head: Buffer): boolean => head.length >= 4 && head.readUInt32BE(0) === 0x7f454c46;
 
@@ -165,8 +169,11 @@ export function dlopenNames(read: RangeReader): string[] {
     if (s.offset === undefined || s.size === undefined || s.size > MAX_RODATA) return [];
     const text = read(s.offset, s.size)?.toString('latin1') ?? '';
     const found = new Set<string>();
-    for (const m of text.matchAll(/lib[\w+-][\w.+-]*?\.so(?:\.\d+)*(?![\w.+-])/g)) {
-      found.add(m[0]);
+    // Words first (one linear pass), then each short word against the name pattern: a pattern
+    // run over the whole section could backtrack quadratically on hostile bytes.
+    for (const [word] of text.matchAll(/[\w.+-]+/g)) {
+      if (word.length > MAX_NAME || !word.startsWith('lib') || !SHARED_OBJECT.test(word)) continue;
+      found.add(word);
       if (found.size >= MAX_DLOPEN_NAMES) break;
     }
     return [...found];

@@ -1,14 +1,16 @@
 /**
  * The files an image's own command needs before it can do anything: /etc/passwd and /etc/group
  * (the runtime resolves the user), the entrypoint, its script interpreter, the ELF dynamic loader,
- * /etc/ld.so.cache and every shared library the loader maps, found the way glibc's loader finds them,
- * plus the libraries a program's own (not the system's) libraries name for dlopen and ship beside
- * themselves (as a JVM launcher loads libjvm.so), and the local time zone's file. An image converted without a workload trace gets this
- * as its prefetch table, so nydusd starts fetching them at mount, while containerd is still
- * creating the container, instead of one miss at a time after exec.
+ * /etc/ld.so.cache and every shared library the loader maps, found the way glibc's loader finds
+ * them; then the libraries a program's own (not the system's) libraries name for dlopen and ship
+ * beside themselves (as a JVM launcher loads libjvm.so), and the local time zone's file. An image
+ * converted without a workload trace gets this as its prefetch table, so nydusd starts fetching
+ * them at mount, while containerd is still creating the container, instead of one miss at a time
+ * after exec.
  *
- * Static, from the image alone: libraries loaded later with dlopen, and data files, are not here
- * (`nydusify optimize` records those). Anything that cannot be resolved is left out, never fatal.
+ * Static, from the image alone: libraries loaded with dlopen under names built at run time, system
+ * libraries' optional modules, and data files are not here (`nydusify optimize` records those).
+ * Anything that cannot be resolved is left out, never fatal.
  */
 import type { FsNode } from '@nydus-ts/rafs/tree';
 import { dlopenNames, isElf, multiarchTriplet, readElfDeps, type ElfDeps } from './elf.js';
