@@ -36,6 +36,7 @@ const MAX_PHDRS = 256;
 const MAX_DYNAMIC = 64 * 1024;
 const MAX_STRTAB = 16 * 1024 * 1024;
 const MAX_SECTIONS = 4096;
+const MAX_SECTION_NAMES = 64 * 1024;
 const MAX_RODATA = 16 * 1024 * 1024;
 const MAX_DLOPEN_NAMES = 64;
 /** NAME_MAX: no longer word can be a file's name. */
@@ -161,7 +162,7 @@ export function dlopenNames(read: RangeReader): string[] {
     return { name: u32(sh, p), offset: num(word(sh, p + (is64 ? 24 : 16))), size: num(word(sh, p + (is64 ? 32 : 20))) };
   };
   const names = section(shstrndx);
-  const shstr = names.offset !== undefined && names.size !== undefined && names.size <= MAX_DYNAMIC ? read(names.offset, names.size) : undefined;
+  const shstr = names.offset !== undefined && names.size !== undefined && names.size <= MAX_SECTION_NAMES ? read(names.offset, names.size) : undefined;
   if (!shstr) return [];
   for (let i = 0; i < shnum; i++) {
     const s = section(i);
@@ -171,9 +172,9 @@ export function dlopenNames(read: RangeReader): string[] {
     const found = new Set<string>();
     // Words first (one linear pass), then each short word against the name pattern: a pattern
     // run over the whole section could backtrack quadratically on hostile bytes.
-    for (const [word] of text.matchAll(/[\w.+-]+/g)) {
-      if (word.length > MAX_NAME || !word.startsWith('lib') || !SHARED_OBJECT.test(word)) continue;
-      found.add(word);
+    for (const [token] of text.matchAll(/[\w.+-]+/g)) {
+      if (token.length > MAX_NAME || !token.startsWith('lib') || !SHARED_OBJECT.test(token)) continue;
+      found.add(token);
       if (found.size >= MAX_DLOPEN_NAMES) break;
     }
     return [...found];

@@ -12,7 +12,7 @@
  * libraries' optional modules, and data files are not here (`nydusify optimize` records those).
  * Anything that cannot be resolved is left out, never fatal.
  */
-import type { FsNode } from '@nydus-ts/rafs/tree';
+import { sortedChildren, type FsNode } from '@nydus-ts/rafs/tree';
 import { dlopenNames, isElf, multiarchTriplet, readElfDeps, type ElfDeps } from './elf.js';
 
 /** Reads a regular file's bytes from the image being built. */
@@ -225,7 +225,7 @@ function filesBelow(root: FsNode, dir: string): Map<string, Resolved> {
     const next: Resolved[] = [];
     for (const d of level) {
       if (d.node.kind !== 'dir') continue;
-      for (const [n, c] of [...d.node.children].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      for (const [n, c] of sortedChildren(d.node)) {
         if (++seen > DLOPEN_MAX_ENTRIES) return found;
         if (c.kind === 'dir') next.push({ path: join(d.path, n), node: c });
         else if (c.kind === 'file' && !found.has(n)) found.set(n, { path: join(d.path, n), node: c });
