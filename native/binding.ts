@@ -238,6 +238,26 @@ export interface RafsOptions {
   prefetchBandwidth: number
 }
 
+export interface RafsPlannedChunk {
+  /** Index into the plan's `blobs`. */
+  blob: number
+  compressedOffset: number
+  compressedSize: number
+}
+
+/**
+ * The chunks nydusd's prefetch of `mode` (as in `DaemonCore.prefetch`) would fetch for this
+ * bootstrap, planned by the daemon's own planner without mounting anything.
+ */
+export declare function rafsPrefetchPlan(bootstrap: Buffer, mode: 'all' | 'table' | 'table-or-all' | 'paths' | 'chunks', text: string): RafsPrefetchPlan
+
+export interface RafsPrefetchPlan {
+  /** The image's blob ids, in bootstrap order. */
+  blobs: Array<string>
+  /** The chunks a prefetch of `mode` fetches, in blob order. */
+  chunks: Array<RafsPlannedChunk>
+}
+
 /** A data blob as the blob table records it. */
 export interface RafsTreeBlob {
   blobId: string

@@ -11,9 +11,9 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ProcessedChunk, RafsMerkle, StoredChunkSpec, RafsTreeBlob, RafsTreeChunk, RafsTreeNode, RafsWriteOptions, RafsWritten } from './binding.js';
+import type { ProcessedChunk, RafsMerkle, RafsPrefetchPlan, StoredChunkSpec, RafsTreeBlob, RafsTreeChunk, RafsTreeNode, RafsWriteOptions, RafsWritten } from './binding.js';
 
-export type { ProcessedChunk, RafsMerkle, StoredChunkSpec, RafsTreeBlob, RafsTreeChunk, RafsTreeNode, RafsWriteOptions, RafsWritten } from './binding.js';
+export type { ProcessedChunk, RafsMerkle, RafsPrefetchPlan, StoredChunkSpec, RafsTreeBlob, RafsTreeChunk, RafsTreeNode, RafsWriteOptions, RafsWritten } from './binding.js';
 export type Compressor = 'none' | 'lz4_block' | 'zstd';
 export type Digester = 'blake3' | 'sha256';
 
@@ -227,6 +227,19 @@ export function rafsDump(bootstrap: string | Buffer): RafsDump {
     throw rafsError(e);
   }
   return JSON.parse(json) as RafsDump;
+}
+
+/**
+ * The chunks nydusd's prefetch would fetch for this bootstrap (`mode` as in the daemon's
+ * prefetch: the image's table, or a chunk trace given as `text`), planned by the daemon's own
+ * planner without mounting it. Throws (code ERR_NYDUS_RAFS) on a corrupt bootstrap.
+ */
+export function rafsPrefetchPlan(bootstrap: Buffer, mode: 'table' | 'chunks', text = ''): RafsPrefetchPlan {
+  try {
+    return native.rafsPrefetchPlan(bootstrap, mode, text);
+  } catch (e) {
+    throw rafsError(e);
+  }
 }
 
 type CheckResult = { inodeCount: number; blobs: string[] };

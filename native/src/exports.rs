@@ -284,6 +284,43 @@ pub fn rafs_dump(bootstrap: Either<String, Buffer>) -> Result<String> {
     dumped.map_err(|e| rafs_error("rafsDump", e))
 }
 
+#[napi(object)]
+pub struct RafsPlannedChunk {
+    /// Index into the plan's `blobs`.
+    pub blob: u32,
+    pub compressed_offset: f64,
+    pub compressed_size: u32,
+}
+
+#[napi(object)]
+pub struct RafsPrefetchPlan {
+    /// The image's blob ids, in bootstrap order.
+    pub blobs: Vec<String>,
+    /// The chunks a prefetch of `mode` fetches, in blob order.
+    pub chunks: Vec<RafsPlannedChunk>,
+}
+
+/// The chunks nydusd's prefetch of `mode` (as in `DaemonCore.prefetch`) would fetch for this
+/// bootstrap, planned by the daemon's own planner without mounting anything.
+#[napi]
+pub fn rafs_prefetch_plan(
+    bootstrap: Buffer,
+    #[napi(ts_arg_type = "'all' | 'table' | 'table-or-all' | 'paths' | 'chunks'")] mode: String,
+    text: String,
+) -> Result<RafsPrefetchPlan> {
+    use crate::daemon::prefetch::{plan_bootstrap, Target};
+    let bs = crate::rafs::Bootstrap::from_bytes(bootstrap.to_vec()).map_err(|e| rafs_error("rafsPrefetchPlan", e))?;
+    let target = Target::parse(&mode, &text).map_err(|e| rafs_error("rafsPrefetchPlan", e))?;
+    let chunks = plan_bootstrap(&bs, &target).map_err(|e| rafs_error("rafsPrefetchPlan", e))?;
+    Ok(RafsPrefetchPlan {
+        blobs: bs.blobs().iter().map(|b| b.id.clone()).collect(),
+        chunks: chunks
+            .iter()
+            .map(|c| RafsPlannedChunk { blob: c.blob, compressed_offset: c.compressed_offset as f64, compressed_size: c.compressed_size })
+            .collect(),
+    })
+}
+
 fn check_bootstrap(func: &str, path: &str) -> Result<String> {
     let bs = crate::rafs::Bootstrap::open(std::path::Path::new(path)).map_err(|e| rafs_error(func, e))?;
     bs.validate().map_err(|e| rafs_error(func, e))?;

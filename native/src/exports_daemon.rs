@@ -308,16 +308,7 @@ impl DaemonCore {
         threads: u32,
         merging_size: u32,
     ) -> Result<u32> {
-        let target = match mode.as_str() {
-            "all" => Target::All,
-            "table" => Target::Table { or_all: false },
-            "table-or-all" => Target::Table { or_all: true },
-            "paths" => Target::Paths(paths.lines().filter(|l| !l.is_empty()).map(String::from).collect()),
-            "chunks" => {
-                Target::Chunks(prefetch::parse_chunk_trace(&paths).map_err(|e| Error::new(Status::InvalidArg, e))?)
-            }
-            other => return Err(Error::new(Status::InvalidArg, format!("unknown prefetch mode {other:?}"))),
-        };
+        let target = Target::parse(&mode, &paths).map_err(|e| Error::new(Status::InvalidArg, e))?;
         let instance = self.daemon.vfs.instance(&mountpoint).ok_or_else(|| not_mounted(&mountpoint))?;
         let chunks = prefetch::plan(&instance, &target).map_err(|e| Error::new(Status::GenericFailure, e))?;
         let planned = chunks.len();

@@ -11,7 +11,7 @@ import { ApiError } from './api/errors.js';
 import type { ApiController } from './api/server.js';
 import { blobEntryConfig, parseConfig, parseConfigString } from './config.js';
 import { MountError, type Nydusd } from './daemon.js';
-import type { BlobCacheEntry } from './api/types.js';
+import type { BlobCacheEntry, StagingRequest } from './api/types.js';
 import type { MountState } from './mount-state.js';
 import { blobcacheMetricsJson, fsMetricsJson, renderPrometheus, type InstanceSnapshot } from './metrics/index.js';
 
@@ -87,6 +87,20 @@ export class DaemonController implements ApiController {
     }
   }
 
+  stage(req: StagingRequest): unknown {
+    const { config } = parseConfigString(req.config);
+    try {
+      return this.daemon.stage({ blobId: req.blob_id, ranges: req.ranges, config });
+    } catch (e) {
+      if (e instanceof MountError) throw new ApiError(e.status, 'InvalidRequest', e.message);
+      throw e;
+    }
+  }
+
+  staging(): unknown {
+    return { ...this.daemon.staging.stats, blobs: this.daemon.staging.list() };
+  }
+
   async remount(mountpoint: string, body: MountBody): Promise<void> {
     if (this.daemon.mounts.has(mountpoint)) await this.daemon.umount(mountpoint);
     await this.mount(mountpoint, body);
@@ -132,7 +146,7 @@ export class DaemonController implements ApiController {
   }
 
   #snapshot(m: MountState, stats: InstanceStats): InstanceSnapshot {
-    return { mountpoint: m.mountpoint, stats, backend: m.backend.metrics(), filesAccount: m.config.iostatsFiles, accessPattern: m.config.accessPattern, latestReadFiles: m.config.latestReadFiles, cacheDir: m.config.cache.workDir, prefetchWorkers: m.config.fsPrefetch.threadsCount, prefetch: m.prefetch };
+    return { mountpoint: m.mountpoint, stats, backend: m.backendMetrics(), filesAccount: m.config.iostatsFiles, accessPattern: m.config.accessPattern, latestReadFiles: m.config.latestReadFiles, cacheDir: m.config.cache.workDir, prefetchWorkers: m.config.fsPrefetch.threadsCount, prefetch: m.prefetch };
   }
 
   fsMetrics(id?: string): unknown {
@@ -168,7 +182,7 @@ export class DaemonController implements ApiController {
   }
 
   backendMetrics(id?: string): unknown {
-    return this.#mount(id).backend.metrics();
+    return this.#mount(id).backendMetrics();
   }
 
   blobcacheMetrics(id?: string): unknown {
@@ -193,7 +207,7 @@ export class DaemonController implements ApiController {
   prometheus(): string {
     const stats = this.daemon.stats();
     const snaps = [...this.daemon.mounts.values()].flatMap((m) => (stats.mounts[m.mountpoint] ? [this.#snapshot(m, stats.mounts[m.mountpoint]!)] : []));
-    return renderPrometheus(snaps, { id: this.daemon.opts.id ?? '', version: pkg.version, state: this.daemon.state });
+    return renderPrometheus(snaps, { id: this.daemon.opts.id ?? '', version: pkg.version, state: this.daemon.state, staging: this.daemon.staging.stats });
   }
 }
 

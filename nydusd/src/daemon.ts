@@ -9,6 +9,7 @@
  * the order of fetches) never reaches JS.
  */
 
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
@@ -21,6 +22,8 @@ import type { DaemonConfig } from './config.js';
 import { keeperSocket, quitKeeper, startKeeper } from './erofs-keeper.js';
 import { MountState } from './mount-state.js';
 import { readTakeoverState, writeTakeoverState } from './takeover-state.js';
+import { BlobStaging } from './staging.js';
+import { parseBlobRanges } from '@nydus-ts/rafs/blob-ranges';
 
 export type DaemonState = 'INIT' | 'READY' | 'RUNNING' | 'STOPPED';
 
@@ -91,9 +94,21 @@ export async function clearStaleMount(mountpoint: string): Promise<boolean> {
   return true;
 }
 
+/** A blob's announced prefetch ranges to fetch before its image is mounted (PUT /api/v1/staging). */
+export interface StageRequest {
+  blobId: string;
+  /** The layer annotation's value (SPEC §9). */
+  ranges: string;
+  /** The config of an image that reads the blob: its backend fetches, its cache is checked. */
+  config: DaemonConfig;
+}
+
+export type StageOutcome = { staged_bytes: number } | { skipped: 'prefetch disabled' | 'cached' | 'staged already' | 'no room' };
+
 export class Nydusd {
   state: DaemonState = 'INIT';
   readonly mounts = new Map<string, MountState>();
+  readonly staging = new BlobStaging();
   readonly startedAt = Date.now();
   readonly #events: { time: string; event: string; detail?: unknown }[] = [];
   #native: NativeDaemon | undefined;
@@ -273,6 +288,29 @@ export class Nydusd {
     this.#startPrefetch(state, req.prefetchFiles, ownPrefetch ? await readChunkTrace(source) : undefined);
   }
 
+  /**
+   * Starts fetching a blob's announced prefetch ranges before an image reading it is mounted;
+   * skipped when the image would not prefetch, when the blob has a cache here already (its chunk
+   * map exists: a node that ran it has what it reads first), or when it is staged already.
+   */
+  stage(req: StageRequest): StageOutcome {
+    if (!/^[0-9a-f]{64}$/.test(req.blobId)) throw new MountError(400, `invalid blob id ${JSON.stringify(req.blobId.slice(0, 80))}`);
+    let ranges;
+    try {
+      ranges = parseBlobRanges(req.ranges);
+    } catch (e) {
+      throw new MountError(400, (e as Error).message);
+    }
+    if (!req.config.fsPrefetch.enable) return { skipped: 'prefetch disabled' };
+    if (existsSync(join(req.config.cache.workDir, `${req.blobId}.blob.data.chunk_map`))) return { skipped: 'cached' };
+    const source = stagingSource(req.config);
+    if (this.staging.has(req.blobId, source)) return { skipped: 'staged already' };
+    const bytes = this.staging.stage(req.blobId, source, ranges, createBackend(req.config.backend));
+    if (bytes === 0) return { skipped: 'no room' };
+    logger.debug('staging blob ranges', { blob: req.blobId, ranges: ranges.length, bytes });
+    return { staged_bytes: bytes };
+  }
+
   async umount(mountpoint: string): Promise<void> {
     const state = this.mounts.get(mountpoint);
     if (state === undefined) throw new MountError(404, `nothing is mounted at ${mountpoint}`);
@@ -320,6 +358,13 @@ export class Nydusd {
     const state = this.mounts.get(r.mountpoint);
     if (state === undefined) return { error: `no mount at ${r.mountpoint}`, kind: 'transient' };
     const started = performance.now();
+    const staged = this.staging.take(r.blobId, stagingSource(state.config), r.offset, r.length);
+    const fromStage = staged === undefined ? undefined : await staged;
+    if (fromStage !== undefined) {
+      state.countStaged(fromStage.length, r.priority);
+      logger.trace('staged read', { blob: r.blobId.slice(0, 12), offset: r.offset, length: r.length, priority: r.priority, read_ms: Math.round(performance.now() - started) });
+      return fromStage;
+    }
     try {
       const data = await state.backend.read(r.blobId, r.offset, r.length, { priority: r.priority });
       logger.trace('backend read', { blob: r.blobId.slice(0, 12), offset: r.offset, length: r.length, priority: r.priority, read_ms: Math.round(performance.now() - started) });
@@ -354,6 +399,7 @@ export class Nydusd {
     if (this.state === 'STOPPED') return;
     this.state = 'STOPPED';
     clearInterval(this.#errorTimer);
+    this.staging.close();
     try {
       this.#native?.close();
     } catch (e) {
@@ -368,6 +414,9 @@ export class Nydusd {
     this.#resolveExited();
   }
 }
+
+/** Where an image's blobs come from, as staging tells sources apart: its whole backend config. */
+const stagingSource = (config: DaemonConfig): string => JSON.stringify(config.backend);
 
 /** Past this a chunk trace is ignored (about 200k chunks, 200 GiB of 1 MiB chunks). */
 const MAX_CHUNK_TRACE_BYTES = 16 << 20;

@@ -4,7 +4,7 @@
  */
 
 import { rafsDump } from '@nydus-ts/native';
-import type { BlobBackend } from './backend/backend.js';
+import type { BackendMetrics, BlobBackend } from './backend/backend.js';
 import type { DaemonConfig } from './config.js';
 
 export interface PrefetchStatus {
@@ -16,8 +16,17 @@ export interface PrefetchStatus {
   errors: string[];
 }
 
+/** Backend reads answered from staged blob ranges (staging.ts): fetched for this image before it was mounted. */
+export interface StagedReads {
+  staged_read_count: number;
+  staged_read_amount: number;
+  staged_prefetch_read_count: number;
+  staged_prefetch_read_amount: number;
+}
+
 export class MountState {
   prefetch: PrefetchStatus = { state: 'idle', planned: 0, loaded: 0, errors: [] };
+  readonly staged: StagedReads = { staged_read_count: 0, staged_read_amount: 0, staged_prefetch_read_count: 0, staged_prefetch_read_amount: 0 };
 
   constructor(
     readonly mountpoint: string,
@@ -39,6 +48,28 @@ export class MountState {
       for (const { nid, path } of rafsDump(this.bootstrap).nodes) if (!this.#paths.has(nid)) this.#paths.set(nid, path);
     }
     return this.#paths.get(nid);
+  }
+
+  countStaged(bytes: number, priority: 'on-demand' | 'prefetch'): void {
+    this.staged.staged_read_count++;
+    this.staged.staged_read_amount += bytes;
+    if (priority === 'prefetch') {
+      this.staged.staged_prefetch_read_count++;
+      this.staged.staged_prefetch_read_amount += bytes;
+    }
+  }
+
+  /** The backend's counters with the staged reads added in: they are backend reads made early. */
+  backendMetrics(): BackendMetrics & StagedReads {
+    const m = this.backend.metrics();
+    const s = this.staged;
+    return {
+      ...m, ...s,
+      read_count: m.read_count + s.staged_read_count,
+      read_amount_total: m.read_amount_total + s.staged_read_amount,
+      prefetch_read_count: m.prefetch_read_count + s.staged_prefetch_read_count,
+      prefetch_read_amount: m.prefetch_read_amount + s.staged_prefetch_read_amount,
+    };
   }
 
   async close(): Promise<void> {

@@ -59,6 +59,14 @@ class FakeController implements ApiController {
   async umount(mountpoint: string) {
     this.#rec('umount', mountpoint);
   }
+  stage(req: unknown) {
+    this.#rec('stage', req);
+    return { staged_bytes: 1 };
+  }
+  staging() {
+    this.#rec('staging');
+    return { staged_blobs: 0, blobs: [] };
+  }
   fsMetrics(id?: string) {
     this.#rec('fsMetrics', id);
     return { kind: 'fs', id: id ?? null };
@@ -132,6 +140,7 @@ function raw(socketPath: string, method: string, path: string, body?: string | B
 
 const MOUNT = { source: '/boot', fs_type: 'rafs', config: '{"mode":"direct"}', prefetch_files: ['/a'] };
 const BLOB_ENTRY = { type: 'bootstrap', id: 'img1', domain_id: 'd1', config_v2: { version: 2, metadata_path: '/boot' } };
+const STAGE = { blob_id: 'ab'.repeat(32), ranges: '0+4096', config: '{"mode":"direct"}' };
 
 describe('ApiServer routes (stand-in controller)', () => {
   let ctl: FakeController;
@@ -227,7 +236,7 @@ describe('ApiServer routes (stand-in controller)', () => {
   });
 
   it('serves every route of the table: none answers 404 or 405 for its own method', async () => {
-    const bodies: Record<string, unknown> = { 'PUT /api/v1/daemon': { log_level: 'info' }, 'PUT /api/v1/config': {}, 'POST /api/v1/mount': MOUNT, 'PUT /api/v1/mount': MOUNT, 'PUT /api/v2/blobs': BLOB_ENTRY };
+    const bodies: Record<string, unknown> = { 'PUT /api/v1/daemon': { log_level: 'info' }, 'PUT /api/v1/config': {}, 'POST /api/v1/mount': MOUNT, 'PUT /api/v1/mount': MOUNT, 'PUT /api/v2/blobs': BLOB_ENTRY, 'PUT /api/v1/staging': STAGE };
     const seen: string[] = [];
     for (const [path, methods] of Object.entries(ROUTES)) {
       for (const method of Object.keys(methods)) {
@@ -238,7 +247,17 @@ describe('ApiServer routes (stand-in controller)', () => {
         seen.push(key);
       }
     }
-    expect(seen).toHaveLength(25);
+    expect(seen).toHaveLength(27);
+  });
+
+  it('PUT /api/v1/staging (ours): the body is checked before the controller sees it', async () => {
+    const r = await client.request('PUT', '/api/v1/staging', STAGE);
+    expect(r).toMatchObject({ status: 200, body: { staged_bytes: 1 } });
+    expect(ctl.calls.at(-1)).toEqual(['stage', STAGE]);
+    for (const bad of [{ ...STAGE, blob_id: 1 }, { ...STAGE, ranges: undefined }, { ...STAGE, config: {} }, 'x']) {
+      expect(await client.request('PUT', '/api/v1/staging', bad), JSON.stringify(bad)).toMatchObject({ status: 400, body: { code: 'InvalidRequest' } });
+    }
+    expect(ctl.calls.at(-1)?.[0]).toBe('stage');
   });
 
   it('GET/PUT/DELETE /api/v2/blobs (images for EROFS over fscache): bodies and queries checked first', async () => {

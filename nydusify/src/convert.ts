@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { CompressorName } from '@nydus-ts/rafs/constants';
 import { ImageBuilder } from './builder/build.js';
 import type { DedupStats } from './builder/chunk-store.js';
-import { buildNydusManifest, packBootstrapLayer } from './image/nydus-manifest.js';
+import { buildNydusManifest, packBootstrapLayer, prefetchRanges } from './image/nydus-manifest.js';
 import { OciLayoutWriter } from './image/oci-layout.js';
 import { openImage } from './image/resolve.js';
 import { ensureDictBlob, loadChunkDict, type ChunkDict } from './chunk-dict.js';
@@ -166,11 +166,12 @@ export async function convert(o: ConvertOptions): Promise<ConvertResult> {
     const result = builder.finish(o.prefetchPatterns ?? (o.noEntrypointPrefetch ? undefined : entrypointTable(builder, source.config)));
     for (const p of result.missingPrefetch) logger.warn('prefetch pattern matched nothing', { pattern: p });
     const boot = packBootstrapLayer(result.bootstrap, chunkTrace);
+    const ranges = prefetchRanges(result.bootstrap, chunkTrace);
     const reused = result.blobs.filter((b) => result.reusedBlobIds.includes(b.blobId));
     const blobs = [
       ...[...builder.layers.map((l) => l.blob), ...(builder.hot ? [builder.hot.blob] : [])]
-        .map((b) => ({ digest: `sha256:${b.blob.blobId}`, size: b.size, path: b.path as string | undefined })),
-      ...reused.map((b) => ({ digest: `sha256:${b.blobId}`, size: b.compressedSize, path: undefined })),
+        .map((b) => ({ digest: `sha256:${b.blob.blobId}`, size: b.size, path: b.path as string | undefined, prefetchRanges: ranges.get(b.blob.blobId) })),
+      ...reused.map((b) => ({ digest: `sha256:${b.blobId}`, size: b.compressedSize, path: undefined, prefetchRanges: ranges.get(b.blobId) })),
     ];
     const oci = o.oci || source.manifestMediaType === OCI_MANIFEST;
     const { manifest, config, manifestMediaType } = buildNydusManifest({

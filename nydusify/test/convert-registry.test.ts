@@ -17,6 +17,8 @@ import { OciLayoutWriter } from '../src/image/oci-layout.js';
 import { writeSampleImage } from '../src/sample/sample-image.js';
 import { packBootstrapLayer, unpackBootstrapLayer } from '../src/image/nydus-manifest.js';
 import { blobPath } from '../src/image/oci-layout.js';
+import { rafsPrefetchPlan } from '@nydus-ts/native';
+import { parseBlobRanges } from '@nydus-ts/rafs/blob-ranges';
 
 let work: string;
 let basic: RunningRegistry;
@@ -96,6 +98,27 @@ describe('registry to registry (htpasswd basic auth)', () => {
     }
     expect(raw.layers[3].mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip');
     expect(raw.layers[3].annotations).toMatchObject({ 'containerd.io/snapshot/nydus-bootstrap': 'true', 'containerd.io/snapshot/nydus-fs-version': '6' });
+    // Each blob announces the ranges nydusd's prefetch of the bootstrap's table reads from it
+    // (SPEC §9): every planned chunk inside one, every range from a chunk's start to a chunk's end.
+    const client = new RegistryClient(basic.host, { insecure: true, credentials: { username: basic.username!, password: basic.password! } });
+    const boot = await unpackBootstrapLayer(await client.getBlobBuffer('sample', raw.layers[3].digest));
+    await client.close();
+    const plan = rafsPrefetchPlan(boot, 'table');
+    expect(plan.chunks.length).toBeGreaterThan(0);
+    for (const l of raw.layers.slice(0, 3)) {
+      const chunks = plan.chunks.filter((c) => `sha256:${plan.blobs[c.blob]}` === l.digest);
+      const value = l.annotations['containerd.io/snapshot/nydus-prefetch-ranges'] as string | undefined;
+      if (chunks.length === 0) {
+        expect(value).toBeUndefined();
+        continue;
+      }
+      const ranges = parseBlobRanges(value!);
+      for (const c of chunks) expect(ranges.some((r) => r.offset <= c.compressedOffset && c.compressedOffset + c.compressedSize <= r.offset + r.length)).toBe(true);
+      for (const r of ranges) {
+        expect(chunks.some((c) => c.compressedOffset === r.offset)).toBe(true);
+        expect(chunks.some((c) => c.compressedOffset + c.compressedSize === r.offset + r.length)).toBe(true);
+      }
+    }
 
     const chk = await nydusify(['check', '--source', src, '--target', dst, '--source-insecure', '--target-insecure']);
     expect(chk.out).toMatch(/check passed: \d+ files compared, \d+ chunks verified/);

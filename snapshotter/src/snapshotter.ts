@@ -24,7 +24,8 @@ import type { Daemons } from './daemons.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
 import { compileFilters } from './filters.js';
 import { diskUsage, unmountUnder } from './fsutil.js';
-import { imageRef, isNydusBlob, isNydusBootstrap, labelCredentials, REMOTE, TARGET_REF, validateLabels, type Labels } from './labels.js';
+import { imageRef, isNydusBlob, isNydusBootstrap, labelCredentials, layerDigest, REMOTE, TARGET_REF, validateLabels, type Labels } from './labels.js';
+import { ANNOTATION_PREFETCH_RANGES } from '@nydus-ts/rafs/blob-ranges';
 import { bindMount, layeredMount, type Mount } from './mounts.js';
 import type { DaemonRecord, InstanceRecord, Kind, MetaStore, SnapshotRecord, StoreState, Usage } from './store.js';
 
@@ -67,6 +68,8 @@ function info(name: string, r: SnapshotRecord): Info {
 }
 
 export class Snapshotter {
+  /** Staging requests to the shared daemon not answered yet (#stage); never rejected. */
+  readonly #stagings = new Set<Promise<void>>();
   /** RAFS instances being brought up, by bootstrap snapshot id: concurrent Prepares share one start. */
   readonly #starting = new Map<string, Promise<string>>();
   #sharedStarting: Promise<DaemonRecord> | undefined;
@@ -132,6 +135,9 @@ export class Snapshotter {
     // container: a daemon process per image that is only pulled would cost a node too much.
     const committed = this.store.get(name);
     if (blobs && committed && this.o.daemonMode === 'shared') {
+      // The image's blobs are staged (asked for at their layers' Prepares) before it is mounted, so
+      // its prefetch finds what they fetched rather than racing them for the same bytes.
+      await Promise.all(this.#stagings);
       await this.#ensureRafs(committed).catch((e: Error) => logger.warn('mounting a pulled image failed; the container Prepare tries again', { snapshot: committed.id, error: e.message }));
     }
   }
@@ -300,7 +306,30 @@ export class Snapshotter {
         if (this.store.get(target) === undefined) throw e; // not just a concurrent commit of the same layer
       }
     }
+    this.#stage(labels);
     throw alreadyExists(`target snapshot ${JSON.stringify(target)}: layer data stays in the registry (Nydus blob)`);
+  }
+
+  /**
+   * Shared mode: a blob layer that announces its image's prefetch ranges has the warm daemon
+   * fetch them now, while containerd still downloads and unpacks the bootstrap (SPEC §9). The
+   * Prepare does not wait for it (the bootstrap's Commit does, before mounting), and it is never
+   * fatal: the mount's own prefetch fetches whatever this did not.
+   */
+  #stage(labels: Labels): void {
+    const ranges = labels[ANNOTATION_PREFETCH_RANGES];
+    const digest = layerDigest(labels);
+    const ref = imageRef(labels);
+    if (this.o.daemonMode !== 'shared' || this.o.fscache === true || ranges === undefined || digest === undefined || ref === undefined) return;
+    const blobId = digest.replace(/^sha256:/, '');
+    const staging = (async () => {
+      const config = await imageDaemonConfig(this.o.nydusdTemplate, imageAccess(ref, labelCredentials(labels)), this.o.cacheDir);
+      const rec = await this.#sharedDaemon();
+      const outcome = await this.daemons.api(rec).stage({ blob_id: blobId, ranges, config: JSON.stringify(config) });
+      logger.debug('blob ranges staged', { blob: blobId, ...outcome });
+    })().catch((e: Error) => logger.warn('staging a blob\'s prefetch ranges failed; the mount prefetches them itself', { blob: blobId, error: e.message }));
+    this.#stagings.add(staging);
+    void staging.finally(() => this.#stagings.delete(staging));
   }
 
   async #removeDir(id: string): Promise<void> {

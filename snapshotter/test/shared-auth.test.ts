@@ -11,11 +11,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { ApiClient } from '@nydus-ts/nydusd/api/client';
 import { writeSampleImage } from '@nydus-ts/nydusify/sample/sample-image';
 import { mountsUnder } from '../src/fsutil.js';
 import { startContainerd, type Containerd } from '@nydus-ts/harness/containerd';
 import { startRegistry, type RunningRegistry } from '@nydus-ts/harness/registry';
-import { startSnapshotter, type RunningSnapshotter } from '@nydus-ts/harness/snapshotter';
+import { startSnapshotter, TEST_NYDUSD_CONFIG, type RunningSnapshotter } from '@nydus-ts/harness/snapshotter';
 
 const exec = promisify(execFile);
 
@@ -49,7 +50,9 @@ beforeAll(async () => {
   // v2 differs from v1 in one byte of the data file: one chunk differs, the other layers are identical.
   await push('v1', { dataMiB: 4 });
   await push('v2', { dataMiB: 4, tamper: true });
-  snap = await startSnapshotter({ workDir: join(work, 'snap'), daemonMode: 'shared', env });
+  // Prefetch on, as the snapshotter's own default template has it: the pull stages the images' ranges.
+  const nydusdConfig = { ...TEST_NYDUSD_CONFIG, fs_prefetch: { enable: true, threads_count: 4, merging_size: 1048576 } };
+  snap = await startSnapshotter({ workDir: join(work, 'snap'), daemonMode: 'shared', env, nydusdConfig });
   ctd = await startContainerd({ workDir: join(work, 'ctd'), snapshotters: [{ name: 'nydus', address: snap.address }] });
   for (const tag of ['v1', 'v2']) {
     const r = await ctd.ctrRemote(['image', 'rpull', '--plain-http', '--user', creds(), '--snapshotter', 'nydus', ref(`app:${tag}-nydus`)], { timeoutMs: 90_000 });
@@ -71,6 +74,14 @@ describe('shared mode with a private registry', () => {
     const standing = await snap.daemons();
     expect(standing.map((x) => x.id)).toEqual(['shared']);
     expect(Object.values(standing[0]!.instances).map((i) => i.image_id)).toEqual([ref('app:v1-nydus'), ref('app:v2-nydus')]);
+    // The blob layers' announced prefetch ranges were fetched during v1's pull, with the
+    // credentials from the docker config, and its mount's prefetch read them from there.
+    const api = new ApiClient(standing[0]!.api_socket);
+    const staging = (await api.call('GET', '/api/v1/staging')) as { staged_blobs: number; failed_pieces: number };
+    expect(staging.staged_blobs).toBeGreaterThan(0);
+    expect(staging.failed_pieces).toBe(0);
+    const v1 = Object.entries(standing[0]!.instances).find(([, i]) => i.image_id === ref('app:v1-nydus'))![0];
+    expect((await api.metrics('backend', `/${v1}`)).staged_prefetch_read_count).toBeGreaterThan(0);
     const sum = 'sha256sum /opt/app/data.bin | cut -c1-16';
     const [a, b] = await Promise.all([
       ctr(['run', '--rm', '--snapshotter', 'nydus', ref('app:v1-nydus'), 's1', '/bin/sh', '-c', sum]),

@@ -17,10 +17,16 @@ export interface DirImage {
   blobIds: string[];
 }
 
-/** Builds `src` into `bootstrap` + blobs under `blobDir` (extra args to `create`, e.g. compressor), and pushes the blobs to `host`/`repo` over plain http. */
-export async function buildAndPushDir(o: { src: string; bootstrap: string; blobDir: string; host: string; repo: string; createArgs?: string[] }): Promise<DirImage> {
-  await promisify(execFile)(process.execPath, [join(REPO_ROOT, 'bin', 'nydus-image.js'), 'create', '--type', 'dir-rafs', ...(o.createArgs ?? []),
+/**
+ * Builds `src` into `bootstrap` + blobs under `blobDir` (extra args to `create`, e.g. compressor;
+ * `prefetch`: the paths of its prefetch table), and pushes the blobs to `host`/`repo` over plain http.
+ */
+export async function buildAndPushDir(o: { src: string; bootstrap: string; blobDir: string; host: string; repo: string; createArgs?: string[]; prefetch?: string[] }): Promise<DirImage> {
+  const table = o.prefetch === undefined ? [] : ['--prefetch-policy', 'fs'];
+  const built = promisify(execFile)(process.execPath, [join(REPO_ROOT, 'bin', 'nydus-image.js'), 'create', '--type', 'dir-rafs', ...table, ...(o.createArgs ?? []),
     '--bootstrap', o.bootstrap, '--blob-dir', o.blobDir, o.src]);
+  built.child.stdin!.end((o.prefetch ?? []).map((p) => `${p}\n`).join(''));
+  await built;
   const client = new RegistryClient(o.host, { insecure: true, dockerConfigPath: '/nonexistent/config.json' });
   try {
     const blobIds = readdirSync(o.blobDir);

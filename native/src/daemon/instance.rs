@@ -69,42 +69,50 @@ fn eio<E: std::fmt::Display>(_: E) -> Errno {
     Errno(libc::EIO)
 }
 
-fn loc(c: &ChunkRef) -> ChunkLoc {
-    ChunkLoc {
-        blob: c.blob_index,
-        ci: c.chunk_index,
-        compressed_offset: c.compressed_offset,
-        compressed_size: c.compressed_size,
-        uncompressed_offset: c.uncompressed_offset,
-        uncompressed_size: c.uncompressed_size,
-        compressed: c.compressed,
-        digest: c.digest,
+impl From<&ChunkRef> for ChunkLoc {
+    fn from(c: &ChunkRef) -> ChunkLoc {
+        ChunkLoc {
+            blob: c.blob_index,
+            ci: c.chunk_index,
+            compressed_offset: c.compressed_offset,
+            compressed_size: c.compressed_size,
+            uncompressed_offset: c.uncompressed_offset,
+            uncompressed_size: c.uncompressed_size,
+            compressed: c.compressed,
+            digest: c.digest,
+        }
     }
+}
+
+/// The image's blobs with the chunks it references in each, in chunk-index order.
+pub fn blob_specs(bootstrap: &Bootstrap) -> Result<Vec<BlobSpec>, String> {
+    let mut specs: Vec<BlobSpec> = bootstrap
+        .blobs()
+        .iter()
+        .map(|b| BlobSpec {
+            id: b.id.clone(),
+            compressor: b.compressor,
+            digester: b.digester,
+            chunk_count: b.chunk_count,
+            uncompressed_size: b.uncompressed_size,
+            chunks: Vec::new(),
+        })
+        .collect();
+    for row in bootstrap.chunk_rows().map_err(|e| e.to_string())? {
+        if let Some(spec) = specs.get_mut(row.blob_index as usize) {
+            spec.chunks.push(ChunkLoc::from(&row));
+        }
+    }
+    for spec in specs.iter_mut() {
+        spec.chunks.sort_by_key(|c| c.ci);
+    }
+    Ok(specs)
 }
 
 impl Instance {
     pub fn open(bootstrap: &Path, fetcher: Arc<dyn Fetcher>, opts: InstanceOptions) -> Result<Instance, String> {
         let bootstrap = Bootstrap::open(bootstrap).map_err(|e| format!("bootstrap {}: {e}", bootstrap.display()))?;
-        let mut specs: Vec<BlobSpec> = bootstrap
-            .blobs()
-            .iter()
-            .map(|b| BlobSpec {
-                id: b.id.clone(),
-                compressor: b.compressor,
-                digester: b.digester,
-                chunk_count: b.chunk_count,
-                uncompressed_size: b.uncompressed_size,
-                chunks: Vec::new(),
-            })
-            .collect();
-        for row in bootstrap.chunk_rows().map_err(|e| e.to_string())? {
-            if let Some(spec) = specs.get_mut(row.blob_index as usize) {
-                spec.chunks.push(loc(&row));
-            }
-        }
-        for spec in specs.iter_mut() {
-            spec.chunks.sort_by_key(|c| c.ci);
-        }
+        let specs = blob_specs(&bootstrap)?;
         let stats = Arc::new(Stats::default());
         let loader = ChunkLoader::new(
             &opts.work_dir,
@@ -208,7 +216,7 @@ impl Instance {
             return Ok(Vec::new());
         }
         let (first, last) = ((offset / cs) as u32, ((end - 1) / cs) as u32);
-        (first..=last).map(|i| self.bootstrap.chunk(inode, i).map(|c| loc(&c)).map_err(eio)).collect()
+        (first..=last).map(|i| self.bootstrap.chunk(inode, i).map(|c| ChunkLoc::from(&c)).map_err(eio)).collect()
     }
 
     /// Whether reading `size` bytes of file `nid` at `offset` needs a chunk
@@ -364,38 +372,6 @@ impl Instance {
         let mut v: Vec<_> = access.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (*k, *v)).collect();
         v.sort_by_key(|(nid, a)| (a.first_access_ms, *nid));
         v
-    }
-
-    /// Every chunk of the files (directories recursively) at `paths`;
-    /// `None` means the whole image.
-    pub fn prefetch_chunks(&self, nids: &[u64]) -> FsResult<Vec<ChunkLoc>> {
-        let mut out = Vec::new();
-        let mut stack: Vec<u64> = nids.to_vec();
-        let mut seen = std::collections::HashSet::new();
-        while let Some(nid) = stack.pop() {
-            if !seen.insert(nid) {
-                continue;
-            }
-            let inode = self.inode(nid)?;
-            if inode.is_dir() {
-                let mut children = Vec::new();
-                self.bootstrap
-                    .read_dir(&inode, 0, &mut |e| {
-                        if e.name != b"." && e.name != b".." {
-                            children.push(e.nid);
-                        }
-                        true
-                    })
-                    .map_err(eio)?;
-                stack.extend(children);
-            } else if inode.is_reg() {
-                let n = self.bootstrap.chunk_count(&inode);
-                for i in 0..n {
-                    out.push(loc(&self.bootstrap.chunk(&inode, i).map_err(eio)?));
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Every chunk the image references, blob by blob in blob order.

@@ -9,8 +9,9 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use super::instance::Instance;
+use super::instance::{blob_specs, Instance};
 use super::loader::{group_runs, ChunkLoc};
+use crate::rafs::{Bootstrap, RafsError};
 
 /// What to prefetch.
 pub enum Target {
@@ -44,41 +45,107 @@ pub fn parse_chunk_trace(text: &str) -> Result<Vec<(String, u32)>, String> {
         .collect()
 }
 
+impl Target {
+    /// A target by its API name (`all`, `table`, `table-or-all`, `paths`,
+    /// `chunks`); `text` holds the newline-separated paths, or the chunk trace.
+    pub fn parse(mode: &str, text: &str) -> Result<Target, String> {
+        Ok(match mode {
+            "all" => Target::All,
+            "table" => Target::Table { or_all: false },
+            "table-or-all" => Target::Table { or_all: true },
+            "paths" => Target::Paths(text.lines().filter(|l| !l.is_empty()).map(String::from).collect()),
+            "chunks" => Target::Chunks(parse_chunk_trace(text)?),
+            other => return Err(format!("unknown prefetch mode {other:?}")),
+        })
+    }
+}
+
 /// Resolves `target` to the chunks it covers, in blob order.
 pub fn plan(instance: &Instance, target: &Target) -> Result<Vec<ChunkLoc>, String> {
+    plan_with(&instance.bootstrap, target, &|| instance.all_chunks(), &|id, ci| instance.loader.find_chunk(id, ci))
+}
+
+/// The same plan from a bootstrap alone, before any daemon mounts it: what
+/// `nydusify` announces in the manifest so the blob ranges can be fetched
+/// while the bootstrap itself is still being pulled.
+pub fn plan_bootstrap(bootstrap: &Bootstrap, target: &Target) -> Result<Vec<ChunkLoc>, String> {
+    let specs = blob_specs(bootstrap)?;
+    let all = || specs.iter().flat_map(|s| s.chunks.iter().copied()).collect();
+    let find = |id: &str, ci: u32| {
+        let s = specs.iter().find(|s| s.id == id)?;
+        s.chunks.binary_search_by_key(&ci, |c| c.ci).ok().map(|at| s.chunks[at])
+    };
+    plan_with(bootstrap, target, &all, &find)
+}
+
+fn plan_with(
+    bootstrap: &Bootstrap,
+    target: &Target,
+    all: &dyn Fn() -> Vec<ChunkLoc>,
+    find: &dyn Fn(&str, u32) -> Option<ChunkLoc>,
+) -> Result<Vec<ChunkLoc>, String> {
+    let root = bootstrap.root_nid();
     let nids = match target {
-        Target::All => return Ok(instance.all_chunks()),
+        Target::All => return Ok(all()),
         Target::Chunks(list) => {
-            let mut chunks: Vec<ChunkLoc> = list.iter().filter_map(|(id, ci)| instance.loader.find_chunk(id, *ci)).collect();
+            let mut chunks: Vec<ChunkLoc> = list.iter().filter_map(|(id, ci)| find(id, *ci)).collect();
             chunks.sort_by_key(|c| (c.blob, c.compressed_offset));
             chunks.dedup_by_key(|c| (c.blob, c.ci));
             return Ok(chunks);
         }
         Target::Table { or_all } => {
-            let nids = instance.bootstrap.prefetch_nids().map_err(|e| e.to_string())?;
-            if (nids.len() == 1 && nids[0] == instance.root_nid()) || (nids.is_empty() && *or_all) {
-                return Ok(instance.all_chunks());
+            let nids = bootstrap.prefetch_nids().map_err(|e| e.to_string())?;
+            if (nids.len() == 1 && nids[0] == root) || (nids.is_empty() && *or_all) {
+                return Ok(all());
             }
             nids
         }
         Target::Paths(paths) => {
             if paths.len() == 1 && paths[0] == "/" {
-                return Ok(instance.all_chunks());
+                return Ok(all());
             }
             let mut nids = Vec::new();
             for p in paths {
                 // A missing path is skipped, as Nydus does: prefetch lists are hints.
-                if let Ok(Some(nid)) = instance.bootstrap.path_to_nid(p.as_bytes()) {
+                if let Ok(Some(nid)) = bootstrap.path_to_nid(p.as_bytes()) {
                     nids.push(nid);
                 }
             }
             nids
         }
     };
-    let mut chunks = instance.prefetch_chunks(&nids).map_err(|e| format!("prefetch walk: errno {}", e.0))?;
+    let mut chunks = files_chunks(bootstrap, &nids).map_err(|e| format!("prefetch walk: {e}"))?;
     chunks.sort_by_key(|c| (c.blob, c.compressed_offset));
     chunks.dedup_by_key(|c| (c.blob, c.ci));
     Ok(chunks)
+}
+
+/// Every chunk of the files at `nids`, directories recursively.
+fn files_chunks(bootstrap: &Bootstrap, nids: &[u64]) -> Result<Vec<ChunkLoc>, RafsError> {
+    let mut out = Vec::new();
+    let mut stack: Vec<u64> = nids.to_vec();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(nid) = stack.pop() {
+        if !seen.insert(nid) {
+            continue;
+        }
+        let inode = bootstrap.inode(nid)?;
+        if inode.is_dir() {
+            let mut children = Vec::new();
+            bootstrap.read_dir(&inode, 0, &mut |e| {
+                if e.name != b"." && e.name != b".." {
+                    children.push(e.nid);
+                }
+                true
+            })?;
+            stack.extend(children);
+        } else if inode.is_reg() {
+            for i in 0..bootstrap.chunk_count(&inode) {
+                out.push(ChunkLoc::from(&bootstrap.chunk(&inode, i)?));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Outcome of one prefetch run.

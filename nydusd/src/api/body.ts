@@ -6,7 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 
 import { ApiError } from './errors.js';
-import type { BlobCacheEntry, MountRequest } from './types.js';
+import type { BlobCacheEntry, MountRequest, StagingRequest } from './types.js';
 
 /** Mount bodies carry a whole config as a string; nothing legitimate comes near this. */
 export const BODY_LIMIT = 1 << 20;
@@ -43,6 +43,14 @@ export function mountRequest(b: unknown): MountRequest {
   const prefetch = b.prefetch_files ?? undefined; // Nydus clients send null for "none"
   if (prefetch !== undefined && (!Array.isArray(prefetch) || prefetch.some((p) => typeof p !== 'string'))) throw invalid('"prefetch_files" must be an array of strings');
   return { source: b.source, fs_type: (b.fs_type as string | undefined) ?? 'rafs', config: b.config, ...(prefetch ? { prefetch_files: prefetch as string[] } : {}) };
+}
+
+export function stagingRequest(b: unknown): StagingRequest {
+  if (!isObject(b)) throw invalid('staging needs a JSON object body: {"blob_id", "ranges", "config"}');
+  if (typeof b.blob_id !== 'string') throw invalid('staging needs "blob_id": the blob\'s 64 hex digits');
+  if (typeof b.ranges !== 'string') throw invalid('staging needs "ranges": the blob layer\'s prefetch-ranges annotation');
+  if (typeof b.config !== 'string') throw invalid('staging needs "config": the nydusd config of an image reading the blob, as a JSON string');
+  return { blob_id: b.blob_id, ranges: b.ranges, config: b.config };
 }
 
 /** PUT /api/v2/blobs: Nydus's BlobCacheEntry, its image config as `config_v2` (a v2 config) or `config` (the older shape nydus-snapshotter sends). */

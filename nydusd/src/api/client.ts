@@ -6,7 +6,7 @@
 import { request } from 'node:http';
 
 import { ApiError } from './errors.js';
-import type { BlobCacheEntry, DaemonInfo, MountRequest } from './types.js';
+import type { BlobCacheEntry, DaemonInfo, MountRequest, StagingRequest } from './types.js';
 
 export type MetricsKind = '' | 'files' | 'pattern' | 'chunks' | 'backend' | 'blobcache' | 'inflight';
 
@@ -113,6 +113,11 @@ export class ApiClient {
 
   umount(mountpoint: string): Promise<void> {
     return this.call('DELETE', `/api/v1/mount?mountpoint=${encodeURIComponent(mountpoint)}`);
+  }
+
+  /** Ours: has the daemon fetch a blob's announced prefetch ranges before its image is mounted. */
+  stage(req: StagingRequest): Promise<{ staged_bytes: number } | { skipped: string }> {
+    return this.call('PUT', '/api/v1/staging', req);
   }
 
   /** EROFS over fscache: registers an image (PUT /api/v2/blobs), then `mount -t erofs -o fsid=` finds it. */

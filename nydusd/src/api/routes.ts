@@ -4,7 +4,7 @@
  * JSON, text, or nothing (204).
  */
 
-import { blobCacheEntry, logLevel, mountRequest, stringMap } from './body.js';
+import { blobCacheEntry, logLevel, mountRequest, stagingRequest, stringMap } from './body.js';
 import { ApiError } from './errors.js';
 import type { ApiController } from './types.js';
 
@@ -63,6 +63,10 @@ export const ROUTES: Record<string, Partial<Record<string, Handler>>> = {
       await c.remount(m, mountRequest(await r.body()));
     },
     DELETE: (c, r) => c.umount(mountpoint(r)),
+  },
+  '/api/v1/staging': {
+    GET: (c) => json(c.staging()),
+    PUT: async (c, r) => json(c.stage(stagingRequest(await r.body()))),
   },
   '/api/v1/metrics': { GET: (c, r) => json(c.fsMetrics(r.query('id'))) },
   '/api/v1/metrics/files': { GET: (c, r) => json(c.fileMetrics(r.query('id'), flag(r, 'latest'))) },

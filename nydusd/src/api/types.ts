@@ -15,6 +15,16 @@ export interface DaemonInfo {
   backend_collection: Record<string, unknown>;
 }
 
+/** PUT /api/v1/staging (ours): a blob's announced prefetch ranges, fetched before its image is mounted. */
+export interface StagingRequest {
+  /** The blob id: 64 hex digits, no algorithm prefix. */
+  blob_id: string;
+  /** The value of the blob layer's `containerd.io/snapshot/nydus-prefetch-ranges` annotation. */
+  ranges: string;
+  /** The nydusd config (a JSON string, as in a mount) of an image that reads the blob. */
+  config: string;
+}
+
 /** POST/PUT /api/v1/mount body. `config` is a whole nydusd config as a JSON string. */
 export interface MountRequest {
   source: string;
@@ -45,6 +55,10 @@ export interface ApiController {
   mount(mountpoint: string, req: MountRequest): Promise<void>;
   remount(mountpoint: string, req: MountRequest): Promise<void>;
   umount(mountpoint: string): Promise<void>;
+  /** Ours: starts staging a blob's prefetch ranges; says how many bytes, or why not. */
+  stage(req: StagingRequest): unknown;
+  /** Ours: what is staged, with the staging counters. */
+  staging(): unknown;
   fsMetrics(id?: string): unknown;
   fileMetrics(id?: string, latest?: boolean): unknown;
   accessPattern(id?: string): unknown;

@@ -16,6 +16,8 @@ export interface DaemonSnapshot {
   id?: string;
   version: string;
   state: string;
+  /** The blob-staging counters (staging.ts). */
+  staging?: { fetched_bytes: number; taken_bytes: number; held_bytes: number; dropped_unread_bytes: number; failed_pieces: number };
 }
 
 /** Byte sizes are integers: "below 1024" is "at most 1023". */
@@ -28,6 +30,14 @@ export function renderPrometheus(instances: readonly InstanceSnapshot[], daemon?
     w.gauge('nydusd_daemon_info', 'The daemon: always 1, with its id, version and state (INIT, READY, RUNNING, ...) as labels.', [
       { labels: { id: daemon.id ?? '', version: daemon.version, state: daemon.state }, value: 1 },
     ]);
+  }
+  const staging = daemon?.staging;
+  if (staging !== undefined) {
+    w.counter('nydusd_staging_fetched_bytes_total', 'Blob bytes fetched before their image was mounted (announced prefetch ranges).', [{ labels: {}, value: staging.fetched_bytes }]);
+    w.counter('nydusd_staging_taken_bytes_total', 'Staged bytes handed to an image\'s reads.', [{ labels: {}, value: staging.taken_bytes }]);
+    w.counter('nydusd_staging_dropped_unread_bytes_total', 'Staged bytes dropped unread (expired, or gaps between the chunks read).', [{ labels: {}, value: staging.dropped_unread_bytes }]);
+    w.counter('nydusd_staging_failed_pieces_total', 'Staging requests that failed (their readers fetched the bytes themselves).', [{ labels: {}, value: staging.failed_pieces }]);
+    w.gauge('nydusd_staging_held_bytes', 'Staged bytes held in memory now.', [{ labels: {}, value: staging.held_bytes }]);
   }
   const per = (pick: (i: InstanceSnapshot) => number | undefined): Sample[] =>
     instances.flatMap((i) => {
@@ -93,6 +103,7 @@ export function renderPrometheus(instances: readonly InstanceSnapshot[], daemon?
   w.counter('nydusd_backend_read_bytes_total', 'Bytes read from the backend.', perBackend((b) => b.read_amount_total));
   w.counter('nydusd_backend_prefetch_read_count_total', 'Backend reads made for prefetch.', perBackend((b) => b.prefetch_read_count));
   w.counter('nydusd_backend_prefetch_read_bytes_total', 'Bytes read from the backend for prefetch.', perBackend((b) => b.prefetch_read_amount));
+  w.counter('nydusd_backend_staged_read_bytes_total', 'Of the bytes read from the backend, those fetched while the image was being pulled (staged).', perBackend((b) => b.staged_read_amount));
   w.histogram('nydusd_backend_read_latency_seconds', 'Backend read latency (successful reads).', withBackend.flatMap((i) => {
     const b = i.backend!;
     if (b.read_latency_dist === undefined) return [];

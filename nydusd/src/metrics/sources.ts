@@ -70,6 +70,9 @@ export interface BackendSnapshot {
   read_latency_dist?: readonly number[];
   prefetch_read_count?: number;
   prefetch_read_amount?: number;
+  /** Of those, reads answered from blob ranges staged before the mount (staging.ts). */
+  staged_read_count?: number;
+  staged_read_amount?: number;
   /** The proxy and mirrors in front of a registry, with their health. */
   mirrors?: readonly MirrorSnapshot[];
 }

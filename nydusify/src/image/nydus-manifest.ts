@@ -8,6 +8,8 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { buildTar, readTar } from '../tar/index.js';
 import { DOCKER_CONFIG, DOCKER_LAYER_TAR_GZIP, DOCKER_MANIFEST, NYDUS_BLOB_LAYER, OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST } from '@nydus-ts/registry/media-types';
 import { CHUNK_TRACE_NAME } from '@nydus-ts/rafs/constants';
+import { ANNOTATION_PREFETCH_RANGES, coveringRanges, formatBlobRanges } from '@nydus-ts/rafs/blob-ranges';
+import { rafsPrefetchPlan } from '@nydus-ts/native';
 import type { Descriptor, ImageConfig, ImageManifest } from './types.js';
 
 export const ANNOTATION_NYDUS_BLOB = 'containerd.io/snapshot/nydus-blob';
@@ -48,9 +50,31 @@ export async function readBootstrapLayer(gz: Buffer): Promise<{ bootstrap: Buffe
 /** Pulls image.boot out of a bootstrap layer. */
 export const unpackBootstrapLayer = async (gz: Buffer): Promise<Buffer> => (await readBootstrapLayer(gz)).bootstrap;
 
+/**
+ * Per data blob id, what its layer announces of the image's prefetch (SPEC §9): the ranges
+ * nydusd's own planner would fetch for this bootstrap (the chunk trace if the image has one, else
+ * the table), so a snapshotter can have them fetched while the bootstrap is still being pulled.
+ */
+export function prefetchRanges(bootstrap: Buffer, chunkTrace: string | undefined): Map<string, string> {
+  const plan = rafsPrefetchPlan(bootstrap, chunkTrace === undefined ? 'table' : 'chunks', chunkTrace ?? '');
+  const byBlob = new Map<number, Array<{ offset: number; size: number }>>();
+  for (const c of plan.chunks) {
+    let list = byBlob.get(c.blob);
+    if (list === undefined) byBlob.set(c.blob, (list = []));
+    list.push({ offset: c.compressedOffset, size: c.compressedSize });
+  }
+  const out = new Map<string, string>();
+  for (const [blob, chunks] of byBlob) {
+    const ranges = coveringRanges(chunks);
+    if (ranges.length > 0) out.set(plan.blobs[blob]!, formatBlobRanges(ranges));
+  }
+  return out;
+}
+
 export interface NydusImageParts {
   sourceConfig: ImageConfig;
-  blobs: Array<{ digest: string; size: number }>;
+  /** `prefetchRanges`: the value of the blob's ANNOTATION_PREFETCH_RANGES, if its image prefetches from it. */
+  blobs: Array<{ digest: string; size: number; prefetchRanges?: string }>;
   bootstrap: { digest: string; size: number; diffId: string };
   oci: boolean;
 }
@@ -62,7 +86,10 @@ export function buildNydusManifest(p: NydusImageParts): { manifest: ImageManifes
   const configBytes = Buffer.from(JSON.stringify(config));
   const manifestMediaType = p.oci ? OCI_MANIFEST : DOCKER_MANIFEST;
   const layers: Descriptor[] = [
-    ...p.blobs.map((b) => ({ mediaType: NYDUS_BLOB_LAYER, digest: b.digest, size: b.size, annotations: { [ANNOTATION_NYDUS_BLOB]: 'true' } })),
+    ...p.blobs.map((b) => ({
+      mediaType: NYDUS_BLOB_LAYER, digest: b.digest, size: b.size,
+      annotations: { [ANNOTATION_NYDUS_BLOB]: 'true', ...(b.prefetchRanges === undefined ? {} : { [ANNOTATION_PREFETCH_RANGES]: b.prefetchRanges }) },
+    })),
     {
       mediaType: p.oci ? OCI_LAYER_TAR_GZIP : DOCKER_LAYER_TAR_GZIP, digest: p.bootstrap.digest, size: p.bootstrap.size,
       annotations: { [ANNOTATION_NYDUS_BOOTSTRAP]: 'true', [ANNOTATION_NYDUS_FS_VERSION]: '6' },
