@@ -14,8 +14,8 @@ import type { BenchRegistry } from './registry.js';
 const MiB = 2 ** 20;
 /** Bump when `nydusify optimize` changes what it writes (v2: the chunk trace beside the bootstrap; v3: the runtime's files first, no merkle table; v4: the hot region; v5: blob layers announce their prefetch ranges). */
 const OPTIMIZE_VERSION = 'v5';
-/** Bump when a plain `nydusify convert` changes what it writes (v3: the entrypoint's files as prefetch table; v4: no merkle table, only its root; v5: a 64 MiB entrypoint budget; v6: private libraries' dlopen names; v7: blob layers announce their prefetch ranges). */
-const CONVERT_VERSION = 'v7';
+/** Bump when a plain `nydusify convert` changes what it writes (v3: the entrypoint's files as prefetch table; v4: no merkle table, only its root; v5: a 64 MiB entrypoint budget; v6: private libraries' dlopen names; v7: blob layers announce their prefetch ranges; v8: CPython's start-up files). */
+const CONVERT_VERSION = 'v8';
 
 export interface PrepareOptions {
   /** Where images are built (images/) and converted. */

@@ -209,6 +209,47 @@ describe('entrypoint prefetch', () => {
     expect(dlopenNames(at(hostile))).toEqual(['libok.so']);
   });
 
+  it("adds CPython's start-up files: locale, encodings, sitecustomize and the site directories' .pth files", () => {
+    const stdlib = '/usr/lib/python3.11';
+    const python = {
+      '/usr/bin/python3': '-> python3.11',
+      '/usr/bin/python3.11': makeElf({ interp: LOADER, needed: ['libc.so.6'] }),
+      [`${stdlib}/encodings/__init__.py`]: 'src',
+      [`${stdlib}/encodings/__pycache__/__init__.cpython-311.pyc`]: 'pyc',
+      [`${stdlib}/encodings/__pycache__/aliases.cpython-311.pyc`]: 'pyc',
+      [`${stdlib}/encodings/aliases.py`]: 'src',
+      // No bytecode for utf_8: its source is what the interpreter reads.
+      [`${stdlib}/encodings/utf_8.py`]: 'src',
+      [`${stdlib}/encodings/__pycache__/big5.cpython-311.pyc`]: 'never imported at start-up',
+      [`${stdlib}/sitecustomize.py`]: '-> /etc/python3.11/sitecustomize.py',
+      '/etc/python3.11/sitecustomize.py': 'import sys\n',
+      '/usr/lib/python3/dist-packages/distutils-precedence.pth': 'import _distutils_hack\n',
+      '/usr/lib/python3/dist-packages/module.py': 'not a .pth',
+      '/usr/local/lib/python3.11/dist-packages/local.pth': '/opt/x\n',
+      '/usr/lib/locale/C.utf8/LC_CTYPE': 'ctype',
+      '/usr/lib/locale/en_US.utf8/LC_CTYPE': 'ctype',
+      '/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache': 'gconv',
+    };
+    const { root, read } = debianLike(python);
+    const files = (env: string[], cmd = ['python3', '-c', 'print(1)']) => entrypointPrefetch(root, { Cmd: cmd, Env: ['PATH=/usr/bin', ...env] }, read, 1 << 30).files;
+    const startup = [
+      '/usr/lib/locale/C.utf8/LC_CTYPE', '/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache',
+      `${stdlib}/encodings/__pycache__/__init__.cpython-311.pyc`, `${stdlib}/encodings/__pycache__/aliases.cpython-311.pyc`, `${stdlib}/encodings/utf_8.py`,
+      '/etc/python3.11/sitecustomize.py',
+      '/usr/local/lib/python3.11/dist-packages/local.pth', '/usr/lib/python3/dist-packages/distutils-precedence.pth',
+    ];
+    const unset = files([]);
+    expect(unset.slice(unset.indexOf('/usr/lib/x86_64-linux-gnu/libc.so.6') + 1)).toEqual(startup);
+    // A locale the environment names is the one loaded (glibc's normalized directory name).
+    expect(files(['LANG=en_US.UTF-8'])).toContain('/usr/lib/locale/en_US.utf8/LC_CTYPE');
+    expect(files(['LANG=en_US.UTF-8'])).not.toContain('/usr/lib/locale/C.utf8/LC_CTYPE');
+    // Not CPython (the name), or no standard library beside it: nothing of this.
+    const { root: r2, read: read2 } = debianLike({ ...python, '/usr/bin/python3.11': '-> app' });
+    expect(entrypointPrefetch(r2, { Cmd: ['python3'], Env: ['PATH=/usr/bin'] }, read2, 1 << 30).files).not.toContain(`${stdlib}/encodings/utf_8.py`);
+    const { root: r3, read: read3 } = debianLike({ '/usr/bin/python3.11': makeElf({ interp: LOADER, needed: ['libc.so.6'] }) });
+    expect(entrypointPrefetch(r3, { Cmd: ['python3.11'], Env: ['PATH=/usr/bin'] }, read3, 1 << 30).files.at(-1)).toBe('/usr/lib/x86_64-linux-gnu/libc.so.6');
+  });
+
   it('follows #! lines, including /usr/bin/env PROG', () => {
     const { root, read } = debianLike({
       '/usr/bin/env': makeElf({ interp: LOADER, needed: ['libc.so.6'] }),

@@ -3,7 +3,8 @@
  * (the runtime resolves the user), the entrypoint, its script interpreter, the ELF dynamic loader,
  * /etc/ld.so.cache and every shared library the loader maps, found the way glibc's loader finds
  * them; then the libraries a program's own (not the system's) libraries name for dlopen and ship
- * beside themselves (as a JVM launcher loads libjvm.so), and the local time zone's file. An image
+ * beside themselves (as a JVM launcher loads libjvm.so), the start-up files of a CPython
+ * interpreter (cpython.ts), and the local time zone's file. An image
  * converted without a workload trace gets this as its prefetch table, so nydusd starts fetching
  * them at mount, while containerd is still creating the container, instead of one miss at a time
  * after exec.
@@ -13,6 +14,7 @@
  * Anything that cannot be resolved is left out, never fatal.
  */
 import { sortedChildren, type FsNode } from '@nydus-ts/rafs/tree';
+import { cpythonStartupFiles } from './cpython.js';
 import { dlopenNames, isElf, multiarchTriplet, readElfDeps, type ElfDeps } from './elf.js';
 
 /** Reads a regular file's bytes from the image being built. */
@@ -150,6 +152,8 @@ export function entrypointPrefetch(root: FsNode, config: ImageRunConfig, read: F
     break;
   }
   if (libraries.length === 0) return out;
+  // The ELF program that runs: the command, or the interpreter of its #! line.
+  const program = exe!.path;
 
   // Libraries, breadth first as the loader maps them, each matched to the executable's class and machine.
   const top = libraries[0]!.deps;
@@ -202,6 +206,19 @@ export function entrypointPrefetch(root: FsNode, config: ImageRunConfig, read: F
       loaded.add(name);
       if (add(r)) libraries.push({ deps: d, origin: dirname(r.path), node: r.node });
     }
+  }
+  // A language runtime's own start-up files, when the command is one we know.
+  const image = {
+    isDir: (p: string) => resolvePath(root, p)?.node.kind === 'dir',
+    isFile: (p: string) => resolvePath(root, p)?.node.kind === 'file',
+    list: (p: string) => {
+      const d = resolvePath(root, p);
+      return d?.node.kind === 'dir' ? sortedChildren(d.node).map(([n]) => n) : [];
+    },
+  };
+  for (const path of cpythonStartupFiles(image, program, env, triplet)) {
+    const r = resolvePath(root, path);
+    if (r && r.node.kind === 'file') add(r);
   }
   // glibc reads the zone file behind /etc/localtime the first time a program asks for the local
   // time, which language runtimes do while they start (Python's and Java's, on bench/coldstart).
