@@ -68,6 +68,8 @@ function info(name: string, r: SnapshotRecord): Info {
 }
 
 export class Snapshotter {
+  /** Bootstraps checked by this process, by snapshot id, with their blob ids. */
+  readonly #checked = new Map<string, string[]>();
   /** Staging requests to the shared daemon not answered yet (#stage); never rejected. */
   readonly #stagings = new Set<Promise<void>>();
   /** RAFS instances being brought up, by bootstrap snapshot id: concurrent Prepares share one start. */
@@ -333,6 +335,7 @@ export class Snapshotter {
   }
 
   async #removeDir(id: string): Promise<void> {
+    this.#checked.delete(id);
     const dir = this.dir(id);
     const mounted = unmountUnder(dir);
     if (mounted.length > 0) logger.warn('unmounted leftovers before removing a snapshot', { id, mounts: mounted });
@@ -374,13 +377,21 @@ export class Snapshotter {
     return !existsSync(current) && existsSync(legacy) ? legacy : current;
   }
 
-  /** The whole bootstrap read as nydusd will read it; a bad one is FAILED_PRECONDITION. */
+  /**
+   * The whole bootstrap read as nydusd will read it; a bad one is FAILED_PRECONDITION. Once per
+   * snapshot and process: the Commit's check serves the mount that follows it (10 ms of a large
+   * image's pull), and a snapshot committed before a restart is checked again at its first use.
+   */
   async #checkBootstrap(id: string): Promise<string[]> {
+    const known = this.#checked.get(id);
+    if (known !== undefined) return known;
     const path = this.#bootstrapPath(id);
     if (!existsSync(path)) throw failedPrecondition(`the Nydus bootstrap layer (snapshot ${id}) has no image/image.boot`);
     try {
       // Off the event loop: a large or hostile bootstrap must not stall every other RPC.
-      return (await rafsCheckAsync(path)).blobs;
+      const { blobs } = await rafsCheckAsync(path);
+      this.#checked.set(id, blobs);
+      return blobs;
     } catch (e) {
       throw failedPrecondition(`the Nydus bootstrap layer (snapshot ${id}) is corrupt: ${(e as Error).message}`);
     }
