@@ -17,6 +17,7 @@ import { computeMerkle } from '@nydus-ts/rafs/merkle';
 import { modeOf, walk, type ChunkRef, type FsNode } from '@nydus-ts/rafs/tree';
 import { ImageBuilder } from './builder/build.js';
 import { ANNOTATION_NYDUS_BLOB, ANNOTATION_NYDUS_BOOTSTRAP, unpackBootstrapLayer } from './image/nydus-manifest.js';
+import { ANNOTATION_PREFETCH_RANGES, parseBlobRanges } from '@nydus-ts/rafs/blob-ranges';
 import { openImage } from './image/resolve.js';
 import type { ImageSource } from './image/types.js';
 import { NYDUS_BLOB_LAYER } from '@nydus-ts/registry/media-types';
@@ -87,6 +88,16 @@ async function sourceTree(source: ImageSource, digester: 'blake3' | 'sha256', ch
   return readBootstrap(builder.finish().bootstrap).root;
 }
 
+/** A blob layer's announced prefetch ranges (SPEC §9): well formed, and inside the blob. */
+function checkRanges(digest: string, size: number, value: string): string[] {
+  try {
+    const past = parseBlobRanges(value).find((r) => r.offset + r.length > size);
+    return past === undefined ? [] : [`manifest: layer ${digest} announces prefetch range ${past.offset}+${past.length} past its ${size} bytes`];
+  } catch (e) {
+    return [`manifest: layer ${digest}: ${(e as Error).message}`];
+  }
+}
+
 export async function check(o: CheckOptions): Promise<CheckReport> {
   const problems: string[] = [];
   const work = o.workDir ?? (await mkdtemp(join(tmpdir(), 'nydusify-check-')));
@@ -98,6 +109,8 @@ export async function check(o: CheckOptions): Promise<CheckReport> {
     for (const l of layers.slice(0, -1)) {
       if (l.mediaType !== NYDUS_BLOB_LAYER) problems.push(`manifest: layer ${l.digest} has media type ${l.mediaType}, expected ${NYDUS_BLOB_LAYER}`);
       if (l.annotations?.[ANNOTATION_NYDUS_BLOB] === undefined) problems.push(`manifest: layer ${l.digest} lacks ${ANNOTATION_NYDUS_BLOB}`);
+      const ranges = l.annotations?.[ANNOTATION_PREFETCH_RANGES];
+      if (ranges !== undefined) problems.push(...checkRanges(l.digest, l.size, ranges));
     }
     if (target.config.rootfs?.diff_ids?.length !== layers.length) problems.push(`config: ${target.config.rootfs?.diff_ids?.length} diff_ids for ${layers.length} layers`);
     if (!last) return { problems, filesCompared: 0, chunksVerified: 0 };

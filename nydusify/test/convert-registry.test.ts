@@ -220,6 +220,26 @@ describe('local sources and outputs', () => {
     expect(chk.out).toMatch(/bootstrap: corrupt RAFS bootstrap: .*lowercase hex/);
   });
 
+  it('check fails on announced prefetch ranges that are malformed or run past their blob', async () => {
+    const out = join(work, 'out-layout');
+    const index = JSON.parse(readFileSync(join(out, 'index.json'), 'utf8'));
+    const entry = index.manifests.find((m: { annotations?: Record<string, string> }) => m.annotations?.['org.opencontainers.image.ref.name'] === 'nydus');
+    const manifest = JSON.parse(readFileSync(blobPath(out, entry.digest), 'utf8'));
+    const key = 'containerd.io/snapshot/nydus-prefetch-ranges';
+    const [first, second] = manifest.layers;
+    first.annotations[key] = `${first.size - 10}+11`;
+    second.annotations[key] = '100+5,50+5';
+    const body = Buffer.from(JSON.stringify(manifest));
+    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    writeFileSync(blobPath(out, digest), body);
+    index.manifests.push({ ...entry, digest, size: body.length, annotations: { ...entry.annotations, 'org.opencontainers.image.ref.name': 'ranges' } });
+    writeFileSync(join(out, 'index.json'), JSON.stringify(index));
+    const chk = await nydusify(['check', '--target', `oci:${out}:ranges`]);
+    expect(chk.code).toBe(1);
+    expect(chk.out).toContain(`layer ${first.digest} announces prefetch range ${first.size - 10}+11 past its ${first.size} bytes`);
+    expect(chk.out).toMatch(new RegExp(`layer ${second.digest}: prefetch ranges: 50\\+5 is empty, out of order`));
+  });
+
   it('an image index converts the manifest of the requested --platform, and names the ones it has otherwise', async () => {
     const layout = join(work, 'layout');
     const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
