@@ -11,8 +11,8 @@
  * through `take` in the daemon's fetch, where each chunk is still decoded and checked against the
  * digest of the image reading it. They are kept by blob id *and* source (the backend config that
  * fetched them), and only a mount with the same source takes them: an image naming another's blob
- * id with a registry of its own can stage what it likes, but only for itself. A piece is dropped once read through, and whatever is left when
- * `ttlMs` has passed since the last piece arrived.
+ * id with a registry of its own can stage what it likes, but only for itself. A piece is dropped
+ * once read through, and whatever is left when `ttlMs` has passed since the last piece arrived.
  */
 
 import { logger } from '@nydus-ts/common/log';
@@ -57,6 +57,7 @@ export interface StagingStats {
 class StagedBlob {
   readonly pieces: Piece[] = [];
   #next = 0;
+  #dropped = 0;
   #unsettled = 0;
   #expiry: NodeJS.Timeout | undefined;
 
@@ -111,7 +112,7 @@ class StagedBlob {
     p.dropped = true;
     p.fetched = Promise.resolve(undefined);
     this.owner.noteDropped(p.length, p.unread);
-    if (this.pieces.every((q) => q.dropped)) this.owner.forget(this);
+    if (++this.#dropped === this.pieces.length) this.owner.forget(this);
   }
 
   clear(): void {

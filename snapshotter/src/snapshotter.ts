@@ -62,6 +62,15 @@ export interface CacheStats {
 }
 
 const SHARED_DAEMON = 'shared';
+/** How long a bootstrap's Commit waits for its image's staging requests to be answered. */
+const STAGING_WAIT_MS = 2000;
+
+/** Resolves when `p` settles or `ms` have passed, whichever is first; never rejects. */
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
 
 function info(name: string, r: SnapshotRecord): Info {
   return { name, parent: r.parent, kind: r.kind, createdAt: r.createdAt, updatedAt: r.updatedAt, labels: r.labels };
@@ -70,8 +79,8 @@ function info(name: string, r: SnapshotRecord): Info {
 export class Snapshotter {
   /** Bootstraps checked by this process, by snapshot id, with their blob ids. */
   readonly #checked = new Map<string, string[]>();
-  /** Staging requests to the shared daemon not answered yet (#stage); never rejected. */
-  readonly #stagings = new Set<Promise<void>>();
+  /** Staging requests to the shared daemon not answered yet (#stage), by image; never rejected. */
+  readonly #stagings = new Map<string, Set<Promise<void>>>();
   /** RAFS instances being brought up, by bootstrap snapshot id: concurrent Prepares share one start. */
   readonly #starting = new Map<string, Promise<string>>();
   #sharedStarting: Promise<DaemonRecord> | undefined;
@@ -138,8 +147,11 @@ export class Snapshotter {
     const committed = this.store.get(name);
     if (blobs && committed && this.o.daemonMode === 'shared') {
       // The image's blobs are staged (asked for at their layers' Prepares) before it is mounted, so
-      // its prefetch finds what they fetched rather than racing them for the same bytes.
-      await Promise.all(this.#stagings);
+      // its prefetch finds what they fetched rather than racing them for the same bytes; a daemon
+      // slow to answer delays the pull by STAGING_WAIT_MS at most.
+      const ref = imageRef(merged);
+      const pending = ref === undefined ? undefined : this.#stagings.get(ref);
+      if (pending !== undefined) await settledWithin(Promise.all(pending), STAGING_WAIT_MS);
       await this.#ensureRafs(committed).catch((e: Error) => logger.warn('mounting a pulled image failed; the container Prepare tries again', { snapshot: committed.id, error: e.message }));
     }
   }
@@ -327,11 +339,16 @@ export class Snapshotter {
     const staging = (async () => {
       const config = await imageDaemonConfig(this.o.nydusdTemplate, imageAccess(ref, labelCredentials(labels)), this.o.cacheDir);
       const rec = await this.#sharedDaemon();
-      const outcome = await this.daemons.api(rec).stage({ blob_id: blobId, ranges, config: JSON.stringify(config) });
+      const outcome = await this.daemons.api(rec).stage({ blob_id: blobId, ranges, config: JSON.stringify(config) }, STAGING_WAIT_MS);
       logger.debug('blob ranges staged', { blob: blobId, ...outcome });
     })().catch((e: Error) => logger.warn('staging a blob\'s prefetch ranges failed; the mount prefetches them itself', { blob: blobId, error: e.message }));
-    this.#stagings.add(staging);
-    void staging.finally(() => this.#stagings.delete(staging));
+    let pending = this.#stagings.get(ref);
+    if (pending === undefined) this.#stagings.set(ref, (pending = new Set()));
+    pending.add(staging);
+    void staging.finally(() => {
+      pending.delete(staging);
+      if (pending.size === 0 && this.#stagings.get(ref) === pending) this.#stagings.delete(ref);
+    });
   }
 
   async #removeDir(id: string): Promise<void> {

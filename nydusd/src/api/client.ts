@@ -116,8 +116,8 @@ export class ApiClient {
   }
 
   /** Ours: has the daemon fetch a blob's announced prefetch ranges before its image is mounted. */
-  stage(req: StagingRequest): Promise<{ staged_bytes: number } | { skipped: string }> {
-    return this.call('PUT', '/api/v1/staging', req);
+  stage(req: StagingRequest, timeoutMs?: number): Promise<{ staged_bytes: number } | { skipped: string }> {
+    return this.call('PUT', '/api/v1/staging', req, timeoutMs);
   }
 
   /** EROFS over fscache: registers an image (PUT /api/v2/blobs), then `mount -t erofs -o fsid=` finds it. */
