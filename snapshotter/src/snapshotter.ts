@@ -12,7 +12,7 @@
  */
 
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { rafsCheck, rafsCheckAsync } from '@nydus-ts/native';
@@ -77,10 +77,12 @@ function info(name: string, r: SnapshotRecord): Info {
 }
 
 export class Snapshotter {
-  /** Bootstraps checked by this process, by snapshot id, with their blob ids. */
-  readonly #checked = new Map<string, string[]>();
+  /** Bootstraps checked by this process, by snapshot id: the file's version, and its blob ids. */
+  readonly #checked = new Map<string, { version: string; blobs: string[] }>();
   /** Staging requests to the shared daemon not answered yet (#stage), by image; never rejected. */
   readonly #stagings = new Map<string, Set<Promise<void>>>();
+  /** Shared mode: bootstraps committed by a pull and being mounted, by snapshot id (never rejected). */
+  readonly #mountingPulled = new Map<string, Promise<void>>();
   /** RAFS instances being brought up, by bootstrap snapshot id: concurrent Prepares share one start. */
   readonly #starting = new Map<string, Promise<string>>();
   #sharedStarting: Promise<DaemonRecord> | undefined;
@@ -140,19 +142,25 @@ export class Snapshotter {
       d.snapshots[name] = { ...r, kind: 'committed', labels: merged, updatedAt: Date.now(), usage, ...(blobs ? { blobs } : {}) };
     });
     // Shared mode: the image goes into the warm daemon now, at the end of the pull, so its
-    // prefetch (an optimized image's trace) overlaps the client's next steps instead of starting
-    // at the container's Prepare, which then finds it mounted. Adding an instance takes
-    // milliseconds; a failure here only defers it to the Prepare. Dedicated mode waits for a
-    // container: a daemon process per image that is only pulled would cost a node too much.
+    // prefetch (a plain image's table, an optimized image's trace) overlaps the client's next steps
+    // instead of starting at the container's Prepare, which then finds it mounted (or waits for
+    // it). The Commit does not wait: the pull ends 20-30 ms sooner, and a failure here only defers
+    // the mount to the Prepare. Dedicated mode waits for a container: a daemon process per image
+    // that is only pulled would cost a node too much.
     const committed = this.store.get(name);
     if (blobs && committed && this.o.daemonMode === 'shared') {
-      // The image's blobs are staged (asked for at their layers' Prepares) before it is mounted, so
-      // its prefetch finds what they fetched rather than racing them for the same bytes; a daemon
-      // slow to answer delays the pull by STAGING_WAIT_MS at most.
       const ref = imageRef(merged);
-      const pending = ref === undefined ? undefined : this.#stagings.get(ref);
-      if (pending !== undefined) await settledWithin(Promise.all(pending), STAGING_WAIT_MS);
-      await this.#ensureRafs(committed).catch((e: Error) => logger.warn('mounting a pulled image failed; the container Prepare tries again', { snapshot: committed.id, error: e.message }));
+      const mounting = (async () => {
+        // The image's blobs are staged (asked for at their layers' Prepares) before it is mounted,
+        // so its prefetch finds what they fetched rather than racing them for the same bytes; a
+        // daemon slow to answer holds the mount back by STAGING_WAIT_MS at most.
+        const pending = ref === undefined ? undefined : this.#stagings.get(ref);
+        if (pending !== undefined) await settledWithin(Promise.all(pending), STAGING_WAIT_MS);
+        await this.#ensureRafs(committed);
+      })()
+        .catch((e: Error) => logger.warn('mounting a pulled image failed; the container Prepare tries again', { snapshot: committed.id, error: e.message }))
+        .finally(() => this.#mountingPulled.delete(committed.id));
+      this.#mountingPulled.set(committed.id, mounting);
     }
   }
 
@@ -164,6 +172,8 @@ export class Snapshotter {
       if (d.snapshots[key]?.id !== r.id) throw notFound(`snapshot ${JSON.stringify(key)} does not exist`);
       delete d.snapshots[key];
     });
+    // A pulled image still being mounted is mounted first, then released like any other.
+    await this.#mountingPulled.get(r.id);
     await this.#releaseRafs(r.id);
     await this.#removeDir(r.id);
   }
@@ -396,18 +406,21 @@ export class Snapshotter {
 
   /**
    * The whole bootstrap read as nydusd will read it; a bad one is FAILED_PRECONDITION. Once per
-   * snapshot and process: the Commit's check serves the mount that follows it (10 ms of a large
-   * image's pull), and a snapshot committed before a restart is checked again at its first use.
+   * version of the file and process: the Commit's check serves the mount right after it (10 ms of
+   * a large image's pull), while a file changed since (or a snapshot committed before a restart)
+   * is read again.
    */
   async #checkBootstrap(id: string): Promise<string[]> {
-    const known = this.#checked.get(id);
-    if (known !== undefined) return known;
     const path = this.#bootstrapPath(id);
-    if (!existsSync(path)) throw failedPrecondition(`the Nydus bootstrap layer (snapshot ${id}) has no image/image.boot`);
+    const st = await stat(path, { bigint: true }).catch(() => undefined);
+    if (st === undefined) throw failedPrecondition(`the Nydus bootstrap layer (snapshot ${id}) has no image/image.boot`);
+    const version = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    const known = this.#checked.get(id);
+    if (known?.version === version) return known.blobs;
     try {
       // Off the event loop: a large or hostile bootstrap must not stall every other RPC.
       const { blobs } = await rafsCheckAsync(path);
-      this.#checked.set(id, blobs);
+      this.#checked.set(id, { version, blobs });
       return blobs;
     } catch (e) {
       throw failedPrecondition(`the Nydus bootstrap layer (snapshot ${id}) is corrupt: ${(e as Error).message}`);
@@ -561,7 +574,7 @@ export class Snapshotter {
       let total = blobs.reduce((n, b) => n + b.bytes, 0);
       this.cacheStats.bytes = total;
       if (total <= limit) return;
-      const mounted = new Set([...Object.values(state.daemons).flatMap((d) => Object.keys(d.instances)), ...this.#starting.keys()]);
+      const mounted = new Set([...Object.values(state.daemons).flatMap((d) => Object.keys(d.instances)), ...this.#starting.keys(), ...this.#mountingPulled.keys()]);
       const inUse = this.#blobsOf(Object.values(state.snapshots).filter((s) => mounted.has(s.id)));
       if (inUse === undefined) return;
       let evicted = 0;

@@ -34,6 +34,17 @@ async function ctr(args: string[]): Promise<string> {
   return r.stdout;
 }
 
+/**
+ * The daemons once the shared one has mounted `n` images: each goes in just after its pull (the
+ * Commit does not wait for it), so it is asked until then (every 50 ms, 10 s at most).
+ */
+async function mountedImages(n: number) {
+  for (const deadline = Date.now() + 10_000; ; await new Promise((r) => setTimeout(r, 50))) {
+    const daemons = await snap.daemons();
+    if (Object.keys(daemons[0]?.instances ?? {}).length >= n || Date.now() > deadline) return daemons;
+  }
+}
+
 const cacheFiles = () => (existsSync(join(snap.root, 'cache')) ? readdirSync(join(snap.root, 'cache')).filter((f) => f.endsWith('.blob.data')).sort() : []);
 
 beforeAll(async () => {
@@ -71,7 +82,7 @@ describe('shared mode with a private registry', () => {
   it('one nydusd serves both images, with credentials from the docker config', async () => {
     // Started with the snapshotter, before any container: a Prepare never waits for a daemon to
     // start; an image pulled already sits in it (mounted when its bootstrap layer was committed).
-    const standing = await snap.daemons();
+    const standing = await mountedImages(2);
     expect(standing.map((x) => x.id)).toEqual(['shared']);
     expect(Object.values(standing[0]!.instances).map((i) => i.image_id)).toEqual([ref('app:v1-nydus'), ref('app:v2-nydus')]);
     // The blob layers' announced prefetch ranges were fetched during v1's pull, with the
