@@ -23,6 +23,7 @@ import { keeperSocket, quitKeeper, startKeeper } from './erofs-keeper.js';
 import { MountState } from './mount-state.js';
 import { readTakeoverState, writeTakeoverState } from './takeover-state.js';
 import { BlobStaging } from './staging.js';
+import { AgentPool } from '@nydus-ts/registry/transport';
 import { parseBlobRanges } from '@nydus-ts/rafs/blob-ranges';
 
 export type DaemonState = 'INIT' | 'READY' | 'RUNNING' | 'STOPPED';
@@ -109,6 +110,8 @@ export class Nydusd {
   state: DaemonState = 'INIT';
   readonly mounts = new Map<string, MountState>();
   readonly staging = new BlobStaging();
+  /** Registry connections, shared by every image's backend and by staging: a read reuses warm ones. */
+  readonly #agents = new AgentPool();
   readonly startedAt = Date.now();
   readonly #events: { time: string; event: string; detail?: unknown }[] = [];
   #native: NativeDaemon | undefined;
@@ -247,7 +250,7 @@ export class Nydusd {
     if (this.mounts.has(mountpoint)) throw new MountError(409, `mountpoint ${mountpoint} is already mounted`);
     const source = isAbsolute(req.source) ? req.source : resolve(req.source);
     const config = req.config;
-    const backend = createBackend(config.backend);
+    const backend = createBackend(config.backend, { agents: this.#agents });
     try {
       slot = this.native.addRafs(mountpoint, source, {
         workDir: config.cache.workDir,
@@ -305,7 +308,7 @@ export class Nydusd {
     if (existsSync(join(req.config.cache.workDir, `${req.blobId}.blob.data.chunk_map`))) return { skipped: 'cached' };
     const source = stagingSource(req.config);
     if (this.staging.has(req.blobId, source)) return { skipped: 'staged already' };
-    const bytes = this.staging.stage(req.blobId, source, ranges, createBackend(req.config.backend));
+    const bytes = this.staging.stage(req.blobId, source, ranges, createBackend(req.config.backend, { agents: this.#agents }));
     if (bytes === 0) return { skipped: 'no room' };
     logger.debug('staging blob ranges', { blob: req.blobId, ranges: ranges.length, bytes });
     return { staged_bytes: bytes };
@@ -409,6 +412,7 @@ export class Nydusd {
     if (this.#keeperSocket !== undefined) await quitKeeper(this.#keeperSocket).catch((e: Error) => logger.warn('erofs keeper', { error: e.message }));
     await Promise.all([...this.mounts.values()].map((m) => m.close()));
     this.mounts.clear();
+    this.#agents.destroy();
     this.event('stopped');
     logger.info('nydusd stopped', { mountpoint: this.opts.mountpoint });
     this.#resolveExited();

@@ -46,6 +46,8 @@ export interface TransportOptions {
   /** Accept any TLS certificate (nydusd `skip_verify`). */
   skipVerify?: boolean;
   userAgent: string;
+  /** Connections shared with other transports; default: a pool of its own, destroyed by close(). */
+  agents?: AgentPool;
 }
 
 /** Error codes (node + undici) for failures where repeating the request may help. */
@@ -294,27 +296,50 @@ const UNTRUSTED_CERT_CODES = new Set([
   'UNABLE_TO_GET_ISSUER_CERT', 'CERT_UNTRUSTED', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID',
 ]);
 
-/** Keep-alive connections, one agent per origin (registry, token realm, blob storage). */
-export class Transport {
+/**
+ * Keep-alive agents, one per origin (registry, token realm, blob storage, proxy) and certificate
+ * policy. A transport has its own unless it is given one to share: nydusd shares one between the
+ * backends of all its images, so a read reuses the connections another fetch already brought out
+ * of TCP slow start (LIFO: the most recently used first).
+ */
+export class AgentPool {
   private readonly agents = new Map<string, http.Agent>();
+
+  get(origin: URL, skipVerify: boolean): http.Agent {
+    const key = `${origin.origin} ${skipVerify}`;
+    let a = this.agents.get(key);
+    if (!a) {
+      const common = { keepAlive: true, scheduling: 'lifo' as const, timeout: KEEP_ALIVE_IDLE_MS };
+      a = origin.protocol === 'https:'
+        ? new https.Agent({ ...common, ...(skipVerify ? { rejectUnauthorized: false } : { ca: trustedCAs() }) })
+        : new http.Agent(common);
+      this.agents.set(key, a);
+    }
+    return a;
+  }
+
+  destroy(): void {
+    for (const a of this.agents.values()) a.destroy();
+    this.agents.clear();
+  }
+}
+
+/** Keep-alive connections (an AgentPool of its own, or a shared one) and the HTTP exchanges over them. */
+export class Transport {
+  private readonly pool: AgentPool;
+  private readonly ownsPool: boolean;
   private readonly opts: TransportOptions;
   private closed = false;
 
   constructor(opts: TransportOptions) {
     this.opts = opts;
+    this.ownsPool = opts.agents === undefined;
+    this.pool = opts.agents ?? new AgentPool();
   }
 
   private agent(origin: URL): http.Agent {
     if (this.closed) throw new Error('registry client is closed');
-    let a = this.agents.get(origin.origin);
-    if (!a) {
-      const common = { keepAlive: true, scheduling: 'lifo' as const, timeout: KEEP_ALIVE_IDLE_MS };
-      a = origin.protocol === 'https:'
-        ? new https.Agent({ ...common, ...(this.opts.skipVerify ? { rejectUnauthorized: false } : { ca: trustedCAs() }) })
-        : new http.Agent(common);
-      this.agents.set(origin.origin, a);
-    }
-    return a;
+    return this.pool.get(origin, this.opts.skipVerify === true);
   }
 
   /** One HTTP exchange. Network failures become RegistryError with status 0 (transient when retryable). */
@@ -386,9 +411,9 @@ export class Transport {
     }
   }
 
+  /** Closes the connections, unless they are a shared pool's (its owner destroys it). */
   async close(): Promise<void> {
     this.closed = true;
-    for (const a of this.agents.values()) a.destroy();
-    this.agents.clear();
+    if (this.ownsPool) this.pool.destroy();
   }
 }

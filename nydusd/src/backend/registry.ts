@@ -11,7 +11,7 @@
 import { Authenticator, type AuthScope } from '@nydus-ts/registry/auth';
 import { RegistryError } from '@nydus-ts/registry/errors';
 import { direct, RegistryExchange, type Route } from '@nydus-ts/registry/exchange';
-import { backoffDelay, discardBody, header, isUntrustedCertificate, Transport } from '@nydus-ts/registry/transport';
+import { backoffDelay, discardBody, header, isUntrustedCertificate, Transport, type AgentPool } from '@nydus-ts/registry/transport';
 import { BackendCounters, BackendError, checkBlobId, silentLogger, type BackendLogger, type BackendMetrics, type BlobBackend, type ReadOptions } from './backend.js';
 import { Mirror } from './mirror.js';
 import { DragonflyProxy } from './proxy.js';
@@ -71,10 +71,12 @@ export class RegistryBackend implements BlobBackend {
     config: Record<string, unknown>,
     env: NodeJS.ProcessEnv = process.env,
     private readonly logger: BackendLogger = silentLogger,
+    /** Connections shared with other backends (nydusd's, for all its images); default: its own. */
+    agents?: AgentPool,
   ) {
     this.opts = parseRegistryConfig(config, env);
     const o = this.opts;
-    this.#transport = new Transport({ timeoutMs: o.timeoutMs, connectTimeoutMs: o.connectTimeoutMs, skipVerify: o.skipVerify, userAgent: USER_AGENT });
+    this.#transport = new Transport({ timeoutMs: o.timeoutMs, connectTimeoutMs: o.connectTimeoutMs, skipVerify: o.skipVerify, userAgent: USER_AGENT, ...(agents ? { agents } : {}) });
     this.#auth = new Authenticator({
       origin: o.origin,
       transport: this.#transport,
