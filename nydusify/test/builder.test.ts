@@ -8,6 +8,8 @@ import { readBootstrap } from '@nydus-ts/rafs/bootstrap-reader';
 import { lookup, walk } from '@nydus-ts/rafs/tree';
 import { loadInlineBootstrap } from '../src/builder/bootstrap-file.js';
 import { mergeBootstraps } from '../src/builder/merge.js';
+import { prefetchRanges } from '../src/image/nydus-manifest.js';
+import { parseBlobRanges } from '@nydus-ts/rafs/blob-ranges';
 import { addTarLayer, builder, pseudoRandom } from './helpers/layers.js';
 
 const CS = 0x10000;
@@ -159,5 +161,36 @@ describe('layers and whiteouts', () => {
     expect(await digestOf([{ path: 'f', type: 'file', data: Buffer.from('abd') }])).not.toBe(base);
     expect(await digestOf([{ path: 'f', type: 'file', mode: 0o600, data: Buffer.from('abc') }])).not.toBe(base);
     expect(await digestOf([{ path: 'f', type: 'file', xattrs: { 'user.x': '1' }, data: Buffer.from('abc') }])).not.toBe(base);
+  });
+});
+
+describe('announced prefetch ranges (SPEC §9)', () => {
+  it("cover the table's chunks in each blob, a trace's instead when there is one, and the table's if the trace is unreadable", async () => {
+    const b = builder(join(work, 'ranges-blobs'));
+    await addTarLayer(b, [
+      { path: 'a', type: 'file', data: A },
+      { path: 'e', type: 'file', data: E },
+    ]);
+    await addTarLayer(b, [{ path: 'd', type: 'file', data: D }]);
+    const image = b.finish(['/e', '/d']);
+    const p = readBootstrap(image.bootstrap);
+    const extent = (path: string) => {
+      const cs = lookup(p.root, path)!.chunks;
+      return { blob: cs[0]!.blob.blobId, ranges: [{ offset: cs[0]!.compressedOffset, length: cs.at(-1)!.compressedOffset + cs.at(-1)!.compressedSize - cs[0]!.compressedOffset }] };
+    };
+    const table = prefetchRanges(image.bootstrap, undefined);
+    // /e's two chunks in the first blob (nothing of /a), /d in the second.
+    for (const path of ['/e', '/d']) {
+      const { blob, ranges } = extent(path);
+      expect(parseBlobRanges(table.get(blob)!)).toEqual(ranges);
+    }
+    expect(table.size).toBe(2);
+    // A trace of /a's second chunk only: that chunk, in the first blob alone.
+    const a1 = lookup(p.root, '/a')!.chunks[1]!;
+    const traced = prefetchRanges(image.bootstrap, `${a1.blob.blobId} ${a1.index}\n`);
+    expect([...traced.keys()]).toEqual([a1.blob.blobId]);
+    expect(parseBlobRanges(traced.get(a1.blob.blobId)!)).toEqual([{ offset: a1.compressedOffset, length: a1.compressedSize }]);
+    // nydusd prefetches the table when it cannot read the trace: so is it announced.
+    expect(prefetchRanges(image.bootstrap, 'not a chunk line\n')).toEqual(table);
   });
 });

@@ -56,7 +56,14 @@ export const unpackBootstrapLayer = async (gz: Buffer): Promise<Buffer> => (awai
  * the table), so a snapshotter can have them fetched while the bootstrap is still being pulled.
  */
 export function prefetchRanges(bootstrap: Buffer, chunkTrace: string | undefined): Map<string, string> {
-  const plan = rafsPrefetchPlan(bootstrap, chunkTrace === undefined ? 'table' : 'chunks', chunkTrace ?? '');
+  let plan;
+  try {
+    plan = rafsPrefetchPlan(bootstrap, chunkTrace === undefined ? 'table' : 'chunks', chunkTrace ?? '');
+  } catch (e) {
+    // A trace nydusd cannot parse makes it prefetch the table instead: announce that.
+    if (chunkTrace === undefined || (e as { code?: string }).code !== 'ERR_NYDUS_RAFS') throw e;
+    plan = rafsPrefetchPlan(bootstrap, 'table');
+  }
   const byBlob = new Map<number, Array<{ offset: number; size: number }>>();
   for (const c of plan.chunks) {
     let list = byBlob.get(c.blob);
