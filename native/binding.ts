@@ -47,6 +47,12 @@ export declare class DaemonCore {
   close(): void
 }
 
+/**
+ * Whether blob `blob_id` has a shared cache in `work_dir` (its chunk map exists): a node that
+ * has served an image reading the blob keeps what it read first.
+ */
+export declare function blobCacheExists(workDir: string, blobId: string): boolean
+
 /** One blob of a mounted image and its cache. */
 export interface BlobStats {
   id: string

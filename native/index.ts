@@ -309,3 +309,11 @@ export const MNT_DETACH: number = native.MNT_DETACH;
 
 /** The daemon class of the addon, for its typed wrapper (native/daemon.ts). */
 export const DaemonCore: Binding['DaemonCore'] = native.DaemonCore;
+
+/** Whether blob `blobId` (64 hex digits) has a shared cache in `workDir`: its chunk map exists. */
+export function blobCacheExists(workDir: string, blobId: string): boolean {
+  const fn = 'blobCacheExists';
+  const id = string(fn, 'blobId', blobId);
+  if (!/^[0-9a-f]{64}$/.test(id)) throw new TypeError(`${fn}: blobId must be 64 lowercase hex digits`);
+  return native.blobCacheExists(string(fn, 'workDir', workDir), id);
+}

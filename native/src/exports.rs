@@ -370,6 +370,13 @@ pub fn erofs_keep(group_fd: i32, daemon_pid: i32, socket: String, mountpoint: St
     crate::daemon::erofs_keeper::keep(group, daemon_pid, std::path::Path::new(&socket), std::path::Path::new(&mountpoint), ready).map_err(|e| Error::new(Status::GenericFailure, format!("erofs keeper: {e}")))
 }
 
+/// Whether blob `blob_id` has a shared cache in `work_dir` (its chunk map exists): a node that
+/// has served an image reading the blob keeps what it read first.
+#[napi]
+pub fn blob_cache_exists(work_dir: String, blob_id: String) -> bool {
+    crate::cache::chunk_map_path(std::path::Path::new(&work_dir), &blob_id).exists()
+}
+
 /// "" when this kernel can serve EROFS filled through fanotify pre-content
 /// events (a scratch file is marked in `dir`), else why not.
 #[napi]

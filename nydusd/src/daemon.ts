@@ -9,12 +9,11 @@
  * the order of fetches) never reaches JS.
  */
 
-import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { NativeDaemon, type DaemonEvent, type DaemonStats, type FetchFailed, type FetchRequest, type PrefetchMode } from '@nydus-ts/native/daemon';
-import { MNT_DETACH, umount } from '@nydus-ts/native';
+import { blobCacheExists, MNT_DETACH, umount } from '@nydus-ts/native';
 import { logger } from '@nydus-ts/common/log';
 import { CHUNK_TRACE_NAME } from '@nydus-ts/rafs/constants';
 import { BackendError, createBackend } from './backend/index.js';
@@ -22,7 +21,7 @@ import type { DaemonConfig } from './config.js';
 import { keeperSocket, quitKeeper, startKeeper } from './erofs-keeper.js';
 import { MountState } from './mount-state.js';
 import { readTakeoverState, writeTakeoverState } from './takeover-state.js';
-import { BlobStaging } from './staging.js';
+import { BlobStaging, stagingSource } from './staging.js';
 import { AgentPool } from '@nydus-ts/registry/transport';
 import { parseBlobRanges } from '@nydus-ts/rafs/blob-ranges';
 
@@ -305,8 +304,8 @@ export class Nydusd {
       throw new MountError(400, (e as Error).message);
     }
     if (!req.config.fsPrefetch.enable) return { skipped: 'prefetch disabled' };
-    if (existsSync(join(req.config.cache.workDir, `${req.blobId}.blob.data.chunk_map`))) return { skipped: 'cached' };
-    const source = stagingSource(req.config);
+    if (blobCacheExists(req.config.cache.workDir, req.blobId)) return { skipped: 'cached' };
+    const source = stagingSource(req.config.backend);
     if (this.staging.has(req.blobId, source)) return { skipped: 'staged already' };
     const bytes = this.staging.stage(req.blobId, source, ranges, createBackend(req.config.backend, { agents: this.#agents }));
     if (bytes === 0) return { skipped: 'no room' };
@@ -361,7 +360,7 @@ export class Nydusd {
     const state = this.mounts.get(r.mountpoint);
     if (state === undefined) return { error: `no mount at ${r.mountpoint}`, kind: 'transient' };
     const started = performance.now();
-    const staged = this.staging.take(r.blobId, stagingSource(state.config), r.offset, r.length);
+    const staged = this.staging.take(r.blobId, state.stagingSource, r.offset, r.length);
     const fromStage = staged === undefined ? undefined : await staged;
     if (fromStage !== undefined) {
       state.countStaged(fromStage.length, r.priority);
@@ -418,9 +417,6 @@ export class Nydusd {
     this.#resolveExited();
   }
 }
-
-/** Where an image's blobs come from, as staging tells sources apart: its whole backend config. */
-const stagingSource = (config: DaemonConfig): string => JSON.stringify(config.backend);
 
 /** Past this a chunk trace is ignored (about 200k chunks, 200 GiB of 1 MiB chunks). */
 const MAX_CHUNK_TRACE_BYTES = 16 << 20;

@@ -6,6 +6,7 @@
 import { rafsDump } from '@nydus-ts/native';
 import type { BackendMetrics, BlobBackend } from './backend/backend.js';
 import type { DaemonConfig } from './config.js';
+import { stagingSource } from './staging.js';
 
 export interface PrefetchStatus {
   state: 'idle' | 'running' | 'done' | 'failed';
@@ -27,6 +28,8 @@ export interface StagedReads {
 export class MountState {
   prefetch: PrefetchStatus = { state: 'idle', planned: 0, loaded: 0, errors: [] };
   readonly staged: StagedReads = { staged_read_count: 0, staged_read_amount: 0, staged_prefetch_read_count: 0, staged_prefetch_read_amount: 0 };
+  /** Staged bytes this image may take: those fetched from its own source (its backend config). */
+  readonly stagingSource: string;
 
   constructor(
     readonly mountpoint: string,
@@ -36,7 +39,9 @@ export class MountState {
     /** Its slot in the FUSE node ids. */
     readonly slot: number,
     readonly prefetchFiles?: string[],
-  ) {}
+  ) {
+    this.stagingSource = stagingSource(config.backend);
+  }
 
   #paths: Map<number, string> | undefined;
 

@@ -123,6 +123,9 @@ class StagedBlob {
 
 const stagingKey = (blobId: string, source: string): string => `${blobId}\n${source}`;
 
+/** Where an image's blobs come from, as staging tells sources apart: its whole backend config. */
+export const stagingSource = (backend: { type: string; config: Record<string, unknown> }): string => JSON.stringify(backend);
+
 export class BlobStaging {
   readonly #blobs = new Map<string, StagedBlob>();
   readonly stats: StagingStats = { staged_blobs: 0, staged_bytes: 0, fetched_bytes: 0, taken_bytes: 0, held_bytes: 0, dropped_unread_bytes: 0, failed_pieces: 0 };

@@ -18,6 +18,11 @@ use super::chunk_map::ChunkMap;
 use crate::bits::AtomicBits;
 use super::claims::{self, Claim, Settled};
 
+/// Where the chunk map of cache `stem` (a blob id, or a private stem) lives in `work_dir`.
+pub fn chunk_map_path(work_dir: &Path, stem: &str) -> PathBuf {
+    work_dir.join(format!("{stem}.blob.data.chunk_map"))
+}
+
 pub struct BlobCache {
     data: File,
     map: ChunkMap,
@@ -63,7 +68,7 @@ impl BlobCache {
             }
         };
         let data_path = work_dir.join(format!("{stem}.blob.data"));
-        let map_path = work_dir.join(format!("{stem}.blob.data.chunk_map"));
+        let map_path = chunk_map_path(work_dir, &stem);
         if fresh {
             // Bits set before any claims were recorded vouch for nobody's layout.
             match std::fs::remove_file(&map_path) {

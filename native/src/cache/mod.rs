@@ -7,5 +7,5 @@ mod blob_cache;
 pub mod chunk_map;
 pub mod claims;
 
-pub use blob_cache::BlobCache;
+pub use blob_cache::{chunk_map_path, BlobCache};
 pub use chunk_map::ChunkMap;
