@@ -198,20 +198,18 @@ export class BlobStaging {
   async #assemble(blob: StagedBlob, covering: Piece[], offset: number, length: number): Promise<Buffer | undefined> {
     const datas = await Promise.all(covering.map((p) => blob.start(p)));
     if (datas.some((d) => d === undefined)) return undefined;
-    const out = covering.length === 1 ? undefined : Buffer.allocUnsafe(length);
-    let result: Buffer | undefined;
+    // A copy, not a view: a piece's buffer is dropped once read through.
+    const out = Buffer.allocUnsafe(length);
     const end = offset + length;
     covering.forEach((p, i) => {
       const from = Math.max(offset, p.offset);
       const to = Math.min(end, p.offset + p.length);
-      const part = datas[i]!.subarray(from - p.offset, to - p.offset);
-      if (out === undefined) result = Buffer.from(part); // a copy: the piece's buffer may be dropped
-      else part.copy(out, from - offset);
+      datas[i]!.copy(out, from - offset, from - p.offset, to - p.offset);
       p.unread -= to - from;
       if (p.unread <= 0) blob.drop(p);
     });
     this.stats.taken_bytes += length;
-    return out ?? result;
+    return out;
   }
 
   noteDropped(bytes: number, unread: number): void {
